@@ -1,0 +1,67 @@
+# lib.sh: settings and helpers shared by the hack/kind scripts. Sourced, not run.
+# Every address and folder of the local cluster is decided here, once.
+
+KIND_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(cd "$KIND_DIR/../.." && pwd)
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
+CACHE_DIR=${TELE_CACHE_DIR:-$KIND_DIR/.cache}
+K8S_BIN=$CACHE_DIR/kubernetes-$K8S_VERSION
+COREDNS_BIN=$CACHE_DIR/coredns-$COREDNS_VERSION/coredns
+# All state of a running cluster lives under STATE; cluster-down removes it.
+STATE=${TELE_CLUSTER_DIR:-$KIND_DIR/.cluster}
+KUBECONFIG_FILE=$STATE/kubeconfig
+
+# Addresses. The node and API server sit on a /32 held by a bridge device (this
+# kernel has no dummy driver). The CIDRs are private ranges that no real network
+# of this machine uses; lib guards them so nothing for them leaves the host.
+NODE_NAME=tele-node
+HOST_DEV=tele-host0
+NODE_IP=10.201.0.1
+POD_CIDR=10.244.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+API_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+CLUSTER_DOMAIN=cluster.local
+CNI_BRIDGE=tele-cni0
+API_PORT=6443
+
+log() { printf '%s [kind] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Sockets live under /run: a Unix socket path must stay under 108 bytes, and a
+# clone may sit at any depth.
+RUN_DIR=/run/tele-kind
+CONTAINERD_SOCK=$RUN_DIR/containerd.sock
+PAUSE_IMAGE=kubectl-tele.local/pause:3.10
+COREDNS_IMAGE=kubectl-tele.local/coredns:$COREDNS_VERSION
+ECHO_IMAGE=kubectl-tele.local/echo:dev
+ETCD_CLIENT_PORT=23790
+ETCD_PEER_PORT=23800
+
+export KUBECONFIG=$KUBECONFIG_FILE
+kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+ctr() { command ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retries COMMAND once a second.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local i
+  for ((i = 0; i < secs; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "timed out after ${secs}s waiting for $what"
+  return 1
+}
+
+# start NAME COMMAND...: runs a cluster daemon in its own session, logging to
+# $STATE/logs/NAME.log, its PID in $STATE/pids/NAME.pid for cluster-down.
+start() {
+  local name=$1; shift
+  mkdir -p "$STATE/logs" "$STATE/pids"
+  setsid nohup "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pids/$name.pid"
+}
+
+default_if() { ip route show default | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}'; }
