@@ -38,7 +38,7 @@ pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $CONTAINERD_SOCK" 2
 # runs here, so every one of them is ours.
 for ns in /run/netns/cni-*; do
   [ -e "$ns" ] || continue
-  ip netns delete "$(basename "$ns")" 2>/dev/null || { umount "$ns" 2>/dev/null; rm -f "$ns"; }
+  ip netns delete "$(basename "$ns")" 2>/dev/null || { umount -l "$ns" 2>/dev/null; rm -f "$ns"; }
 done
 
 # Mounts below our folders, deepest first.

@@ -63,6 +63,12 @@ table inet tele_kind_guard {
 NFT
 
 # --- containerd ----------------------------------------------------------------
+# Make /run/netns a mount point the way iproute2 does, before CRI puts pod
+# namespaces there: else the first `ip netns add` (a laptop) binds /run/netns
+# over itself and hides the pod namespaces' mounts from cluster-down.
+if ! mountpoint -q /run/netns 2>/dev/null; then
+  ip netns add tele-kind-init && ip netns delete tele-kind-init
+fi
 mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam"
 cat >"$STATE/containerd/config.toml" <<TOML
 version = 2

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # install-deps.sh installs, from Debian, what the local cluster runs that is
-# not built from Go: containerd, runc, CNI plugins, etcd, iptables, nftables.
+# not built from Go: containerd, runc, CNI plugins, etcd, iptables, nftables,
+# and sudo (the e2e laptops run kubectl-tele as an ordinary user).
 set -euo pipefail
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 need=()
 for b in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins etcd:etcd-server \
-  iptables:iptables conntrack:conntrack nft:nftables jq:jq openssl:openssl ip:iproute2 curl:curl; do
+  iptables:iptables conntrack:conntrack nft:nftables jq:jq openssl:openssl ip:iproute2 curl:curl sudo:sudo; do
   bin=${b%%:*} pkg=${b#*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || need+=("$pkg")
 done

@@ -1,0 +1,159 @@
+// Package manager is the in-cluster traffic manager: it serves laptops'
+// sessions, tunnels and DNS lookups (teleproto.Manager) on the pod's loopback,
+// reached only through the API server's port-forward.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultListenAddr       = "127.0.0.1:8081"
+	DefaultIdleTimeout      = 10 * time.Minute
+	DefaultHeartbeatTimeout = 15 * time.Second
+	DefaultResolvConf       = "/etc/resolv.conf"
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultUDPIdleTimeout   = 60 * time.Second
+	DefaultRefreshInterval  = 5 * time.Minute
+)
+
+// Config configures the manager. Zero values take the defaults above;
+// Namespace and PodName default to the downward-API env vars POD_NAMESPACE
+// and POD_NAME.
+type Config struct {
+	// ListenAddr must be a loopback address: port-forward dials localhost in
+	// the pod's network namespace, and nothing else may reach the manager.
+	ListenAddr string
+	Namespace  string
+	PodName    string
+	// IdleTimeout: Run returns nil once no session has existed for this long.
+	IdleTimeout time.Duration
+	// HeartbeatTimeout: a session with no Remain for this long ends.
+	HeartbeatTimeout time.Duration
+	Client           kubernetes.Interface
+	// ResolvConf is read once: its first nameserver is the cluster DNS server
+	// and its search list gives the cluster domain.
+	ResolvConf  string
+	DialTimeout time.Duration
+	// UDPIdleTimeout ends a UDP flow with no datagram either way for this long.
+	UDPIdleTimeout time.Duration
+	// RefreshInterval is how often cluster info is discovered again; negative
+	// disables refreshing.
+	RefreshInterval time.Duration
+	Logger          *slog.Logger
+	Version         string
+}
+
+func (c Config) withDefaults() Config {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.Namespace == "" {
+		c.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if c.PodName == "" {
+		c.PodName = os.Getenv("POD_NAME")
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ResolvConf == "" {
+		c.ResolvConf = DefaultResolvConf
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.UDPIdleTimeout <= 0 {
+		c.UDPIdleTimeout = DefaultUDPIdleTimeout
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Run serves the Manager service on cfg.ListenAddr until ctx is done (it then
+// returns ctx's error) or no session has existed for cfg.IdleTimeout (it then
+// returns nil, so the Job completes and its TTL removes it).
+func Run(ctx context.Context, cfg Config) error {
+	s, err := NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	cfg = s.cfg
+	if err := checkLoopback(cfg.ListenAddr); err != nil {
+		return err
+	}
+	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	gs := grpc.NewServer(
+		// Laptops ping to notice a dead port-forward; don't punish them for it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             5 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	)
+	teleproto.RegisterManagerServer(gs, s)
+	cfg.Logger.InfoContext(ctx, "manager serving", "addr", lis.Addr().String(),
+		"namespace", cfg.Namespace, "pod", cfg.PodName, "version", cfg.Version)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve gRPC on %s: %w", cfg.ListenAddr, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// Returns nil on idle, an error when gctx ends.
+		err := s.Run(gctx)
+		// Stop, not GracefulStop: open tunnels would hold a graceful stop
+		// forever, and every session has ended or is being abandoned.
+		gs.Stop()
+		return err
+	})
+	err = g.Wait()
+	s.Close()
+	if err == nil {
+		cfg.Logger.InfoContext(ctx, "manager idle, exiting", "idle_timeout", cfg.IdleTimeout)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("listen address %q: must be a loopback address, so only port-forward can reach the manager", addr)
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// Server implements teleproto.ManagerServer. Its sessions expire and its idle
+// exit is decided only while Server.Run runs; Close ends every session.
+type Server struct {
+	teleproto.UnimplementedManagerServer
+
+	cfg      Config
+	log      *slog.Logger
+	resolver discovery.Resolver
+	now      func() time.Time
+
+	// life is the parent of every session's context; Close cancels it.
+	life     context.Context
+	stopLife context.CancelFunc
+	// flows counts tunnel goroutines that can only finish after their gRPC
+	// handler has returned (see tunnelTCP); Close waits for them.
+	flows sync.WaitGroup
+
+	mu        sync.Mutex
+	sessions  map[string]*session
+	idleSince time.Time // when the last session ended; meaningful when sessions is empty
+	closing   bool
+
+	infoMu sync.Mutex
+	info   *teleproto.ClusterInfo
+}
+
+type session struct {
+	id       string
+	hostname string
+	user     string
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	lastSeen time.Time
+}
+
+var (
+	errSessionEnded = errors.New("session ended")
+	errIdle         = errors.New("manager idle, shutting down")
+)
+
+// NewServer checks cfg, fills in defaults and reads cfg.ResolvConf. It does
+// not call the API server: cluster info is discovered by Run, or by the first
+// Arrive if Run has not yet done so.
+func NewServer(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Client == nil {
+		return nil, errors.New("manager config: a Kubernetes client is required")
+	}
+	if cfg.Namespace == "" {
+		return nil, errors.New("manager config: namespace is required (set POD_NAMESPACE from the downward API)")
+	}
+	r, err := discovery.ReadResolvConf(cfg.ResolvConf)
+	if err != nil {
+		return nil, fmt.Errorf("manager config: %w", err)
+	}
+	life, stop := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		resolver: r,
+		now:      time.Now,
+		life:     life,
+		stopLife: stop,
+		sessions: make(map[string]*session),
+	}
+	s.idleSince = s.now()
+	return s, nil
+}
+
+// Run expires sessions past the heartbeat timeout and refreshes cluster info
+// until ctx is done (returning its error) or no session has existed for the
+// idle timeout (returning nil).
+func (s *Server) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if _, err := s.clusterInfo(gctx); err != nil {
+			// Arrive will try again; only a cancelled ctx gets here today.
+			s.log.WarnContext(gctx, "discover cluster info", "err", err)
+		}
+		if s.cfg.RefreshInterval < 0 {
+			return nil
+		}
+		t := time.NewTicker(s.cfg.RefreshInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return gctx.Err()
+			case <-t.C:
+				s.refreshClusterInfo(gctx)
+			}
+		}
+	})
+	// reap's errIdle also stops the refresher.
+	g.Go(func() error { return s.reap(gctx) })
+	err := g.Wait()
+	if errors.Is(err, errIdle) {
+		return nil
+	}
+	return err
+}
+
+// reap ends expired sessions and returns errIdle once the manager has been
+// without sessions for the idle timeout.
+func (s *Server) reap(ctx context.Context) error {
+	tick := min(s.cfg.HeartbeatTimeout, s.cfg.IdleTimeout) / 4
+	tick = max(min(tick, time.Second), 5*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		now := s.now()
+		s.mu.Lock()
+		for _, ss := range s.sessions {
+			if now.Sub(ss.lastSeen) > s.cfg.HeartbeatTimeout {
+				s.endLocked(ctx, ss, "heartbeat timeout")
+			}
+		}
+		if len(s.sessions) == 0 && now.Sub(s.idleSince) >= s.cfg.IdleTimeout {
+			s.closing = true
+			s.mu.Unlock()
+			return errIdle
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Close ends every session, cancelling their flows, and waits for the flows'
+// goroutines. Call it after the gRPC server has stopped.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closing = true
+	for _, ss := range s.sessions {
+		s.endLocked(context.Background(), ss, "manager stopping")
+	}
+	s.mu.Unlock()
+	s.stopLife()
+	s.flows.Wait()
+}
+
+func (s *Server) endLocked(ctx context.Context, ss *session, reason string) {
+	delete(s.sessions, ss.id)
+	ss.cancel(fmt.Errorf("%w: %s", errSessionEnded, reason))
+	if len(s.sessions) == 0 {
+		s.idleSince = s.now()
+	}
+	s.log.InfoContext(ctx, "session departed", "session", ss.id, "host", ss.hostname, "user", ss.user, "reason", reason)
+}
+
+// lookup returns the live session with this ID, ending it first if its
+// heartbeat has lapsed and the reaper has not yet noticed.
+func (s *Server) lookup(ctx context.Context, id string) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sessions[id]
+	if ok && s.now().Sub(ss.lastSeen) > s.cfg.HeartbeatTimeout {
+		s.endLocked(ctx, ss, "heartbeat timeout")
+		ok = false
+	}
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "session %q ended; reconnect", id)
+	}
+	return ss, nil
+}
+
+// Arrive implements teleproto.ManagerServer.
+func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*teleproto.ArriveResponse, error) {
+	const want = teleproto.ProtocolVersion_PROTOCOL_VERSION_1
+	if got := req.GetProtocolVersion(); got != want {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"protocol version mismatch: the plugin (version %q) speaks %s (%d) but this manager (version %q) speaks %s (%d); "+
+				"upgrade kubectl-tele, or delete the manager Job in namespace %s so that connect starts one matching the plugin",
+			req.GetClientVersion(), got, int32(got), s.cfg.Version, want, int32(want), s.cfg.Namespace)
+	}
+	if ns := req.GetNamespace(); ns != "" && ns != s.cfg.Namespace {
+		return nil, status.Errorf(codes.InvalidArgument, "this manager serves namespace %s, not %s", s.cfg.Namespace, ns)
+	}
+	info, err := s.clusterInfo(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "discover cluster info: %v", err)
+	}
+
+	sctx, cancel := context.WithCancelCause(s.life)
+	ss := &session{
+		id:       rand.Text(),
+		hostname: req.GetHostname(),
+		user:     req.GetUser(),
+		ctx:      sctx,
+		cancel:   cancel,
+		lastSeen: s.now(),
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		cancel(errIdle)
+		return nil, status.Error(codes.Unavailable, "manager is shutting down; reconnect to start a new one")
+	}
+	s.sessions[ss.id] = ss
+	s.mu.Unlock()
+	s.log.InfoContext(ctx, "session arrived", "session", ss.id, "host", ss.hostname, "user", ss.user,
+		"client_version", req.GetClientVersion())
+
+	return &teleproto.ArriveResponse{
+		ProtocolVersion:    want,
+		ManagerVersion:     s.cfg.Version,
+		SessionId:          ss.id,
+		Cluster:            info,
+		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
+	}, nil
+}
+
+// Remain implements teleproto.ManagerServer.
+func (s *Server) Remain(ctx context.Context, req *teleproto.SessionRequest) (*teleproto.RemainResponse, error) {
+	ss, err := s.lookup(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	ss.lastSeen = s.now()
+	s.mu.Unlock()
+	return &teleproto.RemainResponse{}, nil
+}
+
+// Depart implements teleproto.ManagerServer.
+func (s *Server) Depart(ctx context.Context, req *teleproto.SessionRequest) (*teleproto.DepartResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sessions[req.GetSessionId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "session %q ended; reconnect", req.GetSessionId())
+	}
+	s.endLocked(ctx, ss, "departed")
+	return &teleproto.DepartResponse{}, nil
+}
+
+// clusterInfo returns the cached cluster info, discovering it if needed.
+func (s *Server) clusterInfo(ctx context.Context) (*teleproto.ClusterInfo, error) {
+	s.infoMu.Lock()
+	defer s.infoMu.Unlock()
+	if s.info != nil {
+		return s.info, nil
+	}
+	info, err := s.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.info = info
+	return info, nil
+}
+
+func (s *Server) refreshClusterInfo(ctx context.Context) {
+	info, err := s.discover(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "refresh cluster info", "err", err)
+		return
+	}
+	s.infoMu.Lock()
+	s.info = info
+	s.infoMu.Unlock()
+}
+
+func (s *Server) discover(ctx context.Context) (*teleproto.ClusterInfo, error) {
+	d, err := discovery.Discover(ctx, discovery.Config{
+		Client:    s.cfg.Client,
+		Namespace: s.cfg.Namespace,
+		Resolver:  s.resolver,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discover cluster info from namespace %s: %w", s.cfg.Namespace, err)
+	}
+	info := &teleproto.ClusterInfo{
+		ClusterDomain: d.ClusterDomain,
+		DnsServer:     d.DNSServer,
+		Discovery:     d.Discovery,
+	}
+	for _, p := range d.ServiceCIDRs {
+		info.ServiceCidrs = append(info.ServiceCidrs, p.String())
+	}
+	for _, p := range d.PodCIDRs {
+		info.PodCidrs = append(info.PodCidrs, p.String())
+	}
+	s.log.InfoContext(ctx, "cluster info", "domain", info.ClusterDomain, "dns", info.DnsServer,
+		"service_cidrs", info.ServiceCidrs, "pod_cidrs", info.PodCidrs, "discovery", info.Discovery)
+	return info, nil
+}

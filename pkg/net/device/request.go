@@ -1,0 +1,114 @@
+package device
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"strings"
+)
+
+// RequestVersion is the version of [Request] this package speaks. Both ends
+// reject any other version with an error.
+const RequestVersion = 1
+
+// MaxRequestSize bounds the JSON the root helper will read.
+const MaxRequestSize = 64 << 10
+
+// maxSocketPathLen is the longest path that fits sun_path on every platform we
+// build for (104 bytes on darwin including the NUL; Linux allows 108).
+const maxSocketPathLen = 103
+
+// Request is what the daemon asks the root helper to do, as JSON. Addresses
+// are strings so that the wire form is what a person would type and so that
+// parsing (and its errors) happen in one place, [ParseRequest].
+type Request struct {
+	Version int      `json:"version"`
+	Name    string   `json:"name"`
+	MTU     int      `json:"mtu"`
+	Addr    string   `json:"addr"`
+	Routes  []string `json:"routes"`
+	// SocketPath is the daemon's Unix socket the helper connects to in order
+	// to hand over the device's descriptor.
+	SocketPath string `json:"socketPath"`
+	// AllowConflictingSubnets skips the check against the host's routes
+	// (--allow-conflicting-subnets).
+	AllowConflictingSubnets bool `json:"allowConflictingSubnets,omitempty"`
+}
+
+// Spec converts the request's device fields. It checks syntax only; use
+// [ValidateSpec] (as [ParseRequest] does) for the policy.
+func (r Request) Spec() (Spec, error) {
+	s := Spec{Name: r.Name, MTU: r.MTU}
+	addr, err := netip.ParsePrefix(r.Addr)
+	if err != nil {
+		return Spec{}, fmt.Errorf("address %q: %w", r.Addr, err)
+	}
+	s.Addr = addr
+	if len(r.Routes) > MaxRoutes {
+		return Spec{}, fmt.Errorf("%d routes: at most %d are allowed", len(r.Routes), MaxRoutes)
+	}
+	for _, rs := range r.Routes {
+		p, err := netip.ParsePrefix(rs)
+		if err != nil {
+			return Spec{}, fmt.Errorf("route %q: %w", rs, err)
+		}
+		s.Routes = append(s.Routes, p)
+	}
+	return s, nil
+}
+
+// ParseRequest decodes and validates a request from the daemon. It rejects
+// oversize input, unknown fields, trailing data, other versions, an invalid
+// spec and a socket path that is not absolute and clean. Whether the socket
+// path is in an allowed directory and owned by the invoking user is checked
+// separately by [ValidateSocketPath], which needs that user's uid.
+func ParseRequest(data []byte) (Request, error) {
+	if len(data) > MaxRequestSize {
+		return Request{}, fmt.Errorf("helper request: %d bytes exceeds the limit of %d", len(data), MaxRequestSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Request
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, fmt.Errorf("helper request: decode JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Request{}, errors.New("helper request: trailing data after the JSON object")
+	}
+	if r.Version != RequestVersion {
+		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks version %d); use the same kubectl-tele binary for the daemon and the helper", r.Version, RequestVersion)
+	}
+	s, err := r.Spec()
+	if err != nil {
+		return Request{}, fmt.Errorf("helper request: %w", err)
+	}
+	if err := ValidateSpec(s); err != nil {
+		return Request{}, fmt.Errorf("helper request: %w", err)
+	}
+	if err := checkSocketPathSyntax(r.SocketPath); err != nil {
+		return Request{}, fmt.Errorf("helper request: %w", err)
+	}
+	return r, nil
+}
+
+// checkSocketPathSyntax is the part of socket path validation that needs
+// neither the uid nor the file system.
+func checkSocketPathSyntax(path string) error {
+	switch {
+	case path == "":
+		return errors.New("socket path is empty")
+	case strings.IndexByte(path, 0) >= 0:
+		return fmt.Errorf("socket path %q contains a NUL byte", path)
+	case len(path) > maxSocketPathLen:
+		return fmt.Errorf("socket path %q: longer than %d bytes", path, maxSocketPathLen)
+	case !strings.HasPrefix(path, "/"):
+		return fmt.Errorf("socket path %q: must be absolute", path)
+	case filepath.ToSlash(filepath.Clean(path)) != path:
+		return fmt.Errorf("socket path %q: not clean (want %q)", path, filepath.Clean(path))
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// ServeUDP answers the queries of one UDP flow: each Read of conn is one
+// query datagram and each Write one response. Queries are answered
+// concurrently (at most Config.MaxInFlight at a time); responses larger than
+// the client can take are truncated with the TC bit set, so the client
+// retries over TCP. It returns nil when the flow has been idle for
+// Config.IdleTimeout or conn is closed, ctx.Err() when ctx is done, and only
+// after every query it started has been answered or abandoned. The caller
+// closes conn.
+func (s *Server) ServeUDP(ctx context.Context, conn net.Conn) error {
+	return s.serve(ctx, conn, "udp", readDatagram, writeDatagram)
+}
+
+// ServeTCP answers the queries of one TCP connection, framed as RFC 1035
+// section 4.2.2 says (a two-byte length before each message). Several
+// queries may be sent, and pipelined; responses may come back out of order
+// (RFC 7766 section 6.2.1.1), matched to queries by ID. Returns as ServeUDP
+// does; a broken frame ends the connection with an error.
+func (s *Server) ServeTCP(ctx context.Context, conn net.Conn) error {
+	return s.serve(ctx, conn, "tcp", readFrame, writeFrame)
+}
+
+type (
+	readFunc  func(conn net.Conn, buf []byte) ([]byte, error)
+	writeFunc func(conn net.Conn, m *dns.Msg, maxSize int) error
+)
+
+func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, read readFunc, write writeFunc) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Unblock Read when ctx ends. A deadline in the past, rather than
+	// Close, because conn is the caller's.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var (
+		wg      sync.WaitGroup
+		writeMu sync.Mutex
+		sem     = make(chan struct{}, s.cfg.MaxInFlight)
+		buf     = make([]byte, dns.MaxMsgSize)
+	)
+	defer wg.Wait()
+	log := s.log.With("proto", proto, "client", addrString(conn.RemoteAddr()))
+	for {
+		// Set the deadline before checking ctx: see the AfterFunc above.
+		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout)) // wall clock: Config.Now may be fake
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		raw, err := read(conn, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read dns query from %s: %w", addrString(conn.RemoteAddr()), err)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pkt := append([]byte(nil), raw...)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, maxSize := s.handle(ctx, pkt, proto)
+			if m == nil {
+				return
+			}
+			writeMu.Lock()
+			err := write(conn, m, maxSize)
+			writeMu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				log.Debug("write dns response", "err", err)
+			}
+		})
+	}
+}
+
+// handle decodes and answers one raw query. It returns nil when nothing
+// should be sent back (responses, garbage too short to carry an ID), and
+// the largest response the client accepts.
+func (s *Server) handle(ctx context.Context, pkt []byte, proto string) (*dns.Msg, int) {
+	q := new(dns.Msg)
+	if err := q.Unpack(pkt); err != nil {
+		// Answer FORMERR when we can at least tell it is a query and whose.
+		if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+			return nil, 0
+		}
+		m := new(dns.Msg)
+		m.Id = binary.BigEndian.Uint16(pkt)
+		m.Response = true
+		m.Opcode = int(pkt[2]>>3) & 0xF
+		m.Rcode = dns.RcodeFormatError
+		return m, dns.MinMsgSize
+	}
+	if q.Response {
+		return nil, 0 // never answer answers: that is how loops start
+	}
+	maxSize := dns.MaxMsgSize
+	if proto == "udp" {
+		maxSize = dns.MinMsgSize
+		if opt := q.IsEdns0(); opt != nil {
+			maxSize = max(int(opt.UDPSize()), dns.MinMsgSize)
+		}
+	}
+	return s.Answer(ctx, q), maxSize
+}
+
+func readDatagram(conn net.Conn, buf []byte) ([]byte, error) {
+	n, err := conn.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+func writeDatagram(conn net.Conn, m *dns.Msg, maxSize int) error {
+	m.Truncate(maxSize)
+	b, err := m.Pack()
+	if err != nil {
+		return fmt.Errorf("pack dns response %d: %w", m.Id, err)
+	}
+	_, err = conn.Write(b)
+	return err
+}
+
+func readFrame(conn net.Conn, buf []byte) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if _, err := io.ReadFull(conn, buf[:n]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+func writeFrame(conn net.Conn, m *dns.Msg, maxSize int) error {
+	m.Truncate(maxSize)
+	b, err := m.Pack()
+	if err != nil {
+		return fmt.Errorf("pack dns response %d: %w", m.Id, err)
+	}
+	// One Write per frame, so the length and message go out together.
+	out := make([]byte, 2+len(b))
+	binary.BigEndian.PutUint16(out, uint16(len(b)))
+	copy(out[2:], b)
+	_, err = conn.Write(out)
+	return err
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,667 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+)
+
+// Ports select what testHandler does with a flow.
+const (
+	portEcho   = 80 // TCP and UDP: echo everything back; TCP half-closes after EOF
+	portSink   = 81 // TCP: read to EOF, then reply with the byte count
+	portSource = 82 // TCP: read an 8-byte count, write that many bytes
+	portBlock  = 83 // TCP and UDP: wait for ctx, touch nothing
+)
+
+const testMTU = 1500
+
+var (
+	clientV4 = netip.MustParseAddr("10.0.0.2")
+	clientV6 = netip.MustParseAddr("fd00::2")
+)
+
+// testHandler plays the cluster side: it serves each flow by destination
+// port and records what it saw.
+type testHandler struct {
+	active  atomic.Int64 // handler calls that have not returned
+	started atomic.Int64
+
+	mu   sync.Mutex
+	seen map[netip.AddrPort]netip.AddrPort // src -> dst
+
+	udpEnded chan netip.AddrPort // src of UDP flows whose handler returned
+}
+
+func newTestHandler() *testHandler {
+	return &testHandler{
+		seen:     make(map[netip.AddrPort]netip.AddrPort),
+		udpEnded: make(chan netip.AddrPort, 100),
+	}
+}
+
+func (h *testHandler) record(src, dst netip.AddrPort) {
+	h.started.Add(1)
+	h.mu.Lock()
+	h.seen[src] = dst
+	h.mu.Unlock()
+}
+
+func (h *testHandler) dstOf(src netip.AddrPort) (netip.AddrPort, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	dst, ok := h.seen[src]
+	return dst, ok
+}
+
+func (h *testHandler) HandleTCP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort) {
+	h.active.Add(1)
+	defer h.active.Add(-1)
+	h.record(src, dst)
+	switch dst.Port() {
+	case portEcho:
+		if _, err := io.Copy(conn, conn); err != nil {
+			return
+		}
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		// Wait for the client to close, so the test sees every byte
+		// before the stack closes conn.
+		io.Copy(io.Discard, conn)
+	case portSink:
+		n, err := io.Copy(io.Discard, conn)
+		if err != nil {
+			return
+		}
+		conn.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
+	case portSource:
+		var hdr [8]byte
+		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+			return
+		}
+		buf := make([]byte, 64<<10)
+		for left := binary.BigEndian.Uint64(hdr[:]); left > 0; {
+			n := min(left, uint64(len(buf)))
+			if _, err := conn.Write(buf[:n]); err != nil {
+				return
+			}
+			left -= n
+		}
+	case portBlock:
+		<-ctx.Done()
+	}
+}
+
+func (h *testHandler) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort) {
+	h.active.Add(1)
+	defer h.active.Add(-1)
+	h.record(src, dst)
+	defer func() {
+		select {
+		case h.udpEnded <- src:
+		default:
+		}
+	}()
+	if dst.Port() == portBlock {
+		<-ctx.Done()
+		return
+	}
+	buf := make([]byte, 65535)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := conn.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// pumpDevice stands between the Stack and netstack's in-memory device.
+// Run closes its device on the way out, but closing netstack's device while
+// the client's gVisor stack is still sending panics (send on a closed
+// channel), so the test closes the real one itself once the client is
+// quiet. It also reports a batch size above 1, so the Stack's batching runs.
+type pumpDevice struct {
+	tun.Device
+	pkts      chan []byte
+	closed    chan struct{}
+	closeOnce sync.Once
+	pumpDone  chan struct{}
+	pool      sync.Pool
+}
+
+const pumpBatch = 8
+
+func newPumpDevice(dev tun.Device) *pumpDevice {
+	d := &pumpDevice{
+		Device:   dev,
+		pkts:     make(chan []byte, 512),
+		closed:   make(chan struct{}),
+		pumpDone: make(chan struct{}),
+		pool:     sync.Pool{New: func() any { return make([]byte, testMTU) }},
+	}
+	go d.pump()
+	return d
+}
+
+func (d *pumpDevice) pump() {
+	defer close(d.pumpDone)
+	bufs := [][]byte{make([]byte, 65535)}
+	sizes := []int{0}
+	for {
+		n, err := d.Device.Read(bufs, sizes, 0)
+		if err != nil {
+			return
+		}
+		if n == 0 {
+			continue
+		}
+		p := d.pool.Get().([]byte)[:0]
+		p = append(p, bufs[0][:sizes[0]]...)
+		select {
+		case d.pkts <- p:
+		case <-d.closed:
+		}
+	}
+}
+
+func (d *pumpDevice) BatchSize() int { return pumpBatch }
+
+func (d *pumpDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var p []byte
+	select {
+	case p = <-d.pkts:
+	case <-d.closed:
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = copy(bufs[n][offset:], p)
+		d.pool.Put(p[:cap(p)])
+		n++
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case p = <-d.pkts:
+		default:
+			return n, nil
+		}
+	}
+}
+
+func (d *pumpDevice) Write(bufs [][]byte, offset int) (int, error) {
+	select {
+	case <-d.closed:
+		return 0, os.ErrClosed
+	default:
+	}
+	return d.Device.Write(bufs, offset)
+}
+
+func (d *pumpDevice) Close() error {
+	d.closeOnce.Do(func() { close(d.closed) })
+	return nil
+}
+
+// harness is a Stack reading a netstack device whose *netstack.Net plays
+// the laptop's applications.
+type harness struct {
+	client  *netstack.Net
+	handler *testHandler
+	cancel  context.CancelFunc
+	runErr  chan error
+	stopped bool
+}
+
+func startHarness(tb testing.TB, modify func(*Config)) *harness {
+	tb.Helper()
+	dev, client, err := netstack.CreateNetTUN([]netip.Addr{clientV4, clientV6}, nil, testMTU)
+	if err != nil {
+		tb.Fatalf("CreateNetTUN: %v", err)
+	}
+	pd := newPumpDevice(dev)
+	h := &harness{client: client, handler: newTestHandler(), runErr: make(chan error, 1)}
+	cfg := Config{Device: pd, Handler: h.handler}
+	if modify != nil {
+		modify(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.runErr <- s.Run(ctx) }()
+	tb.Cleanup(func() {
+		h.stop(tb)
+		dev.Close()
+		<-pd.pumpDone
+	})
+	return h
+}
+
+// stop cancels Run and waits for it, failing tb if it errs or hangs.
+func (h *harness) stop(tb testing.TB) {
+	tb.Helper()
+	if h.stopped {
+		return
+	}
+	h.stopped = true
+	h.cancel()
+	select {
+	case err := <-h.runErr:
+		if err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		tb.Fatal("Run did not return after cancel")
+	}
+}
+
+func (h *harness) dialTCP(tb testing.TB, dst netip.AddrPort) net.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := h.client.DialContextTCPAddrPort(ctx, dst)
+	if err != nil {
+		tb.Fatalf("dial %v: %v", dst, err)
+	}
+	return c
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// echoTCP writes payload to c while reading the echo back, then half-closes
+// and checks the echo ends exactly there.
+func echoTCP(c net.Conn, payload []byte) error {
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		if err == nil {
+			err = c.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		writeErr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if werr := <-writeErr; werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if !bytes.Equal(got, payload) {
+		return fmt.Errorf("echo differs: sent %d bytes, got %d", len(payload), len(got))
+	}
+	return nil
+}
+
+func TestTCPEcho(t *testing.T) {
+	h := startHarness(t, nil)
+	payload := randomBytes(4 << 20)
+	for _, tc := range []struct {
+		name string
+		dst  netip.AddrPort
+	}{
+		{"IPv4", netip.MustParseAddrPort("10.96.0.5:80")},
+		{"IPv6", netip.MustParseAddrPort("[fd00:10:96::5]:80")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := h.dialTCP(t, tc.dst)
+			defer c.Close()
+			if err := echoTCP(c, payload); err != nil {
+				t.Fatal(err)
+			}
+			src := netip.MustParseAddrPort(c.LocalAddr().String())
+			if dst, ok := h.handler.dstOf(src); !ok || dst != tc.dst {
+				t.Errorf("handler saw flow from %v to %v (found %v), want to %v", src, dst, ok, tc.dst)
+			}
+		})
+	}
+}
+
+func TestTCPHalfClose(t *testing.T) {
+	h := startHarness(t, nil)
+	for _, dst := range []string{"10.96.0.7:81", "[fd00:10:96::7]:81"} {
+		t.Run(dst, func(t *testing.T) {
+			c := h.dialTCP(t, netip.MustParseAddrPort(dst))
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			const n = 300 << 10
+			if _, err := c.Write(randomBytes(n)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			// The handler only replies once it has seen EOF.
+			reply, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("read reply after CloseWrite: %v", err)
+			}
+			if len(reply) != 8 || binary.BigEndian.Uint64(reply) != n {
+				t.Fatalf("reply = %x, want the count %d", reply, n)
+			}
+		})
+	}
+}
+
+func TestTCPManyFlows(t *testing.T) {
+	h := startHarness(t, nil)
+	const flows = 200
+	payload := randomBytes(32 << 10)
+	var g errgroup.Group
+	for i := range flows {
+		g.Go(func() error {
+			var dst netip.AddrPort
+			if i%2 == 0 {
+				dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, byte(i / 250), byte(1 + i%250)}), portEcho)
+			} else {
+				dst = netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("fd00:10:96::%x", i)), portEcho)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := h.client.DialContextTCPAddrPort(ctx, dst)
+			if err != nil {
+				return fmt.Errorf("dial %v: %w", dst, err)
+			}
+			defer c.Close()
+			if err := echoTCP(c, payload); err != nil {
+				return fmt.Errorf("flow %v: %w", dst, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.handler.started.Load(); got != flows {
+		t.Errorf("handler saw %d flows, want %d", got, flows)
+	}
+}
+
+func TestUDPEcho(t *testing.T) {
+	h := startHarness(t, nil)
+	for _, tc := range []struct {
+		name string
+		dst  netip.AddrPort
+	}{
+		{"IPv4", netip.MustParseAddrPort("10.96.0.10:80")},
+		{"IPv6", netip.MustParseAddrPort("[fd00:10:96::a]:80")},
+		{"IPv4 DNS", netip.MustParseAddrPort("10.96.0.10:53")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := h.client.DialUDPAddrPort(netip.AddrPort{}, tc.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 2000)
+			for _, size := range []int{1, 100, 512, 1200, 1400} {
+				msg := randomBytes(size)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("read echo of %d bytes: %v", size, err)
+				}
+				if !bytes.Equal(buf[:n], msg) {
+					t.Fatalf("echo of %d bytes differs (got %d bytes)", size, n)
+				}
+			}
+			src := netip.MustParseAddrPort(c.LocalAddr().String())
+			if dst, ok := h.handler.dstOf(src); !ok || dst != tc.dst {
+				t.Errorf("handler saw flow from %v to %v (found %v), want to %v", src, dst, ok, tc.dst)
+			}
+		})
+	}
+	if got := h.handler.started.Load(); got != 3 {
+		t.Errorf("handler saw %d UDP flows, want one per test case (3)", got)
+	}
+}
+
+func TestUDPIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	h := startHarness(t, func(c *Config) { c.UDPIdleTimeout = idle })
+	c, err := h.client.DialUDPAddrPort(netip.AddrPort{}, netip.MustParseAddrPort("10.96.0.11:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	ping := func() {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("read echo: %v", err)
+		}
+	}
+	// Traffic keeps the flow alive past the timeout.
+	start := time.Now()
+	for range 6 {
+		ping()
+		time.Sleep(idle / 3)
+	}
+	select {
+	case <-h.handler.udpEnded:
+		t.Fatalf("flow ended after %v despite traffic", time.Since(start))
+	default:
+	}
+	select {
+	case <-h.handler.udpEnded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle UDP flow did not end")
+	}
+	// A datagram after the flow ended starts a new one.
+	ping()
+	if got := h.handler.started.Load(); got != 2 {
+		t.Errorf("handler saw %d flows, want 2", got)
+	}
+}
+
+// TestRunEndsFlows checks that cancelling Run ends every handler, whether
+// it is blocked on its conn or only on ctx, and that none outlives Run.
+func TestRunEndsFlows(t *testing.T) {
+	h := startHarness(t, nil)
+	var conns []io.Closer
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	want := 0
+	for _, dst := range []string{"10.96.1.1:80", "10.96.1.1:83", "[fd00:10:96::1]:80", "[fd00:10:96::1]:83"} {
+		for range 3 {
+			c := h.dialTCP(t, netip.MustParseAddrPort(dst))
+			conns = append(conns, c)
+			want++
+		}
+	}
+	for _, dst := range []string{"10.96.1.2:80", "10.96.1.2:83", "[fd00:10:96::2]:83"} {
+		c, err := h.client.DialUDPAddrPort(netip.AddrPort{}, netip.MustParseAddrPort(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		want++
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.handler.active.Load() != int64(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers running, want %d", h.handler.active.Load(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop(t)
+	if n := h.handler.active.Load(); n != 0 {
+		t.Errorf("%d handlers still running after Run returned", n)
+	}
+}
+
+// TestRunDeviceError checks that Run returns a device's read error.
+func TestRunDeviceError(t *testing.T) {
+	errBoom := errors.New("boom")
+	dev := &failingDevice{err: errBoom}
+	s, err := New(Config{Device: dev, Handler: newTestHandler(), MTU: testMTU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(context.Background()); !errors.Is(err, errBoom) {
+		t.Fatalf("Run = %v, want %v", err, errBoom)
+	}
+	if !dev.closed.Load() {
+		t.Error("Run did not close the device")
+	}
+	if err := s.Run(context.Background()); err == nil {
+		t.Error("second Run succeeded")
+	}
+}
+
+type failingDevice struct {
+	tun.Device // nil: calling anything else panics
+	err        error
+	closed     atomic.Bool
+}
+
+func (d *failingDevice) Read([][]byte, []int, int) (int, error) { return 0, d.err }
+func (d *failingDevice) Write([][]byte, int) (int, error)       { return 0, os.ErrClosed }
+func (d *failingDevice) MTU() (int, error)                      { return testMTU, nil }
+func (d *failingDevice) BatchSize() int                         { return 1 }
+func (d *failingDevice) Close() error                           { d.closed.Store(true); return nil }
+
+func TestNewRejects(t *testing.T) {
+	dev := &failingDevice{}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no device", Config{Handler: newTestHandler()}},
+		{"no handler", Config{Device: dev}},
+		{"tiny MTU", Config{Device: dev, Handler: newTestHandler(), MTU: 100}},
+		{"huge MTU", Config{Device: dev, Handler: newTestHandler(), MTU: 70000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil {
+				t.Error("New succeeded")
+			}
+		})
+	}
+}
+
+// BenchmarkTCPThroughput measures one TCP flow through the Stack in each
+// direction, next to the same transfer over the kernel's loopback as the
+// baseline to compare against.
+func BenchmarkTCPThroughput(b *testing.B) {
+	const chunk = 64 << 10
+	upload := func(b *testing.B, c net.Conn) {
+		buf := make([]byte, chunk)
+		b.SetBytes(chunk)
+		b.ResetTimer()
+		for range b.N {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c.(interface{ CloseWrite() error }).CloseWrite()
+		var reply [8]byte
+		if _, err := io.ReadFull(c, reply[:]); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if got := binary.BigEndian.Uint64(reply[:]); got != uint64(b.N)*chunk {
+			b.Fatalf("handler read %d bytes, want %d", got, b.N*chunk)
+		}
+	}
+	download := func(b *testing.B, c net.Conn) {
+		buf := make([]byte, chunk)
+		b.SetBytes(chunk)
+		b.ResetTimer()
+		if _, err := c.Write(binary.BigEndian.AppendUint64(nil, uint64(b.N)*chunk)); err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+	}
+
+	for _, dir := range []struct {
+		name string
+		port uint16
+		run  func(*testing.B, net.Conn)
+	}{
+		{"upload", portSink, upload},
+		{"download", portSource, download},
+	} {
+		b.Run("stack/"+dir.name, func(b *testing.B) {
+			h := startHarness(b, nil)
+			c := h.dialTCP(b, netip.AddrPortFrom(netip.MustParseAddr("10.96.0.5"), dir.port))
+			defer c.Close()
+			dir.run(b, c)
+		})
+		b.Run("baseline-kernel-loopback/"+dir.name, func(b *testing.B) {
+			c := dialLoopback(b, dir.port)
+			defer c.Close()
+			dir.run(b, c)
+		})
+	}
+}
+
+// dialLoopback serves testHandler's TCP behaviour for port on the kernel's
+// loopback and dials it.
+func dialLoopback(b *testing.B, port uint16) net.Conn {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Skipf("no loopback: %v", err)
+	}
+	handler := newTestHandler()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		handler.HandleTCP(context.Background(), c, netip.AddrPort{}, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+	})
+	b.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}

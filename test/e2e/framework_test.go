@@ -1,0 +1,237 @@
+//go:build e2e
+
+// Package e2e holds the end-to-end tests of kubectl-tele. They run against
+// the real local cluster of hack/kind (make e2e brings it up) and drive
+// laptops: network namespaces that reach the API server and nothing else.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const echoImage = "kubectl-tele.local/echo:dev"
+
+var (
+	repoRoot   = mustRepoRoot()
+	kindDir    = filepath.Join(repoRoot, "hack", "kind")
+	kubeconfig = envOr("KUBECONFIG_E2E", filepath.Join(kindDir, ".cluster", "kubeconfig"))
+)
+
+func mustRepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// cluster is the test's handle on the local cluster.
+type cluster struct {
+	config *rest.Config
+	client kubernetes.Interface
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	if _, err := os.Stat(kubeconfig); err != nil {
+		t.Fatalf("no local cluster (%v): run make cluster-up, or make e2e", err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatalf("load kubeconfig %s: %v", kubeconfig, err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{config: cfg, client: c}
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// namespace makes a fresh namespace, deleted when the test ends.
+func (c *cluster) namespace(t *testing.T, prefix string, labels map[string]string) string {
+	t.Helper()
+	ctx := ctxFor(t, time.Minute)
+	ns, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = c.client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// deployEcho runs the echo app as a Deployment with a Service of the same
+// name (HTTP 8080, UDP 9090) and waits for its pods to be ready.
+func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	labels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: new(int64(2)),
+					Containers: []corev1.Container{{
+						Name: name, Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
+						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Ports: []corev1.ContainerPort{
+							{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+							{Name: "udp", ContainerPort: 9090, Protocol: corev1.ProtocolUDP},
+						},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := c.client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create deployment %s/%s: %v", ns, name, err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Selector: labels,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 8080, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP},
+				{Name: "udp", Port: 9090, TargetPort: intstr.FromString("udp"), Protocol: corev1.ProtocolUDP},
+			},
+		},
+	}
+	if _, err := c.client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service %s/%s: %v", ns, name, err)
+	}
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		d, err := c.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas == replicas && d.Status.UpdatedReplicas == replicas, nil
+	})
+	if err != nil {
+		t.Fatalf("deployment %s/%s not ready: %v", ns, name, err)
+	}
+}
+
+// runPod runs the echo image with args to completion and returns its log.
+func (c *cluster) runPod(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	pod, err := c.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "client-", Namespace: ns},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: "client", Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
+				Command: append([]string{"/echo"}, args...),
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create client pod: %v", err)
+	}
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
+	})
+	if err != nil {
+		t.Fatalf("client pod %s/%s did not finish: %v", ns, pod.Name, err)
+	}
+	out, err := c.client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("logs of %s/%s: %v", ns, pod.Name, err)
+	}
+	return string(out)
+}
+
+func (c *cluster) podsOf(t *testing.T, ns, app string) []corev1.Pod {
+	t.Helper()
+	pods, err := c.client.CoreV1().Pods(ns).List(ctxFor(t, 30*time.Second), metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		t.Fatalf("list pods of %s/%s: %v", ns, app, err)
+	}
+	return pods.Items
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// laptop is a network namespace that reaches only the API server.
+type laptop struct {
+	n    int
+	name string
+}
+
+func newLaptop(t *testing.T, n int) *laptop {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(kindDir, "laptop.sh"), "up", fmt.Sprint(n)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("laptop %d: %v\n%s", n, err, out)
+	}
+	l := &laptop{n: n, name: strings.TrimSpace(string(out))}
+	t.Cleanup(func() { _ = exec.Command(filepath.Join(kindDir, "laptop.sh"), "down", fmt.Sprint(n)).Run() })
+	return l
+}
+
+// run runs a command inside the laptop and returns its combined output.
+func (l *laptop) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.name}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// curl fetches url from inside the laptop with a short time limit.
+func (l *laptop) curl(ctx context.Context, url string, extra ...string) (string, error) {
+	args := append([]string{"curl", "-sS", "--max-time", "3", url}, extra...)
+	return l.run(ctx, args...)
+}
