@@ -81,6 +81,11 @@ state = "$RUN_DIR/containerd-state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni/net.d"
+  # No registry exists for this cluster, and no pull may leave the machine:
+  # every registry host resolves to a closed local port, so a missing image
+  # fails at once (ErrImagePull) instead of querying DNS outside.
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
+    endpoint = ["http://127.0.0.1:1"]
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]

@@ -109,6 +109,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
 	gs := grpc.NewServer(
+		// Stop then waits for the handlers too, so none outlives Run.
+		grpc.WaitForHandlers(true),
 		// Laptops ping to notice a dead port-forward; don't punish them for it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             5 * time.Second,

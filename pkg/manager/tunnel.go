@@ -270,4 +270,3 @@ func flowEnded(ctx context.Context) error {
 	}
 	return status.FromContextError(ctx.Err()).Err()
 }
-

@@ -61,6 +61,12 @@ their requests to a process on this machine.`,
 	flags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(
 		NewCmdVersion(flags, streams),
+		NewCmdConnect(flags, streams),
+		NewCmdStatus(flags, streams),
+		NewCmdQuit(flags, streams),
+		newCmdDaemon(flags),
+		newCmdHelper(),
+		newCmdManager(),
 	)
 	return cmd
 }

@@ -142,7 +142,9 @@ func openTUN(name string) (*os.File, error) {
 //
 // tun.CreateTUNFromFile would also work, but only with CAP_NET_ADMIN: it
 // always sets the MTU with SIOCSIFMTU, which an unprivileged daemon may not
-// do, and it then leaks its listener goroutines. The helper has already set
+// do; on that failure it leaks its listener goroutines and closes its netlink
+// socket twice, which can close an unrelated descriptor of the daemon (seen in
+// the tests), so do not "try it and fall back". The helper has already set
 // the MTU, so Open uses tun.CreateUnmonitoredTUNFromFD, which negotiates
 // offloads from the device's flags like CreateTUNFromFile but does not touch
 // the MTU; its Events channel never reports anything.
@@ -164,7 +166,9 @@ func Open(f *os.File) (tun.Device, error) {
 	}
 	dev, name, err := tun.CreateUnmonitoredTUNFromFD(dup)
 	if err != nil {
-		unix.Close(dup)
+		// Not closing dup: on most failures wireguard-go has already wrapped
+		// it in an *os.File whose finalizer closes it, and closing it here too
+		// could close an unrelated descriptor that reused the number.
 		return nil, fmt.Errorf("open TUN file %s: %w", f.Name(), err)
 	}
 	slog.Debug("opened TUN device", "device", name)

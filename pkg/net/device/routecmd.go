@@ -36,16 +36,24 @@ func DarwinCommands(iface string, s Spec) [][]string {
 // off the persistent configuration so that nothing survives a reboot.
 func WindowsCommands(s Spec) [][]string {
 	iface := "interface=" + s.Name
-	a := s.Addr.Addr()
+	mtu := "mtu=" + strconv.Itoa(s.MTU)
+	// The MTU is per address family on Windows: set it for each one in use.
+	families := []string{netshFamily(s.Addr)}
+	for _, r := range s.Routes {
+		if f := netshFamily(r); f != families[0] {
+			families = append(families, f)
+			break
+		}
+	}
 	var cmds [][]string
+	for _, f := range families {
+		cmds = append(cmds, []string{"netsh", "interface", f, "set", "subinterface", s.Name, mtu, "store=active"})
+	}
+	a := s.Addr.Addr()
 	if a.Is4() {
-		cmds = append(cmds,
-			[]string{"netsh", "interface", "ipv4", "set", "subinterface", s.Name, "mtu=" + strconv.Itoa(s.MTU), "store=active"},
-			[]string{"netsh", "interface", "ipv4", "add", "address", "name=" + s.Name, "address=" + a.String(), "mask=255.255.255.255", "store=active"})
+		cmds = append(cmds, []string{"netsh", "interface", "ipv4", "add", "address", "name=" + s.Name, "address=" + a.String(), "mask=255.255.255.255", "store=active"})
 	} else {
-		cmds = append(cmds,
-			[]string{"netsh", "interface", "ipv6", "set", "subinterface", s.Name, "mtu=" + strconv.Itoa(s.MTU), "store=active"},
-			[]string{"netsh", "interface", "ipv6", "add", "address", iface, "address=" + a.String() + "/128", "store=active"})
+		cmds = append(cmds, []string{"netsh", "interface", "ipv6", "add", "address", iface, "address=" + a.String() + "/128", "store=active"})
 	}
 	for _, r := range s.Routes {
 		cmds = append(cmds, []string{"netsh", "interface", netshFamily(r), "add", "route", "prefix=" + r.String(), iface, "store=active"})

@@ -57,8 +57,8 @@ type Handler interface {
 // Config configures a Stack.
 type Config struct {
 	// Device is where the laptop's packets come from. The Stack owns it
-	// after New: Run closes it, since closing is the only way to unblock a
-	// pending Device.Read.
+	// after New: Run reads its Events and closes it on the way out, since
+	// closing is the only way to unblock a pending Device.Read.
 	Device tun.Device
 
 	// MTU of the stack's link. Zero means Device.MTU().
@@ -284,6 +284,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.readLoop(gctx) })
 	g.Go(func() error { return s.writeLoop(gctx) })
+	g.Go(func() error { s.drainEvents(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		// Unblocks readLoop's Device.Read.
@@ -303,6 +304,28 @@ func (s *Stack) Run(ctx context.Context) error {
 	s.ep.Close()
 	s.ipstack.Wait()
 	return err
+}
+
+// drainEvents consumes the device's events until ctx is done. Nobody else
+// may read them while the Stack owns the device, and the Linux TUN's netlink
+// goroutine blocks on sending them if they are not read. An MTU change is
+// only logged: buffers and the link MTU are sized once, in New.
+func (s *Stack) drainEvents(ctx context.Context) {
+	events := s.dev.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev&tun.EventMTUUpdate != 0 {
+				mtu, err := s.dev.MTU()
+				s.log.Warn("TUN device MTU changed; the stack keeps its own", "device_mtu", mtu, "err", err, "stack_mtu", s.mtu)
+			}
+		}
+	}
 }
 
 // readLoop injects packets from the device into the stack.
@@ -399,7 +422,9 @@ func copyPacket(dst []byte, pkt *gvstack.PacketBuffer) (int, bool) {
 	return n, true
 }
 
-// acceptTCP runs in the goroutine the TCP forwarder starts per SYN.
+// acceptTCP runs in the goroutine the TCP forwarder starts per SYN. That
+// goroutine is gVisor's; it is counted from here on, so one that only gets
+// here after Run has ended just resets the connection and returns.
 func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	if !s.flows.add() {
 		r.Complete(true)

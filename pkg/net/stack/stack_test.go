@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -527,8 +528,10 @@ func TestRunEndsFlows(t *testing.T) {
 	}
 }
 
-// TestRunDeviceError checks that Run returns a device's read error.
+// TestRunDeviceError checks that Run returns a device's read error and
+// leaves no goroutine of its own or of its gVisor stack behind.
 func TestRunDeviceError(t *testing.T) {
+	before := runtime.NumGoroutine()
 	errBoom := errors.New("boom")
 	dev := &failingDevice{err: errBoom}
 	s, err := New(Config{Device: dev, Handler: newTestHandler(), MTU: testMTU})
@@ -544,6 +547,15 @@ func TestRunDeviceError(t *testing.T) {
 	if err := s.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
 	}
+	// Earlier tests' client stacks may still be winding down, so wait
+	// for the count to settle rather than compare once.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Run, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type failingDevice struct {
@@ -556,6 +568,7 @@ func (d *failingDevice) Read([][]byte, []int, int) (int, error) { return 0, d.er
 func (d *failingDevice) Write([][]byte, int) (int, error)       { return 0, os.ErrClosed }
 func (d *failingDevice) MTU() (int, error)                      { return testMTU, nil }
 func (d *failingDevice) BatchSize() int                         { return 1 }
+func (d *failingDevice) Events() <-chan tun.Event               { return nil }
 func (d *failingDevice) Close() error                           { d.closed.Store(true); return nil }
 
 func TestNewRejects(t *testing.T) {

@@ -278,6 +278,9 @@ func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Pr
 		log.WarnContext(ctx, "cannot list services", "namespace", cfg.Namespace, "err", err)
 	} else {
 		for i := range svcs.Items {
+			if svcs.Items[i].Name == probeServiceName {
+				continue // only a fake API server would have stored the probe
+			}
 			ips = append(ips, clusterIPs(&svcs.Items[i])...)
 		}
 	}

@@ -1,0 +1,360 @@
+// Package managerclient is the laptop's side of the traffic manager: it finds
+// the manager in a namespace or starts it (ServiceAccount, Role, RoleBinding
+// and a Job), waits for its pod with progress a user can follow, and dials it
+// through the API server's port-forward.
+package managerclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+)
+
+// Names and labels of what Ensure creates.
+const (
+	Name          = "kubectl-tele-manager"
+	LabelName     = "app.kubernetes.io/name"
+	LabelManaged  = "app.kubernetes.io/managed-by"
+	AnnotVersion  = "kubectl-tele.io/version"
+	ManagerPort   = 8081
+	jobTTLSeconds = 30
+)
+
+// Options says where and how to run the manager.
+type Options struct {
+	Client      kubernetes.Interface
+	Namespace   string
+	Image       string
+	Version     string
+	IdleTimeout time.Duration
+	// PullPolicy is the manager container's; IfNotPresent suits local images.
+	PullPolicy corev1.PullPolicy
+	// Progress is told each step that is waited for; nil for silence.
+	Progress func(step string)
+	// Timeout bounds the wait for the manager pod (default 2 minutes).
+	Timeout time.Duration
+}
+
+// Manager is a running manager pod.
+type Manager struct {
+	Namespace string
+	Pod       string
+	Version   string
+	Created   bool // this call started it
+}
+
+func (o *Options) progress(format string, a ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, a...))
+	}
+}
+
+// Ensure returns the manager running in o.Namespace, starting it if there is
+// none. When starting fails (forbidden, image missing, pod failing), what this
+// call created is removed again and the error says what to do.
+func Ensure(ctx context.Context, o Options) (*Manager, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	if o.PullPolicy == "" {
+		o.PullPolicy = corev1.PullIfNotPresent
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	jobs := o.Client.BatchV1().Jobs(o.Namespace)
+
+	job, err := jobs.Get(ctx, Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		job = nil
+	case err != nil:
+		return nil, explain(err, "get", "jobs.batch", o.Namespace)
+	case jobFinished(job):
+		// It exited idle and its TTL has not removed it yet: start afresh.
+		o.progress("removing the finished manager Job %s/%s", o.Namespace, Name)
+		if err := deleteJob(ctx, o.Client, o.Namespace); err != nil {
+			return nil, err
+		}
+		job = nil
+	}
+	created := false
+	if job == nil {
+		o.progress("starting the traffic manager in namespace %s (image %s)", o.Namespace, o.Image)
+		if job, err = create(ctx, o); err != nil {
+			return nil, err
+		}
+		created = true
+	}
+	pod, err := waitForPod(ctx, o, job)
+	if err != nil {
+		if created {
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer ccancel()
+			_ = Remove(cctx, o.Client, o.Namespace)
+		}
+		return nil, err
+	}
+	return &Manager{Namespace: o.Namespace, Pod: pod.Name, Version: job.Annotations[AnnotVersion], Created: created}, nil
+}
+
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return job.DeletionTimestamp != nil
+}
+
+func labels() map[string]string {
+	return map[string]string{LabelName: Name, LabelManaged: "kubectl-tele"}
+}
+
+// create makes the ServiceAccount, Role, RoleBinding and Job. Existing
+// ServiceAccount, Role and RoleBinding are kept (and the Role brought up to date).
+func create(ctx context.Context, o Options) (*batchv1.Job, error) {
+	ns := o.Namespace
+	meta := metav1.ObjectMeta{Name: Name, Namespace: ns, Labels: labels()}
+	sa := &corev1.ServiceAccount{ObjectMeta: meta}
+	if _, err := o.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, explain(err, "create", "serviceaccounts", ns)
+	}
+	role := manager.Role(ns, Name)
+	role.TypeMeta = metav1.TypeMeta{}
+	if _, err := o.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		if _, err := o.Client.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+			return nil, explain(err, "update", "roles.rbac.authorization.k8s.io", ns)
+		}
+	} else if err != nil {
+		return nil, explain(err, "create", "roles.rbac.authorization.k8s.io", ns)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: meta,
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: Name, Namespace: ns}},
+	}
+	if _, err := o.Client.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, explain(err, "create", "rolebindings.rbac.authorization.k8s.io", ns)
+	}
+	job, err := o.Client.BatchV1().Jobs(ns).Create(ctx, jobFor(o), metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Another laptop started it at the same moment: share it.
+		job, err = o.Client.BatchV1().Jobs(ns).Get(ctx, Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return nil, explain(err, "create", "jobs.batch", ns)
+	}
+	return job, nil
+}
+
+func jobFor(o Options) *batchv1.Job {
+	idle := o.IdleTimeout
+	if idle == 0 {
+		idle = 10 * time.Minute
+	}
+	l := labels()
+	// The pod passes the "restricted" Pod Security level: non-root, no
+	// privilege escalation, no capabilities, read-only root, default seccomp.
+	sc := &corev1.SecurityContext{
+		RunAsNonRoot:             new(true),
+		RunAsUser:                new(int64(65532)),
+		AllowPrivilegeEscalation: new(false),
+		ReadOnlyRootFilesystem:   new(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: o.Namespace, Labels: l,
+			Annotations: map[string]string{AnnotVersion: o.Version}},
+		Spec: batchv1.JobSpec{
+			// Idle exit is success; the TTL controller then removes the Job.
+			TTLSecondsAfterFinished: new(int32(jobTTLSeconds)),
+			BackoffLimit:            new(int32(3)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: l, Annotations: map[string]string{AnnotVersion: o.Version}},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:            Name,
+					RestartPolicy:                 corev1.RestartPolicyOnFailure,
+					TerminationGracePeriodSeconds: new(int64(5)),
+					Containers: []corev1.Container{{
+						Name:            "manager",
+						Image:           o.Image,
+						ImagePullPolicy: o.PullPolicy,
+						Args: []string{"manager",
+							fmt.Sprintf("--listen=127.0.0.1:%d", ManagerPort),
+							"--idle-timeout=" + idle.String()},
+						Env: []corev1.EnvVar{
+							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+						},
+						SecurityContext: sc,
+					}},
+				},
+			},
+		},
+	}
+}
+
+// waitForPod watches the Job's pods until one is running, and fails fast on
+// what will not resolve by waiting (image missing, config errors, crashes).
+func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, error) {
+	pods := o.Client.CoreV1().Pods(o.Namespace)
+	sel := "batch.kubernetes.io/job-name=" + Name
+	last := ""
+	step := func(s string) {
+		if s != last {
+			o.progress("%s", s)
+			last = s
+		}
+	}
+	for {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return nil, explain(err, "list", "pods", o.Namespace)
+		}
+		for i := range list.Items {
+			p := &list.Items[i]
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			done, err := podState(p, step)
+			if err != nil || done {
+				return p, err
+			}
+		}
+		if len(list.Items) == 0 {
+			step("waiting for the manager pod to be created")
+		}
+		w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion, FieldSelector: fields.Everything().String()})
+		if err != nil {
+			return nil, explain(err, "watch", "pods", o.Namespace)
+		}
+		p, err := watchPods(ctx, w, step)
+		w.Stop()
+		if p != nil || err != nil {
+			return p, err
+		}
+		// The watch closed: list again.
+	}
+}
+
+func watchPods(ctx context.Context, w watch.Interface, step func(string)) (*corev1.Pod, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the manager pod: %w (last step: see above; kubectl describe pod -l batch.kubernetes.io/job-name=%s)", ctx.Err(), Name)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil, nil
+			}
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod || ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+				continue
+			}
+			done, err := podState(p, step)
+			if err != nil || done {
+				return p, err
+			}
+		}
+	}
+}
+
+// Waiting reasons that do not resolve by themselves.
+var fatalReasons = map[string]string{
+	"ErrImagePull":               "the image cannot be pulled",
+	"ImagePullBackOff":           "the image cannot be pulled",
+	"ErrImageNeverPull":          "the image is not on the node and the pull policy is Never",
+	"InvalidImageName":           "the image name is invalid",
+	"CreateContainerConfigError": "the container's configuration is invalid",
+	"CreateContainerError":       "the container cannot be created",
+	"CrashLoopBackOff":           "the manager keeps crashing",
+	"RunContainerError":          "the container cannot start",
+}
+
+// podState reports progress for p; done once the manager container runs.
+func podState(p *corev1.Pod, step func(string)) (bool, error) {
+	if p.Spec.NodeName == "" {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+				step("manager pod not scheduled yet: " + c.Message)
+				return false, nil
+			}
+		}
+		step("waiting for the manager pod " + p.Name + " to be scheduled")
+		return false, nil
+	}
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return false, nil // the Job makes another one, or it is an old one
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch {
+		case cs.State.Running != nil:
+			step("manager pod " + p.Name + " running")
+			return true, nil
+		case cs.State.Waiting != nil:
+			wr := cs.State.Waiting
+			if why, fatal := fatalReasons[wr.Reason]; fatal {
+				return false, fmt.Errorf("manager pod %s/%s: %s (%s: %s); check that image %s exists where the node can pull it, or pass --manager-image",
+					p.Namespace, p.Name, why, wr.Reason, strings.TrimSpace(wr.Message), cs.Image)
+			}
+			if wr.Reason == "ContainerCreating" || wr.Reason == "" {
+				step("manager pod " + p.Name + " scheduled on " + p.Spec.NodeName + ": pulling image and starting")
+			} else {
+				step("manager pod " + p.Name + ": " + wr.Reason)
+			}
+		}
+	}
+	if len(p.Status.ContainerStatuses) == 0 {
+		step("manager pod " + p.Name + " scheduled on " + p.Spec.NodeName + ": pulling image and starting")
+	}
+	return false, nil
+}
+
+func deleteJob(ctx context.Context, c kubernetes.Interface, ns string) error {
+	bg := metav1.DeletePropagationBackground
+	err := c.BatchV1().Jobs(ns).Delete(ctx, Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return explain(err, "delete", "jobs.batch", ns)
+	}
+	return nil
+}
+
+// Remove deletes the manager and everything Ensure made for it in ns.
+func Remove(ctx context.Context, c kubernetes.Interface, ns string) error {
+	var errs []error
+	errs = append(errs, deleteJob(ctx, c, ns))
+	del := func(err error, resource string) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, explain(err, "delete", resource, ns))
+		}
+	}
+	del(c.RbacV1().RoleBindings(ns).Delete(ctx, Name, metav1.DeleteOptions{}), "rolebindings.rbac.authorization.k8s.io")
+	del(c.RbacV1().Roles(ns).Delete(ctx, Name, metav1.DeleteOptions{}), "roles.rbac.authorization.k8s.io")
+	del(c.CoreV1().ServiceAccounts(ns).Delete(ctx, Name, metav1.DeleteOptions{}), "serviceaccounts")
+	return errors.Join(errs...)
+}
+
+// explain turns an API error into one that says what the user needs.
+func explain(err error, verb, resource, ns string) error {
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("you may not %s %s in namespace %q: ask for a Role granting verb %q on %s there (check with: kubectl auth can-i %s %s -n %s): %w",
+			verb, resource, ns, verb, resource, verb, resource, ns, err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the API server does not accept your credentials (refresh your kubeconfig's login): %w", err)
+	}
+	return fmt.Errorf("%s %s in namespace %s: %w", verb, resource, ns, err)
+}

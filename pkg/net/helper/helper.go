@@ -1,0 +1,216 @@
+// Package helper is the one part of kubectl-tele that runs as root, briefly:
+// run through sudo by connect and quit, it validates a request, creates the
+// TUN device and its routes, points the OS resolver at the session's DNS,
+// hands the device to the unprivileged daemon over a Unix socket, and exits.
+// "down" puts the resolver back and removes a device a dead session left.
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
+)
+
+// Request is what connect asks of the helper (JSON on its stdin).
+type Request struct {
+	// Device is validated by device.ParseRequest: name, MTU, address,
+	// routes and the daemon's socket.
+	Device json.RawMessage `json:"device"`
+	DNS    DNSRequest      `json:"dns"`
+}
+
+// DNSRequest is the resolver part of a Request.
+type DNSRequest struct {
+	Nameserver string   `json:"nameserver"`
+	Search     []string `json:"search"`
+	Domains    []string `json:"domains"`
+}
+
+// Limits on what the helper accepts.
+const (
+	maxRequest = 64 << 10
+	maxDomains = 8
+)
+
+// StateDir is where the helper keeps what "down" needs (the resolver's
+// backup), one folder per network namespace: several sessions on one machine
+// in different namespaces (the e2e laptops) never share a backup.
+func StateDir() (string, error) {
+	fi, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return "", fmt.Errorf("identify network namespace: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", errors.New("identify network namespace: no inode")
+	}
+	return filepath.Join("/var/lib/kubectl-tele", "netns-"+strconv.FormatUint(st.Ino, 10)), nil
+}
+
+func resolverFor(ctx context.Context, log *slog.Logger) (resolver.Configurator, error) {
+	dir, err := StateDir()
+	if err != nil {
+		return nil, err
+	}
+	return resolver.Detect(ctx, resolver.Options{StateDir: dir, Logger: log}), nil
+}
+
+// Parse decodes and validates a request. uid is the user the helper acts
+// for (SUDO_UID): the socket must be theirs.
+func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, error) {
+	var zero resolver.Config
+	if len(data) > maxRequest {
+		return device.Request{}, device.Spec{}, zero, fmt.Errorf("request of %d bytes is over the limit of %d", len(data), maxRequest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Request
+	if err := dec.Decode(&r); err != nil {
+		return device.Request{}, device.Spec{}, zero, fmt.Errorf("decode request: %w", err)
+	}
+	dr, err := device.ParseRequest(r.Device)
+	if err != nil {
+		return device.Request{}, device.Spec{}, zero, err
+	}
+	spec, err := dr.Spec()
+	if err != nil {
+		return device.Request{}, device.Spec{}, zero, err
+	}
+	rc, err := validateDNS(r.DNS, spec)
+	if err != nil {
+		return device.Request{}, device.Spec{}, zero, err
+	}
+	rc.Device = spec.Name
+	return dr, spec, rc, nil
+}
+
+// validateDNS accepts a nameserver only inside the device's routes, so the
+// helper never points the resolver anywhere but into the session, and only
+// well-formed domain names.
+func validateDNS(d DNSRequest, spec device.Spec) (resolver.Config, error) {
+	ns, err := netip.ParseAddr(d.Nameserver)
+	if err != nil {
+		return resolver.Config{}, fmt.Errorf("dns nameserver %q: %w", d.Nameserver, err)
+	}
+	inside := false
+	for _, r := range spec.Routes {
+		inside = inside || r.Contains(ns)
+	}
+	if !inside {
+		return resolver.Config{}, fmt.Errorf("dns nameserver %s is not inside the session's routes", ns)
+	}
+	if len(d.Search) > maxDomains || len(d.Domains) > maxDomains {
+		return resolver.Config{}, fmt.Errorf("at most %d search and routing domains are allowed", maxDomains)
+	}
+	for _, n := range append(append([]string{}, d.Search...), d.Domains...) {
+		if _, ok := dns.IsDomainName(n); !ok || n == "" || strings.ContainsAny(n, " \t\n\\\"'") || len(n) > 253 {
+			return resolver.Config{}, fmt.Errorf("dns domain %q is not a valid name", n)
+		}
+	}
+	return resolver.Config{Nameserver: ns, Search: d.Search, Domains: d.Domains}, nil
+}
+
+// Up does what a Request asks: device, routes, resolver, then hands the
+// device over. On any failure it undoes what it did.
+func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error) {
+	dr, spec, rc, err := Parse(data, uid)
+	if err != nil {
+		return err
+	}
+	if err := device.ValidateSocketPath(dr.SocketPath, uid); err != nil {
+		return err
+	}
+	if !dr.AllowConflictingSubnets {
+		existing, err := device.ListRoutes(ctx)
+		if err != nil {
+			return err
+		}
+		if err := device.CheckConflicts(spec.Routes, existing, spec.Name); err != nil {
+			return err
+		}
+	}
+	// A device of that name left by a session that died goes first.
+	if err := device.Remove(spec.Name); err != nil {
+		return err
+	}
+	f, err := device.Create(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // the daemon holds its own copy once sent
+	log.Info("device created", "device", spec.Name, "addr", spec.Addr, "routes", spec.Routes)
+	res, err := resolverFor(ctx, log)
+	if err != nil {
+		return err
+	}
+	if err := res.Apply(ctx, rc); err != nil {
+		device.Remove(spec.Name)
+		return fmt.Errorf("configure the resolver (%s): %w", res.Mode(), err)
+	}
+	defer func() {
+		if err != nil {
+			res.Restore(context.WithoutCancel(ctx))
+			device.Remove(spec.Name)
+		}
+	}()
+	log.Info("resolver configured", "mode", res.Mode(), "nameserver", rc.Nameserver, "search", rc.Search)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "unix", dr.SocketPath)
+	if err != nil {
+		return fmt.Errorf("reach the daemon at %s: %w", dr.SocketPath, err)
+	}
+	defer c.Close()
+	uc := c.(*net.UnixConn)
+	if err := device.CheckPeer(uc, uid); err != nil {
+		return err
+	}
+	meta, _ := json.Marshal(map[string]string{"device": spec.Name, "dnsMode": res.Mode()})
+	if err := device.SendFile(uc, f, meta); err != nil {
+		return fmt.Errorf("hand the device to the daemon: %w", err)
+	}
+	// Wait for the daemon to say it has the device, so that a daemon dying
+	// in between does not leave the resolver pointing nowhere.
+	uc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(uc, make([]byte, 1)); err != nil {
+		return fmt.Errorf("the daemon did not take the device: %w", err)
+	}
+	return nil
+}
+
+// Down puts the resolver back and removes the device name if a dead session
+// left it. It is safe to run when there is nothing to undo.
+func Down(ctx context.Context, name string, log *slog.Logger) error {
+	if err := device.ValidateName(name); err != nil {
+		return err
+	}
+	res, err := resolverFor(ctx, log)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if err := res.Restore(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("restore the resolver (%s): %w", res.Mode(), err))
+	}
+	if err := device.Remove(name); err != nil {
+		errs = append(errs, err)
+	}
+	log.Info("helper down", "device", name, "dnsMode", res.Mode(), "err", errors.Join(errs...))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,295 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeBus records systemd-resolved calls.
+type fakeBus struct {
+	calls  []string
+	failOn string
+}
+
+func (b *fakeBus) rec(method string, format string, args ...any) error {
+	b.calls = append(b.calls, method+" "+fmt.Sprintf(format, args...))
+	if method == b.failOn {
+		return errors.New("access denied")
+	}
+	return nil
+}
+
+func (b *fakeBus) SetLinkDNS(_ context.Context, i int, s []netip.Addr) error {
+	return b.rec("SetLinkDNS", "%d %v", i, s)
+}
+func (b *fakeBus) SetLinkDomains(_ context.Context, i int, d []LinkDomain) error {
+	return b.rec("SetLinkDomains", "%d %v", i, d)
+}
+func (b *fakeBus) SetLinkDefaultRoute(_ context.Context, i int, e bool) error {
+	return b.rec("SetLinkDefaultRoute", "%d %v", i, e)
+}
+func (b *fakeBus) SetLinkDNSSEC(_ context.Context, i int, m string) error {
+	return b.rec("SetLinkDNSSEC", "%d %s", i, m)
+}
+func (b *fakeBus) RevertLink(_ context.Context, i int) error { return b.rec("RevertLink", "%d", i) }
+
+func newTestResolved(t *testing.T, bus *fakeBus, links map[string]int) (*Resolved, Options) {
+	opts := Options{Root: t.TempDir()}
+	r := NewResolved(bus, opts)
+	r.linkIndex = func(name string) (int, error) {
+		if i, ok := links[name]; ok {
+			return i, nil
+		}
+		return 0, fmt.Errorf("no such device %s", name)
+	}
+	return r, opts
+}
+
+func TestResolved(t *testing.T) {
+	ctx := context.Background()
+	links := map[string]int{"tele0": 7}
+	bus := &fakeBus{}
+	r, _ := newTestResolved(t, bus, links)
+	if err := r.Apply(ctx, testCfg); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	want := []string{
+		"SetLinkDNS 7 [100.64.0.53]",
+		"SetLinkDomains 7 [{demo.svc.cluster.local false} {svc.cluster.local false} {cluster.local false} {demo true}]",
+		"SetLinkDefaultRoute 7 false",
+		"SetLinkDNSSEC 7 no",
+	}
+	if !slices.Equal(bus.calls, want) {
+		t.Errorf("Apply calls\n%s\nwant\n%s", strings.Join(bus.calls, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Restore in another process finds the link from the state file.
+	bus.calls = nil
+	r2, _ := newTestResolved(t, bus, links)
+	r2.statePath = r.statePath
+	if err := r2.Restore(ctx); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if want := []string{"RevertLink 7"}; !slices.Equal(bus.calls, want) {
+		t.Errorf("Restore calls %q, want %q", bus.calls, want)
+	}
+	bus.calls = nil
+	if err := r2.Restore(ctx); err != nil || len(bus.calls) != 0 {
+		t.Errorf("second Restore = %v with calls %q, want nothing", err, bus.calls)
+	}
+}
+
+func TestResolvedDeviceGoneOrReused(t *testing.T) {
+	ctx := context.Background()
+	links := map[string]int{"tele0": 7}
+	bus := &fakeBus{}
+	r, _ := newTestResolved(t, bus, links)
+	if err := r.Apply(ctx, testCfg); err != nil {
+		t.Fatal(err)
+	}
+	links["tele0"] = 9 // the device was recreated: index 7 is not ours
+	bus.calls = nil
+	if err := r.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(bus.calls) != 0 {
+		t.Errorf("Restore reverted a link that is not ours: %q", bus.calls)
+	}
+	if _, err := os.Stat(r.statePath); !os.IsNotExist(err) {
+		t.Errorf("state file left behind: %v", err)
+	}
+}
+
+func TestResolvedFailureReverts(t *testing.T) {
+	bus := &fakeBus{failOn: "SetLinkDomains"}
+	r, _ := newTestResolved(t, bus, map[string]int{"tele0": 7})
+	err := r.Apply(context.Background(), testCfg)
+	if err == nil || !strings.Contains(err.Error(), "SetLinkDomains") {
+		t.Fatalf("Apply = %v, want a SetLinkDomains error", err)
+	}
+	if last := bus.calls[len(bus.calls)-1]; last != "RevertLink 7" {
+		t.Errorf("failed Apply did not revert the link; calls %q", bus.calls)
+	}
+	// DNSSEC is best effort.
+	bus = &fakeBus{failOn: "SetLinkDNSSEC"}
+	r, _ = newTestResolved(t, bus, map[string]int{"tele0": 7})
+	if err := r.Apply(context.Background(), testCfg); err != nil {
+		t.Errorf("Apply with SetLinkDNSSEC failing = %v, want nil", err)
+	}
+}
+
+func TestDetectLinux(t *testing.T) {
+	tests := []struct {
+		name     string
+		runDir   bool
+		resolv   string
+		nsswitch string
+		onBus    bool
+		wantMode string
+	}{
+		{"resolved stub", true, "nameserver 127.0.0.53\n", "", true, "systemd-resolved"},
+		{"resolved via nss-resolve", true, "nameserver 10.0.0.1\n", "hosts: mymachines resolve [!UNAVAIL=return] files dns\n", true, "systemd-resolved"},
+		{"resolved not on the bus", true, "nameserver 127.0.0.53\n", "", false, "resolv.conf"},
+		{"resolved runs, resolv.conf elsewhere (netns)", true, "nameserver 10.0.0.1\n", "hosts: files dns\n", true, "resolv.conf"},
+		{"no resolved", false, "nameserver 127.0.0.53\n", "", true, "resolv.conf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.MkdirAll(filepath.Join(root, "etc"), 0o755))
+			must(os.WriteFile(filepath.Join(root, "etc/resolv.conf"), []byte(tt.resolv), 0o644))
+			if tt.nsswitch != "" {
+				must(os.WriteFile(filepath.Join(root, "etc/nsswitch.conf"), []byte(tt.nsswitch), 0o644))
+			}
+			if tt.runDir {
+				must(os.MkdirAll(filepath.Join(root, "run/systemd/resolve"), 0o755))
+			}
+			c := detectLinux(context.Background(), Options{Root: root}, func(context.Context) (ResolvedLink, bool) {
+				return &fakeBus{}, tt.onBus
+			})
+			if c.Mode() != tt.wantMode {
+				t.Errorf("mode %s, want %s", c.Mode(), tt.wantMode)
+			}
+		})
+	}
+}
+
+func TestRenderResolverFile(t *testing.T) {
+	got := string(RenderResolverFile(testCfg, "cluster.local"))
+	var lines []string
+	for line := range strings.Lines(got) {
+		if !strings.HasPrefix(line, "#") {
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	want := []string{"domain cluster.local", "nameserver 100.64.0.53", "search_order 1"}
+	if !slices.Equal(lines, want) || !IsOurs([]byte(got)) {
+		t.Errorf("resolver file:\n%s\nwant lines %q and the marker", got, want)
+	}
+}
+
+func TestResolverDir(t *testing.T) {
+	ctx := context.Background()
+	opts := Options{Root: t.TempDir()}
+	r := NewResolverDir(opts)
+	// A file of the user's for another domain, which we never touch.
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	userFile := filepath.Join(r.Dir, "corp.example")
+	if err := os.WriteFile(userFile, []byte("nameserver 10.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, testCfg); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	list := func() []string {
+		var names []string
+		entries, _ := os.ReadDir(r.Dir)
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	want := []string{"cluster.local", "corp.example", "demo", "demo.svc.cluster.local", "svc.cluster.local"}
+	if got := list(); !slices.Equal(got, want) {
+		t.Errorf("files %q, want %q", got, want)
+	}
+	// Crash, then Apply again: our files are replaced, not an error.
+	if err := NewResolverDir(opts).Apply(ctx, testCfg); err != nil {
+		t.Fatalf("Apply over a crashed session: %v", err)
+	}
+	if err := NewResolverDir(opts).Restore(ctx); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got := list(); !slices.Equal(got, []string{"corp.example"}) {
+		t.Errorf("after Restore files %q, want only the user's", got)
+	}
+
+	// A user's file for one of our domains stops Apply, untouched.
+	theirs := filepath.Join(r.Dir, "cluster.local")
+	if err := os.WriteFile(theirs, []byte("nameserver 10.0.0.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, testCfg); !errors.Is(err, errNotOurs) {
+		t.Errorf("Apply over a user's file = %v, want errNotOurs", err)
+	}
+	if b, _ := os.ReadFile(theirs); string(b) != "nameserver 10.0.0.2\n" {
+		t.Errorf("user's file changed to %q", b)
+	}
+	if got := list(); !slices.Equal(got, []string{"cluster.local", "corp.example"}) {
+		t.Errorf("after refused Apply files %q", got)
+	}
+}
+
+func TestNRPTScripts(t *testing.T) {
+	apply := NRPTApplyScript(testCfg)
+	wantApply := []string{
+		"$ErrorActionPreference = 'Stop'",
+		"Get-DnsClientNrptRule | Where-Object { $_.Comment -eq 'kubectl-tele' } | Remove-DnsClientNrptRule -Force",
+		"Add-DnsClientNrptRule -Namespace '.cluster.local','.demo','.demo.svc.cluster.local','.svc.cluster.local' -NameServers '100.64.0.53' -Comment 'kubectl-tele'",
+		"Set-DnsClientServerAddress -InterfaceAlias 'tele0' -ServerAddresses '100.64.0.53'",
+		"Set-DnsClient -InterfaceAlias 'tele0' -ConnectionSpecificSuffix 'demo.svc.cluster.local' -RegisterThisConnectionsAddress $false",
+		"Clear-DnsClientCache",
+	}
+	if got := strings.Split(apply, "\n"); !slices.Equal(got, wantApply) {
+		t.Errorf("apply script\n%s\nwant\n%s", apply, strings.Join(wantApply, "\n"))
+	}
+	tests := []struct {
+		device string
+		want   []string
+	}{
+		{"", []string{
+			"$ErrorActionPreference = 'Stop'",
+			"Get-DnsClientNrptRule | Where-Object { $_.Comment -eq 'kubectl-tele' } | Remove-DnsClientNrptRule -Force",
+			"Clear-DnsClientCache",
+		}},
+		{"tele0", []string{
+			"$ErrorActionPreference = 'Stop'",
+			"Get-DnsClientNrptRule | Where-Object { $_.Comment -eq 'kubectl-tele' } | Remove-DnsClientNrptRule -Force",
+			"Set-DnsClientServerAddress -InterfaceAlias 'tele0' -ResetServerAddresses -ErrorAction SilentlyContinue",
+			"Clear-DnsClientCache",
+		}},
+	}
+	for _, tt := range tests {
+		if got := strings.Split(NRPTRestoreScript(tt.device), "\n"); !slices.Equal(got, tt.want) {
+			t.Errorf("restore script for %q\n%s\nwant\n%s", tt.device, strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+		}
+	}
+	if got := psQuote("it's"); got != "'it''s'" {
+		t.Errorf("psQuote = %s", got)
+	}
+}
+
+func TestNRPTRuns(t *testing.T) {
+	var scripts []string
+	run := func(_ context.Context, s string) error { scripts = append(scripts, s); return nil }
+	n := NewNRPT(run, Options{})
+	ctx := context.Background()
+	if err := n.Apply(ctx, testCfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) != 2 || scripts[0] != NRPTApplyScript(testCfg) || scripts[1] != NRPTRestoreScript("tele0") {
+		t.Errorf("ran %q", scripts)
+	}
+	bad := testCfg
+	bad.Device = "tele0'; Remove-Item C:\\"
+	if err := n.Apply(ctx, bad); !errors.Is(err, errInvalidConfig) {
+		t.Errorf("Apply with a hostile device name = %v", err)
+	}
+}

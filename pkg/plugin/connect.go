@@ -1,0 +1,347 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/version"
+)
+
+// ConnectOptions holds the flags and clients of kubectl tele connect.
+type ConnectOptions struct {
+	Flags   *genericclioptions.ConfigFlags
+	Streams genericiooptions.IOStreams
+
+	ManagerNamespace        string
+	ManagerImage            string
+	IdleTimeout             time.Duration
+	AlsoProxy, NeverProxy   []string
+	AllowConflictingSubnets bool
+	Timeout                 time.Duration
+
+	namespace   string
+	contextName string
+	restConfig  *rest.Config
+	client      kubernetes.Interface
+	also, never []netip.Prefix
+	kubeArgs    []string // the kubeconfig flags, passed on to the daemon
+	paths       session.Paths
+}
+
+// NewCmdConnect builds kubectl tele connect.
+func NewCmdConnect(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &ConnectOptions{Flags: flags, Streams: streams}
+	cmd := &cobra.Command{
+		Use:   "connect [-n NAMESPACE]",
+		Short: "Reach the cluster from this machine as a pod of the namespace does",
+		Long: `Connect this machine to a namespace: local programs then reach Services and
+pods by name (my-svc, my-svc.my-ns, my-svc.my-ns.svc.cluster.local), by
+ClusterIP and by pod IP, over TCP and UDP.
+
+The traffic manager is started in the namespace if it is not running (a Job
+that removes itself when idle). Creating the TUN device, routes and DNS
+settings needs root for a moment: you may be asked for your sudo password.`,
+		Example: `  kubectl tele connect -n my-ns
+  curl http://my-service:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ManagerNamespace, "manager-namespace", "", "namespace of the traffic manager (default: the connected namespace)")
+	f.StringVar(&o.ManagerImage, "manager-image", version.Image(), "image of the traffic manager")
+	f.DurationVar(&o.IdleTimeout, "manager-idle-timeout", 10*time.Minute, "the manager exits after this long without a session")
+	f.StringSliceVar(&o.AlsoProxy, "also-proxy", nil, "also route this CIDR into the cluster (repeatable)")
+	f.StringSliceVar(&o.NeverProxy, "never-proxy", nil, "never route this CIDR into the cluster (repeatable)")
+	f.BoolVar(&o.AllowConflictingSubnets, "allow-conflicting-subnets", false, "route cluster CIDRs even where they overlap a local route")
+	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "give up connecting after this long")
+	return cmd
+}
+
+// Complete fills in what comes from kubeconfig.
+func (o *ConnectOptions) Complete(cmd *cobra.Command) error {
+	var err error
+	loader := o.Flags.ToRawKubeConfigLoader()
+	if o.namespace, _, err = loader.Namespace(); err != nil {
+		return fmt.Errorf("read kubeconfig: %w", err)
+	}
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return fmt.Errorf("read kubeconfig: %w", err)
+	}
+	o.contextName = raw.CurrentContext
+	if o.Flags.Context != nil && *o.Flags.Context != "" {
+		o.contextName = *o.Flags.Context
+	}
+	if o.restConfig, err = o.Flags.ToRESTConfig(); err != nil {
+		return fmt.Errorf("read kubeconfig: %w", err)
+	}
+	if o.client, err = kubernetes.NewForConfig(o.restConfig); err != nil {
+		return err
+	}
+	if o.ManagerNamespace == "" {
+		o.ManagerNamespace = o.namespace
+	}
+	o.kubeArgs = kubeconfigArgs(cmd)
+	o.paths, err = session.DefaultPaths()
+	return err
+}
+
+// kubeconfigArgs returns the ConfigFlags the user set, to pass on.
+func kubeconfigArgs(cmd *cobra.Command) []string {
+	var out []string
+	cmd.Root().PersistentFlags().Visit(func(f *pflag.Flag) {
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				out = append(out, "--"+f.Name+"="+v)
+			}
+			return
+		}
+		out = append(out, "--"+f.Name+"="+f.Value.String())
+	})
+	return out
+}
+
+// Validate rejects bad flags with a message saying what to do.
+func (o *ConnectOptions) Validate() error {
+	var err error
+	if o.also, err = parseCIDRs("--also-proxy", o.AlsoProxy); err != nil {
+		return err
+	}
+	if o.never, err = parseCIDRs("--never-proxy", o.NeverProxy); err != nil {
+		return err
+	}
+	if o.IdleTimeout < 30*time.Second {
+		return usagef("--manager-idle-timeout %s is too short: give at least 30s", o.IdleTimeout)
+	}
+	return nil
+}
+
+func parseCIDRs(flag string, in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usagef("%s %q is not a CIDR (like 10.0.0.0/16)", flag, s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func (o *ConnectOptions) progress(s string) { fmt.Fprintf(o.Streams.ErrOut, "  %s\n", s) }
+
+// Run connects.
+func (o *ConnectOptions) Run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	ctl := session.NewControl(o.paths.ControlSocket())
+	if st, err := ctl.Status(ctx); err == nil {
+		if st.Context == o.contextName && st.Namespace == o.namespace && st.Phase == "connected" {
+			fmt.Fprintf(o.Streams.Out, "Already connected to namespace %s of context %s.\n", st.Namespace, st.Context)
+			return nil
+		}
+		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.Namespace, st.Context, st.Phase)
+	} else if !errors.Is(err, session.ErrNotRunning) {
+		return err
+	}
+	if err := o.repair(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Streams.ErrOut, "Connecting to namespace %s of context %s\n", o.namespace, o.contextName)
+	if _, err := o.client.Discovery().ServerVersion(); err != nil {
+		return fmt.Errorf("cannot reach the API server at %s: %w (check your kubeconfig, context and network)", o.restConfig.Host, err)
+	}
+	m, err := managerclient.Ensure(ctx, managerclient.Options{
+		Client: o.client, Namespace: o.ManagerNamespace, Image: o.ManagerImage,
+		Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
+	})
+	if err != nil {
+		return err
+	}
+	if m.Version != "" && m.Version != version.Version {
+		o.progress(fmt.Sprintf("warning: the manager runs version %s, this plugin is %s (it is replaced when it next idles out)", m.Version, version.Version))
+	}
+	if err := o.startDaemon(m); err != nil {
+		return err
+	}
+	o.progress("daemon started; log: " + o.paths.DaemonLog())
+	st, err := waitPhase(ctx, ctl, "waiting-for-device", o.progress)
+	if err != nil {
+		return o.failed(ctx, ctl, err)
+	}
+	o.progress("creating TUN device " + st.Device + ", routes " + strings.Join(st.Routes, " ") + " and DNS settings (as root)")
+	if err := runHelper(ctx, "up", st.HelperRequest, o.paths, o.Streams.ErrOut); err != nil {
+		return o.failed(ctx, ctl, err)
+	}
+	st, err = waitPhase(ctx, ctl, "connected", o.progress)
+	if err != nil {
+		return o.failed(ctx, ctl, err)
+	}
+	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: names like my-service and my-service.%s resolve here.\n", st.Namespace, st.Context, st.Namespace)
+	return nil
+}
+
+// failed stops a daemon that could not finish connecting and undoes what the
+// helper did, so nothing is left half-configured.
+func (o *ConnectOptions) failed(ctx context.Context, ctl *session.Control, cause error) error {
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = ctl.Quit(qctx)
+	if err := runHelper(qctx, "down", nil, o.paths, o.Streams.ErrOut); err != nil {
+		cause = errors.Join(cause, err)
+	}
+	return fmt.Errorf("%w\n(daemon log: %s)", cause, o.paths.DaemonLog())
+}
+
+// repair undoes what a session that died (kill -9, reboot) left: its DNS
+// settings and device.
+func (o *ConnectOptions) repair(ctx context.Context) error {
+	if !leftovers() {
+		return nil
+	}
+	o.progress("a previous session ended without cleaning up: restoring DNS settings and removing its device")
+	return runHelper(ctx, "down", nil, o.paths, o.Streams.ErrOut)
+}
+
+// leftovers reports whether a dead session's device or DNS backup remains.
+func leftovers() bool {
+	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
+		return true
+	}
+	dir, err := helperStateDir()
+	if err != nil {
+		return false
+	}
+	entries, _ := os.ReadDir(dir)
+	return len(entries) > 0
+}
+
+func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"daemon",
+		"--namespace=" + o.namespace,
+		"--connect-context=" + o.contextName,
+		"--manager-namespace=" + m.Namespace,
+		"--manager-pod=" + m.Pod,
+		"--manager-version=" + m.Version,
+		fmt.Sprintf("--allow-conflicting-subnets=%t", o.AllowConflictingSubnets),
+	}, o.kubeArgs...)
+	for _, p := range o.also {
+		args = append(args, "--also-proxy="+p.String())
+	}
+	for _, p := range o.never {
+		args = append(args, "--never-proxy="+p.String())
+	}
+	logf, err := os.OpenFile(o.paths.DaemonLog(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open daemon log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the daemon: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// waitPhase polls the daemon until it reaches phase, reporting changes.
+func waitPhase(ctx context.Context, ctl *session.Control, phase string, progress func(string)) (*session.Status, error) {
+	last := ""
+	for {
+		st, err := ctl.Status(ctx)
+		switch {
+		case err == nil && st.Phase == phase:
+			return st, nil
+		case err == nil && st.Phase == "failed":
+			return nil, errors.New(st.Error)
+		case err == nil && st.Phase != last:
+			last = st.Phase
+		case err != nil && !errors.Is(err, session.ErrNotRunning):
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the daemon to reach %s (it is %q): %w", phase, last, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// newCmdDaemon is the session daemon: connect starts it in the background.
+func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
+	var cfg session.Config
+	var also, never []string
+	cmd := &cobra.Command{
+		Use:    "daemon",
+		Short:  "Run the session daemon (started by connect)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.Paths, err = session.DefaultPaths(); err != nil {
+				return err
+			}
+			if cfg.RESTConfig, err = flags.ToRESTConfig(); err != nil {
+				return err
+			}
+			if cfg.Client, err = kubernetes.NewForConfig(cfg.RESTConfig); err != nil {
+				return err
+			}
+			if cfg.Namespace, _, err = flags.ToRawKubeConfigLoader().Namespace(); err != nil {
+				return err
+			}
+			if cfg.AlsoProxy, err = parseCIDRs("--also-proxy", also); err != nil {
+				return err
+			}
+			if cfg.NeverProxy, err = parseCIDRs("--never-proxy", never); err != nil {
+				return err
+			}
+			cfg.Version = version.Version
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("pid", os.Getpid())
+			cfg.Logger.Info("daemon starting", "version", version.Version, "namespace", cfg.Namespace, "manager", cfg.Manager.Pod)
+			err = session.Run(cmd.Context(), cfg)
+			cfg.Logger.Info("daemon exiting", "err", err)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Context, "connect-context", "", "kubeconfig context name, for status")
+	f.StringVar(&cfg.Manager.Namespace, "manager-namespace", "", "")
+	f.StringVar(&cfg.Manager.Pod, "manager-pod", "", "")
+	f.StringVar(&cfg.Manager.Version, "manager-version", "", "")
+	f.StringSliceVar(&also, "also-proxy", nil, "")
+	f.StringSliceVar(&never, "never-proxy", nil, "")
+	f.BoolVar(&cfg.AllowConflictingSubnets, "allow-conflicting-subnets", false, "")
+	return cmd
+}

@@ -1,0 +1,52 @@
+package plugin
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/version"
+)
+
+// newCmdManager is the in-cluster traffic manager's entry point: the Job made
+// by connect runs the image with `manager`. Hidden from users.
+func newCmdManager() *cobra.Command {
+	var listen string
+	var idle, heartbeat time.Duration
+	cmd := &cobra.Command{
+		Use:    "manager",
+		Short:  "Run the traffic manager (inside the cluster)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			cfg, err := rest.InClusterConfig()
+			if err != nil {
+				return fmt.Errorf("manager runs inside a pod: %w", err)
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("manager starting", "version", version.Version, "listen", listen, "idleTimeout", idle)
+			return manager.Run(cmd.Context(), manager.Config{
+				ListenAddr:       listen,
+				IdleTimeout:      idle,
+				HeartbeatTimeout: heartbeat,
+				Client:           cs,
+				Logger:           log,
+				Version:          version.Version,
+			})
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", manager.DefaultListenAddr, "loopback address to serve on (reached through port-forward)")
+	cmd.Flags().DurationVar(&idle, "idle-timeout", manager.DefaultIdleTimeout, "exit after this long without a session")
+	cmd.Flags().DurationVar(&heartbeat, "heartbeat-timeout", manager.DefaultHeartbeatTimeout, "end a session not heard from for this long")
+	return cmd
+}

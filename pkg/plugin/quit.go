@@ -1,0 +1,57 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+)
+
+// QuitOptions holds the flags of kubectl tele quit.
+type QuitOptions struct {
+	Streams genericiooptions.IOStreams
+}
+
+// NewCmdQuit builds kubectl tele quit.
+func NewCmdQuit(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &QuitOptions{Streams: streams}
+	return &cobra.Command{
+		Use:   "quit",
+		Short: "End the session: its intercepts, the daemon, the TUN device and the DNS settings",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+	}
+}
+
+// Run ends the session and restores the machine's network settings, also
+// after a daemon that died.
+func (o *QuitOptions) Run(ctx context.Context) error {
+	paths, err := session.DefaultPaths()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = session.NewControl(paths.ControlSocket()).Quit(ctx)
+	running := !errors.Is(err, session.ErrNotRunning)
+	if running && err != nil {
+		return err
+	}
+	if running || leftovers() {
+		if err := runHelper(ctx, "down", nil, paths, o.Streams.ErrOut); err != nil {
+			return err
+		}
+	}
+	if !running {
+		fmt.Fprintln(o.Streams.Out, "Not connected.")
+		return nil
+	}
+	fmt.Fprintln(o.Streams.Out, "Disconnected: the TUN device and DNS settings are removed.")
+	return nil
+}

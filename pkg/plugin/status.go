@@ -1,0 +1,97 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+)
+
+// StatusOptions holds the flags of kubectl tele status.
+type StatusOptions struct {
+	Streams genericiooptions.IOStreams
+	Output  string
+}
+
+// NewCmdStatus builds kubectl tele status.
+func NewCmdStatus(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &StatusOptions{Streams: streams}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the session: context, namespace, manager, device, routes, DNS and log files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Output != "" && o.Output != "json" && o.Output != "yaml" {
+				return usagef("--output %q: use json or yaml", o.Output)
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	return cmd
+}
+
+// Run prints the status.
+func (o *StatusOptions) Run(ctx context.Context) error {
+	paths, err := session.DefaultPaths()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := session.NewControl(paths.ControlSocket()).Status(ctx)
+	if errors.Is(err, session.ErrNotRunning) {
+		st = &session.Status{Phase: "disconnected", LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
+	} else if err != nil {
+		return err
+	}
+	switch o.Output {
+	case "json":
+		enc := json.NewEncoder(o.Streams.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "yaml":
+		b, err := yaml.Marshal(st)
+		if err != nil {
+			return err
+		}
+		_, err = o.Streams.Out.Write(b)
+		return err
+	}
+	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	if st.Phase == "disconnected" {
+		fmt.Fprintf(w, "Not connected.\nDaemon log:\t%s\nHelper log:\t%s\n", st.LogFile, st.HelperLogFile)
+		return nil
+	}
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%s:\t%s\n", k, v)
+		}
+	}
+	row("Status", st.Phase)
+	row("Error", st.Error)
+	row("Context", st.Context)
+	row("API server", st.Server)
+	row("Namespace", st.Namespace)
+	row("Manager", st.ManagerNamespace+"/"+st.ManagerPod+" (version "+st.ManagerVersion+")")
+	row("Client version", st.ClientVersion)
+	row("Device", st.Device)
+	row("Routes", strings.Join(st.Routes, " "))
+	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))
+	row("Daemon PID", fmt.Sprint(st.PID))
+	row("Since", st.Since)
+	row("Daemon log", st.LogFile)
+	row("Helper log", st.HelperLogFile)
+	return nil
+}

@@ -1,0 +1,59 @@
+// Package session is the laptop's side of a connection to the cluster: the
+// unprivileged daemon that holds the port-forward to the manager, serves the
+// TUN device through the userspace stack and the DNS server, and answers the
+// plugin on a control socket; and the plugin's client of that socket.
+package session
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Paths are where a user's session keeps its sockets and logs.
+type Paths struct {
+	// RuntimeDir holds the sockets: /run/user/UID when it exists (the
+	// helper trusts only that and /tmp/kubectl-tele-UID), else the latter.
+	RuntimeDir string
+	// LogDir holds daemon.log and helper.log.
+	LogDir string
+}
+
+// DefaultPaths returns the current user's paths, creating them (0700).
+func DefaultPaths() (Paths, error) {
+	uid := strconv.Itoa(os.Getuid())
+	run := filepath.Join("/run/user", uid)
+	if fi, err := os.Stat(run); err == nil && fi.IsDir() && os.Getuid() != 0 {
+		run = filepath.Join(run, "kubectl-tele")
+	} else {
+		run = filepath.Join(os.TempDir(), "kubectl-tele-"+uid)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = run
+	}
+	p := Paths{RuntimeDir: run, LogDir: filepath.Join(cache, "kubectl-tele")}
+	for _, d := range []string{p.RuntimeDir, p.LogDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return Paths{}, fmt.Errorf("create %s: %w", d, err)
+		}
+		// The control socket is the user's alone: the folder is too.
+		if err := os.Chmod(d, 0o700); err != nil {
+			return Paths{}, fmt.Errorf("chmod %s: %w", d, err)
+		}
+	}
+	return p, nil
+}
+
+// ControlSocket is the daemon's control socket.
+func (p Paths) ControlSocket() string { return filepath.Join(p.RuntimeDir, "daemon.sock") }
+
+// HelperSocket is where the daemon waits for the TUN device from the helper.
+func (p Paths) HelperSocket() string { return filepath.Join(p.RuntimeDir, "device.sock") }
+
+// DaemonLog is the daemon's log file.
+func (p Paths) DaemonLog() string { return filepath.Join(p.LogDir, "daemon.log") }
+
+// HelperLog is the privileged helper's log file.
+func (p Paths) HelperLog() string { return filepath.Join(p.LogDir, "helper.log") }
