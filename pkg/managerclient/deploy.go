@@ -30,7 +30,7 @@ const (
 	LabelManaged  = "app.kubernetes.io/managed-by"
 	AnnotVersion  = "kubectl-tele.io/version"
 	ManagerPort   = 8081
-	jobTTLSeconds = 30
+	jobTTLSeconds = 10
 )
 
 // Options says where and how to run the manager.

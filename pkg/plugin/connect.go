@@ -115,7 +115,11 @@ func (o *ConnectOptions) Complete(cmd *cobra.Command) error {
 // kubeconfigArgs returns the ConfigFlags the user set, to pass on.
 func kubeconfigArgs(cmd *cobra.Command) []string {
 	var out []string
-	cmd.Root().PersistentFlags().Visit(func(f *pflag.Flag) {
+	kube := cmd.Root().PersistentFlags()
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if kube.Lookup(f.Name) == nil {
+			return
+		}
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
 			for _, v := range sv.GetSlice() {
 				out = append(out, "--"+f.Name+"="+v)
@@ -136,8 +140,8 @@ func (o *ConnectOptions) Validate() error {
 	if o.never, err = parseCIDRs("--never-proxy", o.NeverProxy); err != nil {
 		return err
 	}
-	if o.IdleTimeout < 30*time.Second {
-		return usagef("--manager-idle-timeout %s is too short: give at least 30s", o.IdleTimeout)
+	if o.IdleTimeout < 5*time.Second {
+		return usagef("--manager-idle-timeout %s is too short: give at least 5s", o.IdleTimeout)
 	}
 	return nil
 }

@@ -47,6 +47,7 @@ func newCmdHelper() *cobra.Command {
 				defer f.Close()
 				log = slog.New(slog.NewTextHandler(f, nil)).With("pid", os.Getpid(), "action", args[0])
 			}
+			slog.SetDefault(log) // the device package logs through the default logger
 			var err error
 			switch args[0] {
 			case "up":
