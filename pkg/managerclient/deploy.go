@@ -90,6 +90,13 @@ func Ensure(ctx context.Context, o Options) (*Manager, error) {
 		}
 		job = nil
 	}
+	need := useAccess
+	if job == nil {
+		need = append(append([]access{}, useAccess...), createAccess...)
+	}
+	if err := checkAccess(ctx, o.Client, o.Namespace, need); err != nil {
+		return nil, err
+	}
 	created := false
 	if job == nil {
 		o.progress("starting the traffic manager in namespace %s (image %s)", o.Namespace, o.Image)

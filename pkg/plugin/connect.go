@@ -178,7 +178,10 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(o.Streams.ErrOut, "Connecting to namespace %s of context %s\n", o.namespace, o.contextName)
-	if _, err := o.client.Discovery().ServerVersion(); err != nil {
+	vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := o.client.Discovery().RESTClient().Get().AbsPath("/version").Do(vctx).Raw()
+	vcancel()
+	if err != nil {
 		return fmt.Errorf("cannot reach the API server at %s: %w (check your kubeconfig, context and network)", o.restConfig.Host, err)
 	}
 	m, err := managerclient.Ensure(ctx, managerclient.Options{

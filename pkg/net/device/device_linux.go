@@ -108,6 +108,9 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 // CreateTUN (see the package doc).
 func openTUN(name string) (*os.File, error) {
 	fd, err := unix.Open(cloneDevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+		return nil, fmt.Errorf("this machine has no TUN support (open %s: %w): load the tun kernel module (modprobe tun), or in a container pass the device /dev/net/tun", cloneDevicePath, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cloneDevicePath, err)
 	}
@@ -121,6 +124,9 @@ func openTUN(name string) (*os.File, error) {
 		unix.Close(fd)
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("TUNSETIFF: %w (a device named %s already exists; if a crashed session left it, remove it)", err, name)
+		}
+		if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("%s is not a TUN device (TUNSETIFF: %w): load the tun kernel module (modprobe tun)", cloneDevicePath, err)
 		}
 		return nil, fmt.Errorf("TUNSETIFF: %w", err)
 	}

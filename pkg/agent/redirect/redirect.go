@@ -1,0 +1,336 @@
+//go:build linux
+
+package redirect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTableName is the nftables table used when Options.TableName is empty.
+const DefaultTableName = "kubectl_tele"
+
+// chainName is the base chain inside our table; the table is ours alone, so
+// the name only needs to be readable in `nft list ruleset`.
+const chainName = "prerouting"
+
+// tableFlagOwner is NFT_TABLE_F_OWNER from linux/netfilter/nf_tables.h; x/sys
+// does not define it.
+const tableFlagOwner = 0x2
+
+// ErrOwnedByAnother is returned by Open when a table of the same name is owned
+// by another live netlink socket, i.e. another agent is running in this pod.
+var ErrOwnedByAnother = errors.New("another agent owns the redirect in this pod")
+
+// Rule redirects new TCP connections arriving on Port to ToPort on the same
+// pod address.
+type Rule struct {
+	Port   uint16 // the application's port
+	ToPort uint16 // the agent's listener
+}
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// TableName is the nftables table to own; DefaultTableName when empty.
+	TableName string
+	// Logger receives what the Redirector does; slog.Default() when nil.
+	Logger *slog.Logger
+	// NetNSPath names a network namespace (e.g. /var/run/netns/x or
+	// /proc/PID/ns/net) to work in instead of the calling thread's. The agent
+	// leaves it empty: it already runs in the pod's namespace. Tests use it.
+	NetNSPath string
+}
+
+// Redirector owns the redirect table of one network namespace. Its methods are
+// safe for concurrent use.
+type Redirector struct {
+	log   *slog.Logger
+	table *nftables.Table
+	chain *nftables.Chain
+
+	mu    sync.Mutex
+	conn  *nftables.Conn // lasting: its socket owns the table; nil once closed
+	rules []Rule
+}
+
+// Open creates the redirect table, with no rules yet, in the network namespace
+// and returns the Redirector that owns it. It first deletes a table of the same
+// name left by an older agent, and fails with ErrOwnedByAnother when a live
+// agent owns it. Without CAP_NET_ADMIN it fails with an error matching
+// os.ErrPermission.
+func Open(ctx context.Context, opts Options) (*Redirector, error) {
+	if opts.TableName == "" {
+		opts.TableName = DefaultTableName
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	log := opts.Logger.With("table", "inet "+opts.TableName)
+
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open nftables table inet %s: %w", opts.TableName, err)
+	}
+
+	connOpts := []nftables.ConnOption{nftables.AsLasting()}
+	if opts.NetNSPath != "" {
+		ns, err := os.Open(opts.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace %s: %w", opts.NetNSPath, err)
+		}
+		// The fd is only needed while the socket is created in New.
+		defer ns.Close()
+		connOpts = append(connOpts, nftables.WithNetNSFd(int(ns.Fd())))
+	}
+	// google/nftables v0.3.0 always sends NFTA_TABLE_FLAGS as 0 from AddTable,
+	// so it cannot create an owned table. We keep a handle on the lasting
+	// socket it dials and send that one NEWTABLE message ourselves; all later
+	// messages go through the library on the same socket, which the kernel
+	// requires for an owned table (it checks the sender's port id).
+	var sock *netlink.Conn
+	connOpts = append(connOpts, nftables.WithSockOptions(func(c *netlink.Conn) error {
+		sock = c
+		return nil
+	}))
+	conn, err := nftables.New(connOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", permissionHint(err))
+	}
+
+	r := &Redirector{
+		log:   log,
+		conn:  conn,
+		table: &nftables.Table{Name: opts.TableName, Family: nftables.TableFamilyINet, Flags: tableFlagOwner},
+	}
+	r.chain = &nftables.Chain{
+		Name:     chainName,
+		Table:    r.table,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPrerouting,
+		Priority: nftables.ChainPriorityNATDest,
+	}
+
+	if err := r.create(ctx, sock); err != nil {
+		// Closing the socket also makes the kernel drop a half-built owned
+		// table.
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	log.Info("redirect table created", "owner", true)
+	return r, nil
+}
+
+// create removes a stale table and builds ours over the lasting socket.
+func (r *Redirector) create(ctx context.Context, sock *netlink.Conn) error {
+	if sock == nil {
+		return errors.New("nftables did not dial a lasting netlink socket")
+	}
+	if d, ok := ctx.Deadline(); ok {
+		if err := sock.SetDeadline(d); err != nil {
+			return fmt.Errorf("set netlink deadline: %w", err)
+		}
+		defer sock.SetDeadline(time.Time{})
+	}
+
+	tables, err := r.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list nftables tables: %w", permissionHint(err))
+	}
+	for _, t := range tables {
+		if t.Name != r.table.Name {
+			continue
+		}
+		if owned(t) {
+			// The kernel deletes owned tables when their socket closes, so
+			// the owner is alive.
+			return fmt.Errorf("table inet %s: %w", r.table.Name, ErrOwnedByAnother)
+		}
+		r.log.Info("deleting stale redirect table left by an earlier agent")
+		r.conn.DelTable(t)
+		if err := r.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("delete stale table inet %s: %w", r.table.Name, permissionHint(err))
+		}
+	}
+
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create table inet %s: %w", r.table.Name, err)
+	}
+	if err := sendBatch(sock, newOwnedTableMsg(r.table)); err != nil {
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			// Another agent created it between our listing and now.
+			return fmt.Errorf("create table inet %s: %w", r.table.Name, ErrOwnedByAnother)
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
+			return fmt.Errorf("create owned table inet %s (needs Linux >= 5.12 for NFT_TABLE_F_OWNER): %w", r.table.Name, err)
+		}
+		return fmt.Errorf("create table inet %s: %w", r.table.Name, permissionHint(err))
+	}
+
+	r.conn.AddChain(r.chain)
+	if err := r.conn.Flush(); err != nil {
+		return fmt.Errorf("create chain %s in table inet %s: %w", chainName, r.table.Name, permissionHint(err))
+	}
+	return nil
+}
+
+// Set atomically replaces the redirected ports with rules: in one nftables
+// transaction the chain is flushed and refilled, so no new connection ever
+// sees a mix of the old and new sets. Connections already open keep the path
+// they started on. Set(nil) stops all redirection.
+func (r *Redirector) Set(rules []Rule) error {
+	if err := validate(rules); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == nil {
+		return fmt.Errorf("set redirect rules in table inet %s: redirector closed", r.table.Name)
+	}
+	r.conn.FlushChain(r.chain)
+	for _, rule := range rules {
+		r.conn.AddRule(&nftables.Rule{Table: r.table, Chain: r.chain, Exprs: ruleExprs(rule)})
+	}
+	if err := r.conn.Flush(); err != nil {
+		return fmt.Errorf("set redirect rules %v in table inet %s: %w", rules, r.table.Name, permissionHint(err))
+	}
+	r.rules = slices.Clone(rules)
+	r.log.Info("redirect rules set", "rules", fmt.Sprint(rules))
+	return nil
+}
+
+// Rules returns the rules last installed by Set.
+func (r *Redirector) Rules() []Rule {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.rules)
+}
+
+// Close deletes the table and closes the owning socket. Even when the delete
+// fails, closing the socket makes the kernel delete the table. Close is
+// idempotent.
+func (r *Redirector) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == nil {
+		return nil
+	}
+	conn := r.conn
+	r.conn = nil
+	r.rules = nil
+
+	conn.DelTable(r.table)
+	delErr := conn.Flush()
+	if delErr != nil {
+		delErr = fmt.Errorf("delete table inet %s: %w", r.table.Name, delErr)
+	}
+	closeErr := conn.CloseLasting()
+	if closeErr != nil {
+		closeErr = fmt.Errorf("close nftables socket owning table inet %s: %w", r.table.Name, closeErr)
+	}
+	r.log.Info("redirect table deleted")
+	return errors.Join(delErr, closeErr)
+}
+
+// validate rejects rule sets the kernel would accept but that make no sense.
+func validate(rules []Rule) error {
+	seen := make(map[uint16]bool, len(rules))
+	for _, r := range rules {
+		switch {
+		case r.Port == 0 || r.ToPort == 0:
+			return fmt.Errorf("redirect rule %d->%d: ports must be non-zero", r.Port, r.ToPort)
+		case r.Port == r.ToPort:
+			return fmt.Errorf("redirect rule %d->%d: a port cannot redirect to itself", r.Port, r.ToPort)
+		case seen[r.Port]:
+			return fmt.Errorf("redirect rule %d->%d: port %d is redirected twice", r.Port, r.ToPort, r.Port)
+		}
+		seen[r.Port] = true
+	}
+	return nil
+}
+
+// ruleExprs is `tcp dport P redirect to :A`, written the way nft(8) compiles
+// it.
+func ruleExprs(r Rule) []expr.Any {
+	return []expr.Any{
+		// meta l4proto tcp
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		// th dport P: the destination port is bytes 2-3 of the TCP header.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.Port)},
+		// redirect to :A
+		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(r.ToPort)},
+		&expr.Redir{RegisterProtoMin: 1},
+	}
+}
+
+// owned reports whether a listed table has NFT_TABLE_F_OWNER. google/nftables
+// v0.3.0 decodes NFTA_TABLE_FLAGS in host byte order although the kernel sends
+// it big-endian, so on little-endian hosts the flag shows up byte-swapped;
+// accepting both spellings keeps this right if the library is fixed. No other
+// flag value collides: the kernel defines only bits 0-2.
+func owned(t *nftables.Table) bool {
+	return t.Flags&(tableFlagOwner|tableFlagOwner<<24) != 0
+}
+
+// newOwnedTableMsg is NFT_MSG_NEWTABLE with NFT_TABLE_F_OWNER, created
+// exclusively so that we never adopt a table we did not make.
+func newOwnedTableMsg(t *nftables.Table) netlink.Message {
+	attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: []byte(t.Name + "\x00")},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: binaryutil.BigEndian.PutUint32(t.Flags)},
+	})
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl,
+		},
+		Data: append(nfgenmsg(byte(t.Family), 0), attrs...),
+	}
+}
+
+// sendBatch sends one acknowledged message wrapped in an nfnetlink batch, as
+// nf_tables requires for changes, and waits for its acknowledgement. Exactly
+// one message keeps the reply unambiguous: one ack or one error, nothing left
+// on the socket for the library to misread later.
+func sendBatch(sock *netlink.Conn, m netlink.Message) error {
+	begin := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
+		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
+	}
+	end := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
+		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
+	}
+	if _, err := sock.SendMessages([]netlink.Message{begin, m, end}); err != nil {
+		return err
+	}
+	// Receive turns an NLMSG_ERROR with a non-zero errno into an error.
+	_, err := sock.Receive()
+	return err
+}
+
+// nfgenmsg is struct nfgenmsg: family, version, resource id (big endian).
+func nfgenmsg(family byte, resID uint16) []byte {
+	return append([]byte{family, unix.NFNETLINK_V0}, binaryutil.BigEndian.PutUint16(resID)...)
+}
+
+// permissionHint tells the caller what to do when the kernel refuses us for
+// lack of CAP_NET_ADMIN. The result still matches os.ErrPermission.
+func permissionHint(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w (the agent container needs the NET_ADMIN capability to redirect ports; without it, use the no-capability mechanism)", err)
+	}
+	return err
+}
