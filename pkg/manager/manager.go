@@ -14,7 +14,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -56,7 +58,16 @@ type Config struct {
 	RefreshInterval time.Duration
 	Logger          *slog.Logger
 	Version         string
+	// Image is the manager's own image, which the agents run too
+	// (env TELE_IMAGE).
+	Image string
+	// AgentListenAddr is where agents reach the manager: the pod's address,
+	// token-authenticated (default ":8082").
+	AgentListenAddr string
 }
+
+// DefaultAgentPort is the port agents reach the manager on.
+const DefaultAgentPort = 8082
 
 func (c Config) withDefaults() Config {
 	if c.ListenAddr == "" {
@@ -85,6 +96,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.Image == "" {
+		c.Image = os.Getenv("TELE_IMAGE")
+	}
+	if c.AgentListenAddr == "" {
+		c.AgentListenAddr = fmt.Sprintf(":%d", DefaultAgentPort)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -118,6 +135,23 @@ func Run(ctx context.Context, cfg Config) error {
 		}),
 	)
 	teleproto.RegisterManagerServer(gs, s)
+
+	// Agents reach the manager on the pod's address, through a Service; a
+	// separate server that serves only AgentService, and only with the token.
+	if err := s.setupAgents(ctx, s.ownLabels(ctx)); err != nil {
+		lis.Close()
+		return err
+	}
+	alis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.AgentListenAddr)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("listen for agents on %s: %w", cfg.AgentListenAddr, err)
+	}
+	ags := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(s.authStream),
+		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
+			return nil, status.Error(codes.Unimplemented, "agents use streams only")
+		}))
+	teleproto.RegisterAgentServiceServer(ags, &agentServer{s: s})
 	cfg.Logger.InfoContext(ctx, "manager serving", "addr", lis.Addr().String(),
 		"namespace", cfg.Namespace, "pod", cfg.PodName, "version", cfg.Version)
 
@@ -129,10 +163,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error {
+		if err := ags.Serve(alis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve agents on %s: %w", cfg.AgentListenAddr, err)
+		}
+		return nil
+	})
+	rctx, stopReconcile := context.WithCancel(gctx)
+	g.Go(func() error { s.reconcile(rctx); return nil })
+	g.Go(func() error {
 		// Returns nil on idle, an error when gctx ends.
 		err := s.Run(gctx)
 		// Stop, not GracefulStop: open tunnels would hold a graceful stop
 		// forever, and every session has ended or is being abandoned.
+		stopReconcile()
+		ags.Stop()
 		gs.Stop()
 		return err
 	})

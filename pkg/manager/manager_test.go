@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -578,7 +579,15 @@ func TestRole(t *testing.T) {
 			t.Errorf("Role lacks %s %s/%s", want[2], want[0], want[1])
 		}
 	}
-	for _, bad := range [][3]string{{"", "pods", "delete"}, {"", "secrets", "get"}, {"networking.k8s.io", "servicecidrs", "list"}} {
+	// Secrets: only the agents' token is readable, by name.
+	for _, rule := range r.Rules {
+		for _, res := range rule.Resources {
+			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{AgentSecret}) {
+				t.Errorf("Role reads secrets other than %s: %+v", AgentSecret, rule)
+			}
+		}
+	}
+	for _, bad := range [][3]string{{"", "pods", "delete"}, {"", "secrets", "list"}, {"networking.k8s.io", "servicecidrs", "list"}} {
 		if has(bad[0], bad[1], bad[2]) {
 			t.Errorf("Role grants %s %s/%s", bad[2], bad[0], bad[1])
 		}

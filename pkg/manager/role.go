@@ -28,12 +28,27 @@ func Role(namespace, name string) *rbacv1.Role {
 			},
 			{
 				// get/list: ClusterIPs for the service-CIDR fallback and for
-				// intercepts. create: only ever with DryRun=All, so the API server
-				// names the service CIDR when refusing an out-of-range ClusterIP.
-				// update/patch: intercepts retarget a Service's ports.
+				// intercepts. create: with DryRun=All, so the API server names the
+				// service CIDR when refusing an out-of-range ClusterIP, and the
+				// Service agents reach the manager through. update/patch: the
+				// capability-free intercept retargets a Service's ports.
 				APIGroups: []string{""},
 				Resources: []string{"services"},
 				Verbs:     []string{"get", "list", "create", "update", "patch"},
+			},
+			{
+				// The agents' token (a Secret the agent containers read through
+				// secretKeyRef, so it is not in the pods' specs).
+				APIGroups:     []string{""},
+				Resources:     []string{"secrets"},
+				ResourceNames: []string{AgentSecret},
+				Verbs:         []string{"get"},
+			},
+			{
+				// Creating cannot be limited to a name; reading can (above).
+				APIGroups: []string{""},
+				Resources: []string{"secrets"},
+				Verbs:     []string{"create"},
 			},
 			{
 				// Intercepts add the agent as an ephemeral container, as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -41,6 +42,20 @@ type Server struct {
 
 	infoMu sync.Mutex
 	info   *teleproto.ClusterInfo
+
+	// Intercepts, by name.
+	imu        sync.Mutex
+	intercepts map[string]*intercept
+	// Agents, by pod name, and the version counter of their routes.
+	amu          sync.Mutex
+	agents       map[string]*agentConn
+	routeVersion atomic.Uint64
+	kickCh       chan struct{}
+	agentToken   string
+	agentAddr    string
+	// Dials waiting for a laptop's answer, by dial ID.
+	pmu     sync.Mutex
+	pending map[string]*dialWait
 }
 
 type session struct {
@@ -50,6 +65,8 @@ type session struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	lastSeen time.Time
+	// dials are the agents' connection requests for this laptop.
+	dials chan *teleproto.DialRequest
 }
 
 var (
@@ -81,6 +98,11 @@ func NewServer(cfg Config) (*Server, error) {
 		life:     life,
 		stopLife: stop,
 		sessions: make(map[string]*session),
+
+		intercepts: make(map[string]*intercept),
+		agents:     make(map[string]*agentConn),
+		kickCh:     make(chan struct{}, 1),
+		pending:    make(map[string]*dialWait),
 	}
 	s.idleSince = s.now()
 	return s, nil
@@ -164,6 +186,7 @@ func (s *Server) Close() {
 func (s *Server) endLocked(ctx context.Context, ss *session, reason string) {
 	delete(s.sessions, ss.id)
 	ss.cancel(fmt.Errorf("%w: %s", errSessionEnded, reason))
+	go s.endSessionIntercepts(ss) // API calls: not under s.mu
 	if len(s.sessions) == 0 {
 		s.idleSince = s.now()
 	}
@@ -211,6 +234,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		ctx:      sctx,
 		cancel:   cancel,
 		lastSeen: s.now(),
+		dials:    make(chan *teleproto.DialRequest, 64),
 	}
 	s.mu.Lock()
 	if s.closing {

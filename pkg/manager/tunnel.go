@@ -56,6 +56,10 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 	if err != nil {
 		return err
 	}
+	if id := open.GetDialId(); id != "" {
+		// The laptop answers an agent's intercepted connection.
+		return s.answerDial(stream, ss, id)
+	}
 	ip, ok := netip.AddrFromSlice(open.GetDestIp())
 	if !ok {
 		return status.Errorf(codes.InvalidArgument, "tunnel: destination IP has %d bytes, want 4 or 16", len(open.GetDestIp()))

@@ -206,7 +206,10 @@ func jobFor(o Options) *batchv1.Job {
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							// The agents run the manager's own image.
+							{Name: "TELE_IMAGE", Value: o.Image},
 						},
+						Ports:           []corev1.ContainerPort{{Name: "agents", ContainerPort: 8082}},
 						SecurityContext: sc,
 					}},
 				},

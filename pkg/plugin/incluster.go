@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
@@ -48,5 +49,31 @@ func newCmdManager() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", manager.DefaultListenAddr, "loopback address to serve on (reached through port-forward)")
 	cmd.Flags().DurationVar(&idle, "idle-timeout", manager.DefaultIdleTimeout, "exit after this long without a session")
 	cmd.Flags().DurationVar(&heartbeat, "heartbeat-timeout", manager.DefaultHeartbeatTimeout, "end a session not heard from for this long")
+	return cmd
+}
+
+// newCmdAgent is the traffic agent's entry point: the manager adds it to
+// intercepted pods as an ephemeral container. Hidden from users.
+func newCmdAgent() *cobra.Command {
+	var cfg agent.Config
+	cmd := &cobra.Command{
+		Use:    "agent",
+		Short:  "Run the traffic agent (inside an intercepted pod)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Token = os.Getenv("TELE_AGENT_TOKEN")
+			cfg.Pod = os.Getenv("POD_NAME")
+			cfg.Namespace = os.Getenv("POD_NAMESPACE")
+			if cfg.Token == "" || cfg.Pod == "" || cfg.ManagerAddr == "" {
+				return fmt.Errorf("agent needs --manager, TELE_AGENT_TOKEN and POD_NAME (the manager sets them)")
+			}
+			cfg.Version = version.Version
+			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("pod", cfg.Pod)
+			return agent.Run(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.ManagerAddr, "manager", "", "the manager's agent address (host:port)")
+	cmd.Flags().StringVar(&cfg.Container, "container", "", "the app container")
 	return cmd
 }

@@ -64,9 +64,13 @@ their requests to a process on this machine.`,
 		NewCmdConnect(flags, streams),
 		NewCmdStatus(flags, streams),
 		NewCmdQuit(flags, streams),
+		NewCmdIntercept(flags, streams),
+		NewCmdLeave(flags, streams),
+		NewCmdList(flags, streams),
 		newCmdDaemon(flags),
 		newCmdHelper(),
 		newCmdManager(),
+		newCmdAgent(),
 	)
 	return cmd
 }

@@ -1,10 +1,17 @@
 package session
 
 import (
+	"bytes"
+	"net/url"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"io"
 	"net"
 	"net/http"
@@ -67,7 +74,16 @@ func NewControl(socket string) *Control {
 }
 
 func (c *Control) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://daemon"+path, nil)
+	return c.doBody(ctx, method, path, nil, func(b []byte) error {
+		if out == nil {
+			return nil
+		}
+		return json.Unmarshal(b, out)
+	})
+}
+
+func (c *Control) doBody(ctx context.Context, method, path string, in []byte, out func([]byte) error) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://daemon"+path, bytes.NewReader(in))
 	if err != nil {
 		return err
 	}
@@ -81,12 +97,32 @@ func (c *Control) do(ctx context.Context, method, path string, out any) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("daemon: %s", body)
+		return errors.New(strings.TrimSpace(string(body)))
 	}
-	if out != nil {
-		return json.Unmarshal(body, out)
+	return out(body)
+}
+
+// Intercept asks the daemon's manager for an intercept.
+func (c *Control) Intercept(ctx context.Context, req *teleproto.CreateInterceptRequest) (*teleproto.Intercept, error) {
+	in, err := protojson.Marshal(req)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	ic := &teleproto.Intercept{}
+	err = c.doBody(ctx, http.MethodPost, "/intercepts", in, func(b []byte) error { return protojson.Unmarshal(b, ic) })
+	return ic, err
+}
+
+// Leave ends one of the session's intercepts.
+func (c *Control) Leave(ctx context.Context, name string) error {
+	return c.doBody(ctx, http.MethodDelete, "/intercepts/"+url.PathEscape(name), nil, func([]byte) error { return nil })
+}
+
+// List lists the intercepts in the connected namespace.
+func (c *Control) List(ctx context.Context) ([]*teleproto.Intercept, error) {
+	out := &teleproto.ListInterceptsResponse{}
+	err := c.doBody(ctx, http.MethodGet, "/intercepts", nil, func(b []byte) error { return protojson.Unmarshal(b, out) })
+	return out.GetIntercepts(), err
 }
 
 // Status asks the daemon for its status.
@@ -116,8 +152,9 @@ func (c *Control) Quit(ctx context.Context) error {
 }
 
 // serveControl answers on the control socket until ctx is done.
-func serveControl(ctx context.Context, l net.Listener, status func() Status, quit func()) error {
+func serveControl(ctx context.Context, l net.Listener, status func() Status, quit func(), more func(*http.ServeMux)) error {
 	mux := http.NewServeMux()
+	more(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(status())

@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var runErr error
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveControl(ctx, ctl, d.snapshot, d.Quit) })
+	g.Go(func() error { return serveControl(ctx, ctl, d.snapshot, d.Quit, d.interceptHandlers) })
 	g.Go(func() error {
 		runErr = d.run(ctx)
 		if runErr != nil {
@@ -201,6 +201,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return st.Run(ctx) })
 	g.Go(func() error { return d.keepAlive(ctx, info) })
+	g.Go(func() error { return d.dialsLoop(ctx) })
 	g.Go(func() error {
 		select {
 		case <-d.quit:

@@ -121,6 +121,732 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_tele_proto_rawDescGZIP(), []int{1}
 }
 
+type CreateInterceptRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// An intercept's name is unique in the namespace; default workload name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Kind (Deployment, StatefulSet, ReplicaSet, Pod) and name.
+	WorkloadKind string `protobuf:"bytes,3,opt,name=workload_kind,json=workloadKind,proto3" json:"workload_kind,omitempty"`
+	WorkloadName string `protobuf:"bytes,4,opt,name=workload_name,json=workloadName,proto3" json:"workload_name,omitempty"`
+	Container    string `protobuf:"bytes,5,opt,name=container,proto3" json:"container,omitempty"`
+	// The container port intercepted, and the laptop's local port.
+	Port      uint32 `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
+	LocalPort uint32 `protobuf:"varint,7,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	// Header match terms (NAME=VALUE, NAME~=REGEX); none: a global intercept.
+	HttpMatch []string `protobuf:"bytes,8,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
+	// Mechanism: "" chooses (nftables where NET_ADMIN is allowed, else
+	// service); "nftables" or "service" insist.
+	Mechanism string `protobuf:"bytes,9,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// Services whose targetPort leads to port, for the service mechanism.
+	Services      []string `protobuf:"bytes,10,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateInterceptRequest) Reset() {
+	*x = CreateInterceptRequest{}
+	mi := &file_tele_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateInterceptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateInterceptRequest) ProtoMessage() {}
+
+func (x *CreateInterceptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateInterceptRequest.ProtoReflect.Descriptor instead.
+func (*CreateInterceptRequest) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateInterceptRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetWorkloadKind() string {
+	if x != nil {
+		return x.WorkloadKind
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetWorkloadName() string {
+	if x != nil {
+		return x.WorkloadName
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *CreateInterceptRequest) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *CreateInterceptRequest) GetHttpMatch() []string {
+	if x != nil {
+		return x.HttpMatch
+	}
+	return nil
+}
+
+func (x *CreateInterceptRequest) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *CreateInterceptRequest) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type Intercept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	WorkloadKind  string                 `protobuf:"bytes,3,opt,name=workload_kind,json=workloadKind,proto3" json:"workload_kind,omitempty"`
+	WorkloadName  string                 `protobuf:"bytes,4,opt,name=workload_name,json=workloadName,proto3" json:"workload_name,omitempty"`
+	Port          uint32                 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	LocalPort     uint32                 `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	HttpMatch     []string               `protobuf:"bytes,7,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
+	Mechanism     string                 `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	Owner         string                 `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
+	Mine          bool                   `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
+	Pods          []string               `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"`   // pods whose agent applies it
+	State         string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"` // ACTIVE, WAITING (no running pod), ...
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Intercept) Reset() {
+	*x = Intercept{}
+	mi := &file_tele_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Intercept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Intercept) ProtoMessage() {}
+
+func (x *Intercept) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Intercept.ProtoReflect.Descriptor instead.
+func (*Intercept) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Intercept) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Intercept) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Intercept) GetWorkloadKind() string {
+	if x != nil {
+		return x.WorkloadKind
+	}
+	return ""
+}
+
+func (x *Intercept) GetWorkloadName() string {
+	if x != nil {
+		return x.WorkloadName
+	}
+	return ""
+}
+
+func (x *Intercept) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Intercept) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *Intercept) GetHttpMatch() []string {
+	if x != nil {
+		return x.HttpMatch
+	}
+	return nil
+}
+
+func (x *Intercept) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *Intercept) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Intercept) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
+func (x *Intercept) GetPods() []string {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *Intercept) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+type RemoveInterceptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveInterceptRequest) Reset() {
+	*x = RemoveInterceptRequest{}
+	mi := &file_tele_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveInterceptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveInterceptRequest) ProtoMessage() {}
+
+func (x *RemoveInterceptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveInterceptRequest.ProtoReflect.Descriptor instead.
+func (*RemoveInterceptRequest) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemoveInterceptRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RemoveInterceptRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveInterceptResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveInterceptResponse) Reset() {
+	*x = RemoveInterceptResponse{}
+	mi := &file_tele_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveInterceptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveInterceptResponse) ProtoMessage() {}
+
+func (x *RemoveInterceptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveInterceptResponse.ProtoReflect.Descriptor instead.
+func (*RemoveInterceptResponse) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{3}
+}
+
+type ListInterceptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Intercepts    []*Intercept           `protobuf:"bytes,1,rep,name=intercepts,proto3" json:"intercepts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInterceptsResponse) Reset() {
+	*x = ListInterceptsResponse{}
+	mi := &file_tele_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInterceptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInterceptsResponse) ProtoMessage() {}
+
+func (x *ListInterceptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInterceptsResponse.ProtoReflect.Descriptor instead.
+func (*ListInterceptsResponse) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListInterceptsResponse) GetIntercepts() []*Intercept {
+	if x != nil {
+		return x.Intercepts
+	}
+	return nil
+}
+
+type DialRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DialId    string                 `protobuf:"bytes,1,opt,name=dial_id,json=dialId,proto3" json:"dial_id,omitempty"`
+	Intercept string                 `protobuf:"bytes,2,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	LocalPort uint32                 `protobuf:"varint,3,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	// The in-cluster client, for logs.
+	Client        string `protobuf:"bytes,4,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialRequest) Reset() {
+	*x = DialRequest{}
+	mi := &file_tele_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialRequest) ProtoMessage() {}
+
+func (x *DialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialRequest.ProtoReflect.Descriptor instead.
+func (*DialRequest) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DialRequest) GetDialId() string {
+	if x != nil {
+		return x.DialId
+	}
+	return ""
+}
+
+func (x *DialRequest) GetIntercept() string {
+	if x != nil {
+		return x.Intercept
+	}
+	return ""
+}
+
+func (x *DialRequest) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *DialRequest) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+type AgentReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hello is set in the first message.
+	Hello *AgentHello `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
+	// applied is the routes version the agent has applied.
+	Applied       uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentReport) Reset() {
+	*x = AgentReport{}
+	mi := &file_tele_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentReport) ProtoMessage() {}
+
+func (x *AgentReport) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentReport.ProtoReflect.Descriptor instead.
+func (*AgentReport) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AgentReport) GetHello() *AgentHello {
+	if x != nil {
+		return x.Hello
+	}
+	return nil
+}
+
+func (x *AgentReport) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+type AgentHello struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
+	Pod             string                 `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	Namespace       string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Container       string                 `protobuf:"bytes,4,opt,name=container,proto3" json:"container,omitempty"`
+	Version         string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Can the agent redirect with nftables (it has NET_ADMIN)?
+	CanRedirect   bool `protobuf:"varint,6,opt,name=can_redirect,json=canRedirect,proto3" json:"can_redirect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentHello) Reset() {
+	*x = AgentHello{}
+	mi := &file_tele_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentHello) ProtoMessage() {}
+
+func (x *AgentHello) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
+func (*AgentHello) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED
+}
+
+func (x *AgentHello) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *AgentHello) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *AgentHello) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *AgentHello) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AgentHello) GetCanRedirect() bool {
+	if x != nil {
+		return x.CanRedirect
+	}
+	return false
+}
+
+type AgentRoutes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Routes        []*AgentRoute          `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRoutes) Reset() {
+	*x = AgentRoutes{}
+	mi := &file_tele_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRoutes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRoutes) ProtoMessage() {}
+
+func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
+func (*AgentRoutes) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AgentRoutes) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AgentRoutes) GetRoutes() []*AgentRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+type AgentRoute struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Intercept string                 `protobuf:"bytes,1,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	// The app's port, and whether the agent redirects it (nftables) or
+	// listens on agent_port for a Service that targets it.
+	Port      uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	AgentPort uint32 `protobuf:"varint,3,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
+	Mechanism string `protobuf:"bytes,4,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// Header match terms; none: every connection goes to the laptop.
+	HttpMatch     []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRoute) Reset() {
+	*x = AgentRoute{}
+	mi := &file_tele_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRoute) ProtoMessage() {}
+
+func (x *AgentRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
+func (*AgentRoute) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AgentRoute) GetIntercept() string {
+	if x != nil {
+		return x.Intercept
+	}
+	return ""
+}
+
+func (x *AgentRoute) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *AgentRoute) GetAgentPort() uint32 {
+	if x != nil {
+		return x.AgentPort
+	}
+	return 0
+}
+
+func (x *AgentRoute) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *AgentRoute) GetHttpMatch() []string {
+	if x != nil {
+		return x.HttpMatch
+	}
+	return nil
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -136,7 +862,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[0]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +874,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[0]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +887,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -213,7 +939,7 @@ type ArriveResponse struct {
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +951,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +964,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -294,7 +1020,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +1032,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +1045,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -366,7 +1092,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +1104,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +1117,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -409,7 +1135,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +1147,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +1160,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{4}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 type DepartResponse struct {
@@ -445,7 +1171,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +1183,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +1196,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{5}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 type TunnelMessage struct {
@@ -487,7 +1213,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +1225,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +1238,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{6}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -580,15 +1306,19 @@ type Open struct {
 	DestIp   []byte `protobuf:"bytes,3,opt,name=dest_ip,json=destIp,proto3" json:"dest_ip,omitempty"`
 	DestPort uint32 `protobuf:"varint,4,opt,name=dest_port,json=destPort,proto3" json:"dest_port,omitempty"`
 	// The laptop-side source, for logs only.
-	SrcIp         []byte `protobuf:"bytes,5,opt,name=src_ip,json=srcIp,proto3" json:"src_ip,omitempty"`
-	SrcPort       uint32 `protobuf:"varint,6,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	SrcIp   []byte `protobuf:"bytes,5,opt,name=src_ip,json=srcIp,proto3" json:"src_ip,omitempty"`
+	SrcPort uint32 `protobuf:"varint,6,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	// Set when this stream answers a DialRequest (laptop) or carries an
+	// intercepted connection (agent): then there is no destination.
+	DialId        string `protobuf:"bytes,7,opt,name=dial_id,json=dialId,proto3" json:"dial_id,omitempty"`
+	InterceptId   string `protobuf:"bytes,8,opt,name=intercept_id,json=interceptId,proto3" json:"intercept_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +1330,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +1343,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{7}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Open) GetSessionId() string {
@@ -658,6 +1388,20 @@ func (x *Open) GetSrcPort() uint32 {
 	return 0
 }
 
+func (x *Open) GetDialId() string {
+	if x != nil {
+		return x.DialId
+	}
+	return ""
+}
+
+func (x *Open) GetInterceptId() string {
+	if x != nil {
+		return x.InterceptId
+	}
+	return ""
+}
+
 type Close struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
@@ -667,7 +1411,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +1423,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +1436,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Close) GetError() string {
@@ -712,7 +1456,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1468,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1481,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -763,7 +1507,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1519,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1532,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -803,7 +1547,76 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xc9\x01\n" +
+	"tele.proto\x12\atele.v1\"\xbf\x02\n" +
+	"\x16CreateInterceptRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
+	"\rworkload_kind\x18\x03 \x01(\tR\fworkloadKind\x12#\n" +
+	"\rworkload_name\x18\x04 \x01(\tR\fworkloadName\x12\x1c\n" +
+	"\tcontainer\x18\x05 \x01(\tR\tcontainer\x12\x12\n" +
+	"\x04port\x18\x06 \x01(\rR\x04port\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\a \x01(\rR\tlocalPort\x12\x1d\n" +
+	"\n" +
+	"http_match\x18\b \x03(\tR\thttpMatch\x12\x1c\n" +
+	"\tmechanism\x18\t \x01(\tR\tmechanism\x12\x1a\n" +
+	"\bservices\x18\n" +
+	" \x03(\tR\bservices\"\xcb\x02\n" +
+	"\tIntercept\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
+	"\rworkload_kind\x18\x03 \x01(\tR\fworkloadKind\x12#\n" +
+	"\rworkload_name\x18\x04 \x01(\tR\fworkloadName\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\x06 \x01(\rR\tlocalPort\x12\x1d\n" +
+	"\n" +
+	"http_match\x18\a \x03(\tR\thttpMatch\x12\x1c\n" +
+	"\tmechanism\x18\b \x01(\tR\tmechanism\x12\x14\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\x12\x12\n" +
+	"\x04mine\x18\n" +
+	" \x01(\bR\x04mine\x12\x12\n" +
+	"\x04pods\x18\v \x03(\tR\x04pods\x12\x14\n" +
+	"\x05state\x18\f \x01(\tR\x05state\"K\n" +
+	"\x16RemoveInterceptRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x19\n" +
+	"\x17RemoveInterceptResponse\"L\n" +
+	"\x16ListInterceptsResponse\x122\n" +
+	"\n" +
+	"intercepts\x18\x01 \x03(\v2\x12.tele.v1.InterceptR\n" +
+	"intercepts\"{\n" +
+	"\vDialRequest\x12\x17\n" +
+	"\adial_id\x18\x01 \x01(\tR\x06dialId\x12\x1c\n" +
+	"\tintercept\x18\x02 \x01(\tR\tintercept\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\x03 \x01(\rR\tlocalPort\x12\x16\n" +
+	"\x06client\x18\x04 \x01(\tR\x06client\"R\n" +
+	"\vAgentReport\x12)\n" +
+	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\x04R\aapplied\"\xdc\x01\n" +
+	"\n" +
+	"AgentHello\x12C\n" +
+	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12\x10\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x1c\n" +
+	"\tcontainer\x18\x04 \x01(\tR\tcontainer\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
+	"\fcan_redirect\x18\x06 \x01(\bR\vcanRedirect\"T\n" +
+	"\vAgentRoutes\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\x9a\x01\n" +
+	"\n" +
+	"AgentRoute\x12\x1c\n" +
+	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1d\n" +
+	"\n" +
+	"agent_port\x18\x03 \x01(\rR\tagentPort\x12\x1c\n" +
+	"\tmechanism\x18\x04 \x01(\tR\tmechanism\x12\x1d\n" +
+	"\n" +
+	"http_match\x18\x05 \x03(\tR\thttpMatch\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
@@ -833,7 +1646,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\r.tele.v1.OpenH\x00R\x04open\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12&\n" +
 	"\x05close\x18\x03 \x01(\v2\x0e.tele.v1.CloseH\x00R\x05closeB\x05\n" +
-	"\x03msg\"\xbc\x01\n" +
+	"\x03msg\"\xf8\x01\n" +
 	"\x04Open\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12-\n" +
@@ -841,7 +1654,9 @@ const file_tele_proto_rawDesc = "" +
 	"\adest_ip\x18\x03 \x01(\fR\x06destIp\x12\x1b\n" +
 	"\tdest_port\x18\x04 \x01(\rR\bdestPort\x12\x15\n" +
 	"\x06src_ip\x18\x05 \x01(\fR\x05srcIp\x12\x19\n" +
-	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\"\x1d\n" +
+	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\x12\x17\n" +
+	"\adial_id\x18\a \x01(\tR\x06dialId\x12!\n" +
+	"\fintercept_id\x18\b \x01(\tR\vinterceptId\"\x1d\n" +
 	"\x05Close\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\"A\n" +
 	"\n" +
@@ -857,13 +1672,20 @@ const file_tele_proto_rawDesc = "" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
-	"\fPROTOCOL_UDP\x10\x022\xb2\x02\n" +
+	"\fPROTOCOL_UDP\x10\x022\xd6\x04\n" +
 	"\aManager\x129\n" +
 	"\x06Arrive\x12\x16.tele.v1.ArriveRequest\x1a\x17.tele.v1.ArriveResponse\x12:\n" +
 	"\x06Remain\x12\x17.tele.v1.SessionRequest\x1a\x17.tele.v1.RemainResponse\x12:\n" +
 	"\x06Depart\x12\x17.tele.v1.SessionRequest\x1a\x17.tele.v1.DepartResponse\x12<\n" +
 	"\x06Tunnel\x12\x16.tele.v1.TunnelMessage\x1a\x16.tele.v1.TunnelMessage(\x010\x01\x126\n" +
-	"\tLookupDNS\x12\x13.tele.v1.DNSRequest\x1a\x14.tele.v1.DNSResponseB4Z2github.com/kubectl-tele/kubectl-tele/pkg/teleprotob\x06proto3"
+	"\tLookupDNS\x12\x13.tele.v1.DNSRequest\x1a\x14.tele.v1.DNSResponse\x12F\n" +
+	"\x0fCreateIntercept\x12\x1f.tele.v1.CreateInterceptRequest\x1a\x12.tele.v1.Intercept\x12T\n" +
+	"\x0fRemoveIntercept\x12\x1f.tele.v1.RemoveInterceptRequest\x1a .tele.v1.RemoveInterceptResponse\x12J\n" +
+	"\x0eListIntercepts\x12\x17.tele.v1.SessionRequest\x1a\x1f.tele.v1.ListInterceptsResponse\x128\n" +
+	"\x05Dials\x12\x17.tele.v1.SessionRequest\x1a\x14.tele.v1.DialRequest0\x012\x86\x01\n" +
+	"\fAgentService\x127\n" +
+	"\x05Watch\x12\x14.tele.v1.AgentReport\x1a\x14.tele.v1.AgentRoutes(\x010\x01\x12=\n" +
+	"\aConnect\x12\x16.tele.v1.TunnelMessage\x1a\x16.tele.v1.TunnelMessage(\x010\x01B4Z2github.com/kubectl-tele/kubectl-tele/pkg/teleprotob\x06proto3"
 
 var (
 	file_tele_proto_rawDescOnce sync.Once
@@ -878,44 +1700,70 @@ func file_tele_proto_rawDescGZIP() []byte {
 }
 
 var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tele_proto_goTypes = []any{
-	(ProtocolVersion)(0),   // 0: tele.v1.ProtocolVersion
-	(Protocol)(0),          // 1: tele.v1.Protocol
-	(*ArriveRequest)(nil),  // 2: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil), // 3: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),    // 4: tele.v1.ClusterInfo
-	(*SessionRequest)(nil), // 5: tele.v1.SessionRequest
-	(*RemainResponse)(nil), // 6: tele.v1.RemainResponse
-	(*DepartResponse)(nil), // 7: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),  // 8: tele.v1.TunnelMessage
-	(*Open)(nil),           // 9: tele.v1.Open
-	(*Close)(nil),          // 10: tele.v1.Close
-	(*DNSRequest)(nil),     // 11: tele.v1.DNSRequest
-	(*DNSResponse)(nil),    // 12: tele.v1.DNSResponse
+	(ProtocolVersion)(0),            // 0: tele.v1.ProtocolVersion
+	(Protocol)(0),                   // 1: tele.v1.Protocol
+	(*CreateInterceptRequest)(nil),  // 2: tele.v1.CreateInterceptRequest
+	(*Intercept)(nil),               // 3: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 4: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 5: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 6: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 7: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 8: tele.v1.AgentReport
+	(*AgentHello)(nil),              // 9: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 10: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 11: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 12: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 13: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 14: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 15: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 16: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 17: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 18: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 19: tele.v1.Open
+	(*Close)(nil),                   // 20: tele.v1.Close
+	(*DNSRequest)(nil),              // 21: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 22: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	0,  // 0: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 1: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	4,  // 2: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	9,  // 3: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	10, // 4: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	1,  // 5: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	2,  // 6: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	5,  // 7: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	5,  // 8: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	8,  // 9: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	11, // 10: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	3,  // 11: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	6,  // 12: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	7,  // 13: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	8,  // 14: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	12, // 15: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	9,  // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	0,  // 2: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	11, // 3: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	0,  // 4: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	0,  // 5: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	14, // 6: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	19, // 7: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	20, // 8: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	1,  // 9: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	12, // 10: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	15, // 11: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	15, // 12: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	18, // 13: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	21, // 14: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	2,  // 15: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	4,  // 16: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	15, // 17: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	15, // 18: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	8,  // 19: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	18, // 20: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	13, // 21: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	16, // 22: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	17, // 23: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	18, // 24: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	22, // 25: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	3,  // 26: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	5,  // 27: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	6,  // 28: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	7,  // 29: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	10, // 30: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	18, // 31: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	21, // [21:32] is the sub-list for method output_type
+	10, // [10:21] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -923,7 +1771,7 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[6].OneofWrappers = []any{
+	file_tele_proto_msgTypes[16].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -934,9 +1782,9 @@ func file_tele_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   21,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_tele_proto_goTypes,
 		DependencyIndexes: file_tele_proto_depIdxs,

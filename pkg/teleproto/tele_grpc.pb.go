@@ -23,11 +23,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Manager_Arrive_FullMethodName    = "/tele.v1.Manager/Arrive"
-	Manager_Remain_FullMethodName    = "/tele.v1.Manager/Remain"
-	Manager_Depart_FullMethodName    = "/tele.v1.Manager/Depart"
-	Manager_Tunnel_FullMethodName    = "/tele.v1.Manager/Tunnel"
-	Manager_LookupDNS_FullMethodName = "/tele.v1.Manager/LookupDNS"
+	Manager_Arrive_FullMethodName          = "/tele.v1.Manager/Arrive"
+	Manager_Remain_FullMethodName          = "/tele.v1.Manager/Remain"
+	Manager_Depart_FullMethodName          = "/tele.v1.Manager/Depart"
+	Manager_Tunnel_FullMethodName          = "/tele.v1.Manager/Tunnel"
+	Manager_LookupDNS_FullMethodName       = "/tele.v1.Manager/LookupDNS"
+	Manager_CreateIntercept_FullMethodName = "/tele.v1.Manager/CreateIntercept"
+	Manager_RemoveIntercept_FullMethodName = "/tele.v1.Manager/RemoveIntercept"
+	Manager_ListIntercepts_FullMethodName  = "/tele.v1.Manager/ListIntercepts"
+	Manager_Dials_FullMethodName           = "/tele.v1.Manager/Dials"
 )
 
 // ManagerClient is the client API for Manager service.
@@ -54,6 +58,19 @@ type ManagerClient interface {
 	// LookupDNS sends a DNS query in wire format to the cluster's DNS server, as
 	// a pod in the manager's namespace would, and returns the answer.
 	LookupDNS(ctx context.Context, in *DNSRequest, opts ...grpc.CallOption) (*DNSResponse, error)
+	// CreateIntercept routes a workload's matching requests to this laptop. The
+	// manager attaches an agent to every pod of the workload (reusing one already
+	// there) and answers once each running pod's agent applies the route.
+	CreateIntercept(ctx context.Context, in *CreateInterceptRequest, opts ...grpc.CallOption) (*Intercept, error)
+	// RemoveIntercept ends one of the session's intercepts.
+	RemoveIntercept(ctx context.Context, in *RemoveInterceptRequest, opts ...grpc.CallOption) (*RemoveInterceptResponse, error)
+	// ListIntercepts lists every intercept in the namespace, the session's own
+	// and others' (with their owners), for `kubectl tele list`.
+	ListIntercepts(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*ListInterceptsResponse, error)
+	// Dials streams the connections agents want to open to this laptop: for
+	// each, the daemon dials its local port and answers with a Tunnel stream
+	// whose Open carries the dial_id.
+	Dials(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DialRequest], error)
 }
 
 type managerClient struct {
@@ -117,6 +134,55 @@ func (c *managerClient) LookupDNS(ctx context.Context, in *DNSRequest, opts ...g
 	return out, nil
 }
 
+func (c *managerClient) CreateIntercept(ctx context.Context, in *CreateInterceptRequest, opts ...grpc.CallOption) (*Intercept, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Intercept)
+	err := c.cc.Invoke(ctx, Manager_CreateIntercept_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *managerClient) RemoveIntercept(ctx context.Context, in *RemoveInterceptRequest, opts ...grpc.CallOption) (*RemoveInterceptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveInterceptResponse)
+	err := c.cc.Invoke(ctx, Manager_RemoveIntercept_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *managerClient) ListIntercepts(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*ListInterceptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListInterceptsResponse)
+	err := c.cc.Invoke(ctx, Manager_ListIntercepts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *managerClient) Dials(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DialRequest], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Manager_ServiceDesc.Streams[1], Manager_Dials_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, DialRequest]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Manager_DialsClient = grpc.ServerStreamingClient[DialRequest]
+
 // ManagerServer is the server API for Manager service.
 // All implementations must embed UnimplementedManagerServer
 // for forward compatibility.
@@ -141,6 +207,19 @@ type ManagerServer interface {
 	// LookupDNS sends a DNS query in wire format to the cluster's DNS server, as
 	// a pod in the manager's namespace would, and returns the answer.
 	LookupDNS(context.Context, *DNSRequest) (*DNSResponse, error)
+	// CreateIntercept routes a workload's matching requests to this laptop. The
+	// manager attaches an agent to every pod of the workload (reusing one already
+	// there) and answers once each running pod's agent applies the route.
+	CreateIntercept(context.Context, *CreateInterceptRequest) (*Intercept, error)
+	// RemoveIntercept ends one of the session's intercepts.
+	RemoveIntercept(context.Context, *RemoveInterceptRequest) (*RemoveInterceptResponse, error)
+	// ListIntercepts lists every intercept in the namespace, the session's own
+	// and others' (with their owners), for `kubectl tele list`.
+	ListIntercepts(context.Context, *SessionRequest) (*ListInterceptsResponse, error)
+	// Dials streams the connections agents want to open to this laptop: for
+	// each, the daemon dials its local port and answers with a Tunnel stream
+	// whose Open carries the dial_id.
+	Dials(*SessionRequest, grpc.ServerStreamingServer[DialRequest]) error
 	mustEmbedUnimplementedManagerServer()
 }
 
@@ -165,6 +244,18 @@ func (UnimplementedManagerServer) Tunnel(grpc.BidiStreamingServer[TunnelMessage,
 }
 func (UnimplementedManagerServer) LookupDNS(context.Context, *DNSRequest) (*DNSResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupDNS not implemented")
+}
+func (UnimplementedManagerServer) CreateIntercept(context.Context, *CreateInterceptRequest) (*Intercept, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateIntercept not implemented")
+}
+func (UnimplementedManagerServer) RemoveIntercept(context.Context, *RemoveInterceptRequest) (*RemoveInterceptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveIntercept not implemented")
+}
+func (UnimplementedManagerServer) ListIntercepts(context.Context, *SessionRequest) (*ListInterceptsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListIntercepts not implemented")
+}
+func (UnimplementedManagerServer) Dials(*SessionRequest, grpc.ServerStreamingServer[DialRequest]) error {
+	return status.Error(codes.Unimplemented, "method Dials not implemented")
 }
 func (UnimplementedManagerServer) mustEmbedUnimplementedManagerServer() {}
 func (UnimplementedManagerServer) testEmbeddedByValue()                 {}
@@ -266,6 +357,71 @@ func _Manager_LookupDNS_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Manager_CreateIntercept_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateInterceptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).CreateIntercept(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_CreateIntercept_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).CreateIntercept(ctx, req.(*CreateInterceptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Manager_RemoveIntercept_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveInterceptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).RemoveIntercept(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_RemoveIntercept_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).RemoveIntercept(ctx, req.(*RemoveInterceptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Manager_ListIntercepts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).ListIntercepts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_ListIntercepts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).ListIntercepts(ctx, req.(*SessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Manager_Dials_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SessionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ManagerServer).Dials(m, &grpc.GenericServerStream[SessionRequest, DialRequest]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Manager_DialsServer = grpc.ServerStreamingServer[DialRequest]
+
 // Manager_ServiceDesc is the grpc.ServiceDesc for Manager service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,11 +445,176 @@ var Manager_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "LookupDNS",
 			Handler:    _Manager_LookupDNS_Handler,
 		},
+		{
+			MethodName: "CreateIntercept",
+			Handler:    _Manager_CreateIntercept_Handler,
+		},
+		{
+			MethodName: "RemoveIntercept",
+			Handler:    _Manager_RemoveIntercept_Handler,
+		},
+		{
+			MethodName: "ListIntercepts",
+			Handler:    _Manager_ListIntercepts_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Tunnel",
 			Handler:       _Manager_Tunnel_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Dials",
+			Handler:       _Manager_Dials_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "tele.proto",
+}
+
+const (
+	AgentService_Watch_FullMethodName   = "/tele.v1.AgentService/Watch"
+	AgentService_Connect_FullMethodName = "/tele.v1.AgentService/Connect"
+)
+
+// AgentServiceClient is the client API for AgentService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AgentService is the manager's service for traffic agents. It listens on the
+// manager pod's own address, and every call carries the namespace's agent
+// token (metadata "x-tele-agent-token").
+type AgentServiceClient interface {
+	// Watch registers an agent and streams the routes it should apply, anew on
+	// every change. The agent sends its hello first, then reports applied
+	// versions.
+	Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentReport, AgentRoutes], error)
+	// Connect carries one intercepted connection from an agent to the laptop
+	// that owns the intercept. The first message holds an Open with
+	// intercept_id; then data both ways, with the Tunnel's TCP semantics.
+	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelMessage, TunnelMessage], error)
+}
+
+type agentServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAgentServiceClient(cc grpc.ClientConnInterface) AgentServiceClient {
+	return &agentServiceClient{cc}
+}
+
+func (c *agentServiceClient) Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentReport, AgentRoutes], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AgentReport, AgentRoutes]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_WatchClient = grpc.BidiStreamingClient[AgentReport, AgentRoutes]
+
+func (c *agentServiceClient) Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelMessage, TunnelMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[1], AgentService_Connect_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TunnelMessage, TunnelMessage]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_ConnectClient = grpc.BidiStreamingClient[TunnelMessage, TunnelMessage]
+
+// AgentServiceServer is the server API for AgentService service.
+// All implementations must embed UnimplementedAgentServiceServer
+// for forward compatibility.
+//
+// AgentService is the manager's service for traffic agents. It listens on the
+// manager pod's own address, and every call carries the namespace's agent
+// token (metadata "x-tele-agent-token").
+type AgentServiceServer interface {
+	// Watch registers an agent and streams the routes it should apply, anew on
+	// every change. The agent sends its hello first, then reports applied
+	// versions.
+	Watch(grpc.BidiStreamingServer[AgentReport, AgentRoutes]) error
+	// Connect carries one intercepted connection from an agent to the laptop
+	// that owns the intercept. The first message holds an Open with
+	// intercept_id; then data both ways, with the Tunnel's TCP semantics.
+	Connect(grpc.BidiStreamingServer[TunnelMessage, TunnelMessage]) error
+	mustEmbedUnimplementedAgentServiceServer()
+}
+
+// UnimplementedAgentServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAgentServiceServer struct{}
+
+func (UnimplementedAgentServiceServer) Watch(grpc.BidiStreamingServer[AgentReport, AgentRoutes]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedAgentServiceServer) Connect(grpc.BidiStreamingServer[TunnelMessage, TunnelMessage]) error {
+	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
+func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeAgentServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AgentServiceServer will
+// result in compilation errors.
+type UnsafeAgentServiceServer interface {
+	mustEmbedUnimplementedAgentServiceServer()
+}
+
+func RegisterAgentServiceServer(s grpc.ServiceRegistrar, srv AgentServiceServer) {
+	// If the following call panics, it indicates UnimplementedAgentServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AgentService_ServiceDesc, srv)
+}
+
+func _AgentService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).Watch(&grpc.GenericServerStream[AgentReport, AgentRoutes]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_WatchServer = grpc.BidiStreamingServer[AgentReport, AgentRoutes]
+
+func _AgentService_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).Connect(&grpc.GenericServerStream[TunnelMessage, TunnelMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_ConnectServer = grpc.BidiStreamingServer[TunnelMessage, TunnelMessage]
+
+// AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AgentService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tele.v1.AgentService",
+	HandlerType: (*AgentServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _AgentService_Watch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Connect",
+			Handler:       _AgentService_Connect_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

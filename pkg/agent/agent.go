@@ -1,0 +1,228 @@
+// Package agent is the traffic agent: a process in an ephemeral container of
+// an intercepted pod, sharing the pod's network namespace. It keeps a stream
+// to the manager, listens for each intercepted port, redirects the port to
+// itself (nftables, where it has NET_ADMIN) and routes request by request:
+// matching requests to the laptop that owns the intercept, the rest to the
+// app. When the manager is gone it removes its redirects, so the app serves
+// everything again; when the agent dies the kernel removes them.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/redirect"
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/router"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
+)
+
+// Config is what the agent needs; the manager sets it in the container.
+type Config struct {
+	ManagerAddr string
+	Token       string
+	Pod         string
+	Namespace   string
+	Container   string
+	Version     string
+	Logger      *slog.Logger
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	red    *redirect.Redirector // nil without NET_ADMIN
+	client teleproto.AgentServiceClient
+
+	mu    sync.Mutex
+	ports map[uint32]*port // by app port
+	group *errgroup.Group
+	gctx  context.Context
+}
+
+// port is one app port the agent serves: its listener and router.
+type port struct {
+	agentPort uint32
+	router    *router.Router
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}}
+	red, err := redirect.Open(ctx, redirect.Options{Logger: cfg.Logger})
+	if err != nil {
+		a.log.Warn("no nftables redirect (the Service mechanism still works)", "err", err)
+	} else {
+		a.red = red
+		defer red.Close()
+	}
+	conn, err := grpc.NewClient(cfg.ManagerAddr,
+		// Inside the cluster network; the token authenticates the agent.
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("agent: manager address %s: %w", cfg.ManagerAddr, err)
+	}
+	defer conn.Close()
+	a.client = teleproto.NewAgentServiceClient(conn)
+	g, gctx := errgroup.WithContext(ctx)
+	a.group, a.gctx = g, gctx
+	g.Go(func() error { return a.watchLoop(gctx) })
+	return g.Wait()
+}
+
+func (a *Agent) authed(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "x-tele-agent-token", a.cfg.Token)
+}
+
+// watchLoop keeps the Watch stream, and fails open while it is down.
+func (a *Agent) watchLoop(ctx context.Context) error {
+	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+		err := a.watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("lost the manager; traffic goes to the app until it is back", "err", err)
+		a.apply(nil)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (a *Agent) watch(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := a.client.Watch(a.authed(ctx))
+	if err != nil {
+		return err
+	}
+	err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{
+		ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1,
+		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
+		Version: a.cfg.Version, CanRedirect: a.red != nil,
+	}})
+	if err != nil {
+		return err
+	}
+	a.log.Info("connected to the manager", "addr", a.cfg.ManagerAddr)
+	for {
+		u, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if err := a.apply(u.GetRoutes()); err != nil {
+			a.log.Error("apply routes", "version", u.GetVersion(), "err", err)
+			continue // not acknowledged: the manager reports the timeout
+		}
+		if err := st.Send(&teleproto.AgentReport{Applied: u.GetVersion()}); err != nil {
+			return err
+		}
+	}
+}
+
+// apply makes the listeners, routers and redirects match routes.
+func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	byPort := map[uint32][]router.Route{}
+	var rules []redirect.Rule
+	redirected := map[uint32]bool{}
+	for _, r := range routes {
+		m, err := match.Parse(r.GetHttpMatch())
+		if err != nil {
+			return fmt.Errorf("intercept %s: %w", r.GetIntercept(), err)
+		}
+		p, err := a.ensurePort(r.GetPort(), r.GetAgentPort())
+		if err != nil {
+			return err
+		}
+		byPort[r.GetPort()] = append(byPort[r.GetPort()], router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept())})
+		if r.GetMechanism() == "nftables" && !redirected[r.GetPort()] {
+			redirected[r.GetPort()] = true
+			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
+		}
+	}
+	// Routers first, then redirects: a new redirect meets a ready router,
+	// and a removed one stops sending before its routes go.
+	for ap, p := range a.ports {
+		p.router.SetRoutes(byPort[ap])
+	}
+	if a.red != nil {
+		if err := a.red.Set(rules); err != nil {
+			return err
+		}
+	} else if len(rules) > 0 {
+		return errors.New("cannot redirect without NET_ADMIN")
+	}
+	return nil
+}
+
+// ensurePort starts the listener and router of an app port once; they stay
+// (as a transparent pass-through to the app) when the port's routes go.
+func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
+	if p, ok := a.ports[appPort]; ok {
+		return p, nil
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", agentPort))
+	if err != nil {
+		return nil, fmt.Errorf("listen on agent port %d for app port %d: %w", agentPort, appPort, err)
+	}
+	r := router.New(router.Config{AppAddr: fmt.Sprintf("127.0.0.1:%d", appPort), Logger: a.log.With("port", appPort)})
+	p := &port{agentPort: agentPort, router: r}
+	a.ports[appPort] = p
+	a.group.Go(func() error { return r.Serve(a.gctx, l) })
+	a.log.Info("serving app port", "port", appPort, "agentPort", agentPort)
+	return p, nil
+}
+
+// dialer opens a connection to the laptop owning intercept, through the
+// manager: it returns once the laptop has dialed its local port, or with the
+// laptop's error (so the router answers 502 at once).
+func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		sctx, cancel := context.WithCancel(a.authed(a.gctx))
+		st, err := a.client.Connect(sctx)
+		if err == nil {
+			err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{InterceptId: intercept}}})
+		}
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("intercept %s: reach the manager: %w", intercept, err)
+		}
+		type result struct {
+			m   *teleproto.TunnelMessage
+			err error
+		}
+		first := make(chan result, 1)
+		go func() { m, err := st.Recv(); first <- result{m, err} }()
+		select {
+		case r := <-first:
+			switch {
+			case r.err != nil:
+				cancel()
+				return nil, fmt.Errorf("intercept %s: %w", intercept, r.err)
+			case r.m.GetClose() != nil:
+				cancel()
+				return nil, fmt.Errorf("intercept %s: %s", intercept, r.m.GetClose().GetError())
+			}
+			return tunnel.NewConn(st, cancel), nil
+		case <-ctx.Done():
+			cancel()
+			return nil, fmt.Errorf("intercept %s: the laptop did not answer: %w", intercept, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package router
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+)
+
+// pipe splices client to a connection dialed for d, both ways, with
+// half-close: when one side stops sending, the other side's write half is
+// shut so it sees EOF, and the reverse direction goes on. prefix holds bytes
+// already read from client. pipe returns when both directions are done or
+// ctx is, and closes both connections.
+func (r *Router) pipe(ctx context.Context, client net.Conn, prefix []byte, d *dest) {
+	defer client.Close()
+	log := r.log.With("client", client.RemoteAddr().String(), "to", d.name())
+
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	up, err := d.dialRaw(dctx)
+	cancel()
+	if err != nil {
+		d.c.errors.Add(1)
+		log.Warn("cannot pass connection through", "err", err)
+		return
+	}
+	defer up.Close()
+	d.c.conns.Add(1)
+	stop := context.AfterFunc(ctx, func() {
+		client.Close()
+		up.Close()
+	})
+	defer stop()
+
+	if len(prefix) > 0 {
+		if _, err := up.Write(prefix); err != nil {
+			log.Debug("pass-through ended", "err", err)
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { copyHalf(up, client) })
+	copyHalf(client, up)
+	wg.Wait()
+	log.Debug("pass-through done")
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// copyHalf copies src to dst until src's EOF, then shuts dst's write half.
+// On an error (a reset, a broken pipe, a closed connection) nothing more will
+// flow either way, so it closes both, which also ends the other direction.
+// A dst without half-close (some tunnel streams lack it) is closed too: that
+// is the only way left to tell the peer we are done.
+func copyHalf(dst, src net.Conn) {
+	if _, err := io.Copy(dst, src); err == nil {
+		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+	src.Close()
+}

@@ -1,0 +1,425 @@
+// Package router decides, connection by connection and HTTP request by HTTP
+// request, whether traffic that reached the agent goes to the application in
+// the pod or to a developer's laptop.
+//
+// A redirect (set up elsewhere) sends connections for the application's port
+// to the agent's listener; Router.Serve accepts them. What happens next
+// depends on the routes in force when the connection arrives:
+//
+//   - no routes: the connection is spliced to the application as raw TCP, so
+//     an idle agent is transparent to every protocol;
+//   - a global route (an intercept without --http-match): the connection is
+//     spliced as raw TCP to that route's laptop;
+//   - header routes: the first bytes are sniffed. HTTP/1.x and HTTP/2 with
+//     prior knowledge (h2c, gRPC without TLS) are served by net/http and every
+//     request or stream is proxied on its own headers: to the first route
+//     whose matcher accepts it, else to the application. Anything else is
+//     spliced raw to the application.
+//
+// What the application sees when a request passes through the proxy: the same
+// method, URI (query string byte for byte), Host, headers (names in canonical
+// case, hop-by-hop headers such as Connection and Keep-Alive regenerated, as
+// by any HTTP/1.1 intermediary), body and trailers. The proxy does not add
+// X-Forwarded-For or Forwarded: without the agent the application sees none,
+// and those the client sent are passed on untouched. The application does see
+// the connection come from 127.0.0.1 instead of the client's address; that
+// is the price of terminating HTTP in the agent. Likewise requests from many
+// clients share the agent's pooled upstream connections (HTTP/2 streams of
+// several clients may travel on one connection to the application).
+//
+// Not supported: the HTTP/1.1 "Upgrade: h2c" dance (the Upgrade header is
+// dropped and the request answered in HTTP/1.1, which RFC 9113 allows), TLS
+// (it is not HTTP to the sniffer and goes raw to the application, so header
+// routes cannot see inside it), and WebSockets over HTTP/2 (RFC 8441).
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+)
+
+// Route sends the traffic one intercept asked for to that intercept's laptop.
+type Route struct {
+	// ID identifies the intercept in logs, errors and Stats.
+	ID string
+	// Match selects HTTP requests by their headers. A global matcher means
+	// the whole TCP connection, whatever its protocol, goes to the laptop.
+	Match match.Matcher
+	// Dial opens a connection to the laptop's local port for this intercept.
+	// It must return once ctx is done (Serve waits for it), and ctx bounds
+	// the dial only: the connection must outlive it.
+	Dial func(ctx context.Context) (net.Conn, error)
+}
+
+// Config tunes a Router. Zero fields take the defaults shown.
+type Config struct {
+	// AppAddr is where the application listens inside the pod, such as
+	// "127.0.0.1:8080". The redirect does not apply to the agent's own
+	// connections, so dialing it reaches the application. Required.
+	AppAddr string
+	// Logger receives the router's logs; nil discards them.
+	Logger *slog.Logger
+	// PeekTimeout bounds how long a new connection may stay silent before
+	// it is taken for a protocol in which the server speaks first (MySQL,
+	// SMTP, ...) and spliced raw to the application. Only used while header
+	// routes exist. An HTTP client that opens a connection and sends its
+	// first request later than this bypasses header routes on that
+	// connection. Default 2s.
+	PeekTimeout time.Duration
+	// DialTimeout bounds each dial to the application or to a laptop.
+	// Default 5s.
+	DialTimeout time.Duration
+	// IdleTimeout closes client HTTP connections that carry no request for
+	// this long. Default 2m.
+	IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds the time to read one request's headers.
+	// Default 30s.
+	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds request headers from clients and response
+	// headers from upstreams. Default 1 MiB.
+	MaxHeaderBytes int
+	// MaxIdleConnsPerDest bounds the idle upstream connections kept open to
+	// the application and to each laptop, per protocol. Default 64.
+	MaxIdleConnsPerDest int
+	// UpstreamIdleTimeout closes idle upstream connections. Default 90s.
+	UpstreamIdleTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.PeekTimeout, 2*time.Second)
+	def(&c.DialTimeout, 5*time.Second)
+	def(&c.IdleTimeout, 2*time.Minute)
+	def(&c.ReadHeaderTimeout, 30*time.Second)
+	def(&c.UpstreamIdleTimeout, 90*time.Second)
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 1 << 20
+	}
+	if c.MaxIdleConnsPerDest <= 0 {
+		c.MaxIdleConnsPerDest = 64
+	}
+}
+
+// Router routes the connections and requests reaching the agent. Its methods
+// are safe for concurrent use.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+	app *dest
+
+	table atomic.Pointer[table]
+
+	mu       sync.Mutex // guards counters
+	counters map[string]*counters
+}
+
+// table is an immutable snapshot of the routes; SetRoutes swaps in a new one.
+type table struct {
+	global *dest   // takes everything when set
+	routes []*dest // header routes in priority order
+}
+
+// New returns a Router with no routes: it passes everything to cfg.AppAddr.
+func New(cfg Config) *Router {
+	cfg.setDefaults()
+	r := &Router{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		counters: map[string]*counters{},
+	}
+	r.app = r.newAppDest()
+	r.table.Store(&table{})
+	return r
+}
+
+// SetRoutes replaces the routes atomically. The first route in routes whose
+// matcher accepts a request wins, so callers order routes by priority. A
+// global route takes precedence over every header route; if several are
+// given the first wins. Connections already spliced and requests already in
+// flight finish on the path they started on; the next request on a kept-alive
+// HTTP connection is routed by the new routes.
+func (r *Router) SetRoutes(routes []Route) {
+	next := &table{}
+	seen := map[string]bool{}
+	for _, rt := range routes {
+		switch {
+		case rt.ID == "":
+			r.log.Error("route has no id; ignored")
+			continue
+		case rt.Dial == nil:
+			r.log.Error("route has no dial function; ignored", "intercept", rt.ID)
+			continue
+		case seen[rt.ID]:
+			r.log.Error("route id given twice; the second is ignored", "intercept", rt.ID)
+			continue
+		}
+		seen[rt.ID] = true
+		d := r.newRouteDest(rt)
+		if rt.Match.Global() {
+			if next.global != nil {
+				r.log.Warn("two global routes; the first takes all traffic", "intercept", rt.ID, "winner", next.global.id)
+				continue
+			}
+			next.global = d
+			continue
+		}
+		next.routes = append(next.routes, d)
+	}
+	if next.global != nil && len(next.routes) > 0 {
+		r.log.Warn("a global route takes all traffic; header routes are idle", "intercept", next.global.id)
+	}
+
+	r.mu.Lock()
+	for id := range r.counters {
+		if id != "" && !seen[id] {
+			delete(r.counters, id)
+		}
+	}
+	r.mu.Unlock()
+
+	old := r.table.Swap(next)
+	// Idle upstream connections of replaced routes close now; busy ones
+	// close when their request ends (see http.Transport.CloseIdleConnections).
+	old.closeIdle()
+	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil)
+}
+
+func (t *table) closeIdle() {
+	if t.global != nil {
+		t.global.closeIdle()
+	}
+	for _, d := range t.routes {
+		d.closeIdle()
+	}
+}
+
+// pick returns the destination of one HTTP request.
+func (t *table) pick(req *http.Request) *dest {
+	if t.global != nil {
+		return t.global
+	}
+	for _, d := range t.routes {
+		if d.match.MatchRequest(req) {
+			return d
+		}
+	}
+	return nil
+}
+
+// Counters count what went one way.
+type Counters struct {
+	// Requests counts HTTP requests (HTTP/2 streams) proxied.
+	Requests uint64
+	// Conns counts TCP connections spliced raw.
+	Conns uint64
+	// Errors counts requests answered 502 and connections that could not
+	// be dialed.
+	Errors uint64
+}
+
+// Stats is a snapshot of the router's counters.
+type Stats struct {
+	// App counts traffic sent to the application.
+	App Counters
+	// Routes counts traffic sent to each current route, by intercept id.
+	Routes map[string]Counters
+}
+
+type counters struct{ requests, conns, errors atomic.Uint64 }
+
+func (c *counters) snapshot() Counters {
+	return Counters{Requests: c.requests.Load(), Conns: c.conns.Load(), Errors: c.errors.Load()}
+}
+
+// counter returns the live counters of one intercept, creating them. The
+// application's counters have id "".
+func (r *Router) counter(id string) *counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.counters[id]
+	if !ok {
+		c = &counters{}
+		r.counters[id] = c
+	}
+	return c
+}
+
+// Stats returns the counters since New, for the application and for each
+// route currently set. A route's counters survive SetRoutes as long as a
+// route with the same ID stays.
+func (r *Router) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{Routes: make(map[string]Counters, len(r.counters))}
+	for id, c := range r.counters {
+		if id == "" {
+			s.App = c.snapshot()
+			continue
+		}
+		s.Routes[id] = c.snapshot()
+	}
+	return s
+}
+
+// Serve accepts connections on l and routes them until ctx is done or
+// accepting fails for good. It then closes l and every connection it
+// accepted, waits for all its goroutines to end, and returns nil if ctx
+// ended it.
+func (r *Router) Serve(ctx context.Context, l net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var track tracker
+	hl := newHandoffListener(l.Addr())
+	srv := r.newHTTPServer(ctx, hl, &track)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Serve returns when hl closes, which srv.Close below does.
+		if err := srv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("http server stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		l.Close()
+	})
+
+	err := r.acceptLoop(ctx, l, hl, &track)
+
+	cancel() // closes l, and every connection through context.AfterFunc
+	srv.Close()
+	wg.Wait()
+	track.closeAndWait()
+	r.app.closeIdle()
+	r.table.Load().closeIdle()
+	return err
+}
+
+func (r *Router) acceptLoop(ctx context.Context, l net.Listener, hl *handoffListener, track *tracker) error {
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !retryableAccept(err) {
+				return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			r.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		if !track.add() {
+			c.Close()
+			return nil
+		}
+		go func() {
+			defer track.done()
+			r.handleConn(ctx, c, hl, track)
+		}()
+	}
+}
+
+func retryableAccept(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// handleConn decides what one accepted connection is and sends it on its way.
+func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener, track *tracker) {
+	t := r.table.Load()
+	switch {
+	case t.global != nil:
+		r.pipe(ctx, c, nil, t.global)
+		return
+	case len(t.routes) == 0:
+		r.pipe(ctx, c, nil, r.app)
+		return
+	}
+
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	p, prefix := r.sniffConn(c)
+	if !stop() {
+		return // ctx is done and c closed
+	}
+	log := r.log.With("client", c.RemoteAddr().String())
+	switch p {
+	case protoHTTP1, protoH2:
+		log.Debug("serving HTTP", "proto", p)
+		if !track.add() {
+			c.Close()
+			return
+		}
+		hc := &handoffConn{Conn: c, prefix: prefix, closed: track.done}
+		hc.stop = context.AfterFunc(ctx, func() { hc.Close() })
+		if !hl.handoff(ctx, hc) {
+			hc.Close()
+		}
+	default:
+		log.Debug("not HTTP; passing through to the app", "first_bytes", len(prefix))
+		r.pipe(ctx, c, prefix, r.app)
+	}
+}
+
+// sniffConn reads the first bytes of c, within PeekTimeout, until sniff
+// decides. It returns the protocol and the bytes read, which the next reader
+// must see first.
+func (r *Router) sniffConn(c net.Conn) (proto, []byte) {
+	buf := make([]byte, 0, maxSniff)
+	if err := c.SetReadDeadline(time.Now().Add(r.cfg.PeekTimeout)); err != nil {
+		return protoOther, buf
+	}
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		p := sniff(buf)
+		if p != protoUnknown {
+			return p, buf
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			// Silence (a server-first protocol), a short stream or a
+			// reset: the application deals with it as it would have.
+			if p := sniff(buf); p != protoUnknown {
+				return p, buf
+			}
+			return protoOther, buf
+		}
+	}
+}

@@ -1,0 +1,502 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+)
+
+func TestPassThroughWithoutRoutes(t *testing.T) {
+	t.Run("http", func(t *testing.T) {
+		app := newBackend(t, "app")
+		r := startRouter(t, Config{AppAddr: app.addr()})
+		c := h1Client(t)
+		for range 3 {
+			code, body := get(t, c, r.url("/"), "X-Dev", "alice")
+			if code != http.StatusOK || !strings.HasPrefix(body, "app HTTP/1.1") {
+				t.Fatalf("got %d %q, want 200 from app", code, body)
+			}
+		}
+		s := r.Stats()
+		if s.App.Conns != 1 || s.App.Requests != 0 {
+			t.Errorf("stats %+v: want one raw connection and no proxied request", s.App)
+		}
+	})
+	t.Run("echo protocol with half-close", func(t *testing.T) {
+		echo := startEcho(t, "")
+		r := startRouter(t, Config{AppAddr: echo})
+		msg := strings.Repeat("not http\x00\x01", 10000)
+		if got := rawExchange(t, r.addr, msg); got != msg {
+			t.Fatalf("echo through router returned %d bytes, want %d", len(got), len(msg))
+		}
+	})
+}
+
+func TestNonHTTPWithHeaderRoutes(t *testing.T) {
+	laptop := newBackend(t, "alice")
+	tests := []struct {
+		name     string
+		greeting string
+		msg      string
+	}{
+		{name: "binary protocol", msg: "\x16\x03\x01 hello"},
+		{name: "text that is not an HTTP request line", msg: "SET key value\r\nGET key\r\n"},
+		{name: "server speaks first", greeting: "220 smtp ready\r\n", msg: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			echo := startEcho(t, tt.greeting)
+			r := startRouter(t, Config{AppAddr: echo, PeekTimeout: 200 * time.Millisecond}, laptop.route("alice", "x-dev=alice"))
+			c, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tt.msg)
+			want := tt.greeting + tt.msg
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+				t.Fatalf("read %q, %v; want %q", got, err, want)
+			}
+		})
+	}
+}
+
+func TestHeaderRoutesHTTP1KeepAlive(t *testing.T) {
+	app, alice, bob := newBackend(t, "app"), newBackend(t, "alice"), newBackend(t, "bob")
+	r := startRouter(t, Config{AppAddr: app.addr()},
+		alice.route("alice", "x-dev=alice"),
+		bob.route("bob", "x-dev~=bob|robert", "x-team=b"),
+	)
+	c := h1Client(t)
+	tests := []struct {
+		name string
+		path string
+		hdr  []string
+		want string
+	}{
+		{"alice", "/", []string{"X-Dev", "alice"}, "alice HTTP/1.1 host=my-service:8080 xff=[] query="},
+		{"bob needs both terms", "/", []string{"x-dev", "robert"}, "app HTTP/1.1"},
+		{"bob", "/", []string{"x-dev", "robert", "X-Team", "b"}, "bob HTTP/1.1"},
+		{"no header", "/", nil, "app HTTP/1.1 host=my-service:8080 xff=[] query="},
+		{"other developer", "/", []string{"x-dev", "carol"}, "app HTTP/1.1"},
+		{"value is exact", "/", []string{"x-dev", "alice2"}, "app HTTP/1.1"},
+		{"client X-Forwarded-For kept, none added", "/", []string{"X-Forwarded-For", "10.0.0.1", "x-dev", "alice"}, `alice HTTP/1.1 host=my-service:8080 xff=["10.0.0.1"]`},
+		{"query kept byte for byte", "/q?a=1;b=2&c=%zz", []string{"x-dev", "alice"}, "alice HTTP/1.1 host=my-service:8080 xff=[] query=a=1;b=2&c=%zz"},
+		{"Upgrade: h2c answered in HTTP/1.1", "/", []string{"Connection", "Upgrade, HTTP2-Settings", "Upgrade", "h2c", "HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA", "x-dev", "alice"}, "alice HTTP/1.1"},
+		{"alice again", "/", []string{"x-dev", "alice"}, "alice HTTP/1.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := get(t, c, r.url(tt.path), append([]string{"Host", "my-service:8080"}, tt.hdr...)...)
+			if code != http.StatusOK || !strings.HasPrefix(body, tt.want) {
+				t.Errorf("got %d %q, want 200 %q...", code, body, tt.want)
+			}
+		})
+	}
+	if n := r.ln.n.Load(); n != 1 {
+		t.Errorf("router accepted %d connections, want all requests on 1", n)
+	}
+	s := r.Stats()
+	if s.Routes["alice"].Requests != 5 || s.Routes["bob"].Requests != 1 || s.App.Requests != 4 {
+		t.Errorf("stats = %+v, want alice 5, bob 1, app 4 requests", s)
+	}
+}
+
+func TestHeaderRoutesH2C(t *testing.T) {
+	app, alice, bob := newBackend(t, "app"), newBackend(t, "alice"), newBackend(t, "bob")
+	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"), bob.route("bob", "x-dev=bob"))
+	c := h2cClient(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 60)
+	for i := range 60 {
+		dev := []string{"alice", "bob", "carol"}[i%3]
+		want := map[string]string{"alice": "alice", "bob": "bob", "carol": "app"}[dev]
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, r.url("/"), nil)
+			req.Header.Set("X-Dev", dev)
+			resp, err := c.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.ProtoMajor != 2 || !strings.HasPrefix(string(body), want+" HTTP/2.0") {
+				errs <- fmt.Errorf("x-dev %s: got %s %q, want HTTP/2 from %s over HTTP/2", dev, resp.Proto, body, want)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := r.ln.n.Load(); n != 1 {
+		t.Errorf("router accepted %d connections, want all streams on 1", n)
+	}
+	s := r.Stats()
+	if s.Routes["alice"].Requests != 20 || s.Routes["bob"].Requests != 20 || s.App.Requests != 20 {
+		t.Errorf("stats = %+v, want 20 requests each", s)
+	}
+}
+
+// TestStreamingTrailers runs a full-duplex, gRPC-shaped exchange: lines go up
+// while echoes come back, and the answer ends with trailers.
+func TestStreamingTrailers(t *testing.T) {
+	app, alice := newBackend(t, "app"), newBackend(t, "alice")
+	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		dev    string
+		want   string
+	}{
+		{"h2c to laptop", h2cClient(t), "alice", "alice"},
+		{"h2c to app", h2cClient(t), "bob", "app"},
+		{"http1 to laptop", h1Client(t), "alice", "alice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			req, _ := http.NewRequest(http.MethodPost, r.url("/stream"), pr)
+			req.Header.Set("X-Dev", tt.dev)
+			req.Header.Set("Te", "trailers")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req = req.WithContext(ctx)
+
+			respc := make(chan *http.Response, 1)
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := tt.client.Do(req)
+				if err != nil {
+					errc <- err
+					return
+				}
+				respc <- resp
+			}()
+			// One line must make it there and back before the next is sent:
+			// that is what a bidirectional gRPC stream needs.
+			if _, err := io.WriteString(pw, "one\n"); err != nil {
+				t.Fatal(err)
+			}
+			var resp *http.Response
+			select {
+			case resp = <-respc:
+			case err := <-errc:
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			for i, line := range []string{"one", "two", "three"} {
+				if i > 0 {
+					io.WriteString(pw, line+"\n")
+				}
+				got, err := br.ReadString('\n')
+				if want := tt.want + ":" + line + "\n"; err != nil || got != want {
+					t.Fatalf("echo %d = %q, %v; want %q", i, got, err, want)
+				}
+			}
+			pw.Close()
+			if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+				t.Fatalf("after echoes: %q, %v", rest, err)
+			}
+			if got := resp.Trailer.Get("X-Lines"); got != "3" {
+				t.Errorf("trailer X-Lines = %q, want 3 (trailers %v)", got, resp.Trailer)
+			}
+			if got := resp.Trailer.Get("X-Status"); got != "0" {
+				t.Errorf("undeclared trailer X-Status = %q, want 0 (trailers %v)", got, resp.Trailer)
+			}
+		})
+	}
+}
+
+func TestUpgradeSpliced(t *testing.T) {
+	app, alice := newBackend(t, "app"), newBackend(t, "alice")
+	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
+	for _, tt := range []struct{ dev, want string }{{"alice", "alice"}, {"bob", "app"}} {
+		t.Run(tt.dev, func(t *testing.T) {
+			c, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET /upgrade HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Dev: %s\r\n\r\n", tt.dev)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Served-By") != tt.want {
+				t.Fatalf("got %s from %q, want 101 from %s", resp.Status, resp.Header.Get("X-Served-By"), tt.want)
+			}
+			for _, line := range []string{"ping", "pong"} {
+				fmt.Fprintf(c, "%s\n", line)
+				got, err := br.ReadString('\n')
+				if want := tt.want + ":" + line + "\n"; err != nil || got != want {
+					t.Fatalf("echo = %q, %v; want %q", got, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestGlobalRouteTakesRawTCP(t *testing.T) {
+	app := newBackend(t, "app")
+	laptopEcho := startEcho(t, "laptop\n")
+	r := startRouter(t, Config{AppAddr: app.addr()}, Route{ID: "alice", Dial: dialTo(laptopEcho)})
+	if got, want := rawExchange(t, r.addr, "GET / HTTP/1.1\r\n\r\n"), "laptop\nGET / HTTP/1.1\r\n\r\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := rawExchange(t, r.addr, "\x00binary"), "laptop\n\x00binary"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if s := r.Stats(); s.Routes["alice"].Conns != 2 || s.App.Conns != 0 {
+		t.Errorf("stats = %+v, want 2 raw connections to alice, none to the app", s)
+	}
+}
+
+func TestBadGateway(t *testing.T) {
+	app := newBackend(t, "app")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	hang := func(ctx context.Context) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }
+
+	tests := []struct {
+		name    string
+		appAddr string
+		dial    func(context.Context) (net.Conn, error)
+		dev     string
+		client  *http.Client
+		want    string
+		within  time.Duration
+	}{
+		{"laptop refuses, http1", app.addr(), dialTo(closed), "alice", h1Client(t), "kubectl-tele: intercept alice: nothing answers on the laptop's local port", time.Second},
+		{"laptop refuses, h2c", app.addr(), dialTo(closed), "alice", h2cClient(t), "kubectl-tele: intercept alice: nothing answers on the laptop's local port", time.Second},
+		{"laptop dial hangs", app.addr(), hang, "alice", h1Client(t), "kubectl-tele: intercept alice: nothing answers on the laptop's local port", 2 * time.Second},
+		{"app refuses", closed, dialTo(app.addr()), "bob", h1Client(t), "kubectl-tele: the app at " + closed + " did not answer", time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startRouter(t, Config{AppAddr: tt.appAddr, DialTimeout: time.Second}, Route{ID: "alice", Match: match.MustParse("x-dev=alice"), Dial: tt.dial})
+			start := time.Now()
+			code, body := get(t, tt.client, r.url("/"), "X-Dev", tt.dev)
+			if d := time.Since(start); d > tt.within {
+				t.Errorf("answer took %v, want under %v", d, tt.within)
+			}
+			if code != http.StatusBadGateway || !strings.HasPrefix(body, tt.want) {
+				t.Errorf("got %d %q, want 502 %q", code, body, tt.want)
+			}
+			s := r.Stats()
+			if s.Routes["alice"].Errors+s.App.Errors != 1 {
+				t.Errorf("stats = %+v, want 1 error", s)
+			}
+		})
+	}
+}
+
+func TestSetRoutesMidFlight(t *testing.T) {
+	app, alice, bob := newBackend(t, "app"), newBackend(t, "alice"), newBackend(t, "bob")
+
+	t.Run("http keep-alive re-routes per request", func(t *testing.T) {
+		r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
+		c := h1Client(t)
+		done := make(chan string, 1)
+		go func() {
+			_, body := get(t, c, r.url("/slow"), "X-Dev", "alice")
+			done <- body
+		}()
+		if who := <-alice.started; who != "alice" {
+			t.Fatalf("slow request started on %s", who)
+		}
+		r.SetRoutes([]Route{bob.route("bob", "x-dev=alice")})
+		alice.release <- struct{}{}
+		if body := <-done; !strings.HasPrefix(body, "alice ") {
+			t.Fatalf("in-flight request answered %q, want it to finish on alice", body)
+		}
+		if _, body := get(t, c, r.url("/"), "X-Dev", "alice"); !strings.HasPrefix(body, "bob ") {
+			t.Fatalf("next request answered %q, want bob's under the new routes", body)
+		}
+		r.SetRoutes(nil)
+		if _, body := get(t, c, r.url("/"), "X-Dev", "alice"); !strings.HasPrefix(body, "app ") {
+			t.Fatalf("request after removing routes answered %q, want app", body)
+		}
+		if n := r.ln.n.Load(); n != 1 {
+			t.Errorf("router accepted %d connections, want 1", n)
+		}
+	})
+
+	t.Run("raw pass-through survives new routes", func(t *testing.T) {
+		r := startRouter(t, Config{AppAddr: app.addr()})
+		c := h1Client(t)
+		done := make(chan string, 1)
+		go func() {
+			_, body := get(t, c, r.url("/slow"), "X-Dev", "alice")
+			done <- body
+		}()
+		<-app.started
+		r.SetRoutes([]Route{alice.route("alice", "x-dev=alice")})
+		app.release <- struct{}{}
+		if body := <-done; !strings.HasPrefix(body, "app ") {
+			t.Fatalf("in-flight request answered %q, want it to finish on app", body)
+		}
+		// The client's connection was spliced raw before the routes came;
+		// it stays a splice to the app. A new connection is routed.
+		c.CloseIdleConnections()
+		if _, body := get(t, c, r.url("/"), "X-Dev", "alice"); !strings.HasPrefix(body, "alice ") {
+			t.Fatalf("request on a new connection answered %q, want alice", body)
+		}
+	})
+}
+
+func TestServeStopsAndWaits(t *testing.T) {
+	app, alice := newBackend(t, "app"), newBackend(t, "alice")
+	// Let goroutines of the backends settle before counting.
+	time.Sleep(50 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
+	h1, h2 := h1Client(t), h2cClient(t)
+	get(t, h1, r.url("/"), "X-Dev", "alice") // an idle keep-alive connection
+	get(t, h2, r.url("/"), "X-Dev", "alice") // an idle h2c connection
+
+	// A hijacked, spliced upgrade.
+	up, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	fmt.Fprintf(up, "GET /upgrade HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Dev: alice\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(up), nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	// A slow request in flight.
+	slowErr := make(chan error, 1)
+	slowClient := h1Client(t)
+	go func() {
+		resp, err := slowClient.Get(r.url("/slow"))
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		slowErr <- err
+	}()
+	<-app.started
+	// A connection still being sniffed.
+	sniffing, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sniffing.Close()
+
+	start := time.Now()
+	r.stop(t)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Serve took %v to return after cancel", d)
+	}
+	if err := <-slowErr; err == nil {
+		t.Errorf("slow request succeeded after the router stopped")
+	}
+	// The router closed the client connections: reads end.
+	up.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := up.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("upgraded connection still open after stop: %v", err)
+	}
+	h1.CloseIdleConnections()
+	h2.CloseIdleConnections()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after stop, %d before start:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestSniff(t *testing.T) {
+	long := "GET /" + strings.Repeat("a", maxSniff)
+	tests := []struct {
+		in   string
+		want proto
+	}{
+		{"", protoUnknown},
+		{"G", protoUnknown},
+		{"GET", protoUnknown},
+		{"GET ", protoUnknown},
+		{"GET /index.html HTTP/1.1", protoUnknown},
+		{"GET /index.html HTTP/1.1\r\n", protoHTTP1},
+		{"GET / HTTP/1.0\n", protoHTTP1},
+		{"PROPFIND /x HTTP/1.1\r\nHost: a\r\n\r\n", protoHTTP1},
+		{"CONNECT example.com:443 HTTP/1.1\r\n", protoHTTP1},
+		{"OPTIONS * HTTP/1.1\r\n", protoHTTP1},
+		{"GET http://a/ HTTP/1.1\r\n", protoHTTP1},
+		{"GET / HTTP/2.0\r\n", protoOther},
+		{"GET /\r\n", protoOther}, // HTTP/0.9 is not supported
+		{"SET key value\r\n", protoOther},
+		{"GET \x00", protoOther},
+		{"GET / HTTP/1.1\r", protoUnknown},
+		{"GET /\x00 HTTP/1.1", protoOther},
+		{"GET /a\rb", protoOther},
+		{" GET / HTTP/1.1\r\n", protoOther},
+		{"\x16\x03\x01\x02\x00", protoOther}, // TLS ClientHello
+		{strings.Repeat("A", maxMethodLen+1), protoOther},
+		{"P", protoUnknown},
+		{"PRI * HTTP/2.0\r\n", protoUnknown},
+		{h2Preface, protoH2},
+		{h2Preface + "\x00\x00\x12\x04", protoH2},
+		{"PRI * HTTP/2.0\r\n\r\nXX", protoOther},
+		{"PRI / HTTP/1.1\r\n", protoHTTP1},
+		{long[:maxSniff-1], protoUnknown},
+		{long[:maxSniff], protoHTTP1},
+	}
+	for _, tt := range tests {
+		if got := sniff([]byte(tt.in)); got != tt.want {
+			t.Errorf("sniff(%.40q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzSniff checks that sniff never changes its mind as more bytes arrive and
+// always decides by maxSniff bytes, since the router acts on the first
+// answer that is not protoUnknown.
+func FuzzSniff(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\n", h2Preface, "SET a b\r\n", "\x16\x03\x01", "PRI * HTTP/1.1\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decided := protoUnknown
+		for k := 0; k <= len(b); k++ {
+			p := sniff(b[:k])
+			if decided != protoUnknown && p != decided {
+				t.Fatalf("sniff(%q) = %v but a prefix was %v", b[:k], p, decided)
+			}
+			if p == protoUnknown && k >= maxSniff {
+				t.Fatalf("sniff undecided after %d bytes", k)
+			}
+			decided = p
+			if k > maxSniff+1 {
+				break
+			}
+		}
+	})
+}

@@ -1,0 +1,461 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// Agent plumbing: names of what the manager keeps in its namespace for the
+// agents, and the metadata key of their token.
+const (
+	AgentSecret      = "kubectl-tele-agent"
+	AgentService     = "kubectl-tele-manager"
+	AgentTokenHeader = "x-tele-agent-token"
+	agentTokenKey    = "token"
+	agentContainer   = "tele-agent"
+)
+
+// agentConn is a registered agent: one per pod.
+type agentConn struct {
+	hello   *teleproto.AgentHello
+	updates chan *teleproto.AgentRoutes // latest wins
+	mu      sync.Mutex
+	applied uint64
+	changed chan struct{} // closed and replaced when applied changes
+	done    chan struct{}
+}
+
+func (a *agentConn) waitApplied(ctx context.Context, v uint64) error {
+	for {
+		a.mu.Lock()
+		ok, ch := a.applied >= v, a.changed
+		a.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-a.done:
+			return errors.New("agent disconnected")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// agentServer implements teleproto.AgentServiceServer for Server.
+type agentServer struct {
+	teleproto.UnimplementedAgentServiceServer
+	s *Server
+}
+
+// authInterceptor admits only callers holding the namespace's agent token.
+func (s *Server) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	tok := md.Get(AgentTokenHeader)
+	if len(tok) != 1 || s.agentToken == "" || subtle.ConstantTimeCompare([]byte(tok[0]), []byte(s.agentToken)) != 1 {
+		return status.Error(codes.Unauthenticated, "not an agent of this namespace")
+	}
+	return handler(srv, ss)
+}
+
+// Watch implements teleproto.AgentServiceServer.
+func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
+	s := a.s
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHello()
+	if h == nil || h.GetPod() == "" {
+		return status.Error(codes.InvalidArgument, "the first report must be a hello naming the pod")
+	}
+	if h.GetProtocolVersion() != teleproto.ProtocolVersion_PROTOCOL_VERSION_1 {
+		return status.Errorf(codes.FailedPrecondition, "agent speaks protocol %v, this manager %v", h.GetProtocolVersion(), teleproto.ProtocolVersion_PROTOCOL_VERSION_1)
+	}
+	ac := &agentConn{hello: h, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
+	s.amu.Lock()
+	if old, ok := s.agents[h.GetPod()]; ok {
+		close(old.done) // a reconnecting agent replaces its old stream
+	}
+	s.agents[h.GetPod()] = ac
+	s.amu.Unlock()
+	s.log.Info("agent registered", "pod", h.GetPod(), "container", h.GetContainer(), "canRedirect", h.GetCanRedirect(), "version", h.GetVersion())
+	defer func() {
+		s.amu.Lock()
+		if s.agents[h.GetPod()] == ac {
+			delete(s.agents, h.GetPod())
+			close(ac.done)
+		}
+		s.amu.Unlock()
+		s.log.Info("agent gone", "pod", h.GetPod())
+	}()
+	s.kick()
+
+	ctx := stream.Context()
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			ac.mu.Lock()
+			if r.GetApplied() > ac.applied {
+				ac.applied = r.GetApplied()
+				close(ac.changed)
+				ac.changed = make(chan struct{})
+			}
+			ac.mu.Unlock()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ac.done:
+			return status.Error(codes.Aborted, "replaced by a newer connection of the same agent")
+		case err := <-errc:
+			return err
+		case u := <-ac.updates:
+			if err := stream.Send(u); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Connect implements teleproto.AgentServiceServer.
+func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil || open.GetInterceptId() == "" {
+		return status.Error(codes.InvalidArgument, "the first message must be an Open naming the intercept")
+	}
+	client := ""
+	if ip, ok := netipFromSlice(open.GetSrcIp()); ok {
+		client = fmt.Sprintf("%s:%d", ip, open.GetSrcPort())
+	}
+	return a.s.connectToLaptop(stream, open.GetInterceptId(), client)
+}
+
+// pushRoutes sends each pod's agent its routes and, with a timeout, waits
+// until they are applied. It returns the pods' names.
+func (s *Server) pushRoutes(ctx context.Context, pods []corev1.Pod, timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var names []string
+	for i := range pods {
+		p := &pods[i]
+		ac, err := s.waitAgent(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		v := s.routeVersion.Add(1)
+		send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: s.routesFor(p)})
+		if err := ac.waitApplied(ctx, v); err != nil {
+			return nil, status.Errorf(codes.DeadlineExceeded, "agent in pod %s did not apply its routes: %v", p.Name, err)
+		}
+		names = append(names, p.Name)
+	}
+	return names, nil
+}
+
+// send replaces a pending update with a newer one.
+func send(ch chan *teleproto.AgentRoutes, u *teleproto.AgentRoutes) {
+	for {
+		select {
+		case ch <- u:
+			return
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Server) agent(pod string) *agentConn {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	return s.agents[pod]
+}
+
+func (s *Server) waitAgent(ctx context.Context, pod string) (*agentConn, error) {
+	for {
+		if ac := s.agent(pod); ac != nil {
+			return ac, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, status.Errorf(codes.DeadlineExceeded, "the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", pod, s.cfg.Namespace, pod, agentContainer)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// attachAgent makes sure pod has a running agent, adding one as an
+// ephemeral container as kubectl debug does: with NET_ADMIN for the nftables
+// redirect, or, where Pod Security forbids that or mech asks, with no
+// capability (the Service mechanism). It returns the mechanism the pod's
+// agent supports.
+func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) (string, error) {
+	if ac := s.agent(pod.Name); ac != nil {
+		return mechOf(ac.hello, mech), nil
+	}
+	if hasRunningAgent(pod) {
+		ac, err := s.waitAgent(ctx, pod.Name)
+		if err != nil {
+			return "", err
+		}
+		return mechOf(ac.hello, mech), nil
+	}
+	pods := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace)
+	name := agentName(pod)
+	withCaps := mech != mechService
+	for {
+		fresh, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
+		}
+		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps))
+		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, fresh, metav1.UpdateOptions{})
+		switch {
+		case err == nil:
+		case apierrors.IsConflict(err):
+			continue
+		case withCaps && (apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) && strings.Contains(err.Error(), "PodSecurity"):
+			s.log.Info("Pod Security forbids NET_ADMIN: using the Service mechanism", "pod", pod.Name, "err", err)
+			withCaps = false
+			continue
+		case apierrors.IsNotFound(err) && strings.Contains(err.Error(), "ephemeralcontainers"):
+			return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (pods/ephemeralcontainers): kubectl tele intercept needs Kubernetes 1.25 or later")
+		default:
+			return "", status.Errorf(codes.Unavailable, "add the agent to pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
+		}
+		break
+	}
+	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps)
+	ac, err := s.waitAgent(ctx, pod.Name)
+	if err != nil {
+		return "", err
+	}
+	return mechOf(ac.hello, mech), nil
+}
+
+func mechOf(h *teleproto.AgentHello, want string) string {
+	if want != "" {
+		return want
+	}
+	if h.GetCanRedirect() {
+		return mechNftables
+	}
+	return mechService
+}
+
+func hasRunningAgent(p *corev1.Pod) bool {
+	for _, st := range p.Status.EphemeralContainerStatuses {
+		if strings.HasPrefix(st.Name, agentContainer) && st.State.Running != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// agentName is unique in the pod: ephemeral containers cannot be removed,
+// so a pod whose earlier agent ended gets tele-agent-2, -3, ...
+func agentName(p *corev1.Pod) string {
+	used := map[string]bool{}
+	for _, c := range p.Spec.EphemeralContainers {
+		used[c.Name] = true
+	}
+	name := agentContainer
+	for i := 2; used[name]; i++ {
+		name = fmt.Sprintf("%s-%d", agentContainer, i)
+	}
+	return name
+}
+
+func (s *Server) agentSpec(name string, netAdmin bool) corev1.EphemeralContainer {
+	sc := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: new(false),
+		ReadOnlyRootFilesystem:   new(true),
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if netAdmin {
+		// nftables needs CAP_NET_ADMIN, which only root's process gets from
+		// the runtime; it has nothing else.
+		sc.RunAsUser = new(int64(0))
+		sc.RunAsNonRoot = new(false)
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}}
+	} else {
+		// Passes the "restricted" Pod Security level.
+		sc.RunAsUser = new(int64(65532))
+		sc.RunAsNonRoot = new(true)
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
+	}
+	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name:            name,
+		Image:           s.cfg.Image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Args:            []string{"agent", "--manager=" + s.agentAddr},
+		Env: []corev1.EnvVar{
+			// From the Secret, so the token is not in the pod's spec.
+			{Name: "TELE_AGENT_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: AgentSecret}, Key: agentTokenKey}}},
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		},
+		SecurityContext:          sc,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}}
+}
+
+// setupAgents makes the token Secret and the Service agents reach the
+// manager through (both kept across manager restarts, so agents of an
+// earlier manager find the next one).
+func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) error {
+	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
+	sec, err := secrets.Get(ctx, AgentSecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		sec, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: AgentSecret, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
+			Data:       map[string][]byte{agentTokenKey: []byte(rand.Text())},
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			sec, err = secrets.Get(ctx, AgentSecret, metav1.GetOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("agent token secret %s/%s: %w", s.cfg.Namespace, AgentSecret, err)
+	}
+	s.agentToken = string(sec.Data[agentTokenKey])
+	svcs := s.cfg.Client.CoreV1().Services(s.cfg.Namespace)
+	svc, err := svcs.Get(ctx, AgentService, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		svc, err = svcs.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: AgentService, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
+			Spec: corev1.ServiceSpec{
+				Selector: podLabels,
+				Ports:    []corev1.ServicePort{{Name: "agents", Port: int32(DefaultAgentPort), TargetPort: intstr.FromInt32(int32(DefaultAgentPort))}},
+			},
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			svc, err = svcs.Get(ctx, AgentService, metav1.GetOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("agent service %s/%s: %w", s.cfg.Namespace, AgentService, err)
+	}
+	s.agentAddr = fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, DefaultAgentPort)
+	return nil
+}
+
+// reconcile attaches agents to new pods of intercepted workloads (a
+// scale-up, a rollout) and keeps every agent's routes current.
+func (s *Server) reconcile(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	attaching := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-s.kickCh:
+		}
+		s.imu.Lock()
+		var ics []*intercept
+		for _, ic := range s.intercepts {
+			if ic.mech != "" {
+				ics = append(ics, ic)
+			}
+		}
+		s.imu.Unlock()
+		list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for i := range list.Items {
+			p := list.Items[i]
+			if !podRunning(&p) {
+				continue
+			}
+			var mech string
+			for _, ic := range ics {
+				if selects(ic.selector, &p) {
+					mech = ic.mech
+				}
+			}
+			ac := s.agent(p.Name)
+			switch {
+			case ac != nil:
+				v := s.routeVersion.Add(1)
+				send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: s.routesFor(&p)})
+			case mech != "":
+				mu.Lock()
+				busy := attaching[p.Name]
+				attaching[p.Name] = true
+				mu.Unlock()
+				if busy {
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+					defer cancel()
+					if _, err := s.attachAgent(actx, &p, mech); err != nil {
+						s.log.Warn("attach agent to new pod", "pod", p.Name, "err", err)
+					}
+					mu.Lock()
+					delete(attaching, p.Name)
+					mu.Unlock()
+				}()
+			}
+		}
+	}
+}
+
+// kick asks reconcile to run now.
+func (s *Server) kick() {
+	select {
+	case s.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// ownLabels returns the selector for the manager's pod: its
+// app.kubernetes.io/name label.
+func (s *Server) ownLabels(ctx context.Context) map[string]string {
+	const key = "app.kubernetes.io/name"
+	if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, s.cfg.PodName, metav1.GetOptions{}); err == nil && p.Labels[key] != "" {
+		return map[string]string{key: p.Labels[key]}
+	}
+	return map[string]string{key: "kubectl-tele-manager"}
+}

@@ -1,0 +1,451 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
+)
+
+// intercept is one laptop's claim on a workload's port.
+type intercept struct {
+	pb       *teleproto.Intercept
+	session  *session
+	selector labels.Selector
+	match    match.Matcher
+	mech     string
+	services []string // retargeted by the Service mechanism
+}
+
+// AgentPort is where an agent listens for the app port port: fixed per port
+// so a Service can target it on every pod (the no-capability mechanism).
+func AgentPort(port uint32) uint32 { return 40000 + port%20000 }
+
+const (
+	mechNftables = "nftables"
+	mechService  = "service"
+)
+
+// CreateIntercept implements teleproto.ManagerServer.
+func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInterceptRequest) (*teleproto.Intercept, error) {
+	ss, err := s.lookup(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	m, err := match.Parse(req.GetHttpMatch())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if req.GetPort() == 0 || req.GetPort() > 65535 || req.GetLocalPort() == 0 || req.GetLocalPort() > 65535 {
+		return nil, status.Errorf(codes.InvalidArgument, "ports must be 1..65535 (port %d, local port %d)", req.GetPort(), req.GetLocalPort())
+	}
+	name := req.GetName()
+	if name == "" {
+		name = req.GetWorkloadName()
+	}
+	sel, err := s.workloadSelector(ctx, req.GetWorkloadKind(), req.GetWorkloadName())
+	if err != nil {
+		return nil, err
+	}
+	ic := &intercept{
+		pb: &teleproto.Intercept{
+			Name: name, Namespace: s.cfg.Namespace,
+			WorkloadKind: req.GetWorkloadKind(), WorkloadName: req.GetWorkloadName(),
+			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
+			Owner: ss.user + "@" + ss.hostname,
+		},
+		session: ss, selector: sel, match: m,
+	}
+	s.imu.Lock()
+	if err := s.conflictLocked(ic); err != nil {
+		s.imu.Unlock()
+		return nil, err
+	}
+	s.intercepts[name] = ic // reserved while the agents are attached
+	s.imu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			s.removeIntercept(name, "creation failed")
+		}
+	}()
+
+	pods, err := s.runningPods(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
+	}
+	mech := req.GetMechanism()
+	for _, p := range pods {
+		got, err := s.attachAgent(ctx, &p, mech)
+		if err != nil {
+			return nil, err
+		}
+		if mech == "" {
+			mech = got
+		}
+	}
+	s.imu.Lock()
+	ic.mech = mech
+	ic.pb.Mechanism = mech
+	s.imu.Unlock()
+	if mech == mechService {
+		if err := s.retargetServices(ctx, ic, req.GetServices()); err != nil {
+			return nil, err
+		}
+	}
+	names, err := s.pushRoutes(ctx, pods, 90*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	s.imu.Lock()
+	ic.pb.Pods = names
+	ic.pb.State = "ACTIVE"
+	out := cloneIntercept(ic, ss)
+	s.imu.Unlock()
+	s.log.InfoContext(ctx, "intercept created", "intercept", name, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
+		"port", req.GetPort(), "match", m.String(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names)
+	s.kick()
+	return out, nil
+}
+
+// conflictLocked refuses a second intercept of the same name, a second global
+// intercept of a port, or a second identical match, naming the owner.
+func (s *Server) conflictLocked(ic *intercept) error {
+	if old, ok := s.intercepts[ic.pb.Name]; ok {
+		return status.Errorf(codes.AlreadyExists, "an intercept named %s exists (owner %s); choose another with --name", ic.pb.Name, old.pb.Owner)
+	}
+	for _, old := range s.intercepts {
+		if old.pb.WorkloadKind != ic.pb.WorkloadKind || old.pb.WorkloadName != ic.pb.WorkloadName || old.pb.Port != ic.pb.Port {
+			continue
+		}
+		switch {
+		case old.match.Global():
+			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s is intercepted as a whole by %s (intercept %s)", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Owner, old.pb.Name)
+		case ic.match.Global():
+			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has header intercepts (%s by %s): a global intercept would take their traffic; use --http-match", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Name, old.pb.Owner)
+		case old.match.Equal(ic.match):
+			return status.Errorf(codes.AlreadyExists, "%s/%s port %d with match %s is already intercepted by %s (intercept %s)", strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, ic.pb.Port, ic.match, old.pb.Owner, old.pb.Name)
+		}
+	}
+	return nil
+}
+
+func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
+	out := &teleproto.Intercept{}
+	*out = teleproto.Intercept{
+		Name: ic.pb.Name, Namespace: ic.pb.Namespace, WorkloadKind: ic.pb.WorkloadKind, WorkloadName: ic.pb.WorkloadName,
+		Port: ic.pb.Port, LocalPort: ic.pb.LocalPort, HttpMatch: append([]string(nil), ic.pb.HttpMatch...),
+		Mechanism: ic.pb.Mechanism, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...), State: ic.pb.State,
+		Mine: viewer != nil && ic.session == viewer,
+	}
+	return out
+}
+
+// RemoveIntercept implements teleproto.ManagerServer.
+func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInterceptRequest) (*teleproto.RemoveInterceptResponse, error) {
+	ss, err := s.lookup(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	s.imu.Lock()
+	ic, ok := s.intercepts[req.GetName()]
+	s.imu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no intercept named %s; kubectl tele list shows them", req.GetName())
+	}
+	if ic.session != ss {
+		return nil, status.Errorf(codes.PermissionDenied, "intercept %s belongs to %s", req.GetName(), ic.pb.Owner)
+	}
+	s.removeIntercept(req.GetName(), "left")
+	// Wait for the agents to drop it, so that `leave` returning means the
+	// app answers again.
+	pods, _ := s.runningPods(ctx, ic.selector)
+	if _, err := s.pushRoutes(ctx, pods, 15*time.Second); err != nil {
+		s.log.WarnContext(ctx, "agents slow to drop intercept", "intercept", req.GetName(), "err", err)
+	}
+	return &teleproto.RemoveInterceptResponse{}, nil
+}
+
+// removeIntercept forgets an intercept, restores what its mechanism changed
+// and tells the agents.
+func (s *Server) removeIntercept(name, reason string) {
+	s.imu.Lock()
+	ic, ok := s.intercepts[name]
+	if ok {
+		delete(s.intercepts, name)
+	}
+	s.imu.Unlock()
+	if !ok {
+		return
+	}
+	if ic.mech == mechService {
+		ctx, cancel := context.WithTimeout(s.life, 30*time.Second)
+		s.restoreServices(ctx, ic)
+		cancel()
+	}
+	s.log.Info("intercept removed", "intercept", name, "reason", reason)
+	s.kick()
+}
+
+// endSessionIntercepts removes a departed session's intercepts.
+func (s *Server) endSessionIntercepts(ss *session) {
+	s.imu.Lock()
+	var names []string
+	for n, ic := range s.intercepts {
+		if ic.session == ss {
+			names = append(names, n)
+		}
+	}
+	s.imu.Unlock()
+	for _, n := range names {
+		s.removeIntercept(n, "session ended")
+	}
+}
+
+// ListIntercepts implements teleproto.ManagerServer.
+func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionRequest) (*teleproto.ListInterceptsResponse, error) {
+	ss, err := s.lookup(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	out := &teleproto.ListInterceptsResponse{}
+	for _, ic := range s.intercepts {
+		out.Intercepts = append(out.Intercepts, cloneIntercept(ic, ss))
+	}
+	sort.Slice(out.Intercepts, func(i, j int) bool { return out.Intercepts[i].Name < out.Intercepts[j].Name })
+	return out, nil
+}
+
+// Dials implements teleproto.ManagerServer: it streams the session's dial
+// requests until the session or the stream ends.
+func (s *Server) Dials(req *teleproto.SessionRequest, stream teleproto.Manager_DialsServer) error {
+	ss, err := s.lookup(stream.Context(), req.GetSessionId())
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-ss.ctx.Done():
+			return status.Error(codes.NotFound, context.Cause(ss.ctx).Error())
+		case d := <-ss.dials:
+			if err := stream.Send(d); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// connectToLaptop hands an agent's intercepted connection to the laptop that
+// owns the intercept: it asks the laptop to dial (DialRequest), waits for its
+// Tunnel stream, and splices the two.
+func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, interceptName, client string) error {
+	ctx := agent.Context()
+	s.imu.Lock()
+	ic, ok := s.intercepts[interceptName]
+	s.imu.Unlock()
+	if !ok {
+		return tunnel.Fail(agent, fmt.Errorf("intercept %s has ended", interceptName))
+	}
+	ss := ic.session
+	id := rand.Text()
+	w := &dialWait{laptop: make(chan teleproto.Manager_TunnelServer, 1), done: make(chan struct{})}
+	s.pmu.Lock()
+	s.pending[id] = w
+	s.pmu.Unlock()
+	defer func() {
+		s.pmu.Lock()
+		delete(s.pending, id)
+		s.pmu.Unlock()
+		close(w.done)
+	}()
+	select {
+	case ss.dials <- &teleproto.DialRequest{DialId: id, Intercept: interceptName, LocalPort: ic.pb.LocalPort, Client: client}:
+	case <-time.After(2 * time.Second):
+		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the laptop of %s does not take connections", interceptName, ic.pb.Owner))
+	case <-ctx.Done():
+		return nil
+	}
+	var laptop teleproto.Manager_TunnelServer
+	select {
+	case laptop = <-w.laptop:
+	case <-time.After(5 * time.Second):
+		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the laptop of %s did not answer", interceptName, ic.pb.Owner))
+	case <-ctx.Done():
+		return nil
+	case <-ss.ctx.Done():
+		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the session ended", interceptName))
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // the laptop's stream ends with its handler: end with the session too
+		select {
+		case <-ss.ctx.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	err := tunnel.Splice(sctx, agent, laptop, tunnel.HalfClose(agent), tunnel.HalfClose(laptop))
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug("intercepted connection ended", "intercept", interceptName, "err", err)
+	}
+	return nil
+}
+
+type dialWait struct {
+	laptop chan teleproto.Manager_TunnelServer
+	done   chan struct{}
+}
+
+// answerDial is a laptop's Tunnel stream answering a DialRequest: it is
+// handed to the waiting agent connection and lives until the splice ends.
+func (s *Server) answerDial(stream teleproto.Manager_TunnelServer, ss *session, id string) error {
+	s.pmu.Lock()
+	w, ok := s.pending[id]
+	s.pmu.Unlock()
+	if !ok {
+		return status.Errorf(codes.NotFound, "dial %s is no longer wanted", id)
+	}
+	select {
+	case w.laptop <- stream:
+	default:
+		return status.Errorf(codes.AlreadyExists, "dial %s already answered", id)
+	}
+	select {
+	case <-w.done:
+	case <-ss.ctx.Done():
+	}
+	return nil
+}
+
+// workloadSelector returns the pod selector of a workload.
+func (s *Server) workloadSelector(ctx context.Context, kind, name string) (labels.Selector, error) {
+	var ls *metav1.LabelSelector
+	var err error
+	c := s.cfg.Client
+	ns := s.cfg.Namespace
+	switch kind {
+	case "Deployment":
+		d, e := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if e == nil {
+			ls = d.Spec.Selector
+		}
+		err = e
+	case "StatefulSet":
+		d, e := c.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if e == nil {
+			ls = d.Spec.Selector
+		}
+		err = e
+	case "ReplicaSet":
+		d, e := c.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if e == nil {
+			ls = d.Spec.Selector
+		}
+		err = e
+	case "Pod":
+		p, e := c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if e != nil {
+			err = e
+			break
+		}
+		// A bare pod: select it alone by name.
+		return labels.SelectorFromSet(labels.Set{}).Add(mustNameReq(p.Name)), nil
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "cannot intercept a %s: use a Deployment, StatefulSet, ReplicaSet or Pod", kind)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, status.Errorf(codes.NotFound, "%s %s not found in namespace %s", strings.ToLower(kind), name, ns)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "get %s %s/%s: %v", kind, ns, name, err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "selector of %s %s: %v", kind, name, err)
+	}
+	return sel, nil
+}
+
+// podNameLabel is not a real label: runningPods treats it as a name filter.
+const podNameLabel = "kubectl-tele.io/pod-name"
+
+func mustNameReq(name string) labels.Requirement {
+	r, err := labels.NewRequirement(podNameLabel, "=", []string{name})
+	if err != nil {
+		panic(err)
+	}
+	return *r
+}
+
+// runningPods lists the running, not terminating pods a selector selects.
+func (s *Server) runningPods(ctx context.Context, sel labels.Selector) ([]corev1.Pod, error) {
+	list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list pods in %s: %v", s.cfg.Namespace, err)
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		lbl := labels.Set(p.Labels)
+		if reqs, _ := sel.Requirements(); len(reqs) == 1 && reqs[0].Key() == podNameLabel {
+			if reqs[0].Values().Has(p.Name) && podRunning(&p) {
+				out = append(out, p)
+			}
+			continue
+		}
+		if !sel.Empty() && sel.Matches(lbl) && podRunning(&p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func podRunning(p *corev1.Pod) bool {
+	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
+}
+
+// routesFor computes an agent's routes: every intercept that selects its pod.
+func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	var out []*teleproto.AgentRoute
+	for _, ic := range s.intercepts {
+		if ic.mech == "" || !selects(ic.selector, pod) {
+			continue // not attached yet
+		}
+		out = append(out, &teleproto.AgentRoute{
+			Intercept: ic.pb.Name, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
+			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })
+	return out
+}
+
+func selects(sel labels.Selector, pod *corev1.Pod) bool {
+	if reqs, _ := sel.Requirements(); len(reqs) == 1 && reqs[0].Key() == podNameLabel {
+		return reqs[0].Values().Has(pod.Name)
+	}
+	return !sel.Empty() && sel.Matches(labels.Set(pod.Labels))
+}

@@ -1,0 +1,238 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/target"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// InterceptOptions holds the flags of kubectl tele intercept.
+type InterceptOptions struct {
+	Flags   *genericclioptions.ConfigFlags
+	Streams genericiooptions.IOStreams
+
+	Name      string
+	Port      string
+	HTTPMatch []string
+	EnvFile   string
+	EnvJSON   string
+	Mechanism string
+	Timeout   time.Duration
+
+	workloadArg string
+	namespace   string
+	client      kubernetes.Interface
+	port        target.PortSpec
+	ctl         *session.Control
+}
+
+// NewCmdIntercept builds kubectl tele intercept.
+func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &InterceptOptions{Flags: flags, Streams: streams}
+	cmd := &cobra.Command{
+		Use:   "intercept TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]...",
+		Short: "Send a workload's requests to a process on this machine",
+		Long: `Intercept a workload of the connected namespace: the requests its pods receive
+on the intercepted port go to localhost:LOCAL on this machine. With
+--http-match, only requests whose headers match do; every other request still
+reaches the real pods. Nothing in the cluster is restarted: a traffic agent
+joins each pod as an ephemeral container.`,
+		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
+  kubectl tele intercept sts/db-api --port 3000:http --env-file api.env`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Name, "name", "", "name of the intercept (default: the workload's name)")
+	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to intercept")
+	f.StringArrayVar(&o.HTTPMatch, "http-match", nil, "only requests with this header: NAME=VALUE or NAME~=REGEX (repeatable: all must match)")
+	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
+	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
+	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
+	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
+	return cmd
+}
+
+// Complete resolves what comes from kubeconfig and the daemon.
+func (o *InterceptOptions) Complete(args []string) error {
+	o.workloadArg = args[0]
+	paths, err := session.DefaultPaths()
+	if err != nil {
+		return err
+	}
+	o.ctl = session.NewControl(paths.ControlSocket())
+	if o.namespace, _, err = o.Flags.ToRawKubeConfigLoader().Namespace(); err != nil {
+		return err
+	}
+	cfg, err := o.Flags.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	o.client, err = kubernetes.NewForConfig(cfg)
+	return err
+}
+
+// Validate rejects bad flags before anything changes in the cluster.
+func (o *InterceptOptions) Validate() error {
+	if o.Port == "" {
+		return usagef("--port is required: --port LOCAL[:REMOTE], e.g. --port 8080")
+	}
+	var err error
+	if o.port, err = target.ParsePort(o.Port); err != nil {
+		return usageError{err}
+	}
+	if _, err := match.Parse(o.HTTPMatch); err != nil {
+		return usageError{err}
+	}
+	if o.Mechanism != "" && o.Mechanism != "nftables" && o.Mechanism != "service" {
+		return usagef("--mechanism %q: use nftables or service", o.Mechanism)
+	}
+	return nil
+}
+
+// Run creates the intercept through the session's daemon.
+func (o *InterceptOptions) Run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	st, err := o.ctl.Status(ctx)
+	if errors.Is(err, session.ErrNotRunning) {
+		return fmt.Errorf("not connected: run kubectl tele connect -n %s first", o.namespace)
+	} else if err != nil {
+		return err
+	}
+	ns := st.Namespace
+	w, err := target.Resolve(ctx, o.Flags, ns, o.workloadArg)
+	if err != nil {
+		return err
+	}
+	t, warnings, err := target.ResolvePort(ctx, o.client, w, o.port.Remote)
+	if err != nil {
+		return err
+	}
+	for _, wmsg := range warnings {
+		fmt.Fprintln(o.Streams.ErrOut, "warning:", wmsg)
+	}
+	if o.EnvFile != "" || o.EnvJSON != "" {
+		pod, err := target.RunningPod(ctx, o.client, w)
+		if err != nil {
+			return err
+		}
+		env, err := target.Env(ctx, o.client, pod, t.Container)
+		if err != nil {
+			return err
+		}
+		if o.EnvFile != "" {
+			if err := target.WriteEnvFile(o.EnvFile, env); err != nil {
+				return err
+			}
+		}
+		if o.EnvJSON != "" {
+			if err := target.WriteEnvJSON(o.EnvJSON, env); err != nil {
+				return err
+			}
+		}
+	}
+	var services []string
+	for _, sp := range t.ServicePorts {
+		services = append(services, sp.Service)
+	}
+	fmt.Fprintf(o.Streams.ErrOut, "  intercepting %s/%s port %d (container %s): attaching agents\n", strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
+	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
+		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
+		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.HTTPMatch,
+		Mechanism: o.Mechanism, Services: services,
+	})
+	if err != nil {
+		return fmt.Errorf("intercept %s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
+	}
+	what := "all requests"
+	if len(ic.GetHttpMatch()) > 0 {
+		what = "requests with " + strings.Join(ic.GetHttpMatch(), " and ")
+	}
+	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d (mechanism %s, pods %s).\n",
+		ic.GetName(), what, strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+	return nil
+}
+
+// NewCmdLeave builds kubectl tele leave.
+func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave NAME",
+		Short: "End an intercept: its traffic goes to the workload's pods again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			paths, err := session.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			if err := session.NewControl(paths.ControlSocket()).Leave(ctx, args[0]); err != nil {
+				if errors.Is(err, session.ErrNotRunning) {
+					return err
+				}
+				return fmt.Errorf("leave %s: %w", args[0], err)
+			}
+			fmt.Fprintf(streams.Out, "Intercept %s ended: its traffic reaches the pods again.\n", args[0])
+			return nil
+		},
+	}
+}
+
+// NewCmdList builds kubectl tele list.
+func NewCmdList(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the intercepts in the connected namespace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			paths, err := session.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			ics, err := session.NewControl(paths.ControlSocket()).List(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
+			defer w.Flush()
+			fmt.Fprintln(w, "NAME\tWORKLOAD\tPORT\tLOCAL\tMATCH\tMECHANISM\tOWNER\tPODS")
+			for _, ic := range ics {
+				m := strings.Join(ic.GetHttpMatch(), ",")
+				if m == "" {
+					m = "(all)"
+				}
+				owner := ic.GetOwner()
+				if ic.GetMine() {
+					owner += " (you)"
+				}
+				fmt.Fprintf(w, "%s\t%s/%s\t%d\t%d\t%s\t%s\t%s\t%d\n", ic.GetName(), strings.ToLower(ic.GetWorkloadKind()), ic.GetWorkloadName(),
+					ic.GetPort(), ic.GetLocalPort(), m, ic.GetMechanism(), owner, len(ic.GetPods()))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,135 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
+)
+
+// dialsLoop answers the agents' connection requests for this laptop: each is
+// dialed to the laptop's local port and carried over a Tunnel stream.
+func (d *Daemon) dialsLoop(ctx context.Context) error {
+	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, 3*time.Second) {
+		c, id := d.manager()
+		if c != nil {
+			st, err := c.Dials(ctx, &teleproto.SessionRequest{SessionId: id})
+			for err == nil {
+				var req *teleproto.DialRequest
+				req, err = st.Recv()
+				if err == nil {
+					backoff = 200 * time.Millisecond
+					go d.answerDial(ctx, req)
+				}
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Debug("dials stream ended", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// answerDial dials the intercept's local port and carries the connection; a
+// failure goes back to the agent, which answers 502 at once.
+func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
+	c, id := d.manager()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.Tunnel(ctx)
+	if err != nil {
+		return
+	}
+	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{SessionId: id, DialId: req.GetDialId()}}}); err != nil {
+		return
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", req.GetLocalPort())
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		d.log.Info("intercepted connection: nothing answers locally", "intercept", req.GetIntercept(), "addr", addr, "err", err)
+		tunnel.Fail(st, fmt.Errorf("nothing answers on the laptop's localhost:%d (intercept %s): start your local server there", req.GetLocalPort(), req.GetIntercept()))
+		st.CloseSend()
+		for { // until the manager ends the stream
+			if _, err := st.Recv(); err != nil {
+				return
+			}
+		}
+	}
+	defer conn.Close()
+	// An empty Open tells the agent the laptop took the connection.
+	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
+		return
+	}
+	if err := tunnel.Pipe(ctx, conn, st, st.CloseSend); err != nil {
+		d.log.Debug("intercepted connection ended", "intercept", req.GetIntercept(), "client", req.GetClient(), "err", err)
+	}
+}
+
+// interceptHandlers serves the plugin's intercept, leave and list.
+func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("POST /intercepts", func(w http.ResponseWriter, r *http.Request) {
+		var req teleproto.CreateInterceptRequest
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err := protojson.Unmarshal(body, &req); err != nil {
+			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		c, id := d.manager()
+		if c == nil {
+			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+			return
+		}
+		req.SessionId = id
+		ic, err := c.CreateIntercept(r.Context(), &req)
+		writeProto(w, ic, err)
+	})
+	mux.HandleFunc("DELETE /intercepts/{name}", func(w http.ResponseWriter, r *http.Request) {
+		c, id := d.manager()
+		if c == nil {
+			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+			return
+		}
+		resp, err := c.RemoveIntercept(r.Context(), &teleproto.RemoveInterceptRequest{SessionId: id, Name: r.PathValue("name")})
+		writeProto(w, resp, err)
+	})
+	mux.HandleFunc("GET /intercepts", func(w http.ResponseWriter, r *http.Request) {
+		c, id := d.manager()
+		if c == nil {
+			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+			return
+		}
+		resp, err := c.ListIntercepts(r.Context(), &teleproto.SessionRequest{SessionId: id})
+		writeProto(w, resp, err)
+	})
+}
+
+func writeProto(w http.ResponseWriter, m proto.Message, err error) {
+	if err != nil {
+		http.Error(w, status.Convert(err).Message(), http.StatusConflict)
+		return
+	}
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}

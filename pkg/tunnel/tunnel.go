@@ -1,0 +1,249 @@
+// Package tunnel carries connections over teleproto.TunnelMessage streams:
+// it copies between a net.Conn and a stream (Pipe), splices two streams
+// (Splice), and presents a stream as a net.Conn (NewConn). Every hop of
+// kubectl-tele (laptop, manager, agent) moves bytes through it.
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// Stream is either end of a Tunnel or Connect RPC.
+type Stream interface {
+	Send(*teleproto.TunnelMessage) error
+	Recv() (*teleproto.TunnelMessage, error)
+}
+
+// BufferSize is the largest data message Pipe sends.
+const BufferSize = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { return new([BufferSize]byte) }}
+
+type closeWriter interface{ CloseWrite() error }
+
+// Data wraps b as a data message.
+func Data(b []byte) *teleproto.TunnelMessage {
+	return &teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: b}}
+}
+
+// Pipe copies conn to st and st to conn until both directions are done, with
+// TCP's half-close: conn's EOF becomes halfClose() (a client's CloseSend; nil
+// for a server stream, which ends when its handler returns), and the stream's
+// EOF becomes conn.CloseWrite. A Close message or any error ends both ways.
+// Messages are sent from a reused buffer: gRPC has encoded a message when
+// Send returns (there is no stats handler that could keep it).
+func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// A blocked Read on conn wakes when the flow is cancelled.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	down := make(chan struct{})
+	go func() { // stream -> conn
+		defer close(down)
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					if cw, ok := conn.(closeWriter); ok {
+						cw.CloseWrite()
+						return
+					}
+				}
+				cancel(err)
+				return
+			}
+			if cl := m.GetClose(); cl != nil {
+				if cl.GetError() == "" { // a server stream's half-close
+					if cw, ok := conn.(closeWriter); ok {
+						cw.CloseWrite()
+						return
+					}
+				}
+				cancel(errors.New(cl.GetError()))
+				return
+			}
+			if _, err := conn.Write(m.GetData()); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	buf := bufPool.Get().(*[BufferSize]byte)
+	defer bufPool.Put(buf)
+	for { // conn -> stream
+		n, err := conn.Read(buf[:])
+		if n > 0 {
+			if serr := st.Send(Data(buf[:n])); serr != nil {
+				cancel(serr)
+				break
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if halfClose != nil {
+					halfClose()
+				}
+				select { // the other way may go on
+				case <-down:
+				case <-ctx.Done():
+				}
+			} else {
+				cancel(err)
+			}
+			break
+		}
+	}
+	cancel(nil)
+	<-down
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// HalfClose is how a server stream half-closes: a Close with no error (a
+// server cannot end its side of a stream but by returning).
+func HalfClose(st Stream) func() error {
+	return func() error {
+		return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{}}})
+	}
+}
+
+// Fail sends a Close carrying err.
+func Fail(st Stream, err error) error {
+	return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error()}}})
+}
+
+// Splice copies messages between two streams until both directions end; a
+// half-close of a (io.EOF from a.Recv) is passed on as halfCloseB.
+func Splice(ctx context.Context, a, b Stream, halfCloseA, halfCloseB func() error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	copyOne := func(from, to Stream, halfClose func() error) {
+		for {
+			m, err := from.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					if halfClose != nil {
+						halfClose()
+					}
+					return
+				}
+				cancel(err)
+				return
+			}
+			if err := to.Send(m); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); copyOne(a, b, halfCloseB) }()
+	go func() { defer wg.Done(); copyOne(b, a, halfCloseA) }()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	// An error ended it: the owners' contexts end the streams and so the copies.
+	return context.Cause(ctx)
+}
+
+// ClientStream is the client end of a streaming RPC.
+type ClientStream interface {
+	Stream
+	CloseSend() error
+}
+
+// Conn is a client stream presented as a net.Conn, for code that wants one
+// (an http.Transport's dialer). CloseWrite half-closes; Close ends the RPC.
+type Conn struct {
+	st     ClientStream
+	cancel context.CancelFunc
+	rbuf   []byte
+	rerr   error
+	mu     sync.Mutex // serializes Read
+	wmu    sync.Mutex // serializes Send and CloseSend
+	closed sync.Once
+}
+
+// NewConn wraps st, whose RPC cancel ends.
+func NewConn(st ClientStream, cancel context.CancelFunc) *Conn {
+	return &Conn{st: st, cancel: cancel}
+}
+
+func (c *Conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.rbuf) == 0 {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		m, err := c.st.Recv()
+		switch {
+		case err != nil:
+			c.rerr = err
+		case m.GetClose() != nil && m.GetClose().GetError() == "":
+			c.rerr = io.EOF // a server stream's half-close
+		case m.GetClose() != nil:
+			c.rerr = errors.New(m.GetClose().GetError())
+		default:
+			c.rbuf = m.GetData()
+		}
+	}
+	n := copy(b, c.rbuf)
+	c.rbuf = c.rbuf[n:]
+	return n, nil
+}
+
+func (c *Conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	written := 0
+	for len(b) > 0 {
+		n := min(len(b), BufferSize)
+		// Send encodes before it returns; b stays the caller's.
+		if err := c.st.Send(Data(b[:n])); err != nil {
+			return written, err
+		}
+		written += n
+		b = b[n:]
+	}
+	return written, nil
+}
+
+// CloseWrite half-closes: the far end sees EOF.
+func (c *Conn) CloseWrite() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.st.CloseSend()
+}
+
+func (c *Conn) Close() error {
+	c.closed.Do(c.cancel)
+	return nil
+}
+
+type addr string
+
+func (a addr) Network() string { return "tunnel" }
+func (a addr) String() string  { return string(a) }
+
+func (c *Conn) LocalAddr() net.Addr  { return addr("local") }
+func (c *Conn) RemoteAddr() net.Addr { return addr("tunnel") }
+
+// Deadlines are not supported: the RPC's context bounds the stream.
+func (c *Conn) SetDeadline(time.Time) error      { return nil }
+func (c *Conn) SetReadDeadline(time.Time) error  { return nil }
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
