@@ -128,7 +128,8 @@ func (p containerPort) protocol() corev1.Protocol {
 // in w's pod template:
 //
 //   - a number: the container port with that number. A number no container
-//     declares is accepted only if the pod has exactly one container (apps
+//     declares is refused when the workload declares other ports, and
+//     accepted only if it declares none and has exactly one container (apps
 //     often do not declare their ports); a warning says so.
 //   - a name: a container port name, else the name of a port of a Service
 //     that selects w's pods, followed through its targetPort.
@@ -261,6 +262,12 @@ func portByNumber(w *Workload, ports []containerPort, n int32) (Target, string, 
 	}
 	if len(found) > 0 {
 		return targetOf(found[0]), "", nil
+	}
+	// A workload that declares ports has told us where it listens: a number
+	// it does not declare is a mistake. One that declares none may listen
+	// anywhere.
+	if len(ports) > 0 {
+		return Target{}, "", fmt.Errorf("%s has no port %d; it has %s: choose one with --port LOCAL:PORT", w, n, describePorts(w, ports))
 	}
 	if len(w.Template.Containers) == 1 {
 		c := w.Template.Containers[0].Name

@@ -198,10 +198,9 @@ func TestResolvePort(t *testing.T) {
 			want: Target{Container: "echo", Port: 3000, Protocol: corev1.ProtocolTCP},
 			warn: "no container of deployment/echo declares port 3000; assuming container echo listens on it"},
 		{name: "undeclared port with declared ones, one container", w: one, remote: "3000",
-			want: Target{Container: "echo", Port: 3000, Protocol: corev1.ProtocolTCP},
-			warn: "assuming container echo listens on it"},
+			wantErr: []string{"deployment/echo has no port 3000", "http (8080/TCP)", "--port LOCAL:PORT"}},
 		{name: "undeclared port, two containers", w: sidecar, remote: "3000",
-			wantErr: []string{"none of them 3000", "2 containers (echo, proxy)", "declare the port"}},
+			wantErr: []string{"has no port 3000", "container echo", "container proxy"}},
 		{name: "services of the target listed", w: one, services: []runtime.Object{web, other}, remote: "8080",
 			want: Target{Container: "echo", Port: 8080, PortName: "http", Protocol: corev1.ProtocolTCP, ServicePorts: []ServicePort{webSP, webNumSP}}},
 		{name: "udp service port not listed for tcp target", w: one, services: []runtime.Object{

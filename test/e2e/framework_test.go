@@ -100,6 +100,13 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	t.Helper()
 	ctx := ctxFor(t, 2*time.Minute)
 	labels := map[string]string{"app": name}
+	// A Secret-sourced variable, for the tests of --env-file.
+	if _, err := c.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-secret"},
+		StringData: map[string]string{"token": "s3cr3t-" + name},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.DeploymentSpec{
@@ -111,8 +118,12 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 					TerminationGracePeriodSeconds: new(int64(2)),
 					Containers: []corev1.Container{{
 						Name: name, Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
-						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
-							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Env: []corev1.EnvVar{
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							{Name: "ECHO_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+								LocalObjectReference: corev1.LocalObjectReference{Name: name + "-secret"}, Key: "token"}}},
+							{Name: "GREETING", Value: "hello from $(POD_NAME)"},
+						},
 						Ports: []corev1.ContainerPort{
 							{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
 							{Name: "udp", ContainerPort: 9090, Protocol: corev1.ProtocolUDP},
