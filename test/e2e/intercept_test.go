@@ -55,7 +55,7 @@ func served(t *testing.T, c *cluster, ns string, args ...string) []string {
 	out := c.runPod(t, ns, append([]string{"get"}, args...)...)
 	var who []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		who = append(who, strings.Fields(line+" ")[0])
+		who = append(who, strings.Fields(line + " ")[0])
 	}
 	return who
 }
