@@ -88,7 +88,7 @@ func (a *Agent) authed(ctx context.Context) context.Context {
 
 // watchLoop keeps the Watch stream, and fails open while it is down.
 func (a *Agent) watchLoop(ctx context.Context) error {
-	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
 		err := a.watch(ctx)
 		if ctx.Err() != nil {
 			return nil

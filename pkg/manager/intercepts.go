@@ -29,6 +29,7 @@ type intercept struct {
 	match    match.Matcher
 	mech     string
 	services []string // retargeted by the Service mechanism
+	removing bool     // agents are dropping it; connections still reach the laptop
 }
 
 // AgentPort is where an agent listens for the app port port: fixed per port
@@ -130,9 +131,15 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 // intercept of a port, or a second identical match, naming the owner.
 func (s *Server) conflictLocked(ic *intercept) error {
 	if old, ok := s.intercepts[ic.pb.Name]; ok {
+		if old.removing {
+			return status.Errorf(codes.Unavailable, "intercept %s is being removed; try again in a moment", ic.pb.Name)
+		}
 		return status.Errorf(codes.AlreadyExists, "an intercept named %s exists (owner %s); choose another with --name", ic.pb.Name, old.pb.Owner)
 	}
 	for _, old := range s.intercepts {
+		if old.removing {
+			continue
+		}
 		if old.pb.WorkloadKind != ic.pb.WorkloadKind || old.pb.WorkloadName != ic.pb.WorkloadName || old.pb.Port != ic.pb.Port {
 			continue
 		}
@@ -174,32 +181,40 @@ func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInter
 	if ic.session != ss {
 		return nil, status.Errorf(codes.PermissionDenied, "intercept %s belongs to %s", req.GetName(), ic.pb.Owner)
 	}
-	s.removeIntercept(req.GetName(), "left")
-	// Wait for the agents to drop it, so that `leave` returning means the
+	// Returns once the agents have dropped it: `leave` returning means the
 	// app answers again.
-	pods, _ := s.runningPods(ctx, ic.selector)
-	if _, err := s.pushRoutes(ctx, pods, 15*time.Second); err != nil {
-		s.log.WarnContext(ctx, "agents slow to drop intercept", "intercept", req.GetName(), "err", err)
-	}
+	s.removeIntercept(req.GetName(), "left")
 	return &teleproto.RemoveInterceptResponse{}, nil
 }
 
-// removeIntercept forgets an intercept, restores what its mechanism changed
-// and tells the agents.
+// removeIntercept ends an intercept in two steps: the agents stop routing
+// to it (while connections they already route still reach the laptop), then
+// it is forgotten and what its mechanism changed is restored.
 func (s *Server) removeIntercept(name, reason string) {
 	s.imu.Lock()
 	ic, ok := s.intercepts[name]
 	if ok {
-		delete(s.intercepts, name)
+		ic.removing = true
 	}
 	s.imu.Unlock()
 	if !ok {
 		return
 	}
+	ctx, cancel := context.WithTimeout(s.life, 20*time.Second)
+	defer cancel()
+	if ic.mech != "" {
+		pods, _ := s.runningPods(ctx, ic.selector)
+		if _, err := s.pushRoutes(ctx, pods, 15*time.Second); err != nil {
+			s.log.Warn("agents slow to drop intercept", "intercept", name, "err", err)
+		}
+	}
+	s.imu.Lock()
+	if s.intercepts[name] == ic {
+		delete(s.intercepts, name)
+	}
+	s.imu.Unlock()
 	if ic.mech == mechService {
-		ctx, cancel := context.WithTimeout(s.life, 30*time.Second)
 		s.restoreServices(ctx, ic)
-		cancel()
 	}
 	s.log.Info("intercept removed", "intercept", name, "reason", reason)
 	s.kick()
@@ -431,7 +446,7 @@ func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
 	defer s.imu.Unlock()
 	var out []*teleproto.AgentRoute
 	for _, ic := range s.intercepts {
-		if ic.mech == "" || !selects(ic.selector, pod) {
+		if ic.mech == "" || ic.removing || !selects(ic.selector, pod) {
 			continue // not attached yet
 		}
 		out = append(out, &teleproto.AgentRoute{

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -260,6 +259,8 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 		"--manager-namespace=" + m.Namespace,
 		"--manager-pod=" + m.Pod,
 		"--manager-version=" + m.Version,
+		"--manager-image=" + o.ManagerImage,
+		"--manager-idle-timeout=" + o.IdleTimeout.String(),
 		fmt.Sprintf("--allow-conflicting-subnets=%t", o.AllowConflictingSubnets),
 	}, o.kubeArgs...)
 	for _, p := range o.also {
@@ -275,7 +276,7 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 	defer logf.Close()
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
+	cmd.SysProcAttr = detachedProcAttr() // outlives this command
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the daemon: %w", err)
 	}
@@ -347,6 +348,8 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringVar(&cfg.Manager.Namespace, "manager-namespace", "", "")
 	f.StringVar(&cfg.Manager.Pod, "manager-pod", "", "")
 	f.StringVar(&cfg.Manager.Version, "manager-version", "", "")
+	f.StringVar(&cfg.ManagerImage, "manager-image", version.Image(), "")
+	f.DurationVar(&cfg.ManagerIdleTimeout, "manager-idle-timeout", 10*time.Minute, "")
 	f.StringSliceVar(&also, "also-proxy", nil, "")
 	f.StringSliceVar(&never, "never-proxy", nil, "")
 	f.BoolVar(&cfg.AllowConflictingSubnets, "allow-conflicting-subnets", false, "")

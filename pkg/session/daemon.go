@@ -49,6 +49,10 @@ type Config struct {
 	Context                 string
 	Namespace               string
 	Manager                 managerclient.Manager
+	// ManagerImage and ManagerIdleTimeout start the manager again when its
+	// pod is gone (deleted, evicted, idled out).
+	ManagerImage       string
+	ManagerIdleTimeout time.Duration
 	AlsoProxy, NeverProxy   []netip.Prefix
 	AllowConflictingSubnets bool
 	Paths                   Paths
@@ -68,11 +72,13 @@ type Daemon struct {
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once
+	// intercepts are this session's, to create again on a new manager.
+	intercepts map[string]*teleproto.CreateInterceptRequest
 }
 
 // Run is the daemon: it returns when the session ends (quit, or ctx).
 func Run(ctx context.Context, cfg Config) error {
-	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{})}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{}), intercepts: map[string]*teleproto.CreateInterceptRequest{}}
 	d.status = Status{
 		Phase: "starting", PID: os.Getpid(), Context: cfg.Context, Server: cfg.RESTConfig.Host,
 		Namespace: cfg.Namespace, ManagerNamespace: cfg.Manager.Namespace, ManagerPod: cfg.Manager.Pod,
@@ -219,6 +225,57 @@ func (d *Daemon) run(ctx context.Context) error {
 	return err
 }
 
+// ensureManager finds the manager's pod again, starting the manager if it is
+// gone, as connect does.
+func (d *Daemon) ensureManager(ctx context.Context) error {
+	ectx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	m, err := managerclient.Ensure(ectx, managerclient.Options{
+		Client: d.cfg.Client, Namespace: d.cfg.Manager.Namespace, Image: d.cfg.ManagerImage,
+		Version: d.cfg.Version, IdleTimeout: d.cfg.ManagerIdleTimeout,
+		Progress: func(s string) { d.log.Info("manager: " + s) },
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.cfg.Manager = *m
+	d.status.ManagerPod = m.Pod
+	d.mu.Unlock()
+	return nil
+}
+
+// restoreIntercepts creates the session's intercepts on a new session (the
+// manager keeps them in memory only); what cannot be restored is reported.
+func (d *Daemon) restoreIntercepts(ctx context.Context) {
+	c, id := d.manager()
+	d.mu.Lock()
+	reqs := make([]*teleproto.CreateInterceptRequest, 0, len(d.intercepts))
+	for _, r := range d.intercepts {
+		reqs = append(reqs, r)
+	}
+	d.mu.Unlock()
+	var lost []string
+	for _, r := range reqs {
+		r.SessionId = id
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := c.CreateIntercept(cctx, r)
+		cancel()
+		if err != nil {
+			d.log.Error("intercept not restored", "intercept", r.GetName(), "err", err)
+			lost = append(lost, fmt.Sprintf("%s (%v)", r.GetName(), status.Convert(err).Message()))
+			d.mu.Lock()
+			delete(d.intercepts, r.GetName())
+			d.mu.Unlock()
+			continue
+		}
+		d.log.Info("intercept restored", "intercept", r.GetName())
+	}
+	if len(lost) > 0 {
+		d.update(func(s *Status) { s.Error = "intercepts ended by a manager restart: " + strings.Join(lost, "; ") })
+	}
+}
+
 // connectManager dials the manager and starts a session.
 func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, error) {
 	m := d.cfg.Manager
@@ -274,12 +331,16 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 			}
 		}
 		d.update(func(s *Status) { s.Phase = "reconnecting" })
-		for backoff := 500 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-			if _, err := d.connectManager(ctx); err == nil {
-				break
-			} else {
-				d.log.Warn("reconnect failed", "err", err)
+		for backoff := 300 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
+			err := d.ensureManager(ctx)
+			if err == nil {
+				_, err = d.connectManager(ctx)
 			}
+			if err == nil {
+				d.restoreIntercepts(ctx)
+				break
+			}
+			d.log.Warn("reconnect failed", "err", err)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -98,6 +98,12 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 		}
 		req.SessionId = id
 		ic, err := c.CreateIntercept(r.Context(), &req)
+		if err == nil {
+			req.Name = ic.GetName()
+			d.mu.Lock()
+			d.intercepts[ic.GetName()] = &req
+			d.mu.Unlock()
+		}
 		writeProto(w, ic, err)
 	})
 	mux.HandleFunc("DELETE /intercepts/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +113,11 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 			return
 		}
 		resp, err := c.RemoveIntercept(r.Context(), &teleproto.RemoveInterceptRequest{SessionId: id, Name: r.PathValue("name")})
+		if err == nil {
+			d.mu.Lock()
+			delete(d.intercepts, r.PathValue("name"))
+			d.mu.Unlock()
+		}
 		writeProto(w, resp, err)
 	})
 	mux.HandleFunc("GET /intercepts", func(w http.ResponseWriter, r *http.Request) {

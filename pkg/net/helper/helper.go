@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -57,11 +56,11 @@ func StateDir() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("identify network namespace: %w", err)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	ino, ok := inode(fi)
 	if !ok {
 		return "", errors.New("identify network namespace: no inode")
 	}
-	return filepath.Join("/var/lib/kubectl-tele", "netns-"+strconv.FormatUint(st.Ino, 10)), nil
+	return filepath.Join("/var/lib/kubectl-tele", "netns-"+strconv.FormatUint(ino, 10)), nil
 }
 
 func resolverFor(ctx context.Context, log *slog.Logger) (resolver.Configurator, error) {

@@ -1,0 +1,158 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestFaults: what happens in real use does not lose traffic or leave
+// anything behind: the manager pod deleted, the agent killed, a rollout, the
+// local server stopped, the daemon killed.
+func TestFaults(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t, "faults", nil)
+	c.deployEcho(t, ns, "echo", 1)
+	ctx := ctxFor(t, 15*time.Minute)
+	l := newLaptop(t, 8)
+	u := newTeleUser(t, 8, nil)
+	dumpLogs(t, u)
+	resolv := l.resolvConf(t)
+	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
+	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
+		t.Fatalf("connect: %v\n%s", err, out)
+	}
+	l.localServer(t, u, 7070, "LAPTOP")
+	if out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-dev=alice"); err != nil {
+		t.Fatalf("intercept: %v\n%s", err, out)
+	}
+	url := "http://echo:8080/"
+	// routed reports who answers a request with the header, and one without.
+	routed := func() (string, string) {
+		who := served(t, c, ns, "-H", "x-dev=alice@0", url, url)
+		if len(who) != 2 {
+			return strings.Join(who, " "), ""
+		}
+		return who[0], who[1]
+	}
+	if a, b := routed(); a != "LAPTOP" || !strings.HasPrefix(b, "echo-") {
+		t.Fatalf("intercept not working to begin with: %s, %s", a, b)
+	}
+
+	t.Run("manager pod deleted: the daemon reconnects and restores the intercept", func(t *testing.T) {
+		pods, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + managerJob})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("manager pods: %v %v", len(pods.Items), err)
+		}
+		old := pods.Items[0].Name
+		if err := c.client.CoreV1().Pods(ns).Delete(ctx, old, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		eventually(t, 45*time.Second, "names resolve and the intercept works again", func() error {
+			if out, err := l.curl(ctx, "http://echo."+ns+":8080/"); err != nil || !strings.Contains(out, "echo-") {
+				return fmt.Errorf("curl: %v %s", err, out)
+			}
+			if a, _ := routed(); a != "LAPTOP" {
+				return fmt.Errorf("header request answered by %s", a)
+			}
+			return nil
+		})
+		t.Logf("reconnected and restored %s after the manager pod was deleted", time.Since(start).Round(time.Second))
+		if st := l.status(t, ctx, u); st.ManagerPod == old || st.Phase != "connected" {
+			t.Errorf("status after reconnect: %+v", st)
+		}
+	})
+
+	t.Run("agent killed: the port fails open, and a new agent takes over", func(t *testing.T) {
+		out, err := exec.Command("pgrep", "-f", "kubectl-tele agent --manager").Output()
+		pids := strings.Fields(string(out))
+		if err != nil || len(pids) == 0 {
+			t.Fatalf("no agent process on the node: %v", err)
+		}
+		for _, p := range pids {
+			pid, _ := strconv.Atoi(p)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		// At once: the kernel removed the agent's redirect with its socket.
+		if a, b := routed(); !strings.HasPrefix(a, "echo-") || !strings.HasPrefix(b, "echo-") {
+			t.Errorf("right after the agent died: %s, %s (want the app, never an error)", a, b)
+		}
+		eventually(t, 60*time.Second, "a new agent serves the intercept", func() error {
+			if a, _ := routed(); a != "LAPTOP" {
+				return fmt.Errorf("header request answered by %s", a)
+			}
+			return nil
+		})
+	})
+
+	t.Run("rollout: the new pods get agents", func(t *testing.T) {
+		if out, err := exec.Command(kindDir+"/.cache/kubernetes-v1.37.2/kubectl", "--kubeconfig", kubeconfig, "-n", ns,
+			"rollout", "restart", "deploy/echo").CombinedOutput(); err != nil {
+			t.Fatalf("rollout restart: %v %s", err, out)
+		}
+		eventually(t, 90*time.Second, "intercept on the new pods", func() error {
+			d, err := c.client.AppsV1().Deployments(ns).Get(ctx, "echo", metav1.GetOptions{})
+			if err != nil || d.Status.UpdatedReplicas != 1 || d.Status.ReadyReplicas != 1 || d.Status.Replicas != 1 {
+				return fmt.Errorf("rollout not done")
+			}
+			// Only the new pod is left (an old one may still be terminating).
+			if pods := c.podsOf(t, ns, "echo"); len(pods) != 1 || pods[0].DeletionTimestamp != nil {
+				return fmt.Errorf("%d echo pods", len(pods))
+			}
+			for range 2 {
+				if a, b := routed(); a != "LAPTOP" || !strings.HasPrefix(b, "echo-") {
+					return fmt.Errorf("answered by %s, %s", a, b)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("local server stopped: a fast 502", func(t *testing.T) {
+		if out, err := exec.Command("pkill", "-f", "--", "-name LAPTOP$").CombinedOutput(); err != nil {
+			t.Fatalf("stop the local server: %v %s", err, out)
+		}
+		start := time.Now()
+		out := c.runPod(t, ns, "get", "-H", "x-dev=alice", url)
+		if !strings.Contains(out, "status 502") || !strings.Contains(out, "nothing answers on the laptop") {
+			t.Errorf("want a 502 saying the laptop has nothing listening, got: %s", out)
+		}
+		t.Logf("502 after %s (pod start included)", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("daemon killed: traffic goes back to the app, quit repairs the laptop", func(t *testing.T) {
+		st := l.status(t, ctx, u)
+		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill daemon %d: %v", st.PID, err)
+		}
+		start := time.Now()
+		eventually(t, 40*time.Second, "the app answers header requests again", func() error {
+			if a, _ := routed(); !strings.HasPrefix(a, "echo-") {
+				return fmt.Errorf("answered by %s", a)
+			}
+			return nil
+		})
+		t.Logf("traffic back at the app %s after the daemon died", time.Since(start).Round(time.Second))
+		if out, err := l.tele(ctx, u, "quit"); err != nil {
+			t.Fatalf("quit after a dead daemon: %v\n%s", err, out)
+		}
+		if got := l.resolvConf(t); got != resolv {
+			t.Errorf("resolv.conf not restored:\n%s", got)
+		}
+		if l.hasDevice(ctx, "tele0") {
+			t.Error("tele0 left")
+		}
+	})
+	var _ = http.StatusOK
+}
