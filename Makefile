@@ -53,8 +53,12 @@ test: lint unit ## everything: lint, unit tests, then e2e on a fresh local clust
 	$(KIND)/cluster-down.sh
 	status=0; $(MAKE) e2e || status=$$?; $(KIND)/cluster-down.sh; exit $$status
 
-bench: ## benchmarks on the local cluster, printed as a table
-	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/
+bench: ## benchmarks on the local cluster: one table of ratios, and bench/results.json
+	@mkdir -p $(BIN)
+	$(KIND)/cluster-up.sh
+	$(MAKE) image
+	TELE_BENCH=1 $(GO) test -tags e2e -count=1 -run '^TestBench$$' -timeout 20m -v ./test/e2e/ 2>&1 | tee $(BIN)/bench.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; status=$${PIPESTATUS[0]}; \
+	  echo; cat bench/results.md 2>/dev/null; echo "(full log: $(BIN)/bench.log)"; exit $$status
 
 demo: ## the local cluster, and kubectl tele shown on it
 	$(KIND)/cluster-up.sh

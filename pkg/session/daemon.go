@@ -44,15 +44,15 @@ var deviceAddr = netip.MustParsePrefix("198.18.0.1/32")
 
 // Config is what the daemon needs; the plugin fills it from its flags.
 type Config struct {
-	RESTConfig              *rest.Config
-	Client                  kubernetes.Interface
-	Context                 string
-	Namespace               string
-	Manager                 managerclient.Manager
+	RESTConfig *rest.Config
+	Client     kubernetes.Interface
+	Context    string
+	Namespace  string
+	Manager    managerclient.Manager
 	// ManagerImage and ManagerIdleTimeout start the manager again when its
 	// pod is gone (deleted, evicted, idled out).
-	ManagerImage       string
-	ManagerIdleTimeout time.Duration
+	ManagerImage            string
+	ManagerIdleTimeout      time.Duration
 	AlsoProxy, NeverProxy   []netip.Prefix
 	AllowConflictingSubnets bool
 	Paths                   Paths

@@ -6,6 +6,8 @@
 //	echo get [-h2c] [-H k=v]... URL...   (all URLs over one connection)
 //	echo load -url URL -rps N -duration D [-H k=v]
 //	echo udp ADDR MESSAGE
+//	echo bench -url URL -n N -c C [-H k=v]   (latency client: JSON p50, p99, rps, errors)
+//	echo dns -name NAME -n N [-unique] [-server ADDR]   (lookup latency: JSON p50, p99, errors)
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: echo serve|get|load|udp ...")
+		fmt.Fprintln(os.Stderr, "usage: echo serve|get|load|udp|bench|dns ...")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -45,6 +48,10 @@ func main() {
 		err = load(ctx, os.Args[2:])
 	case "udp":
 		err = udp(ctx, os.Args[2:])
+	case "bench":
+		err = bench(ctx, os.Args[2:])
+	case "dns":
+		err = dnsBench(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -275,4 +282,175 @@ func udp(ctx context.Context, args []string) error {
 		}
 	}
 	return errors.New("no UDP answer from " + args[0])
+}
+
+// BenchResult is what bench and dns print, as JSON. Latencies in milliseconds.
+type BenchResult struct {
+	N        int     `json:"n"`
+	P50      float64 `json:"p50"`
+	P99      float64 `json:"p99"`
+	Max      float64 `json:"max"`
+	RPS      float64 `json:"rps"`
+	Errors   int64   `json:"errors"`
+	MaxOpen  int64   `json:"max_open,omitempty"`
+	FirstErr string  `json:"first_error,omitempty"`
+}
+
+func summarize(lat []time.Duration, elapsed time.Duration, errs int64) BenchResult {
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	r := BenchResult{N: len(lat), Errors: errs}
+	if len(lat) > 0 {
+		r.P50 = ms(lat[len(lat)/2])
+		r.P99 = ms(lat[min(len(lat)-1, len(lat)*99/100)])
+		r.Max = ms(lat[len(lat)-1])
+	}
+	if elapsed > 0 {
+		r.RPS = float64(len(lat)) / elapsed.Seconds()
+	}
+	return r
+}
+
+// countingConn counts the client's open connections, so bench can say how
+// many flows were open at once.
+type countingConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// bench runs C clients, each on its own kept-alive connection, each sending
+// N sequential GETs, and prints latency percentiles as JSON. Every client
+// holds its connection open until all have sent their first request, so C
+// flows are open at once (the scale test's 1,000 concurrent flows).
+func bench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	url := fs.String("url", "", "URL")
+	n := fs.Int("n", 100, "requests per client")
+	c := fs.Int("c", 1, "concurrent clients, one connection each (at most 5000)")
+	timeout := fs.Duration("timeout", 30*time.Second, "per-request time limit")
+	var hs headers
+	fs.Var(&hs, "H", "header NAME=VALUE")
+	fs.Parse(args)
+	if *url == "" || *n <= 0 || *c <= 0 || *c > 5000 || *n**c > 1000000 {
+		return errors.New("bench: need -url, n > 0, c in 1..5000, n*c <= 1e6")
+	}
+	if _, err := http.NewRequest("GET", *url, nil); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	var open, maxOpen, errs atomic.Int64
+	var firstErr atomic.Value
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	lats := make([][]time.Duration, *c)
+	var started, wg sync.WaitGroup
+	started.Add(*c)
+	wg.Add(*c)
+	begin := time.Now()
+	for i := range *c {
+		go func() {
+			defer wg.Done()
+			d := &net.Dialer{Timeout: *timeout}
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true,
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					conn, err := d.DialContext(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					now := open.Add(1)
+					for m := maxOpen.Load(); now > m && !maxOpen.CompareAndSwap(m, now); m = maxOpen.Load() {
+					}
+					return &countingConn{Conn: conn, open: &open}, nil
+				}}
+			defer tr.CloseIdleConnections()
+			cl := &http.Client{Transport: tr, Timeout: *timeout}
+			lat := make([]time.Duration, 0, *n)
+			for j := range *n {
+				req, _ := http.NewRequestWithContext(ctx, "GET", *url, nil)
+				hs.apply(req)
+				t0 := time.Now()
+				resp, err := cl.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode/100 != 2 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					fail(err)
+				} else {
+					lat = append(lat, time.Since(t0))
+				}
+				if j == 0 {
+					started.Done()
+					started.Wait()
+				}
+			}
+			lats[i] = lat
+		}()
+	}
+	wg.Wait()
+	r := summarize(slices.Concat(lats...), time.Since(begin), errs.Load())
+	r.MaxOpen = maxOpen.Load()
+	r.FirstErr, _ = firstErr.Load().(string)
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// dnsBench looks NAME up N times, one after another, with Go's own resolver
+// reading the system's resolv.conf, and prints latency percentiles as JSON.
+// With -unique every lookup is of a fresh name (u<run>-<i>.NAME), which no
+// cache can have seen; a "no such host" answer is an answer, not an error.
+func dnsBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dns", flag.ExitOnError)
+	name := fs.String("name", "", "name to look up (end it with a dot to skip the search list)")
+	n := fs.Int("n", 100, "lookups")
+	unique := fs.Bool("unique", false, "look up a fresh name each time")
+	server := fs.String("server", "", "ask this nameserver (host:port) instead of resolv.conf's")
+	fs.Parse(args)
+	if *name == "" || *n <= 0 || *n > 100000 {
+		return errors.New("dns: need -name and n in 1..100000")
+	}
+	res := &net.Resolver{PreferGo: true}
+	if *server != "" {
+		res.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, *server)
+		}
+	}
+	run := time.Now().UnixNano() % 1e9
+	var errs int64
+	var firstErr string
+	lat := make([]time.Duration, 0, *n)
+	begin := time.Now()
+	for i := range *n {
+		q := *name
+		if *unique {
+			q = fmt.Sprintf("u%d-%d.%s", run, i, *name)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		t0 := time.Now()
+		_, err := res.LookupHost(lctx, q)
+		d := time.Since(t0)
+		cancel()
+		var dnsErr *net.DNSError
+		if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
+			errs++
+			if firstErr == "" {
+				firstErr = err.Error()
+			}
+			continue
+		}
+		lat = append(lat, d)
+	}
+	r := summarize(lat, time.Since(begin), errs)
+	r.FirstErr = firstErr
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
