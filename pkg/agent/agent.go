@@ -18,7 +18,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
@@ -70,7 +72,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	conn, err := grpc.NewClient(cfg.ManagerAddr,
 		// Inside the cluster network; the token authenticates the agent.
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A manager pod that vanishes sends no FIN: pings notice within
+		// seconds, so the agent fails open and finds the next manager soon.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+		// While a new manager starts, retry often (gRPC's default backoff
+		// grows to minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 3 * time.Second,
+		}))
 	if err != nil {
 		return fmt.Errorf("agent: manager address %s: %w", cfg.ManagerAddr, err)
 	}

@@ -226,11 +226,20 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 		return mechOf(ac.hello, mech), nil
 	}
 	if hasRunningAgent(pod) {
-		ac, err := s.waitAgent(ctx, pod.Name)
-		if err != nil {
+		// Its agent connects to a new manager within seconds; but the pod's
+		// status may also be stale (an agent just killed): then give up
+		// here, and the next reconcile sees it terminated and adds another.
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		ac, err := s.waitAgent(wctx, pod.Name)
+		cancel()
+		if err == nil {
+			return mechOf(ac.hello, mech), nil
+		}
+		fresh, gerr := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if gerr != nil || hasRunningAgent(fresh) {
 			return "", err
 		}
-		return mechOf(ac.hello, mech), nil
+		pod = fresh
 	}
 	pods := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace)
 	name := agentName(pod)

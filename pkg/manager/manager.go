@@ -148,6 +148,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen for agents on %s: %w", cfg.AgentListenAddr, err)
 	}
 	ags := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(s.authStream),
+		// Agents ping every 5 s to notice a vanished manager.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 4 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 			return nil, status.Error(codes.Unimplemented, "agents use streams only")
 		}))

@@ -36,7 +36,7 @@ func newCmdManager() *cobra.Command {
 				return err
 			}
 			log.Info("manager starting", "version", version.Version, "listen", listen, "idleTimeout", idle)
-			return manager.Run(cmd.Context(), manager.Config{
+			err = manager.Run(cmd.Context(), manager.Config{
 				ListenAddr:       listen,
 				IdleTimeout:      idle,
 				HeartbeatTimeout: heartbeat,
@@ -44,6 +44,14 @@ func newCmdManager() *cobra.Command {
 				Logger:           log,
 				Version:          version.Version,
 			})
+			if cmd.Context().Err() != nil {
+				// SIGTERM (pod deleted or evicted) is a clean end: the Job
+				// completes at once instead of backing off as after a failure,
+				// and the next connect (or a daemon reconnecting) starts anew.
+				log.Info("manager stopped by signal")
+				return nil
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", manager.DefaultListenAddr, "loopback address to serve on (reached through port-forward)")

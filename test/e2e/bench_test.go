@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,12 @@ func TestBench(t *testing.T) {
 			t.Fatalf("quit: %v\n%s", err, out)
 		}
 		warm := timeConnect(t, ctx, l, u, ns, svcURL+"/")
+		time.Sleep(time.Second)
+		pid := l.status(t, ctx, u).PID
+		rep.add("daemon RSS, just connected", "MiB", mib(readRSS(pid)), nil, "< 50 MiB", func(v float64, _ []float64) bool { return v < 50 }, rssSplit(pid))
+		if !strings.Contains(cold.Output, "starting the traffic manager") || strings.Contains(warm.Output, "starting the traffic manager") {
+			t.Errorf("want the first connect to start the manager and the second to find it:\n%s\n---\n%s", cold.Output, warm.Output)
+		}
 		rep.raw("connect", map[string]any{"cold": cold, "warm": warm})
 		rep.add("connect, cold (no manager, image present): start to first request by name", "s", cold.FirstRequest, nil, "< 5 s",
 			func(v float64, _ []float64) bool { return v < 5 }, fmt.Sprintf("command returned after %s s", num(cold.Command)))
@@ -101,6 +108,9 @@ func TestBench(t *testing.T) {
 	})
 	if t.Failed() {
 		t.Fatal("not connected; nothing else can be measured")
+	}
+	if out, err := l.run(ctx, "ip", "-d", "link", "show", "tele0"); err == nil {
+		rep.raw("tele0", strings.TrimSpace(out))
 	}
 	stopPF := portForward(t, ctx, l, u, tools, ns, pod.Name, pfPort)
 	defer stopPF()
@@ -112,11 +122,29 @@ func TestBench(t *testing.T) {
 			{"port-forward", func(ctx context.Context) (string, error) { return l.as(ctx, u, bulkCurl(pfURL, size, 60)...) }},
 			{"direct", func(ctx context.Context) (string, error) { return hostRun(ctx, bulkCurl(podURL, size, 60)...) }},
 		}
-		mbs := bulkRounds(t, ctx, paths, 3)
+		// Where the CPU goes: on 2 shared cores, bulk throughput is bound by
+		// the CPU each byte costs on its way.
+		shared := cpuSet{
+			"kube-apiserver": pgrep("-x", "kube-apiserver"),
+			"kubelet":        pgrep("-x", "kubelet"),
+			"containerd":     pgrep("-f", "^containerd --config "+kindDir),
+			"echo server":    {podProcess(t, c, ns, "app=echo", "/echo serve")},
+		}
+		cpu := map[string]cpuSet{
+			"tunnel": shared.with(cpuSet{"daemon": {l.status(t, ctx, u).PID},
+				"manager": {podProcess(t, c, ns, "batch.kubernetes.io/job-name="+managerJob, "kubectl-tele manager")}}),
+			"port-forward": shared.with(cpuSet{"kubectl port-forward": pgrep("-f", fmt.Sprintf("port-forward pod/%s %d:8080", pod.Name, pfPort))}),
+			"direct":       cpuSet{"echo server": shared["echo server"]},
+		}
+		mbs, used := bulkRoundsCPU(t, ctx, paths, 3, cpu)
 		rep.raw("bulk_loopback_MBps", mbs)
+		rep.raw("bulk_loopback_cpu_s_per_GB", used)
 		a, b, d := median(mbs["tunnel"]), median(mbs["port-forward"]), median(mbs["direct"])
 		rep.add("bulk TCP, 1 flow, 200 MiB, median of 3", "MB/s", a, []benchBaseline{{"port-forward", b}, {"direct", d}},
 			">= 0.9× port-forward", func(_ float64, r []float64) bool { return r[0] >= 0.9 }, "")
+		rep.add("CPU per GB moved, bulk TCP", "CPU s/GB", used["tunnel"]["total"],
+			[]benchBaseline{{"port-forward", used["port-forward"]["total"]}, {"direct", used["direct"]["total"]}}, "", nil,
+			"tunnel: "+cpuNote(used["tunnel"])+"; port-forward: "+cpuNote(used["port-forward"]))
 	})
 
 	section("latency, loopback", func(t *testing.T) {
@@ -165,6 +193,7 @@ func TestBench(t *testing.T) {
 		st := l.status(t, ctx, u)
 		mgr := podProcess(t, c, ns, "batch.kubernetes.io/job-name="+managerJob, "kubectl-tele manager")
 		daemonIdle, mgrIdle := readRSS(st.PID), readRSS(mgr)
+		daemonSplit, mgrSplit := rssSplit(st.PID), rssSplit(mgr)
 		daemonPeak, mgrPeak := sampleRSS(st.PID), sampleRSS(mgr)
 		start := time.Now()
 		out, err := l.as(ctx, u, tools.echo, "bench", "-url", svcURL+"/", "-c", "1000", "-n", "3", "-timeout", "60s")
@@ -176,9 +205,9 @@ func TestBench(t *testing.T) {
 		rep.add("1,000 concurrent TCP flows through one daemon (3 requests each): failed", "flows", float64(r.Errors), nil, "0 failing",
 			func(v float64, _ []float64) bool { return v == 0 && r.MaxOpen >= 1000 && r.N == 3000 },
 			fmt.Sprintf("%d requests ok, %d open at once, %s s", r.N, r.MaxOpen, num(took.Seconds())))
-		rep.add("daemon RSS, idle (connected)", "MiB", mib(daemonIdle), nil, "< 50 MiB", func(v float64, _ []float64) bool { return v < 50 }, "")
+		rep.add("daemon RSS, at rest after the throughput tests", "MiB", mib(daemonIdle), nil, "< 50 MiB", func(v float64, _ []float64) bool { return v < 50 }, daemonSplit)
 		rep.add("daemon RSS, peak during 1,000 flows", "MiB", mib(dp), nil, "< 50 MiB", func(v float64, _ []float64) bool { return v < 50 }, "")
-		rep.add("manager RSS, idle", "MiB", mib(mgrIdle), nil, "", nil, "")
+		rep.add("manager RSS, idle", "MiB", mib(mgrIdle), nil, "", nil, mgrSplit)
 		rep.add("manager RSS, peak during 1,000 flows", "MiB", mib(mp), nil, "", nil, "")
 	})
 
@@ -235,11 +264,11 @@ func TestBench(t *testing.T) {
 		if p.err != nil {
 			t.Fatalf("intercept never served a request on the laptop: %v", p.err)
 		}
-		icept := p.at.Sub(start)
+		icept, iceptFailed := p.at.Sub(start), p
 
 		agent := podProcess(t, c, ns, "app=echo", "kubectl-tele agent")
 		time.Sleep(time.Second)
-		agentIdle := readRSS(agent)
+		agentIdle, agentSplit := readRSS(agent), rssSplit(agent)
 		agentPeak := sampleRSS(agent)
 		var wg sync.WaitGroup
 		var toApp, toLaptop benchResult
@@ -268,14 +297,21 @@ func TestBench(t *testing.T) {
 			t.Fatalf("the app never answered again after leave: %v", p.err)
 		}
 		leave := p.at.Sub(start)
-		rep.raw("intercept", map[string]any{"intercept_s": icept.Seconds(), "intercept_cmd_s": cmd.Seconds(), "leave_s": leave.Seconds(),
-			"leave_cmd_s": leaveCmd.Seconds(), "leave_failed_requests": p.failed, "agent_rss_idle_kib": agentIdle, "agent_rss_peak_kib": ap,
+		if p.failed > 0 {
+			t.Logf("requests failed during leave: %d, first: %s", p.failed, p.firstErr)
+		}
+		rep.raw("intercept", map[string]any{"intercept_s": icept.Seconds(), "intercept_cmd_s": cmd.Seconds(),
+			"intercept_failed_requests": iceptFailed.failed, "intercept_first_error": iceptFailed.firstErr, "leave_s": leave.Seconds(),
+			"leave_cmd_s": leaveCmd.Seconds(), "leave_failed_requests": p.failed, "leave_first_error": p.firstErr,
+			"agent_rss_idle_kib": agentIdle, "agent_rss_peak_kib": ap, "agent_status": readStatus(agent),
 			"to_app": toApp, "to_laptop": toLaptop, "output": out})
 		rep.add("intercept: start to first matching request served by the laptop", "s", icept.Seconds(), nil, "< 2 s",
-			func(v float64, _ []float64) bool { return v < 2 }, fmt.Sprintf("command returned after %s s", num(cmd.Seconds())))
+			func(v float64, _ []float64) bool { return v < 2 }, fmt.Sprintf("command returned after %s s; %d probe requests failed meanwhile",
+				num(cmd.Seconds()), iceptFailed.failed))
 		rep.add("leave: start until the app answers again", "s", leave.Seconds(), nil, "", nil,
-			fmt.Sprintf("%d requests failed meanwhile", p.failed))
-		rep.add("agent RSS, idle (intercept active)", "MiB", mib(agentIdle), nil, "< 20 MiB", func(v float64, _ []float64) bool { return v < 20 }, "")
+			fmt.Sprintf("command returned after %s s; %d probe requests failed meanwhile", num(leaveCmd.Seconds()), p.failed))
+		rep.add("agent RSS, idle (intercept active)", "MiB", mib(agentIdle), nil, "< 20 MiB", func(v float64, _ []float64) bool { return v < 20 },
+			agentSplit)
 		rep.add("agent RSS, peak under load", "MiB", mib(ap), nil, "< 20 MiB", func(v float64, _ []float64) bool { return v < 20 },
 			fmt.Sprintf("32 clients to the app + 8 to the laptop; %d errors", toApp.Errors+toLaptop.Errors))
 		rep.add("1 KiB through the agent to the app, 32 concurrent, p50", "ms", toApp.P50, nil, "", nil, "")
@@ -335,10 +371,28 @@ func parallelCurl(base string, k, n int, maxTime int) []string {
 // download cut off by its time limit still counts what it moved.
 func bulkRounds(t *testing.T, ctx context.Context, paths []benchPath, rounds int) map[string][]float64 {
 	t.Helper()
+	res, _ := bulkRoundsCPU(t, ctx, paths, rounds, nil)
+	return res
+}
+
+// bulkRoundsCPU is bulkRounds that also returns, per path, the CPU seconds
+// per GB moved that each of its processes in cpu used (and their "total").
+func bulkRoundsCPU(t *testing.T, ctx context.Context, paths []benchPath, rounds int, cpu map[string]cpuSet) (map[string][]float64, map[string]map[string]float64) {
+	t.Helper()
 	res := map[string][]float64{}
+	used := map[string]map[string]float64{}
+	moved := map[string]float64{}
 	for range rounds {
 		for _, p := range paths {
+			before := cpu[p.name].seconds()
 			out, err := p.run(ctx)
+			after := cpu[p.name].seconds()
+			if used[p.name] == nil {
+				used[p.name] = map[string]float64{}
+			}
+			for role, s := range after {
+				used[p.name][role] += s - before[role]
+			}
 			var bytes, secs float64
 			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 				var b, s float64
@@ -357,9 +411,78 @@ func bulkRounds(t *testing.T, ctx context.Context, paths []benchPath, rounds int
 			mbs := bytes / 1e6 / secs
 			t.Logf("%s: %.1f MB/s (%.0f bytes in %.2f s)", p.name, mbs, bytes, secs)
 			res[p.name] = append(res[p.name], mbs)
+			moved[p.name] += bytes
 		}
 	}
-	return res
+	for name, roles := range used {
+		total := 0.0
+		for role, s := range roles {
+			roles[role] = round3(s / (moved[name] / 1e9))
+			total += s
+		}
+		if len(roles) > 0 {
+			roles["total"] = round3(total / (moved[name] / 1e9))
+		}
+	}
+	return res, used
+}
+
+// cpuSet names the processes a path's bytes pass through, by role.
+type cpuSet map[string][]int
+
+func (s cpuSet) with(o cpuSet) cpuSet {
+	m := cpuSet{}
+	for k, v := range s {
+		m[k] = v
+	}
+	for k, v := range o {
+		m[k] = v
+	}
+	return m
+}
+
+// seconds is the user+system CPU time each role has used so far.
+func (s cpuSet) seconds() map[string]float64 {
+	m := map[string]float64{}
+	for role, pids := range s {
+		for _, pid := range pids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			// The fields after the command name: state is the first, utime
+			// and stime the 12th and 13th (in clock ticks of 1/100 s).
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			if len(f) > 12 {
+				ut, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				m[role] += (ut + st) / 100
+			}
+		}
+	}
+	return m
+}
+
+func cpuNote(roles map[string]float64) string {
+	var parts []string
+	for role, s := range roles {
+		if role != "total" {
+			parts = append(parts, fmt.Sprintf("%s %s", role, num(s)))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+func pgrep(args ...string) []int {
+	out, _ := exec.Command("pgrep", args...).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // benchResult is what `echo bench` and `echo dns` print.
@@ -450,6 +573,7 @@ type connectTiming struct {
 	Command      float64 `json:"command_s"`
 	FirstRequest float64 `json:"first_request_s"`
 	Tries        int     `json:"tries"`
+	Output       string  `json:"output"`
 }
 
 // timeConnect runs connect and, at the same time, curl in a tight loop (a new
@@ -496,7 +620,7 @@ func timeConnect(t *testing.T, ctx context.Context, l *laptop, u *teleUser, ns, 
 	if r.err != nil {
 		t.Fatalf("connect: %v\n%s", r.err, r.out)
 	}
-	ct := connectTiming{Command: r.d.Seconds(), FirstRequest: first.Seconds(), Tries: tries}
+	ct := connectTiming{Command: r.d.Seconds(), FirstRequest: first.Seconds(), Tries: tries, Output: r.out}
 	t.Logf("connect: %+v", ct)
 	return ct
 }
@@ -600,7 +724,7 @@ func readStatus(pid int) map[string]string {
 	m := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if ok && (strings.HasPrefix(k, "Vm") || k == "Threads") {
+		if ok && (strings.HasPrefix(k, "Vm") || strings.HasPrefix(k, "Rss") || k == "Threads") {
 			m[k] = strings.TrimSpace(v)
 		}
 	}
@@ -638,10 +762,23 @@ func sampleRSS(pid int) func() int64 {
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
 
+// rssSplit says how much of pid's RSS is its own memory and how much the
+// pages of its executable and libraries (shared with every process that
+// maps the same file, and not the target's concern in the same way).
+func rssSplit(pid int) string {
+	st := readStatus(pid)
+	kib := func(k string) float64 {
+		n, _ := strconv.ParseFloat(strings.TrimSuffix(st[k], " kB"), 64)
+		return n / 1024
+	}
+	return fmt.Sprintf("anon %s MiB, file %s MiB", num(kib("RssAnon")), num(kib("RssFile")))
+}
+
 type probeResult struct {
-	at     time.Time
-	failed int
-	err    error
+	at       time.Time
+	failed   int
+	firstErr string
+	err      error
 }
 
 // probe sends GETs with header hdr: 1 to url, a new connection each, every
@@ -652,26 +789,31 @@ func probe(ctx context.Context, url, hdr string, want func(string) bool, limit t
 	go func() {
 		cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		deadline := time.Now().Add(limit)
-		failed := 0
+		failed, firstErr := 0, ""
+		fail := func(err string) {
+			if failed++; firstErr == "" {
+				firstErr = time.Now().Format("15:04:05.000 ") + err
+			}
+		}
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 			req.Header.Set(hdr, "1")
 			resp, err := cl.Do(req)
 			if err != nil {
-				failed++
+				fail(err.Error())
 			} else {
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode/100 != 2 {
-					failed++
+					fail(fmt.Sprintf("status %d: %.200s", resp.StatusCode, body))
 				} else if want(resp.Header.Get("X-Served-By")) {
-					res <- probeResult{at: time.Now(), failed: failed}
+					res <- probeResult{at: time.Now(), failed: failed, firstErr: firstErr}
 					return
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		res <- probeResult{failed: failed, err: fmt.Errorf("not within %s (%d requests failed)", limit, failed)}
+		res <- probeResult{failed: failed, firstErr: firstErr, err: fmt.Errorf("not within %s (%d requests failed, first: %s)", limit, failed, firstErr)}
 	}()
 	return res
 }

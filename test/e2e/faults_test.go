@@ -55,7 +55,8 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("manager pods: %v %v", len(pods.Items), err)
 		}
 		old := pods.Items[0].Name
-		if err := c.client.CoreV1().Pods(ns).Delete(ctx, old, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
+		// As kubectl delete pod or an eviction does: SIGTERM, then the grace period.
+		if err := c.client.CoreV1().Pods(ns).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
