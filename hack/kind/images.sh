@@ -30,7 +30,9 @@ for what in "${@:-pause coredns echo}"; do
         import "$out/coredns.tar" "$COREDNS_IMAGE" ;;
       echo)
         gobuild "$out/echo" ./hack/kind/apps/echo
-        imagebuild -tag "$ECHO_IMAGE" -o "$out/echo.tar" -entrypoint "/echo serve" "$out/echo=/echo"
+        # The intruder of the security tests rides in the same image.
+        gobuild "$out/probe" ./hack/kind/apps/probe
+        imagebuild -tag "$ECHO_IMAGE" -o "$out/echo.tar" -entrypoint "/echo serve" "$out/echo=/echo" "$out/probe=/probe"
         import "$out/echo.tar" "$ECHO_IMAGE" ;;
       import=*)
         # An image tarball built elsewhere (make image: the project's own).

@@ -165,9 +165,14 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	}
 }
 
-// runPod runs the echo image with args to completion and returns its log.
+// runPod runs the echo image with args to completion and returns its log;
+// with "--exec" first, args are the whole command instead.
 func (c *cluster) runPod(t *testing.T, ns string, args ...string) string {
 	t.Helper()
+	command := append([]string{"/echo"}, args...)
+	if len(args) > 0 && args[0] == "--exec" {
+		command = args[1:]
+	}
 	ctx := ctxFor(t, 2*time.Minute)
 	pod, err := c.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "client-", Namespace: ns},
@@ -175,7 +180,7 @@ func (c *cluster) runPod(t *testing.T, ns string, args ...string) string {
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
 				Name: "client", Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
-				Command: append([]string{"/echo"}, args...),
+				Command: command,
 			}},
 		},
 	}, metav1.CreateOptions{})
