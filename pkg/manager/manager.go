@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg Config) error {
 	gs := grpc.NewServer(
 		// Stop then waits for the handlers too, so none outlives Run.
 		grpc.WaitForHandlers(true),
+		// Fewer, larger writes into the port-forward (see managerclient).
+		grpc.WriteBufferSize(256<<10),
+		grpc.ReadBufferSize(256<<10),
 		// Laptops ping to notice a dead port-forward; don't punish them for it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             5 * time.Second,

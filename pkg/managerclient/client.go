@@ -42,6 +42,11 @@ func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m 
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}),
+		// Each write to the port-forward stream is one SPDY data frame, and
+		// each frame costs the API server, kubelet and runtime a copy and an
+		// allocation: fewer, larger writes (gRPC's default buffer is 32 KiB).
+		grpc.WithWriteBufferSize(256<<10),
+		grpc.WithReadBufferSize(256<<10),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	if err != nil {

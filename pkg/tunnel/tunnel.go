@@ -22,7 +22,7 @@ type Stream interface {
 }
 
 // BufferSize is the largest data message Pipe sends.
-const BufferSize = 32 << 10
+const BufferSize = 128 << 10
 
 var bufPool = sync.Pool{New: func() any { return new([BufferSize]byte) }}
 
