@@ -119,11 +119,22 @@ func validateDNS(d DNSRequest, spec device.Spec) (resolver.Config, error) {
 		return resolver.Config{}, fmt.Errorf("at most %d search and routing domains are allowed", maxDomains)
 	}
 	for _, n := range append(append([]string{}, d.Search...), d.Domains...) {
-		if _, ok := dns.IsDomainName(n); !ok || n == "" || strings.ContainsAny(n, " \t\n\\\"'") || len(n) > 253 {
+		if _, ok := dns.IsDomainName(n); !ok || n == "" || !printable(n) || strings.ContainsAny(n, "\\\"'") || len(n) > 253 {
 			return resolver.Config{}, fmt.Errorf("dns domain %q is not a valid name", n)
 		}
 	}
 	return resolver.Config{Nameserver: ns, Search: d.Search, Domains: d.Domains}, nil
+}
+
+// printable reports whether s is visible ASCII only: a domain written into
+// resolv.conf can carry no line break, space or control byte.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Up does what a Request asks: device, routes, resolver, then hands the

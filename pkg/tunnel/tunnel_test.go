@@ -1,0 +1,205 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// pipeStream is one end of an in-memory bidirectional message stream.
+type pipeStream struct {
+	in      chan *teleproto.TunnelMessage
+	out     chan *teleproto.TunnelMessage
+	once    sync.Once
+	closeCh chan struct{}
+}
+
+func streamPair() (*pipeStream, *pipeStream) {
+	a2b, b2a := make(chan *teleproto.TunnelMessage, 64), make(chan *teleproto.TunnelMessage, 64)
+	return &pipeStream{in: b2a, out: a2b, closeCh: make(chan struct{})}, &pipeStream{in: a2b, out: b2a, closeCh: make(chan struct{})}
+}
+
+func (p *pipeStream) Send(m *teleproto.TunnelMessage) error {
+	// Copy: senders reuse their buffers once Send returns.
+	if d := m.GetData(); d != nil {
+		m = Data(bytes.Clone(d))
+	}
+	p.out <- m
+	return nil
+}
+
+func (p *pipeStream) Recv() (*teleproto.TunnelMessage, error) {
+	m, ok := <-p.in
+	if !ok {
+		return nil, io.EOF
+	}
+	return m, nil
+}
+
+// CloseSend ends this side's sending: the peer's Recv sees io.EOF.
+func (p *pipeStream) CloseSend() error {
+	p.once.Do(func() { close(p.out) })
+	return nil
+}
+
+// TestPipeHalfClose: the conn's EOF reaches the stream as a half-close, and
+// data still flows back afterwards.
+func TestPipeHalfClose(t *testing.T) {
+	tcpA, tcpB := tcpPair(t)
+	local, remote := streamPair()
+	done := make(chan error, 1)
+	go func() { done <- Pipe(context.Background(), tcpA, local, local.CloseSend) }()
+
+	// The laptop side writes, then half-closes.
+	payload := bytes.Repeat([]byte("x"), 300<<10)
+	go func() {
+		tcpB.Write(payload)
+		tcpB.(*net.TCPConn).CloseWrite()
+	}()
+	var got bytes.Buffer
+	for {
+		m, err := remote.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Write(m.GetData())
+	}
+	if got.Len() != len(payload) {
+		t.Fatalf("stream got %d bytes, want %d", got.Len(), len(payload))
+	}
+	// The far side answers after the half-close, then half-closes too.
+	remote.Send(Data([]byte("reply")))
+	remote.CloseSend()
+	b, err := io.ReadAll(tcpB)
+	if err != nil || string(b) != "reply" {
+		t.Fatalf("conn read %q, %v", b, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Pipe: %v", err)
+	}
+}
+
+// TestPipeCloseWithError: a Close message with an error ends both ways and
+// is returned.
+func TestPipeCloseWithError(t *testing.T) {
+	tcpA, tcpB := tcpPair(t)
+	local, remote := streamPair()
+	done := make(chan error, 1)
+	go func() { done <- Pipe(context.Background(), tcpA, local, local.CloseSend) }()
+	Fail(remote, errors.New("dial refused"))
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != "dial refused" {
+			t.Fatalf("Pipe returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pipe did not end on a Close")
+	}
+	tcpB.Close()
+}
+
+// TestConn: a stream read as a net.Conn, with half-close both ways.
+func TestConn(t *testing.T) {
+	local, remote := streamPair()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := NewConn(local, cancel)
+	remote.Send(Data([]byte("hello ")))
+	remote.Send(Data([]byte("world")))
+	HalfClose(remote)()
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != "hello world" {
+		t.Fatalf("ReadAll = %q, %v", b, err)
+	}
+	big := bytes.Repeat([]byte("y"), 3*BufferSize+5)
+	go func() { c.Write(big); c.CloseWrite() }()
+	var got bytes.Buffer
+	for {
+		m, err := remote.Recv()
+		if err != nil {
+			break
+		}
+		if len(m.GetData()) > BufferSize {
+			t.Errorf("message of %d bytes, over %d", len(m.GetData()), BufferSize)
+		}
+		got.Write(m.GetData())
+	}
+	if !bytes.Equal(got.Bytes(), big) {
+		t.Fatalf("far side got %d bytes, want %d", got.Len(), len(big))
+	}
+	c.Close()
+	if ctx.Err() == nil {
+		t.Fatal("Close did not end the RPC")
+	}
+}
+
+// FuzzConn feeds arbitrary message sequences to a Conn: it never panics,
+// and returns exactly the data sent before the first Close.
+func FuzzConn(f *testing.F) {
+	f.Add([]byte{0, 3, 'a', 'b', 'c', 1, 0}, uint8(2))
+	f.Add([]byte{2, 5, 'e', 'r', 'r', 'o', 'r'}, uint8(1))
+	f.Fuzz(func(t *testing.T, script []byte, readSize uint8) {
+		local, remote := streamPair()
+		var want bytes.Buffer
+		closed := false
+		for len(script) >= 2 && !closed {
+			kind, n := script[0]%3, int(script[1])
+			script = script[2:]
+			n = min(n, len(script))
+			data := script[:n]
+			script = script[n:]
+			switch kind {
+			case 0:
+				remote.Send(Data(data))
+				want.Write(data)
+			case 1:
+				HalfClose(remote)()
+				closed = true
+			case 2:
+				Fail(remote, errors.New(string(data)+"!"))
+				closed = true
+			}
+		}
+		remote.CloseSend()
+		c := NewConn(local, func() {})
+		buf := make([]byte, int(readSize)+1)
+		var got bytes.Buffer
+		for {
+			n, err := c.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("read %q, want %q", got.Bytes(), want.Bytes())
+		}
+	})
+}
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := l.Accept(); acc <- c }()
+	a, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-acc
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
