@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
@@ -86,6 +87,11 @@ func Ensure(ctx context.Context, o Options) (*Manager, error) {
 		// It exited idle and its TTL has not removed it yet: start afresh.
 		o.progress("removing the finished manager Job %s/%s", o.Namespace, Name)
 		if err := deleteJob(ctx, o.Client, o.Namespace); err != nil {
+			return nil, err
+		}
+		// Creating it again while the old one is still being deleted would
+		// find the old one ("already exists") and wait on it forever.
+		if err := waitGone(ctx, o.Client, o.Namespace, job.UID); err != nil {
 			return nil, err
 		}
 		job = nil
@@ -340,6 +346,24 @@ func deleteJob(ctx context.Context, c kubernetes.Interface, ns string) error {
 		return explain(err, "delete", "jobs.batch", ns)
 	}
 	return nil
+}
+
+// waitGone waits until the Job with uid is gone from ns.
+func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.UID) error {
+	for {
+		j, err := c.BatchV1().Jobs(ns).Get(ctx, Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && j.UID != uid) {
+			return nil
+		}
+		if err != nil {
+			return explain(err, "get", "jobs.batch", ns)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the finished manager Job %s/%s is not going away: %w", ns, Name, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Remove deletes the manager and everything Ensure made for it in ns.

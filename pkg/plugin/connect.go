@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -336,6 +337,9 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 				return err
 			}
 			cfg.Version = version.Version
+			// A soft limit: under load the Go heap otherwise grows to twice its
+			// live size and keeps the pages; the daemon's live heap is a few MiB.
+			debug.SetMemoryLimit(48 << 20)
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("pid", os.Getpid())
 			cfg.Logger.Info("daemon starting", "version", version.Version, "namespace", cfg.Namespace, "manager", cfg.Manager.Pod)
 			err = session.Run(cmd.Context(), cfg)

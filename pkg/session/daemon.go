@@ -276,6 +276,35 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 	}
 }
 
+// resume reconnects to the manager that still holds this session (only the
+// port-forward was lost): the session and its intercepts carry on.
+func (d *Daemon) resume(ctx context.Context) bool {
+	_, id := d.manager()
+	if id == "" {
+		return false
+	}
+	m := d.cfg.Manager
+	c, err := managerclient.Dial(ctx, d.cfg.RESTConfig, d.cfg.Client, &m)
+	if err != nil {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Remain(rctx, &teleproto.SessionRequest{SessionId: id}); err != nil {
+		c.Close()
+		return false
+	}
+	d.mu.Lock()
+	old := d.client
+	d.client = c
+	d.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	d.log.Info("session resumed", "session", id, "manager", m.Pod)
+	return true
+}
+
 // connectManager dials the manager and starts a session.
 func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, error) {
 	m := d.cfg.Manager
@@ -332,6 +361,9 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 		}
 		d.update(func(s *Status) { s.Phase = "reconnecting" })
 		for backoff := 300 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
+			if d.resume(ctx) {
+				break
+			}
 			err := d.ensureManager(ctx)
 			if err == nil {
 				_, err = d.connectManager(ctx)

@@ -75,6 +75,38 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("port-forward cut: flows in progress fail, new ones work", func(t *testing.T) {
+		// A slow download in progress through the tunnel.
+		dl := make(chan error, 1)
+		go func() {
+			_, err := l.run(ctx, "curl", "-sS", "-o", "/dev/null", "--max-time", "60", "--limit-rate", "2M", "http://echo:8080/bytes?n=100000000")
+			dl <- err
+		}()
+		time.Sleep(2 * time.Second)
+		// Cut the laptop's connections to the API server, as a network
+		// change or an API server restart would.
+		if out, err := l.run(ctx, "ss", "-K", "dst", "10.201.0.1", "dport", "=", "6443"); err != nil {
+			t.Fatalf("ss -K: %v %s", err, out)
+		}
+		start := time.Now()
+		select {
+		case err := <-dl:
+			if err == nil {
+				t.Error("the download in progress survived a cut port-forward (it should fail cleanly)")
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the download in progress hangs after the port-forward was cut")
+		}
+		eventually(t, 30*time.Second, "new requests work again", func() error {
+			out, err := l.curl(ctx, "http://echo."+ns+":8080/")
+			if err != nil || !strings.Contains(out, "echo-") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		t.Logf("new flows work %s after the cut", time.Since(start).Round(100*time.Millisecond))
+	})
+
 	t.Run("agent killed: the port fails open, and a new agent takes over", func(t *testing.T) {
 		out, err := exec.Command("pgrep", "-f", "kubectl-tele agent --manager").Output()
 		pids := strings.Fields(string(out))
