@@ -1,12 +1,15 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
 
@@ -20,11 +23,23 @@ func NewCmdVersion(_ *genericclioptions.ConfigFlags, streams genericiooptions.IO
 	o := &VersionOptions{Streams: streams}
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the client version and the image it deploys",
+		Short: "Print the client version, the image it deploys, and the connected manager's version",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(o.Streams.Out, "Client Version: %s\nImage: %s\n", version.Version, version.Image())
-			return nil
-		},
+		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
 	}
+}
+
+// Run prints the versions; the manager's only while connected.
+func (o *VersionOptions) Run(ctx context.Context) error {
+	fmt.Fprintf(o.Streams.Out, "Client Version: %s\nImage: %s\n", version.Version, version.Image())
+	paths, err := session.DefaultPaths()
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := session.NewControl(paths.ControlSocket()).Status(ctx); err == nil && st.ManagerVersion != "" {
+		fmt.Fprintf(o.Streams.Out, "Manager Version: %s (%s/%s)\n", st.ManagerVersion, st.ManagerNamespace, st.ManagerPod)
+	}
+	return nil
 }
