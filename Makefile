@@ -15,13 +15,33 @@ LDFLAGS := -s -w -X github.com/kubectl-tele/kubectl-tele/pkg/version.Version=$(V
 	-X github.com/kubectl-tele/kubectl-tele/pkg/version.ImageRepo=$(IMAGE_REPO)
 export CGO_ENABLED := 0
 
-.PHONY: help build image image-ref cluster-up cluster-down test unit e2e bench lint demo install clean
+# krew wants a semantic version: a tag (v1.2.3) as it is, a local build as a
+# prerelease of v0.0.0 that names the source.
+KREW_VERSION ?= $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-dev.g$(VERSION))
+
+.PHONY: help build image image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## the plugin for this machine, in bin/
+build: ## the plugin for this machine, in bin/, with kubectl_complete-tele for kubectl's completion
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-tele ./cmd/kubectl-tele
+	printf '#!/bin/sh\nexec kubectl-tele __complete "$$@"\n' >$(BIN)/kubectl_complete-tele
+	chmod 0755 $(BIN)/kubectl_complete-tele
+
+docs: ## regenerate the command reference in docs/ (a unit test fails when it is stale)
+	$(GO) run ./hack/gendocs -dir docs
+
+KREW_RELEASE = VERSION=$(VERSION) KREW_VERSION=$(KREW_VERSION) LDFLAGS="$(LDFLAGS)" GO=$(GO) OUT=$(BIN)/krew hack/krew/release.sh
+
+krew: ## krew archives for 6 platforms in bin/krew/, and krew/tele.yaml with their sha256 (VERSION=v1.2.3 for a release)
+	$(KREW_RELEASE)
+
+# krew-test renders its manifest into bin/, so make test leaves krew/tele.yaml
+# (the released one) alone; the template and the script are the same.
+krew-test: ## the krew archives, installed with krew into a temporary KREW_ROOT; kubectl tele and its completion checked
+	MANIFEST=$(BIN)/krew/tele.yaml $(KREW_RELEASE)
+	MANIFEST=$(BIN)/krew/tele.yaml hack/krew/test.sh
 
 image-ref: ## print the image reference this source builds
 	@echo $(IMAGE)
@@ -48,7 +68,7 @@ e2e: ## e2e tests on the local cluster (brings it up if needed)
 	$(MAKE) image
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
 
-test: lint unit ## everything: lint, unit tests, then e2e on a fresh local cluster, torn down after
+test: lint unit krew-test ## everything: lint, unit tests, krew install, then e2e on a fresh local cluster, torn down after
 	@mkdir -p $(BIN)
 	$(KIND)/cluster-down.sh
 	status=0; $(MAKE) e2e || status=$$?; $(KIND)/cluster-down.sh; exit $$status
@@ -67,6 +87,7 @@ demo: ## the local cluster, and kubectl tele shown on it
 
 install: build ## install kubectl-tele next to kubectl (PREFIX=/usr/local)
 	install -m 0755 $(BIN)/kubectl-tele $(or $(PREFIX),/usr/local)/bin/kubectl-tele
+	install -m 0755 $(BIN)/kubectl_complete-tele $(or $(PREFIX),/usr/local)/bin/kubectl_complete-tele
 
 clean:
 	rm -rf $(BIN)

@@ -52,7 +52,8 @@ reaches the real pods. Nothing in the cluster is restarted: a traffic agent
 joins each pod as an ephemeral container.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeWorkloads(flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(args); err != nil {
 				return err
@@ -178,9 +179,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 // NewCmdLeave builds kubectl tele leave.
 func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	return &cobra.Command{
-		Use:   "leave NAME",
-		Short: "End an intercept: its traffic goes to the workload's pods again",
-		Args:  cobra.ExactArgs(1),
+		Use:               "leave NAME",
+		Short:             "End an intercept: its traffic goes to the workload's pods again",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeIntercepts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			paths, err := session.DefaultPaths()
 			if err != nil {

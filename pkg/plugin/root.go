@@ -67,10 +67,12 @@ their requests to a process on this machine.`,
 		NewCmdIntercept(flags, streams),
 		NewCmdLeave(flags, streams),
 		NewCmdList(flags, streams),
+		NewCmdCompletion(streams),
 		newCmdDaemon(flags),
 		newCmdHelper(),
 		newCmdManager(),
 		newCmdAgent(),
 	)
+	registerCompletions(cmd, flags)
 	return cmd
 }
