@@ -221,6 +221,11 @@ func Down(ctx context.Context, name string, log *slog.Logger) error {
 	if err := device.Remove(name); err != nil {
 		errs = append(errs, err)
 	}
+	// Nothing is left to restore: the namespace's state folder goes too
+	// (os.Remove keeps a folder that still holds anything).
+	if dir, err := StateDir(); err == nil && len(errs) == 0 {
+		os.Remove(dir)
+	}
 	log.Info("helper down", "device", name, "dnsMode", res.Mode(), "err", errors.Join(errs...))
 	return errors.Join(errs...)
 }
