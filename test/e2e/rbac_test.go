@@ -80,4 +80,61 @@ func TestNamespacedUser(t *testing.T) {
 	if out, err := l.tele(ctx, u, "quit"); err != nil {
 		t.Fatalf("quit: %v\n%s", err, out)
 	}
+
+	t.Run("a user who may not read workloads gets a clear refusal", func(t *testing.T) {
+		// The same Role less the workloads: connect still works (the manager
+		// runs already), intercept says what is missing and changes nothing.
+		narrow := role.DeepCopy()
+		narrow.Name, narrow.ResourceVersion = "no-workloads", ""
+		narrow.Rules = nil
+		for _, r := range role.Rules {
+			if len(r.APIGroups) == 1 && r.APIGroups[0] == "apps" {
+				continue
+			}
+			narrow.Rules = append(narrow.Rules, r)
+		}
+		if _, err := c.client.RbacV1().Roles(ns).Create(ctx, narrow, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev2"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "dev2"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: narrow.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "dev2", Namespace: ns}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tr2, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "dev2", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u2 := newTeleUser(t, 13, tokenKubeconfig(t, tr2.Status.Token))
+		dumpLogs(t, u2)
+		t.Cleanup(func() { l.tele(context.Background(), u2, "quit") })
+		if out, err := l.tele(ctx, u2, "connect", "-n", ns); err != nil {
+			t.Fatalf("connect: %v\n%s", err, out)
+		}
+		agentsBefore := 0
+		for _, p := range c.podsOf(t, ns, "echo") {
+			agentsBefore += len(p.Spec.EphemeralContainers)
+		}
+		out, err := l.tele(ctx, u2, "intercept", "deploy/echo", "--port", "7070:8080")
+		t.Logf("intercept without workload access said: %s", out)
+		if err == nil || !strings.Contains(out, "forbidden") || !strings.Contains(out, "deployments") {
+			t.Errorf("intercept without workload access: %v\n%s", err, out)
+		}
+		agentsAfter := 0
+		for _, p := range c.podsOf(t, ns, "echo") {
+			agentsAfter += len(p.Spec.EphemeralContainers)
+		}
+		if agentsAfter != agentsBefore {
+			t.Errorf("the refusal added agents: %d -> %d", agentsBefore, agentsAfter)
+		}
+		if out, _ := l.tele(ctx, u2, "list"); strings.Contains(out, "echo ") {
+			t.Errorf("an intercept exists after the refusal:\n%s", out)
+		}
+	})
 }
