@@ -148,6 +148,10 @@ func Resolve(ctx context.Context, getter genericclioptions.RESTClientGetter, nam
 		if apierrors.IsNotFound(err) {
 			return nil, notFound(ctx, info, namespace, err)
 		}
+		if apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("get %s/%s in namespace %q: %w; intercept needs get on %s there (the README's Permissions section has the Role)",
+				strings.ToLower(gk.Kind), info.Name, namespace, err, info.Mapping.Resource.GroupResource())
+		}
 		return nil, fmt.Errorf("get %s/%s in namespace %q: %w", strings.ToLower(gk.Kind), info.Name, namespace, err)
 	}
 	return workloadFromObject(obj)
