@@ -13,9 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// annotTargetPort records a retargeted Service port's original targetPort,
+// AnnotOriginalTargetPort (+ the port name) records a retargeted Service port's original targetPort,
 // so that it can be restored also by a later manager.
-const annotTargetPort = "kubectl-tele.io/original-target-port-"
+const AnnotOriginalTargetPort = "kubectl-tele.io/original-target-port-"
 
 // retargetServices is the no-capability mechanism: the Services that lead to
 // the intercepted port are pointed at the agents' port (every pod of the
@@ -46,7 +46,7 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []str
 			if svc.Annotations == nil {
 				svc.Annotations = map[string]string{}
 			}
-			key := annotTargetPort + portKey(p)
+			key := AnnotOriginalTargetPort + portKey(p)
 			if _, done := svc.Annotations[key]; !done {
 				svc.Annotations[key] = p.TargetPort.String()
 			}
@@ -87,7 +87,7 @@ func (s *Server) restoreServices(ctx context.Context, ic *intercept) {
 			continue
 		}
 		for i, p := range svc.Spec.Ports {
-			key := annotTargetPort + portKey(p)
+			key := AnnotOriginalTargetPort + portKey(p)
 			if orig, ok := svc.Annotations[key]; ok {
 				svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
 				delete(svc.Annotations, key)

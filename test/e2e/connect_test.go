@@ -166,4 +166,29 @@ func TestConnect(t *testing.T) {
 			return fmt.Errorf("job %s/%s exists (err %v)", ns, managerJob, err)
 		})
 	})
+
+	t.Run("uninstall leaves nothing of kubectl-tele in the namespace", func(t *testing.T) {
+		if out, err := l1.tele(ctx, u1, "uninstall", "-n", ns); err != nil {
+			t.Fatalf("uninstall: %v\n%s", err, out)
+		}
+		var left []string
+		if sa, err := c.client.CoreV1().ServiceAccounts(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
+			left = append(left, "serviceaccount "+sa.Name)
+		}
+		if r, err := c.client.RbacV1().Roles(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
+			left = append(left, "role "+r.Name)
+		}
+		if rb, err := c.client.RbacV1().RoleBindings(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
+			left = append(left, "rolebinding "+rb.Name)
+		}
+		if s, err := c.client.CoreV1().Secrets(ns).Get(ctx, "kubectl-tele-agent", metav1.GetOptions{}); err == nil {
+			left = append(left, "secret "+s.Name)
+		}
+		if s, err := c.client.CoreV1().Services(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
+			left = append(left, "service "+s.Name)
+		}
+		if len(left) > 0 {
+			t.Errorf("left after uninstall: %v", left)
+		}
+	})
 }

@@ -1,0 +1,121 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+)
+
+// UninstallOptions holds the flags of kubectl tele uninstall.
+type UninstallOptions struct {
+	Flags   *genericclioptions.ConfigFlags
+	Streams genericiooptions.IOStreams
+}
+
+// NewCmdUninstall builds kubectl tele uninstall.
+func NewCmdUninstall(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &UninstallOptions{Flags: flags, Streams: streams}
+	return &cobra.Command{
+		Use:   "uninstall [-n NAMESPACE]",
+		Short: "Remove the traffic manager and everything kubectl tele made in a namespace",
+		Long: `Remove the traffic manager's Job, ServiceAccount, Role, RoleBinding, the
+agents' Secret and Service, and put back any Service a capability-free
+intercept pointed at the agents. Agents already in pods stay (Kubernetes
+cannot remove an ephemeral container) but do nothing; they go with their pods.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+	}
+}
+
+// Run uninstalls.
+func (o *UninstallOptions) Run(ctx context.Context) error {
+	ns, _, err := o.Flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return err
+	}
+	if paths, err := session.DefaultPaths(); err == nil {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := session.NewControl(paths.ControlSocket()).Status(sctx)
+		cancel()
+		if err == nil && st.ManagerNamespace == ns {
+			return fmt.Errorf("this machine is connected to namespace %s: run kubectl tele quit first", ns)
+		}
+	}
+	cfg, err := o.Flags.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	errs := []error{restoreServices(ctx, c, ns), managerclient.Remove(ctx, c, ns)}
+	for _, del := range []struct {
+		what string
+		err  error
+	}{
+		{"secret " + manager.AgentSecret, c.CoreV1().Secrets(ns).Delete(ctx, manager.AgentSecret, metav1.DeleteOptions{})},
+		{"service " + manager.AgentService, c.CoreV1().Services(ns).Delete(ctx, manager.AgentService, metav1.DeleteOptions{})},
+	} {
+		if del.err != nil && !apierrors.IsNotFound(del.err) {
+			errs = append(errs, fmt.Errorf("delete %s in namespace %s: %w", del.what, ns, del.err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Streams.Out, "kubectl tele removed from namespace %s.\n", ns)
+	return nil
+}
+
+// restoreServices puts back the targetPorts the Service mechanism changed,
+// from the annotations the manager left on them.
+func restoreServices(ctx context.Context, c kubernetes.Interface, ns string) error {
+	svcs, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list services in %s: %w", ns, err)
+	}
+	const prefix = manager.AnnotOriginalTargetPort
+	for _, svc := range svcs.Items {
+		changed := false
+		for i, p := range svc.Spec.Ports {
+			key := p.Name
+			if key == "" {
+				key = fmt.Sprint(p.Port)
+			}
+			if orig, ok := svc.Annotations[prefix+key]; ok {
+				svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
+				delete(svc.Annotations, prefix+key)
+				changed = true
+			}
+		}
+		for k := range svc.Annotations {
+			if strings.HasPrefix(k, prefix) {
+				delete(svc.Annotations, k)
+				changed = true
+			}
+		}
+		if changed {
+			if _, err := c.CoreV1().Services(ns).Update(ctx, &svc, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("restore service %s/%s: %w", ns, svc.Name, err)
+			}
+		}
+	}
+	return nil
+}
