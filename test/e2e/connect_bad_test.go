@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -175,4 +174,3 @@ current-context: limited
 `, base64.StdEncoding.EncodeToString(ca), token))
 }
 
-var _ = context.Background

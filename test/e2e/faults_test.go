@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -187,5 +186,4 @@ func TestFaults(t *testing.T) {
 			t.Error("tele0 left")
 		}
 	})
-	var _ = http.StatusOK
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -309,5 +308,4 @@ func TestInterceptBaseline(t *testing.T) {
 	if who := served(t, c, ns, "-H", "x-dev=carol", url); !strings.HasPrefix(who[0], "echo-") {
 		t.Errorf("after leave: %v", who)
 	}
-	var _ corev1.Pod
 }
