@@ -173,4 +173,3 @@ contexts:
 current-context: limited
 `, base64.StdEncoding.EncodeToString(ca), token))
 }
-
