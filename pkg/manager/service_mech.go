@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 )
 
 // AnnotOriginalTargetPort (+ the port name) records a retargeted Service port's original targetPort,
@@ -82,23 +83,49 @@ func (s *Server) restoreServices(ctx context.Context, ic *intercept) {
 	s.imu.Unlock()
 	for _, name := range ic.services {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			err = restoreService(ctx, s.cfg.Client, svc)
+		}
 		if err != nil {
-			s.log.Warn("restore service", "service", name, "err", err)
-			continue
-		}
-		for i, p := range svc.Spec.Ports {
-			key := AnnotOriginalTargetPort + portKey(p)
-			if orig, ok := svc.Annotations[key]; ok {
-				svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
-				delete(svc.Annotations, key)
-			}
-		}
-		if _, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			s.log.Warn("restore service", "service", name, "err", err)
 			continue
 		}
 		s.log.Info("service restored", "service", name, "intercept", ic.pb.Name)
 	}
+}
+
+// restoreService puts back the targetPorts recorded in svc's annotations.
+func restoreService(ctx context.Context, c kubernetes.Interface, svc *corev1.Service) error {
+	changed := false
+	for i, p := range svc.Spec.Ports {
+		key := AnnotOriginalTargetPort + portKey(p)
+		if orig, ok := svc.Annotations[key]; ok {
+			svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
+			delete(svc.Annotations, key)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	_, err := c.CoreV1().Services(svc.Namespace).Update(ctx, svc, metav1.UpdateOptions{})
+	return err
+}
+
+// RestoreServices puts back every Service in ns that the Service mechanism
+// retargeted, from its annotations: for uninstall, when no manager is left
+// to do it.
+func RestoreServices(ctx context.Context, c kubernetes.Interface, ns string) error {
+	svcs, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list services in %s: %w", ns, err)
+	}
+	for i := range svcs.Items {
+		if err := restoreService(ctx, c, &svcs.Items[i]); err != nil {
+			return fmt.Errorf("restore service %s/%s: %w", ns, svcs.Items[i].Name, err)
+		}
+	}
+	return nil
 }
 
 func portKey(p corev1.ServicePort) string {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -65,7 +63,7 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	errs := []error{restoreServices(ctx, c, ns), managerclient.Remove(ctx, c, ns)}
+	errs := []error{manager.RestoreServices(ctx, c, ns), managerclient.Remove(ctx, c, ns)}
 	for _, del := range []struct {
 		what string
 		err  error
@@ -81,41 +79,5 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(o.Streams.Out, "kubectl tele removed from namespace %s.\n", ns)
-	return nil
-}
-
-// restoreServices puts back the targetPorts the Service mechanism changed,
-// from the annotations the manager left on them.
-func restoreServices(ctx context.Context, c kubernetes.Interface, ns string) error {
-	svcs, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("list services in %s: %w", ns, err)
-	}
-	const prefix = manager.AnnotOriginalTargetPort
-	for _, svc := range svcs.Items {
-		changed := false
-		for i, p := range svc.Spec.Ports {
-			key := p.Name
-			if key == "" {
-				key = fmt.Sprint(p.Port)
-			}
-			if orig, ok := svc.Annotations[prefix+key]; ok {
-				svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
-				delete(svc.Annotations, prefix+key)
-				changed = true
-			}
-		}
-		for k := range svc.Annotations {
-			if strings.HasPrefix(k, prefix) {
-				delete(svc.Annotations, k)
-				changed = true
-			}
-		}
-		if changed {
-			if _, err := c.CoreV1().Services(ns).Update(ctx, &svc, metav1.UpdateOptions{}); err != nil {
-				return fmt.Errorf("restore service %s/%s: %w", ns, svc.Name, err)
-			}
-		}
-	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
@@ -91,9 +92,8 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		c, id := d.manager()
-		if c == nil {
-			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+		c, id, ok := d.managerOrError(w)
+		if !ok {
 			return
 		}
 		req.SessionId = id
@@ -107,9 +107,8 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 		writeProto(w, ic, err)
 	})
 	mux.HandleFunc("DELETE /intercepts/{name}", func(w http.ResponseWriter, r *http.Request) {
-		c, id := d.manager()
-		if c == nil {
-			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+		c, id, ok := d.managerOrError(w)
+		if !ok {
 			return
 		}
 		resp, err := c.RemoveIntercept(r.Context(), &teleproto.RemoveInterceptRequest{SessionId: id, Name: r.PathValue("name")})
@@ -121,14 +120,24 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 		writeProto(w, resp, err)
 	})
 	mux.HandleFunc("GET /intercepts", func(w http.ResponseWriter, r *http.Request) {
-		c, id := d.manager()
-		if c == nil {
-			http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+		c, id, ok := d.managerOrError(w)
+		if !ok {
 			return
 		}
 		resp, err := c.ListIntercepts(r.Context(), &teleproto.SessionRequest{SessionId: id})
 		writeProto(w, resp, err)
 	})
+}
+
+// managerOrError returns the current manager client and session, or
+// answers 503 while the daemon is between connections.
+func (d *Daemon) managerOrError(w http.ResponseWriter) (*managerclient.Client, string, bool) {
+	c, id := d.manager()
+	if c == nil {
+		http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
+		return nil, "", false
+	}
+	return c, id, true
 }
 
 func writeProto(w http.ResponseWriter, m proto.Message, err error) {
