@@ -114,32 +114,20 @@ func ParseServiceRangeError(msg string) []netip.Prefix {
 // CoverPodIPs returns the /24s (IPv4) and /64s (IPv6) holding the given pod
 // IPs, sorted and without duplicates. A namespace-scoped manager cannot read
 // nodes' podCIDRs, so this is the best guess from what it can see.
-func CoverPodIPs(ips []netip.Addr) []netip.Prefix {
-	var out []netip.Prefix
-	for _, ip := range ips {
-		ip = ip.Unmap().WithZone("")
-		bits := 24
-		if ip.Is6() {
-			bits = 64
-		}
-		p, err := ip.Prefix(bits)
-		if err != nil {
-			continue
-		}
-		out = append(out, p)
-	}
-	return mergePrefixes(out)
-}
+func CoverPodIPs(ips []netip.Addr) []netip.Prefix { return cover(ips, 24, 64) }
 
 // coverServiceIPs returns the /16s (IPv4) and /112s (IPv6) around ClusterIPs:
 // a guess when nothing better is readable.
-func coverServiceIPs(ips []netip.Addr) []netip.Prefix {
+func coverServiceIPs(ips []netip.Addr) []netip.Prefix { return cover(ips, 16, 112) }
+
+// cover returns the prefixes of the given lengths holding ips, merged.
+func cover(ips []netip.Addr, v4bits, v6bits int) []netip.Prefix {
 	var out []netip.Prefix
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
-		bits := 16
+		bits := v4bits
 		if ip.Is6() {
-			bits = 112
+			bits = v6bits
 		}
 		if p, err := ip.Prefix(bits); err == nil {
 			out = append(out, p)
