@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +42,25 @@ type agentConn struct {
 	applied uint64
 	changed chan struct{} // closed and replaced when applied changes
 	done    chan struct{}
+	// lastSent is the routes last sent, so reconcile sends only changes:
+	// each update rebuilds the agent's upstreams and nftables rules.
+	lastSent []*teleproto.AgentRoute
+}
+
+// sendRoutes sends routes to the agent, unless they equal what it was last
+// sent and force is false. It returns the version to wait for.
+func (s *Server) sendRoutes(ac *agentConn, routes []*teleproto.AgentRoute, force bool) uint64 {
+	ac.mu.Lock()
+	same := slices.EqualFunc(ac.lastSent, routes, func(a, b *teleproto.AgentRoute) bool { return proto.Equal(a, b) })
+	if same && !force {
+		ac.mu.Unlock()
+		return 0
+	}
+	ac.lastSent = routes
+	ac.mu.Unlock()
+	v := s.routeVersion.Add(1)
+	send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: routes})
+	return v
 }
 
 func (a *agentConn) waitApplied(ctx context.Context, v uint64) error {
@@ -172,8 +193,7 @@ func (s *Server) pushRoutes(ctx context.Context, pods []corev1.Pod, timeout time
 		if err != nil {
 			return nil, err
 		}
-		v := s.routeVersion.Add(1)
-		send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: s.routesFor(p)})
+		v := s.sendRoutes(ac, s.routesFor(p), true)
 		if err := ac.waitApplied(ctx, v); err != nil {
 			return nil, status.Errorf(codes.DeadlineExceeded, "agent in pod %s did not apply its routes: %v", p.Name, err)
 		}
@@ -424,8 +444,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			ac := s.agent(p.Name)
 			switch {
 			case ac != nil:
-				v := s.routeVersion.Add(1)
-				send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: s.routesFor(&p)})
+				s.sendRoutes(ac, s.routesFor(&p), false)
 			case mech != "":
 				mu.Lock()
 				busy := attaching[p.Name]
