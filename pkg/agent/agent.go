@@ -195,12 +195,6 @@ func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
 	r := router.New(router.Config{
 		AppAddr: fmt.Sprintf("127.0.0.1:%d", appPort),
 		Logger:  a.log.With("port", appPort),
-		// An intercepted port speaks HTTP; a busy client (seen at 1,000
-		// requests/s on 2 cores) may write its first request seconds after
-		// connecting, and the router's default of 2 s then took the
-		// connection for a server-speaks-first protocol and passed it,
-		// unrouted, to the app.
-		PeekTimeout: 10 * time.Second,
 	})
 	p := &port{agentPort: agentPort, router: r}
 	a.ports[appPort] = p

@@ -91,7 +91,43 @@ func (c *cluster) namespace(t *testing.T, prefix string, labels map[string]strin
 		defer cancel()
 		_ = c.client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
 	})
+	// Registered after the deletion, so it runs before it.
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpPodLogs(t, ns.Name)
+		}
+	})
 	return ns.Name
+}
+
+// dumpPodLogs logs the last lines of every container, ephemeral ones (the
+// agents) included, of every pod in ns: a failure's diagnosis starts there.
+func (c *cluster) dumpPodLogs(t *testing.T, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Logf("list pods of %s for their logs: %v", ns, err)
+		return
+	}
+	tail := int64(200)
+	for _, p := range pods.Items {
+		var names []string
+		for _, ct := range p.Spec.Containers {
+			names = append(names, ct.Name)
+		}
+		for _, ct := range p.Spec.EphemeralContainers {
+			names = append(names, ct.Name)
+		}
+		for _, name := range names {
+			b, err := c.client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: name, TailLines: &tail}).DoRaw(ctx)
+			if err != nil {
+				t.Logf("--- logs of %s/%s -c %s: %v", ns, p.Name, name, err)
+				continue
+			}
+			t.Logf("--- logs of %s/%s -c %s:\n%s", ns, p.Name, name, b)
+		}
+	}
 }
 
 // deployEcho runs the echo app as a Deployment with a Service of the same

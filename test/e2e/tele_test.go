@@ -89,7 +89,7 @@ func newTeleUser(t *testing.T, n int, kubeconfigData []byte) *teleUser {
 
 // tele runs kubectl-tele as u inside laptop l.
 func (l *laptop) tele(ctx context.Context, u *teleUser, args ...string) (string, error) {
-	full := append([]string{"runuser", "-u", u.name, "--", "env", "HOME=" + u.home, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+	full := append([]string{"runuser", "-u", u.name, "--", "env", "HOME=" + u.home, "XDG_CACHE_HOME=" + filepath.Join(u.home, ".cache"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 		teleBin, "--kubeconfig", u.kubeconfig}, args...)
 	return l.run(ctx, full...)
 }

@@ -24,7 +24,15 @@ func (r *Router) pipe(ctx context.Context, client net.Conn, prefix []byte, d *de
 		log.Warn("cannot pass connection through", "err", err)
 		return
 	}
+	r.splice(ctx, client, prefix, up, nil, d)
+}
+
+// splice is pipe with up already dialed; upFirst holds bytes already read
+// from up, which client must see first. It closes both connections.
+func (r *Router) splice(ctx context.Context, client net.Conn, prefix []byte, up net.Conn, upFirst []byte, d *dest) {
+	defer client.Close()
 	defer up.Close()
+	log := r.log.With("client", client.RemoteAddr().String(), "to", d.name())
 	d.c.conns.Add(1)
 	stop := context.AfterFunc(ctx, func() {
 		client.Close()
@@ -32,6 +40,12 @@ func (r *Router) pipe(ctx context.Context, client net.Conn, prefix []byte, d *de
 	})
 	defer stop()
 
+	if len(upFirst) > 0 {
+		if _, err := client.Write(upFirst); err != nil {
+			log.Debug("pass-through ended", "err", err)
+			return
+		}
+	}
 	if len(prefix) > 0 {
 		if _, err := up.Write(prefix); err != nil {
 			log.Debug("pass-through ended", "err", err)

@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -69,12 +70,12 @@ type Config struct {
 	AppAddr string
 	// Logger receives the router's logs; nil discards them.
 	Logger *slog.Logger
-	// PeekTimeout bounds how long a new connection may stay silent before
-	// it is taken for a protocol in which the server speaks first (MySQL,
-	// SMTP, ...) and spliced raw to the application. Only used while header
-	// routes exist. An HTTP client that opens a connection and sends its
-	// first request later than this bypasses header routes on that
-	// connection. Default 2s.
+	// PeekTimeout is how long a new connection may stay silent before the
+	// router asks the application whether it speaks first (MySQL, SMTP,
+	// ...): it dials the application and whichever side then speaks first
+	// decides (see firstSpeaker). A silent HTTP client loses nothing; the
+	// client of a server-first protocol gets its greeting this much later.
+	// Only used while header routes exist. Default 2s.
 	PeekTimeout time.Duration
 	// DialTimeout bounds each dial to the application or to a laptop.
 	// Default 5s.
@@ -374,14 +375,29 @@ func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener
 	}
 
 	stop := context.AfterFunc(ctx, func() { c.Close() })
-	p, prefix := r.sniffConn(c)
+	p, prefix := r.sniffConn(c, r.cfg.PeekTimeout)
+	var up net.Conn    // the application, when the client was silent
+	var upFirst []byte // what the application said first
+	if p == protoUnknown {
+		p, prefix, up, upFirst = r.firstSpeaker(ctx, c)
+	}
 	if !stop() {
+		if up != nil {
+			up.Close()
+		}
 		return // ctx is done and c closed
 	}
 	log := r.log.With("client", c.RemoteAddr().String())
 	switch p {
+	case protoUnknown:
+		c.Close() // silent both ways until IdleTimeout, or the app is down
 	case protoHTTP1, protoH2:
 		log.Debug("serving HTTP", "proto", p)
+		if up != nil {
+			// Dialed to learn whether the app speaks first; it did not.
+			// The app sees a connection close without a byte either way.
+			up.Close()
+		}
 		if !track.add() {
 			c.Close()
 			return
@@ -392,17 +408,25 @@ func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener
 			hc.Close()
 		}
 	default:
-		log.Debug("not HTTP; passing through to the app", "first_bytes", len(prefix))
-		r.pipe(ctx, c, prefix, r.app)
+		log.Debug("not HTTP; passing through to the app", "first_bytes", len(prefix), "app_first_bytes", len(upFirst))
+		if up == nil {
+			r.pipe(ctx, c, prefix, r.app)
+			return
+		}
+		r.splice(ctx, c, prefix, up, upFirst, r.app)
 	}
 }
 
-// sniffConn reads the first bytes of c, within PeekTimeout, until sniff
-// decides. It returns the protocol and the bytes read, which the next reader
-// must see first.
-func (r *Router) sniffConn(c net.Conn) (proto, []byte) {
-	buf := make([]byte, 0, maxSniff)
-	if err := c.SetReadDeadline(time.Now().Add(r.cfg.PeekTimeout)); err != nil {
+// sniffConn reads the first bytes of c, within timeout, until sniff decides.
+// It returns the protocol and the bytes read, which the next reader must see
+// first; protoUnknown means the client sent nothing before the timeout.
+func (r *Router) sniffConn(c net.Conn, timeout time.Duration) (proto, []byte) {
+	return r.sniffMore(c, make([]byte, 0, maxSniff), timeout)
+}
+
+// sniffMore goes on reading c after the bytes in buf until sniff decides.
+func (r *Router) sniffMore(c net.Conn, buf []byte, timeout time.Duration) (proto, []byte) {
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return protoOther, buf
 	}
 	defer c.SetReadDeadline(time.Time{})
@@ -414,12 +438,96 @@ func (r *Router) sniffConn(c net.Conn) (proto, []byte) {
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			// Silence (a server-first protocol), a short stream or a
-			// reset: the application deals with it as it would have.
 			if p := sniff(buf); p != protoUnknown {
 				return p, buf
 			}
+			if len(buf) == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				return protoUnknown, buf // silent
+			}
+			// A short stream, a reset, or a client that stopped halfway
+			// through something: the application deals with it as it
+			// would have.
 			return protoOther, buf
 		}
 	}
+}
+
+// aLongTimeAgo is a read deadline that unblocks a pending Read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// firstSpeaker decides a connection whose client has sent nothing for
+// PeekTimeout. Two kinds of client do that: an HTTP client whose pool dialed
+// a connection it has not needed yet (Go's http.Transport keeps the loser of
+// its dial race idle; under load such a connection can wait many seconds for
+// its first request), and the client of a protocol in which the server speaks
+// first (MySQL, SMTP, ...). Only the application can tell them apart, so the
+// router dials it and lets whichever side speaks first decide: the client's
+// bytes are sniffed as usual, and the application's mean a raw splice. A
+// timeout alone used to decide, and took pooled HTTP connections for the
+// second kind: every request on them then bypassed the header routes.
+//
+// It returns the protocol (protoUnknown: give up, close c), the client's
+// first bytes, and the application's connection with its first bytes unless
+// it was closed. When the client turns out to speak HTTP the caller closes
+// that connection: the application sees one that closed without a byte.
+func (r *Router) firstSpeaker(ctx context.Context, c net.Conn) (proto, []byte, net.Conn, []byte) {
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	up, err := r.app.dialRaw(dctx)
+	cancel()
+	if err != nil {
+		r.app.c.errors.Add(1)
+		r.log.Warn("cannot pass connection through", "client", c.RemoteAddr().String(), "to", "app", "err", err)
+		return protoUnknown, nil, nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() { up.Close() })
+	defer stop()
+
+	type result struct {
+		b   []byte
+		err error
+	}
+	readOnce := func(conn net.Conn, ch chan<- result) {
+		b := make([]byte, maxSniff)
+		n, err := conn.Read(b)
+		ch <- result{b[:n], err}
+	}
+	fromClient, fromApp := make(chan result, 1), make(chan result, 1)
+	// Silent both ways for IdleTimeout: closed, as an idle HTTP connection
+	// would be.
+	c.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout))
+	go readOnce(c, fromClient)
+	go readOnce(up, fromApp)
+	var cr, ar result
+	select {
+	case cr = <-fromClient:
+		up.SetReadDeadline(aLongTimeAgo)
+		ar = <-fromApp
+	case ar = <-fromApp:
+		c.SetReadDeadline(aLongTimeAgo)
+		cr = <-fromClient
+	}
+	c.SetReadDeadline(time.Time{})
+	up.SetReadDeadline(time.Time{})
+	appSilent := len(ar.b) == 0 && errors.Is(ar.err, os.ErrDeadlineExceeded)
+	clientSilent := len(cr.b) == 0 && errors.Is(cr.err, os.ErrDeadlineExceeded)
+	switch {
+	case !appSilent:
+		// The application spoke (or hung up) first: a server-first
+		// protocol, passed through as it is.
+		return protoOther, cr.b, up, ar.b
+	case clientSilent:
+		up.Close()
+		return protoUnknown, nil, nil, nil
+	case len(cr.b) == 0:
+		// The client hung up or half-closed without a byte: the
+		// application sees the same.
+		return protoOther, nil, up, nil
+	}
+	buf := make([]byte, len(cr.b), maxSniff)
+	copy(buf, cr.b)
+	p, buf := r.sniffMore(c, buf, r.cfg.ReadHeaderTimeout)
+	if p == protoUnknown {
+		p = protoOther
+	}
+	return p, buf, up, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -499,4 +500,67 @@ func FuzzSniff(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A pooled HTTP connection can stay silent long past PeekTimeout before its
+// first request (seen at 1,000 requests/s: Go's Transport parks the loser of
+// a dial race). Its requests must still be routed on their headers.
+func TestSilentHTTPClientStillRouted(t *testing.T) {
+	app, alice := newBackend(t, "app"), newBackend(t, "alice")
+	r := startRouter(t, Config{AppAddr: app.addr(), PeekTimeout: 100 * time.Millisecond}, alice.route("alice", "x-dev=alice"))
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(400 * time.Millisecond)
+	br := bufio.NewReader(c)
+	for _, tt := range []struct{ hdr, want string }{
+		{"x-dev: alice\r\n", "alice"},
+		{"", "app"},
+		{"x-dev: alice\r\n", "alice"},
+	} {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: my-service\r\n"+tt.hdr+"\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(body), tt.want+" ") {
+			t.Errorf("header %q: served by %q, want %s", tt.hdr, body, tt.want)
+		}
+	}
+}
+
+// A server-first application that hangs up on a silent client: the client
+// sees the hang-up, as it would without the agent.
+func TestSilentClientAppHangsUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	laptop := newBackend(t, "alice")
+	r := startRouter(t, Config{AppAddr: ln.Addr().String(), PeekTimeout: 100 * time.Millisecond}, laptop.route("alice", "x-dev=alice"))
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v; want the app's hang-up", n, err)
+	}
 }
