@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
@@ -73,6 +74,8 @@ func Run(ctx context.Context, cfg Config) error {
 	conn, err := grpc.NewClient(cfg.ManagerAddr,
 		// Inside the cluster network; the token authenticates the agent.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		experimental.WithBufferPool(tunnel.BufferPool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(tunnel.Codec)),
 		// A manager pod that vanishes sends no FIN: pings notice within
 		// seconds, so the agent fails open and finds the next manager soon.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),

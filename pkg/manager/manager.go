@@ -15,11 +15,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
 // Defaults for Config's zero values.
@@ -131,6 +133,8 @@ func Run(ctx context.Context, cfg Config) error {
 		// Fewer, larger writes into the port-forward (see managerclient).
 		grpc.WriteBufferSize(256<<10),
 		grpc.ReadBufferSize(256<<10),
+		experimental.BufferPool(tunnel.BufferPool),
+		grpc.ForceServerCodecV2(tunnel.Codec),
 		// Laptops ping to notice a dead port-forward; don't punish them for it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             5 * time.Second,
@@ -151,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen for agents on %s: %w", cfg.AgentListenAddr, err)
 	}
 	ags := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(s.authStream),
+		experimental.BufferPool(tunnel.BufferPool), grpc.ForceServerCodecV2(tunnel.Codec),
 		// Agents ping every 5 s to notice a vanished manager.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 4 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {

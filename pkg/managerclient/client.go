@@ -11,12 +11,14 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
 // Client is a gRPC connection to a manager over one port-forward.
@@ -47,6 +49,8 @@ func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m 
 		// allocation: fewer, larger writes (gRPC's default buffer is 32 KiB).
 		grpc.WithWriteBufferSize(256<<10),
 		grpc.WithReadBufferSize(256<<10),
+		experimental.WithBufferPool(tunnel.BufferPool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(tunnel.Codec)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"syscall"
 	"time"
@@ -163,6 +164,11 @@ func serveControl(ctx context.Context, l net.Listener, status func() Status, qui
 		quit()
 		w.WriteHeader(http.StatusOK)
 	})
+	// Go's profiles, for whoever may use the socket (its user alone):
+	// curl --unix-socket SOCKET http://daemon/debug/pprof/profile?seconds=10
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -37,7 +37,7 @@ import (
 // dials anew), from the benchmarking range RFC 2544 keeps off real networks.
 const (
 	DeviceName = "tele0"
-	deviceMTU  = 1420
+	deviceMTU  = 65520
 )
 
 var deviceAddr = netip.MustParsePrefix("198.18.0.1/32")

@@ -10,7 +10,7 @@ import (
 // Limits the root helper enforces on what it is asked to do.
 const (
 	MinMTU = 576
-	MaxMTU = 9000
+	MaxMTU = 65535
 	// MinMTUv6 is the IPv6 minimum link MTU; Linux disables IPv6 on a device
 	// with a smaller MTU, so a spec with any IPv6 prefix needs at least this.
 	MinMTUv6 = 1280
