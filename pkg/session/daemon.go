@@ -37,7 +37,10 @@ import (
 // dials anew), from the benchmarking range RFC 2544 keeps off real networks.
 const (
 	DeviceName = "tele0"
-	deviceMTU  = 65520
+	// deviceMTU is near the 64 KiB maximum: the device is no real link, and
+	// 64 KiB segments cost the daemon's stack 45 times fewer packets per
+	// byte than 1,420 did (see package device).
+	deviceMTU = 65520
 )
 
 var deviceAddr = netip.MustParsePrefix("198.18.0.1/32")
@@ -190,9 +193,10 @@ func (d *Daemon) run(ctx context.Context) error {
 		Upstream:      upstreamExchange(upstream),
 		Logger:        d.log.With("part", "dns"),
 	})
+	mem := newIdleMemory()
 	st, err := stack.New(stack.Config{
 		Device:  tdev,
-		Handler: &flows{d: d, dns: dnsSrv, log: d.log.With("part", "flows")},
+		Handler: &flows{d: d, dns: dnsSrv, log: d.log.With("part", "flows"), mem: mem},
 		Logger:  d.log.With("part", "stack"),
 	})
 	if err != nil {
@@ -208,6 +212,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	g.Go(func() error { return st.Run(ctx) })
 	g.Go(func() error { return d.keepAlive(ctx, info) })
 	g.Go(func() error { return d.dialsLoop(ctx) })
+	g.Go(func() error { return mem.run(ctx, 5*time.Second) })
 	g.Go(func() error {
 		select {
 		case <-d.quit:

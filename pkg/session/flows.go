@@ -18,6 +18,7 @@ type flows struct {
 	d   *Daemon
 	dns *dns.Server
 	log *slog.Logger
+	mem *idleMemory
 }
 
 func (f *flows) isDNS(dst netip.AddrPort) bool {
@@ -25,6 +26,8 @@ func (f *flows) isDNS(dst netip.AddrPort) bool {
 }
 
 func (f *flows) HandleTCP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort) {
+	f.mem.begin()
+	defer f.mem.end()
 	if f.isDNS(dst) {
 		f.dns.ServeTCP(ctx, conn)
 		return
@@ -33,6 +36,8 @@ func (f *flows) HandleTCP(ctx context.Context, conn net.Conn, src, dst netip.Add
 }
 
 func (f *flows) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort) {
+	f.mem.begin()
+	defer f.mem.end()
 	if f.isDNS(dst) {
 		f.dns.ServeUDP(ctx, conn)
 		return

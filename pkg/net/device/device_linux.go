@@ -104,8 +104,8 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 
 // openTUN creates the kernel device: IFF_TUN_EXCL refuses an existing device
 // of that name rather than attaching to it (a persistent tun left by someone
-// else would bring its own configuration); IFF_VNET_HDR matches wireguard-go's
-// CreateTUN (see the package doc).
+// else would bring its own configuration); no IFF_VNET_HDR (see the package
+// doc).
 func openTUN(name string) (*os.File, error) {
 	fd, err := unix.Open(cloneDevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
@@ -119,7 +119,7 @@ func openTUN(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
