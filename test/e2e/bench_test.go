@@ -774,7 +774,25 @@ func rssSplit(pid int) string {
 		n, _ := strconv.ParseFloat(strings.TrimSuffix(st[k], " kB"), 64)
 		return n / 1024
 	}
-	return fmt.Sprintf("anon %s MiB, file %s MiB", num(kib("RssAnon")), num(kib("RssFile")))
+	pss := readRollup(pid)
+	return fmt.Sprintf("anon %s MiB, file %s MiB; PSS %s MiB (file %s MiB: the executable's pages, shared with every process mapping the same file)",
+		num(kib("RssAnon")), num(kib("RssFile")), num(pss["Pss"]), num(pss["Pss_File"]))
+}
+
+// readRollup returns the MiB lines of /proc/PID/smaps_rollup.
+func readRollup(pid int) map[string]float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64); err == nil {
+			m[k] = n / 1024
+		}
+	}
+	return m
 }
 
 type probeResult struct {
