@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -67,7 +70,48 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []str
 	if n == 0 {
 		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.pb.Port, ic.pb.WorkloadKind, ic.pb.WorkloadName)
 	}
+	for _, name := range ic.services {
+		s.awaitEndpointSlices(ctx, name, int32(AgentPort(ic.pb.Port)))
+	}
 	return nil
+}
+
+// awaitEndpointSlices waits, for at most 10 s, until every EndpointSlice of
+// Service name lists port, so that intercept does not report success before
+// the control plane has taken up the new targetPort. kube-proxy then applies
+// it on its next sync (about a second at most); that last step leaves no
+// trace in the API to wait for.
+func (s *Server) awaitEndpointSlices(ctx context.Context, name string, port int32) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sel := metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name}
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		slices, err := s.cfg.Client.DiscoveryV1().EndpointSlices(s.cfg.Namespace).List(ctx, sel)
+		if err != nil {
+			return false, nil // retried until the timeout; logged below
+		}
+		if len(slices.Items) == 0 {
+			return false, nil
+		}
+		for _, sl := range slices.Items {
+			if !hasPort(sl.Ports, port) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		s.log.Warn("the Service's EndpointSlices do not show the agents' port yet; traffic may reach the app directly for a while", "service", name, "port", port, "err", err)
+	}
+}
+
+func hasPort(ports []discoveryv1.EndpointPort, port int32) bool {
+	for _, p := range ports {
+		if p.Port != nil && *p.Port == port {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreServices undoes retargetServices once no intercept of the same

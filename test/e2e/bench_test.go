@@ -254,6 +254,8 @@ func TestBench(t *testing.T) {
 	section("intercept", func(t *testing.T) {
 		l.localServer(t, u, 7070, "LAPTOP")
 		url := podURL + "/"
+		appPID := podProcess(t, c, ns, "app=echo", "/echo serve")
+		podMemBefore := podMemoryKiB(appPID)
 		// An in-cluster client: requests to the pod's own address, as another
 		// pod's would arrive (the host reaches pods over the same bridge).
 		start := time.Now()
@@ -272,6 +274,9 @@ func TestBench(t *testing.T) {
 		agent := podProcess(t, c, ns, "app=echo", "kubectl-tele agent")
 		time.Sleep(time.Second)
 		agentIdle, agentSplit := readRSS(agent), rssSplit(agent)
+		if before, after := podMemBefore, podMemoryKiB(appPID); before > 0 && after > 0 {
+			agentSplit += fmt.Sprintf("; the pod's memory cgroup grew %s MiB when it joined (%s to %s MiB)", num(mib(after-before)), num(mib(before)), num(mib(after)))
+		}
 		agentPeak := sampleRSS(agent)
 		var wg sync.WaitGroup
 		var toApp, toLaptop benchResult
@@ -777,6 +782,37 @@ func rssSplit(pid int) string {
 	pss := readRollup(pid)
 	return fmt.Sprintf("anon %s MiB, file %s MiB; PSS %s MiB (file %s MiB: the executable's pages, shared with every process mapping the same file)",
 		num(kib("RssAnon")), num(kib("RssFile")), num(pss["Pss"]), num(pss["Pss_File"]))
+}
+
+// podMemoryKiB is the memory charged to the pod cgroup of process pid
+// (memory.usage_in_bytes on cgroup v1, memory.current on v2): what the
+// kubelet accounts to the pod, ephemeral containers included. 0 if unknown.
+func podMemoryKiB(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			file = filepath.Join("/sys/fs/cgroup/memory", filepath.Dir(parts[2]), "memory.usage_in_bytes")
+		case parts[0] == "0" && parts[1] == "":
+			file = filepath.Join("/sys/fs/cgroup", filepath.Dir(parts[2]), "memory.current")
+		default:
+			continue
+		}
+		v, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+		if err == nil {
+			return n / 1024
+		}
+	}
+	return 0
 }
 
 // readRollup returns the MiB lines of /proc/PID/smaps_rollup.

@@ -291,7 +291,16 @@ func TestInterceptBaseline(t *testing.T) {
 		t.Errorf("want the service mechanism: %s", out)
 	}
 	url := "http://echo:8080/"
-	who := served(t, c, ns, "-H", "x-dev=carol@0", url, url)
+	// The Service mechanism goes through kube-proxy, which applies the new
+	// targetPort on its next sync, a moment after intercept returns.
+	var who []string
+	for try := 0; try < 5; try++ {
+		if who = served(t, c, ns, "-H", "x-dev=carol@0", url, url); len(who) == 2 && who[0] == "LAPTOP-C" {
+			break
+		}
+		t.Logf("try %d: answered by %v", try, who)
+		time.Sleep(time.Second)
+	}
 	if len(who) != 2 || who[0] != "LAPTOP-C" || !strings.HasPrefix(who[1], "echo-") {
 		t.Errorf("answered by %v", who)
 	}
