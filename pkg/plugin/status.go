@@ -93,5 +93,6 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Since", st.Since)
 	row("Daemon log", st.LogFile)
 	row("Helper log", st.HelperLogFile)
+	row("Control socket", st.ControlSocket)
 	return nil
 }

@@ -40,8 +40,11 @@ type Status struct {
 	Discovery        []string `json:"discovery,omitempty"`
 	LogFile          string   `json:"logFile"`
 	HelperLogFile    string   `json:"helperLogFile"`
-	Since            string   `json:"since"`
-	Error            string   `json:"error,omitempty"`
+	// ControlSocket is the daemon's API, its user's alone; it also serves
+	// Go's profiles under /debug/pprof/.
+	ControlSocket string `json:"controlSocket,omitempty"`
+	Since         string `json:"since"`
+	Error         string `json:"error,omitempty"`
 	// HelperRequest is what the plugin passes to the privileged helper
 	// while the daemon waits for its device (phase waiting-for-device).
 	HelperRequest json.RawMessage `json:"helperRequest,omitempty"`

@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Phase: "starting", PID: os.Getpid(), Context: cfg.Context, Server: cfg.RESTConfig.Host,
 		Namespace: cfg.Namespace, ManagerNamespace: cfg.Manager.Namespace, ManagerPod: cfg.Manager.Pod,
 		ManagerVersion: cfg.Manager.Version, ClientVersion: cfg.Version,
-		LogFile: cfg.Paths.DaemonLog(), HelperLogFile: cfg.Paths.HelperLog(),
+		LogFile: cfg.Paths.DaemonLog(), HelperLogFile: cfg.Paths.HelperLog(), ControlSocket: cfg.Paths.ControlSocket(),
 		Since: time.Now().UTC().Format(time.RFC3339),
 	}
 	ctl, err := listenUnix(cfg.Paths.ControlSocket())
