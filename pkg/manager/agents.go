@@ -279,8 +279,14 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 			s.log.Info("Pod Security forbids NET_ADMIN: using the Service mechanism", "pod", pod.Name, "err", err)
 			withCaps = false
 			continue
-		case apierrors.IsNotFound(err) && strings.Contains(err.Error(), "ephemeralcontainers"):
-			return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (pods/ephemeralcontainers): kubectl tele intercept needs Kubernetes 1.25 or later")
+		case apierrors.IsNotFound(err):
+			// An API server without the subresource answers 404 too
+			// ("the server could not find the requested resource"),
+			// as it does for a pod that is gone: the pod tells which.
+			if _, gerr := pods.Get(ctx, pod.Name, metav1.GetOptions{}); gerr == nil {
+				return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
+			}
+			return "", status.Errorf(codes.Unavailable, "pod %s/%s went away while its agent was being added: %v", s.cfg.Namespace, pod.Name, err)
 		default:
 			return "", status.Errorf(codes.Unavailable, "add the agent to pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
 		}

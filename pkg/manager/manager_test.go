@@ -24,8 +24,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
@@ -592,4 +596,34 @@ func TestRole(t *testing.T) {
 			t.Errorf("Role grants %s %s/%s", bad[2], bad[0], bad[1])
 		}
 	}
+}
+
+// An API server without ephemeral containers answers the subresource with a
+// plain 404; intercept must say so rather than report a vanished pod.
+func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
+	cfg := testConfig(t)
+	client := cfg.Client.(*fake.Clientset)
+	client.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "ephemeralcontainers" {
+			return false, nil, nil
+		}
+		// What client-go makes of an old API server's 404 page.
+		return true, nil, apierrors.NewGenericServerResponse(404, "PUT", schema.GroupResource{Resource: "pods"}, "web", "404 page not found", 0, true)
+	})
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := client.CoreV1().Pods(testNS).Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.attachAgent(context.Background(), pod, "")
+	wantCode(t, "attach without ephemeral containers", err, codes.Unimplemented, "does not support ephemeral containers", "1.25")
+
+	if err := client.CoreV1().Pods(testNS).Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.attachAgent(context.Background(), pod, "")
+	wantCode(t, "attach to a deleted pod", err, codes.Unavailable)
 }
