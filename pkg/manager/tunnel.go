@@ -17,22 +17,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
-const (
-	tcpBufSize = 32 << 10
-	// A UDP datagram can be up to 64 KiB; a smaller buffer would truncate it.
-	udpBufSize = 64 << 10
-)
+// A UDP datagram can be up to 64 KiB; a smaller buffer would truncate it.
+const udpBufSize = 64 << 10
 
-// Buffers are pooled because every tunnel copies through one: this is the
-// throughput path. Sending a buffer and then reusing it is safe because
-// gRPC marshals the message before Send returns and the server installs no
-// stats handler that could keep it.
-var (
-	tcpBufPool = sync.Pool{New: func() any { b := make([]byte, tcpBufSize); return &b }}
-	udpBufPool = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return &b }}
-)
+// UDP buffers are pooled (TCP flows use tunnel.ReadBuffer). Sending a buffer
+// and then reusing it is safe because gRPC marshals the message before Send
+// returns and the server installs no stats handler that could keep it.
+var udpBufPool = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return &b }}
 
 // errClientClosed: the laptop sent Close (its side of the flow failed), or
 // ended a UDP flow.
@@ -151,7 +145,9 @@ func (s *Server) tcpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 			}
 			switch x := m.GetMsg().(type) {
 			case *teleproto.TunnelMessage_Data:
-				if _, err := conn.Write(x.Data); err != nil {
+				_, err := conn.Write(x.Data)
+				tunnel.Release(m)
+				if err != nil {
 					return status.Errorf(codes.Unavailable, "write to tcp %s: %v", dest, err)
 				}
 			case *teleproto.TunnelMessage_Close:
@@ -164,16 +160,17 @@ func (s *Server) tcpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 		}
 	})
 
-	bp := tcpBufPool.Get().(*[]byte)
-	defer tcpBufPool.Put(bp)
-	buf := *bp
+	rb := tunnel.NewReadBuffer()
+	defer rb.Free()
 	for {
+		buf := rb.Bytes()
 		n, err := conn.Read(buf)
 		if n > 0 {
-			if err := stream.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: buf[:n]}}); err != nil {
+			if err := stream.Send(tunnel.Data(buf[:n])); err != nil {
 				return err
 			}
 		}
+		rb.Adapt(n)
 		if err == nil {
 			continue
 		}
@@ -205,7 +202,9 @@ func (s *Server) udpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 				last.Store(time.Now().UnixNano())
 				// Datagrams may be lost; a refused or failed send is not the
 				// end of the flow, as it would not be for a pod's socket.
-				if _, err := conn.Write(x.Data); err != nil {
+				_, err := conn.Write(x.Data)
+				tunnel.Release(m)
+				if err != nil {
 					log.DebugContext(ctx, "udp send", "err", err)
 				}
 			case *teleproto.TunnelMessage_Close:

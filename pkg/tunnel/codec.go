@@ -2,9 +2,13 @@ package tunnel
 
 import (
 	"fmt"
+	"io"
 
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // Codec is gRPC's proto codec with its buffers taken from BufferPool. gRPC's
@@ -45,7 +49,16 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, BufferPool)}, nil
 }
 
+// Unmarshal decodes a data message, nearly every message of a busy flow,
+// straight into a BufferSize array from the pool, which Release gives back:
+// one copy and no allocation, where protobuf copies the bytes once more into
+// a new slice, and that garbage drove most of the daemon's GC. pprof of a
+// bulk download: decoding 17% of the daemon's CPU, GC 11%. Other messages
+// take protobuf's path.
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*teleproto.TunnelMessage); ok && unmarshalData(data, m) {
+		return nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("tunnel codec: cannot unmarshal into %T, want a proto.Message", v)
@@ -53,4 +66,50 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(BufferPool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// dataField is TunnelMessage's data field.
+var dataField = (&teleproto.TunnelMessage{}).ProtoReflect().Descriptor().Fields().ByName("data").Number()
+
+// unmarshalData decodes data into m if it is exactly one data field of at
+// most BufferSize bytes, and reports whether it did.
+func unmarshalData(data mem.BufferSlice, m *teleproto.TunnelMessage) bool {
+	var head [16]byte // a tag and a length: at most 15 bytes
+	n := data.CopyTo(head[:])
+	num, typ, tagLen := protowire.ConsumeTag(head[:n])
+	if tagLen < 0 || num != dataField || typ != protowire.BytesType {
+		return false
+	}
+	size, sizeLen := protowire.ConsumeVarint(head[tagLen:n])
+	if sizeLen < 0 || size > BufferSize || uint64(data.Len()-tagLen-sizeLen) != size {
+		return false
+	}
+	buf := bufPool.Get().(*[BufferSize]byte)
+	r := data.Reader()
+	defer r.Close()
+	if _, err := r.Discard(tagLen + sizeLen); err != nil {
+		bufPool.Put(buf)
+		return false
+	}
+	if _, err := io.ReadFull(r, buf[:size]); err != nil {
+		bufPool.Put(buf)
+		return false
+	}
+	proto.Reset(m)
+	m.Msg = &teleproto.TunnelMessage_Data{Data: buf[:size]}
+	return true
+}
+
+// Release gives the buffer of a received data message back to the pool once
+// its bytes are no longer used; m's data is gone after. Call it only where
+// nothing else can still hold the bytes (not after handing them to code that
+// may keep them); a message not released is simply garbage-collected.
+func Release(m *teleproto.TunnelMessage) {
+	d, ok := m.GetMsg().(*teleproto.TunnelMessage_Data)
+	if !ok || cap(d.Data) != BufferSize {
+		return
+	}
+	buf := (*[BufferSize]byte)(d.Data[:BufferSize])
+	d.Data = nil
+	bufPool.Put(buf)
 }
