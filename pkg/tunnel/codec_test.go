@@ -23,7 +23,7 @@ func frames(b []byte) mem.BufferSlice {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	for _, n := range []int{0, 10, 1 << 10, 5 << 10, BufferSize - 1, BufferSize, BufferSize + 1} {
+	for _, n := range []int{0, 10, 1 << 10, pooledDataMin, pooledDataMin + 1, BufferSize - 1, BufferSize, BufferSize + 1} {
 		in := Data(bytes.Repeat([]byte{byte(n)}, n))
 		data, err := Codec.Marshal(in)
 		if err != nil {
@@ -43,7 +43,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatalf("%d bytes: round trip changed the data", n)
 		}
 		pooled := cap(out.GetData()) == BufferSize
-		if want := n <= BufferSize; pooled != want {
+		if want := n > pooledDataMin && n <= BufferSize; pooled != want {
 			t.Errorf("%d bytes: decoded into a pooled buffer: %v, want %v", n, pooled, want)
 		}
 		Release(out)

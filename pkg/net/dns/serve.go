@@ -23,8 +23,15 @@ import (
 // after every query it started has been answered or abandoned. The caller
 // closes conn.
 func (s *Server) ServeUDP(ctx context.Context, conn net.Conn) error {
-	return s.serve(ctx, conn, "udp", readDatagram, writeDatagram)
+	return s.serve(ctx, conn, "udp", maxUDPQuery, readDatagram, writeDatagram)
 }
+
+// maxUDPQuery is the largest UDP query read whole; a longer one is cut
+// short and answered FORMERR. Queries are small (miekg/dns's own server reads
+// 512 bytes by default), and each UDP flow keeps its buffer for its idle
+// time: a stub resolver's lookup is one flow, so a busy laptop has hundreds,
+// and at 64 KiB each they were most of the daemon's heap under load.
+const maxUDPQuery = 4096
 
 // ServeTCP answers the queries of one TCP connection, framed as RFC 1035
 // section 4.2.2 says (a two-byte length before each message). Several
@@ -32,7 +39,7 @@ func (s *Server) ServeUDP(ctx context.Context, conn net.Conn) error {
 // (RFC 7766 section 6.2.1.1), matched to queries by ID. Returns as ServeUDP
 // does; a broken frame ends the connection with an error.
 func (s *Server) ServeTCP(ctx context.Context, conn net.Conn) error {
-	return s.serve(ctx, conn, "tcp", readFrame, writeFrame)
+	return s.serve(ctx, conn, "tcp", dns.MaxMsgSize, readFrame, writeFrame)
 }
 
 type (
@@ -40,7 +47,7 @@ type (
 	writeFunc func(conn net.Conn, m *dns.Msg, maxSize int) error
 )
 
-func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, read readFunc, write writeFunc) error {
+func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, bufSize int, read readFunc, write writeFunc) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Unblock Read when ctx ends. A deadline in the past, rather than
@@ -52,7 +59,7 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, read re
 		wg      sync.WaitGroup
 		writeMu sync.Mutex
 		sem     = make(chan struct{}, s.cfg.MaxInFlight)
-		buf     = make([]byte, dns.MaxMsgSize)
+		buf     = make([]byte, bufSize)
 	)
 	defer wg.Wait()
 	log := s.log.With("proto", proto, "client", addrString(conn.RemoteAddr()))
