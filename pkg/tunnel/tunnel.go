@@ -35,9 +35,8 @@ const BufferSize = 128 << 10
 // included) clears an eighth of that.
 var BufferPool = mem.NewTieredBufferPool(256, 4<<10, 16<<10, 32<<10, BufferSize+1<<10, 1<<20)
 
-// smallBufferSize is what a flow reads into until it proves busy: an idle
-// flow waits in Read with its buffer, and a thousand flows each holding
-// BufferSize held 128 MiB (the daemon's peak in the 1,000-flow benchmark).
+// smallBufferSize is what a flow reads into until it proves busy (see
+// ReadBuffer).
 const smallBufferSize = 8 << 10
 
 var (
