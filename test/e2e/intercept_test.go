@@ -15,6 +15,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
 )
 
 // localServer runs the echo app on the laptop's localhost:port as u, the
@@ -316,5 +319,34 @@ func TestInterceptBaseline(t *testing.T) {
 	}
 	if who := served(t, c, ns, "-H", "x-dev=carol", url); !strings.HasPrefix(who[0], "echo-") {
 		t.Errorf("after leave: %v", who)
+	}
+
+	// A manager that dies with the Service still pointed at the agents
+	// leaves the original targetPort in an annotation: uninstall puts it back.
+	if out, err := l.tele(ctx, u, "quit"); err != nil {
+		t.Fatalf("quit: %v\n%s", err, out)
+	}
+	svc, err = c.client.CoreV1().Services(ns).Get(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := manager.AnnotOriginalTargetPort + svc.Spec.Ports[0].Name
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[key] = "http"
+	svc.Spec.Ports[0].TargetPort = intstr.FromInt32(int32(manager.AgentPort(8080)))
+	if _, err := c.client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.tele(ctx, u, "uninstall", "-n", ns); err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	svc, err = c.client.CoreV1().Services(ns).Get(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp := svc.Spec.Ports[0].TargetPort.String(); tp != "http" || svc.Annotations[key] != "" {
+		t.Errorf("after uninstall: targetPort %s, annotation %q; want http and none", tp, svc.Annotations[key])
 	}
 }
