@@ -76,6 +76,8 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		experimental.WithBufferPool(tunnel.BufferPool),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(tunnel.Codec)),
+		grpc.WithInitialWindowSize(tunnel.StreamWindow),
+		grpc.WithInitialConnWindowSize(tunnel.ConnWindow),
 		// A manager pod that vanishes sends no FIN: pings notice within
 		// seconds, so the agent fails open and finds the next manager soon.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),

@@ -135,6 +135,8 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.ReadBufferSize(256<<10),
 		experimental.BufferPool(tunnel.BufferPool),
 		grpc.ForceServerCodecV2(tunnel.Codec),
+		grpc.InitialWindowSize(tunnel.StreamWindow),
+		grpc.InitialConnWindowSize(tunnel.ConnWindow),
 		// Laptops ping to notice a dead port-forward; don't punish them for it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             5 * time.Second,
@@ -156,6 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ags := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(s.authStream),
 		experimental.BufferPool(tunnel.BufferPool), grpc.ForceServerCodecV2(tunnel.Codec),
+		grpc.InitialWindowSize(tunnel.StreamWindow), grpc.InitialConnWindowSize(tunnel.ConnWindow),
 		// Agents ping every 5 s to notice a vanished manager.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 4 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {

@@ -51,6 +51,8 @@ func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m 
 		grpc.WithReadBufferSize(256<<10),
 		experimental.WithBufferPool(tunnel.BufferPool),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(tunnel.Codec)),
+		grpc.WithInitialWindowSize(tunnel.StreamWindow),
+		grpc.WithInitialConnWindowSize(tunnel.ConnWindow),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	if err != nil {
