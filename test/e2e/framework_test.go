@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -186,10 +187,11 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 			},
 		},
 	}
-	if _, err := c.client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	created, err := c.client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatalf("create service %s/%s: %v", ns, name, err)
 	}
-	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		d, err := c.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -198,6 +200,21 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	})
 	if err != nil {
 		t.Fatalf("deployment %s/%s not ready: %v", ns, name, err)
+	}
+	// Ready pods are not yet a working Service: kube-proxy programs it on
+	// its next sync, and until then the node's guard refuses connections to
+	// the ClusterIP (seen: "connection refused" from a pod right after).
+	// Wait for kube-proxy's rule (iptables mode, through iptables-nft).
+	if replicas == 0 {
+		return
+	}
+	rule := regexp.MustCompile(`ip daddr ` + regexp.QuoteMeta(created.Spec.ClusterIP) + `\s+tcp dport 8080 .*jump KUBE-SVC-`)
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		out, err := exec.CommandContext(ctx, "nft", "list", "chain", "ip", "nat", "KUBE-SERVICES").Output()
+		return err == nil && rule.Match(out), nil
+	})
+	if err != nil {
+		t.Fatalf("kube-proxy did not program service %s/%s (%s): %v", ns, name, created.Spec.ClusterIP, err)
 	}
 }
 
