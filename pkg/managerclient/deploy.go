@@ -75,6 +75,21 @@ func Ensure(ctx context.Context, o Options) (*Manager, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	for {
+		m, err := ensureOnce(ctx, o)
+		if !errors.Is(err, errJobEnded) {
+			return m, err
+		}
+		// The Job ended while we waited for its pod (its manager exited,
+		// or its pod was deleted and that counted as done): start afresh.
+		o.progress("the manager Job %s/%s ended while starting; starting it again", o.Namespace, Name)
+	}
+}
+
+// errJobEnded: the Job that waitForPod waits on has finished or is gone.
+var errJobEnded = errors.New("the manager Job ended")
+
+func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 	jobs := o.Client.BatchV1().Jobs(o.Namespace)
 
 	job, err := jobs.Get(ctx, Name, metav1.GetOptions{})
@@ -254,24 +269,55 @@ func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, 
 		if len(list.Items) == 0 {
 			step("waiting for the manager pod to be created")
 		}
-		w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion, FieldSelector: fields.Everything().String()})
-		if err != nil {
-			return nil, explain(err, "watch", "pods", o.Namespace)
+		// A Job that has finished makes no more pods: a manager that exits
+		// 0 (it does on SIGTERM, so a deleted pod) completes it. Look at the
+		// Job between short watches, so that is seen within seconds.
+		if err := jobRunning(ctx, o, job); err != nil {
+			return nil, err
 		}
-		p, err := watchPods(ctx, w, step)
-		w.Stop()
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		w, err := pods.Watch(wctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion, FieldSelector: fields.Everything().String()})
+		var p *corev1.Pod
+		if err == nil {
+			p, err = watchPods(wctx, w, step)
+			w.Stop()
+		} else if wctx.Err() != nil {
+			err = nil // the short watch's time ran out as it started
+		} else {
+			err = explain(err, "watch", "pods", o.Namespace)
+		}
+		wcancel()
 		if p != nil || err != nil {
 			return p, err
 		}
-		// The watch closed: list again.
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for the manager pod: %w (last step: see above; kubectl describe pod -l batch.kubernetes.io/job-name=%s)", ctx.Err(), Name)
+		}
+		// The short watch ended: look at the Job, list again.
 	}
 }
 
+// jobRunning returns errJobEnded if job has finished or is gone.
+func jobRunning(ctx context.Context, o Options, job *batchv1.Job) error {
+	cur, err := o.Client.BatchV1().Jobs(o.Namespace).Get(ctx, Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return errJobEnded
+	case err != nil:
+		return explain(err, "get", "jobs.batch", o.Namespace)
+	case cur.UID != job.UID || jobFinished(cur):
+		return errJobEnded
+	}
+	return nil
+}
+
+// watchPods follows w until the manager pod runs (or fails for good), the
+// watch closes, or ctx ends; the last two return nil, nil.
 func watchPods(ctx context.Context, w watch.Interface, step func(string)) (*corev1.Pod, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the manager pod: %w (last step: see above; kubectl describe pod -l batch.kubernetes.io/job-name=%s)", ctx.Err(), Name)
+			return nil, nil
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return nil, nil
