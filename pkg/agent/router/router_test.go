@@ -564,3 +564,37 @@ func TestSilentClientAppHangsUp(t *testing.T) {
 		t.Fatalf("read %d bytes, %v; want the app's hang-up", n, err)
 	}
 }
+
+// Once a port has had header routes, a connection opened while it has none
+// is served request by request: when the next intercept comes, its requests
+// follow the new routes instead of staying on the app for the connection's
+// life.
+func TestConnectionOpenedBetweenInterceptsFollowsNewRoutes(t *testing.T) {
+	app, alice := newBackend(t, "app"), newBackend(t, "alice")
+	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
+	r.SetRoutes(nil) // the first intercept left
+	c := h1Client(t)
+	if code, body := get(t, c, r.url("/"), "x-dev", "alice"); code != http.StatusOK || !strings.HasPrefix(body, "app ") {
+		t.Fatalf("with no routes: %d %q, want the app", code, body)
+	}
+	r.SetRoutes([]Route{alice.route("alice", "x-dev=alice")}) // the next intercept
+	if code, body := get(t, c, r.url("/"), "x-dev", "alice"); code != http.StatusOK || !strings.HasPrefix(body, "alice ") {
+		t.Errorf("on the same connection after the routes came back: %d %q, want alice", code, body)
+	}
+	if n := r.ln.n.Load(); n != 1 {
+		t.Errorf("router accepted %d connections, want both requests on 1", n)
+	}
+}
+
+// A port that never had header routes stays a raw pass-through.
+func TestNoRoutesEverIsRaw(t *testing.T) {
+	echo := startEcho(t, "220 ready\r\n")
+	r := startRouter(t, Config{AppAddr: echo, PeekTimeout: 5 * time.Second})
+	start := time.Now()
+	if got := rawExchange(t, r.addr, "hello"); got != "220 ready\r\nhello" {
+		t.Fatalf("got %q", got)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a server-first protocol waited %v for its greeting", d)
+	}
+}
