@@ -728,11 +728,21 @@ func podProcess(t *testing.T, c *cluster, ns, selector, cmdline string) int {
 
 // readStatus returns the memory lines of /proc/PID/status.
 func readStatus(pid int) map[string]string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m := readKeyValues(fmt.Sprintf("/proc/%d/status", pid))
+	for k := range m {
+		if !strings.HasPrefix(k, "Vm") && !strings.HasPrefix(k, "Rss") && k != "Threads" {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+// readKeyValues reads a /proc file of "Key: value" lines.
+func readKeyValues(path string) map[string]string {
+	b, _ := os.ReadFile(path)
 	m := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if ok && (strings.HasPrefix(k, "Vm") || strings.HasPrefix(k, "Rss") || k == "Threads") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
 			m[k] = strings.TrimSpace(v)
 		}
 	}
@@ -815,16 +825,11 @@ func podMemoryKiB(pid int) int64 {
 	return 0
 }
 
-// readRollup returns the MiB lines of /proc/PID/smaps_rollup.
+// readRollup returns the lines of /proc/PID/smaps_rollup, in MiB.
 func readRollup(pid int) map[string]float64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	m := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64); err == nil {
+	for k, v := range readKeyValues(fmt.Sprintf("/proc/%d/smaps_rollup", pid)) {
+		if n, err := strconv.ParseFloat(strings.TrimSuffix(v, " kB"), 64); err == nil {
 			m[k] = n / 1024
 		}
 	}

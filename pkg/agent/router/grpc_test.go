@@ -96,36 +96,20 @@ func TestGRPC(t *testing.T) {
 // TestVerbatimResponse checks that the proxy adds no Date or sniffed
 // Content-Type that the upstream did not send.
 func TestVerbatimResponse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	upstream := serveTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>")
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>")
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	})
 
 	app := newBackend(t, "app")
-	r := startRouter(t, Config{AppAddr: app.addr()}, Route{ID: "raw", Match: mustMatch("x-dev=raw"), Dial: dialTo(ln.Addr().String())})
+	r := startRouter(t, Config{AppAddr: app.addr()}, Route{ID: "raw", Match: mustMatch("x-dev=raw"), Dial: dialTo(upstream)})
 	req, _ := http.NewRequest(http.MethodGet, r.url("/"), nil)
 	req.Header.Set("X-Dev", "raw")
 	resp, err := h1Client(t).Do(req)

@@ -194,9 +194,9 @@ func (b *backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// startEcho runs a raw TCP server that echoes what it reads and half-closes
-// on EOF. With greeting set it speaks first, like MySQL or SMTP.
-func startEcho(t testing.TB, greeting string) string {
+// serveTCP runs handle for every connection to a loopback listener, then
+// closes the connection; it stops at cleanup. It returns the address.
+func serveTCP(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -212,15 +212,24 @@ func startEcho(t testing.TB, greeting string) string {
 			}
 			go func() {
 				defer c.Close()
-				io.WriteString(c, greeting)
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-				io.Copy(io.Discard, c)
+				handle(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
+}
+
+// startEcho runs a raw TCP server that echoes what it reads and half-closes
+// on EOF. With greeting set it speaks first, like MySQL or SMTP.
+func startEcho(t testing.TB, greeting string) string {
+	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		io.WriteString(c, greeting)
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+	})
 }
 
 func h1h2c() *http.Protocols {

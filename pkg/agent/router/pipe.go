@@ -13,18 +13,26 @@ import (
 // already read from client. pipe returns when both directions are done or
 // ctx is, and closes both connections.
 func (r *Router) pipe(ctx context.Context, client net.Conn, prefix []byte, d *dest) {
-	defer client.Close()
-	log := r.log.With("client", client.RemoteAddr().String(), "to", d.name())
+	up := r.dial(ctx, client, d)
+	if up == nil {
+		client.Close()
+		return
+	}
+	r.splice(ctx, client, prefix, up, nil, d)
+}
 
+// dial connects to d for client within DialTimeout; a failure is counted
+// and logged, and gives nil.
+func (r *Router) dial(ctx context.Context, client net.Conn, d *dest) net.Conn {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	up, err := d.dialRaw(dctx)
 	cancel()
 	if err != nil {
 		d.c.errors.Add(1)
-		log.Warn("cannot pass connection through", "err", err)
-		return
+		r.log.Warn("cannot pass connection through", "client", client.RemoteAddr().String(), "to", d.name(), "err", err)
+		return nil
 	}
-	r.splice(ctx, client, prefix, up, nil, d)
+	return up
 }
 
 // splice is pipe with up already dialed; upFirst holds bytes already read

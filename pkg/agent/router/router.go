@@ -485,12 +485,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // it was closed. When the client turns out to speak HTTP the caller closes
 // that connection: the application sees one that closed without a byte.
 func (r *Router) firstSpeaker(ctx context.Context, c net.Conn) (proto, []byte, net.Conn, []byte) {
-	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
-	up, err := r.app.dialRaw(dctx)
-	cancel()
-	if err != nil {
-		r.app.c.errors.Add(1)
-		r.log.Warn("cannot pass connection through", "client", c.RemoteAddr().String(), "to", "app", "err", err)
+	up := r.dial(ctx, c, r.app)
+	if up == nil {
 		return protoUnknown, nil, nil, nil
 	}
 	stop := context.AfterFunc(ctx, func() { up.Close() })

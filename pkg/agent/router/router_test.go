@@ -537,23 +537,9 @@ func TestSilentHTTPClientStillRouted(t *testing.T) {
 // A server-first application that hangs up on a silent client: the client
 // sees the hang-up, as it would without the agent.
 func TestSilentClientAppHangsUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-			c.Close()
-		}
-	}()
+	app := serveTCP(t, func(net.Conn) { time.Sleep(50 * time.Millisecond) })
 	laptop := newBackend(t, "alice")
-	r := startRouter(t, Config{AppAddr: ln.Addr().String(), PeekTimeout: 100 * time.Millisecond}, laptop.route("alice", "x-dev=alice"))
+	r := startRouter(t, Config{AppAddr: app, PeekTimeout: 100 * time.Millisecond}, laptop.route("alice", "x-dev=alice"))
 	c, err := net.Dial("tcp", r.addr)
 	if err != nil {
 		t.Fatal(err)
