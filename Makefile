@@ -66,7 +66,8 @@ unit: ## unit tests (no cluster, no root)
 e2e: ## e2e tests on the local cluster (brings it up if needed)
 	$(KIND)/cluster-up.sh
 	$(MAKE) image
-	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee $(BIN)/e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee $(BIN)/e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; \
+	status=$${PIPESTATUS[0]}; [ $$status = 0 ] || hack/e2e-failures.sh $(BIN)/e2e.log; exit $$status
 
 test: lint unit krew-test ## everything: lint, unit tests, krew install, then e2e on a fresh local cluster, torn down after
 	@mkdir -p $(BIN)

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +53,13 @@ type Agent struct {
 
 	mu    sync.Mutex
 	ports map[uint32]*port // by app port
+	// held are the app ports that have had --http-match routes since the
+	// manager stream came up. Their redirect stays when the routes go: the
+	// router then passes every request to the app, and a client's pooled
+	// connection opened between two intercepts reaches the agent, so it
+	// follows the next one (the redirect takes new connections only).
+	// Losing the manager ends the hold: the agent fails open.
+	held  map[uint32]bool
 	group *errgroup.Group
 	gctx  context.Context
 }
@@ -63,7 +72,7 @@ type port struct {
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}}
 	red, err := redirect.Open(ctx, redirect.Options{Logger: cfg.Logger})
 	if err != nil {
 		a.log.Warn("no nftables redirect (the Service mechanism still works)", "err", err)
@@ -110,7 +119,7 @@ func (a *Agent) watchLoop(ctx context.Context) error {
 			return nil
 		}
 		a.log.Warn("lost the manager; traffic goes to the app until it is back", "err", err)
-		a.apply(nil)
+		a.failOpen()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -171,6 +180,14 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
 		}
+		if r.GetMechanism() == "nftables" && len(r.GetHttpMatch()) > 0 {
+			a.held[r.GetPort()] = true
+		}
+	}
+	for _, ap := range slices.Sorted(maps.Keys(a.held)) {
+		if p := a.ports[ap]; p != nil && !redirected[ap] {
+			rules = append(rules, redirect.Rule{Port: uint16(ap), ToPort: uint16(p.agentPort)})
+		}
 	}
 	// Routers first, then redirects: a new redirect meets a ready router,
 	// and a removed one stops sending before its routes go.
@@ -185,6 +202,16 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
 		return errors.New("cannot redirect without NET_ADMIN")
 	}
 	return nil
+}
+
+// failOpen drops every route and redirect: the app gets all new connections.
+func (a *Agent) failOpen() {
+	a.mu.Lock()
+	clear(a.held)
+	a.mu.Unlock()
+	if err := a.apply(nil); err != nil {
+		a.log.Error("fail open", "err", err)
+	}
 }
 
 // ensurePort starts the listener and router of an app port once; they stay

@@ -126,9 +126,26 @@ func (c *cluster) dumpPodLogs(t *testing.T, ns string) {
 				t.Logf("--- logs of %s/%s -c %s: %v", ns, p.Name, name, err)
 				continue
 			}
-			t.Logf("--- logs of %s/%s -c %s:\n%s", ns, p.Name, name, b)
+			saveLog(t, fmt.Sprintf("%s_%s_%s", ns, p.Name, name), b)
 		}
 	}
+}
+
+// saveLog keeps a failed test's log (a pod's, the daemon's) in
+// bin/e2e-logs/<test>/<name>.log and names the file in the test's output,
+// which stays short enough that the failure itself is what CI shows last.
+func saveLog(t *testing.T, name string, b []byte) {
+	dir := filepath.Join(repoRoot, "bin", "e2e-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	path := filepath.Join(dir, name+".log")
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Logf("--- %s: %v", name, err)
+		return
+	}
+	t.Logf("--- %s: %d bytes in %s", name, len(b), path)
 }
 
 // deployEcho runs the echo app as a Deployment with a Service of the same

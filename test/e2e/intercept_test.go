@@ -196,14 +196,15 @@ func TestIntercept(t *testing.T) {
 			t.Fatalf("load output: %v\n%s", err, out)
 		}
 		t.Logf("load: %d ok, %d failed, servers %v", r.OK, r.Failed, r.Servers)
-		// The load's pooled connections were opened before this intercept,
-		// on pods whose agents had header routes before: they are served
-		// request by request, so the intercept gets its share of them.
-		if r.Servers["LAPTOP-A"] < 500 {
+		// The load's pooled connections were opened before this intercept
+		// but after earlier ones, whose agents kept the port redirected:
+		// they pass the agent, which routes them request by request, so
+		// nearly every matching request of the 6 s reaches the laptop.
+		if r.Servers["LAPTOP-A"] < 900 {
 			t.Errorf("only %d matching requests reached the laptop during the 6 s intercept: %v", r.Servers["LAPTOP-A"], r.Servers)
 		}
 		if r.Failed != 0 || r.OK < 3500 {
-			t.Errorf("load: %d ok, %d failed (first error %q)", r.OK, r.Failed, r.FirstError)
+			t.Errorf("load: %d ok, %d failed (first failures: %s)", r.OK, r.Failed, r.FirstError)
 		}
 	})
 

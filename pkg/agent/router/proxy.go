@@ -197,6 +197,10 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 	}
 }
 
+// slowRequest is how long a proxied request may take before the agent says
+// so at Info: the one trace of a request a client gave up on.
+const slowRequest = 5 * time.Second
+
 // handler routes each request (each HTTP/2 stream) by its own headers
 // against the routes in force when it arrives.
 func (r *Router) handler(track *tracker) http.Handler {
@@ -207,9 +211,9 @@ func (r *Router) handler(track *tracker) http.Handler {
 		}
 		defer track.done()
 
-		d := r.table.Load().pick(req)
-		if d == nil {
-			d = r.app
+		dest := r.table.Load().pick(req)
+		if dest == nil {
+			dest = r.app
 		}
 		if req.ProtoMajor == 1 && strings.EqualFold(req.Header.Get("Upgrade"), "h2c") {
 			// Upgrading to h2c mid-connection would pin the connection to
@@ -218,15 +222,20 @@ func (r *Router) handler(track *tracker) http.Handler {
 			req.Header.Del("Upgrade")
 			req.Header.Del("Http2-Settings")
 		}
-		d.c.requests.Add(1)
-		proxy := d.h2
+		dest.c.requests.Add(1)
+		proxy := dest.h2
 		if req.ProtoMajor == 1 {
-			proxy = d.h1
+			proxy = dest.h1
 			// Let the upstream answer while the client is still sending, as
 			// it could without the agent; net/http refuses by default.
 			http.NewResponseController(w).EnableFullDuplex()
 		}
+		start := time.Now()
 		proxy.ServeHTTP(verbatimWriter{w}, req)
+		if d := time.Since(start); d > slowRequest {
+			r.log.Info("slow request", "to", dest.name(), "method", req.Method, "path", req.URL.Path,
+				"client", req.RemoteAddr, "took", d.Round(time.Millisecond), "client_gone", req.Context().Err() != nil)
+		}
 	})
 }
 

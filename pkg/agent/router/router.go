@@ -393,7 +393,12 @@ func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener
 	var up net.Conn    // the application, when the client was silent
 	var upFirst []byte // what the application said first
 	if p == protoUnknown {
+		start := time.Now()
 		p, prefix, up, upFirst = r.firstSpeaker(ctx, c)
+		// Rare (a pooled connection's first request, a server-first
+		// protocol), and the place to look when one goes wrong.
+		r.log.Info("silent connection decided", "client", c.RemoteAddr().String(), "proto", p.String(),
+			"waited", (time.Since(start) + r.cfg.PeekTimeout).Round(time.Millisecond), "app_spoke", up != nil && len(upFirst) > 0)
 	}
 	if !stop() {
 		if up != nil {

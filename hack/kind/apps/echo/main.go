@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"slices"
@@ -216,7 +217,7 @@ func load(ctx context.Context, args []string) error {
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
 	servers := map[string]int{}
-	var firstErr atomic.Value
+	var errs []string // the first few failures, with when and on what connection
 	tick := time.NewTicker(time.Second / time.Duration(*rps))
 	defer tick.Stop()
 	end := time.After(*dur)
@@ -233,19 +234,28 @@ loop:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", *url, nil)
+			sent := time.Now()
+			var conn string
+			trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+				conn = fmt.Sprintf("conn %s reused=%v idle=%s", i.Conn.LocalAddr(), i.Reused, i.IdleTime.Round(time.Millisecond))
+			}}
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), "GET", *url, nil)
 			hs.apply(req)
 			resp, err := c.Do(req)
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode/100 != 2 {
-					err = fmt.Errorf("status %d", resp.StatusCode)
+					err = fmt.Errorf("status %d from %s", resp.StatusCode, resp.Header.Get("X-Served-By"))
 				}
 			}
 			if err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error())
+				mu.Lock()
+				if len(errs) < 5 {
+					errs = append(errs, fmt.Sprintf("sent %s, failed after %s, %s: %v", sent.UTC().Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond), conn, err))
+				}
+				mu.Unlock()
 				return
 			}
 			ok.Add(1)
@@ -255,7 +265,10 @@ loop:
 		}()
 	}
 	wg.Wait()
-	fe, _ := firstErr.Load().(string)
+	var fe string
+	if len(errs) > 0 {
+		fe = strings.Join(errs, "; ")
+	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"ok": ok.Load(), "failed": failed.Load(), "servers": servers, "first_error": fe})
 }
 
