@@ -224,6 +224,62 @@ func TestIntercept(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("the redirect outlives leave, not the manager", func(t *testing.T) {
+		pods := c.podsOf(t, ns, "echo")
+		for _, p := range pods {
+			if n := redirectRules(t, p.Status.PodIP); n != 1 {
+				t.Errorf("pod %s after leave: %d redirect rules, want 1 (held while the manager runs)", p.Name, n)
+			}
+		}
+		for _, x := range []struct {
+			l *laptop
+			u *teleUser
+		}{{la, ua}, {lb, ub}} {
+			if out, err := x.l.tele(ctx, x.u, "quit"); err != nil {
+				t.Fatalf("quit: %v\n%s", err, out)
+			}
+		}
+		if out, err := la.tele(ctx, ua, "uninstall", "-n", ns); err != nil {
+			t.Fatalf("uninstall: %v\n%s", err, out)
+		}
+		for _, p := range pods {
+			eventually(t, 30*time.Second, "pod "+p.Name+" without redirect after uninstall", func() error {
+				if n := redirectRules(t, p.Status.PodIP); n != 0 {
+					return fmt.Errorf("%d redirect rules", n)
+				}
+				return nil
+			})
+		}
+	})
+}
+
+// redirectRules counts the agent's redirect rules in the network namespace
+// of the pod with this IP (0 without the agent's table).
+func redirectRules(t *testing.T, podIP string) int {
+	t.Helper()
+	out, err := exec.Command("ip", "-all", "netns", "exec", "ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		t.Fatalf("ip -all netns exec ip addr: %v", err)
+	}
+	// "netns NAME" headers, then that namespace's addresses.
+	netns := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, ok := strings.CutPrefix(line, "netns: "); ok {
+			netns = strings.TrimSpace(name)
+			continue
+		}
+		if netns == "" || !strings.Contains(line, " inet "+podIP+"/") {
+			continue
+		}
+		table, err := exec.Command("ip", "netns", "exec", netns, "nft", "list", "table", "inet", "kubectl_tele").Output()
+		if err != nil {
+			return 0 // no table
+		}
+		return strings.Count(string(table), "redirect to")
+	}
+	t.Fatalf("no network namespace has pod IP %s", podIP)
+	return 0
 }
 
 // TestInterceptBadInput: each refusal says what to do and changes nothing.
