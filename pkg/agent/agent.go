@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -33,6 +32,11 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
+// redirector is what the agent needs of *redirect.Redirector.
+type redirector interface {
+	Set(rules []redirect.Rule) error
+}
+
 // Config is what the agent needs; the manager sets it in the container.
 type Config struct {
 	ManagerAddr string
@@ -48,7 +52,7 @@ type Config struct {
 type Agent struct {
 	cfg    Config
 	log    *slog.Logger
-	red    *redirect.Redirector // nil without NET_ADMIN
+	red    redirector // nil without NET_ADMIN
 	client teleproto.AgentServiceClient
 
 	mu    sync.Mutex
@@ -184,11 +188,12 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
 			a.held[r.GetPort()] = true
 		}
 	}
-	for _, ap := range slices.Sorted(maps.Keys(a.held)) {
+	for ap := range a.held {
 		if p := a.ports[ap]; p != nil && !redirected[ap] {
 			rules = append(rules, redirect.Rule{Port: uint16(ap), ToPort: uint16(p.agentPort)})
 		}
 	}
+	slices.SortFunc(rules, func(x, y redirect.Rule) int { return int(x.Port) - int(y.Port) })
 	// Routers first, then redirects: a new redirect meets a ready router,
 	// and a removed one stops sending before its routes go.
 	for ap, p := range a.ports {
