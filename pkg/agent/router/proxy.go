@@ -197,8 +197,9 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 	}
 }
 
-// slowRequest is how long a proxied request may take before the agent says
-// so at Info: the one trace of a request a client gave up on.
+// slowRequest is how long a proxied request may run before the agent says so
+// at Info when its client gives up (a long poll or stream ended by its client
+// says so too): otherwise a request that timed out leaves no trace here.
 const slowRequest = 5 * time.Second
 
 // handler routes each request (each HTTP/2 stream) by its own headers
@@ -231,10 +232,11 @@ func (r *Router) handler(track *tracker) http.Handler {
 			http.NewResponseController(w).EnableFullDuplex()
 		}
 		start := time.Now()
+		upgrade := req.Header.Get("Upgrade") != ""
 		proxy.ServeHTTP(verbatimWriter{w}, req)
-		if d := time.Since(start); d > slowRequest {
-			r.log.Info("slow request", "to", dest.name(), "method", req.Method, "path", req.URL.Path,
-				"client", req.RemoteAddr, "took", d.Round(time.Millisecond), "client_gone", req.Context().Err() != nil)
+		if d := time.Since(start); d > slowRequest && !upgrade && req.Context().Err() != nil {
+			r.log.Info("the client gave up on a slow request", "to", dest.name(), "method", req.Method, "path", req.URL.Path,
+				"client", req.RemoteAddr, "after", d.Round(time.Millisecond))
 		}
 	})
 }
