@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -173,6 +176,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d (mechanism %s, pods %s).\n",
 		ic.GetName(), what, strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()))
 	return nil
 }
 
@@ -237,4 +241,18 @@ func NewCmdList(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStr
 			return nil
 		},
 	}
+}
+
+// warnIfNothingListens tells the user when the intercept's requests have
+// nowhere to go yet: they get a 502 until a server listens on the port.
+func warnIfNothingListens(ctx context.Context, w io.Writer, port int) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		fmt.Fprintf(w, "warning: nothing listens on localhost:%d yet; intercepted requests get a 502 until your server does\n", port)
+		return
+	}
+	c.Close()
 }
