@@ -282,6 +282,26 @@ func TestTunnelTCP(t *testing.T) {
 			t.Errorf("got %q, %v; want \"hello\", clean end", got, err)
 		}
 	})
+	t.Run("a cancelled flow resets the destination", func(t *testing.T) {
+		readErr := make(chan error, 1)
+		sink := tcpServer(t, func(conn *net.TCPConn) {
+			_, err := io.Copy(io.Discard, conn)
+			readErr <- err
+		})
+		fctx, fcancel := context.WithCancel(ctx)
+		st := openTunnel(t, fctx, c, sid, teleproto.Protocol_PROTOCOL_TCP, sink)
+		sendData(t, st, []byte("half a request"))
+		time.Sleep(100 * time.Millisecond) // the manager has dialed and written
+		fcancel()
+		select {
+		case err := <-readErr:
+			if err == nil || !strings.Contains(err.Error(), "reset") {
+				t.Errorf("the destination read %v; want a connection reset, not a clean end", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the destination never saw the flow end")
+		}
+	})
 	t.Run("session ends", func(t *testing.T) {
 		sid2 := arrive(t, c).GetSessionId()
 		st := openTunnel(t, ctx, c, sid2, teleproto.Protocol_PROTOCOL_TCP, echo)

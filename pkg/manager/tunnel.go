@@ -93,8 +93,15 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 		return status.Errorf(codes.Unavailable, "dial %s %s: %v", network, dest, err)
 	}
 	defer conn.Close()
-	// Closing the connection is what unblocks its Read when the flow ends.
-	stopConn := context.AfterFunc(ctx, func() { conn.Close() })
+	// Closing the connection is what unblocks its Read when the flow ends
+	// early (the laptop cancelled it, or its session ended): with a reset,
+	// as the flow broke.
+	stopConn := context.AfterFunc(ctx, func() {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		conn.Close()
+	})
 	defer stopConn()
 
 	if network == "tcp" {
@@ -141,6 +148,9 @@ func (s *Server) tcpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 				return nil
 			}
 			if err != nil {
+				// The stream broke, or the laptop cancelled the flow:
+				// reset ours rather than end it cleanly.
+				_ = conn.SetLinger(0)
 				return err
 			}
 			switch x := m.GetMsg().(type) {

@@ -66,6 +66,11 @@ func (f *flows) tunnel(ctx context.Context, conn net.Conn, proto teleproto.Proto
 		err = tunnel.Pipe(ctx, conn, st, st.CloseSend)
 	}
 	if err != nil {
-		f.log.Debug("flow ended", "src", src, "dst", dst, "err", err)
+		f.log.Debug("flow broke", "src", src, "dst", dst, "err", err)
+		// The tunnel broke, or the destination failed or reset: the app
+		// sees a reset, not a clean end it could take for success.
+		if a, ok := conn.(interface{ Abort() }); ok {
+			a.Abort()
+		}
 	}
 }

@@ -79,7 +79,12 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 		return
 	}
 	if err := tunnel.Pipe(ctx, conn, st, st.CloseSend); err != nil {
-		d.log.Debug("intercepted connection ended", "intercept", req.GetIntercept(), "client", req.GetClient(), "err", err)
+		d.log.Debug("intercepted connection broke", "intercept", req.GetIntercept(), "client", req.GetClient(), "err", err)
+		// The local server learns that the connection broke, as it would
+		// from the cluster client itself.
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 	}
 }
 

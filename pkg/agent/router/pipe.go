@@ -70,16 +70,29 @@ func (r *Router) splice(ctx context.Context, client net.Conn, prefix []byte, up 
 type closeWriter interface{ CloseWrite() error }
 
 // copyHalf copies src to dst until src's EOF, then shuts dst's write half.
-// On an error (a reset, a broken pipe, a closed connection) nothing more will
-// flow either way, so it closes both, which also ends the other direction.
-// A dst without half-close (some tunnel streams lack it) is closed too: that
-// is the only way left to tell the peer we are done.
+// On an error (a reset, a broken pipe, a broken tunnel) nothing more will
+// flow either way, so it resets both, which also ends the other direction:
+// each peer learns that the connection broke, as it would without the agent.
+// A dst without half-close (some tunnel streams lack it) is closed: that is
+// the only way left to tell the peer we are done.
 func copyHalf(dst, src net.Conn) {
-	if _, err := io.Copy(dst, src); err == nil {
+	_, err := io.Copy(dst, src)
+	if err == nil {
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
 		}
+		dst.Close()
+		src.Close()
+		return
 	}
-	dst.Close()
-	src.Close()
+	abort(dst)
+	abort(src)
+}
+
+// abort closes c with a reset where c is TCP.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }

@@ -584,3 +584,25 @@ func TestNoRoutesEverIsRaw(t *testing.T) {
 		t.Errorf("a server-first protocol waited %v for its greeting", d)
 	}
 }
+
+// TestRawResetPassesThrough: an app that resets a raw connection resets the
+// client's too, so the client tells a broken connection from a finished one.
+func TestRawResetPassesThrough(t *testing.T) {
+	app := serveTCP(t, func(c net.Conn) {
+		io.WriteString(c, "220 ready\r\n")
+		c.Read(make([]byte, 16))
+		c.(*net.TCPConn).SetLinger(0) // Close resets
+	})
+	r := startRouter(t, Config{AppAddr: app})
+	c, err := net.DialTimeout("tcp", r.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "EHLO x\r\n")
+	got, err := io.ReadAll(c)
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read %q, then %v; want the app's reset", got, err)
+	}
+}

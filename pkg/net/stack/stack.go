@@ -43,7 +43,8 @@ type Handler interface {
 	// HandleTCP runs in its own goroutine per accepted TCP connection
 	// (handshake already completed). src is the laptop application, dst the
 	// address it dialled. The stack closes conn after HandleTCP returns.
-	// conn implements CloseWrite and CloseRead for half-closes.
+	// conn implements CloseWrite and CloseRead for half-closes, and Abort
+	// (see TCPConn) for a flow that broke.
 	HandleTCP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort)
 
 	// HandleUDP runs in its own goroutine per UDP flow (one src/dst
@@ -444,11 +445,22 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 
-	conn := gonet.NewTCPConn(&wq, ep)
+	conn := &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}
 	defer conn.Close()
 	s.log.Debug("TCP flow", "src", src, "dst", dst)
 	s.handler.HandleTCP(s.flowCtx, conn, src, dst)
 }
+
+// TCPConn is the connection HandleTCP gets.
+type TCPConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// Abort resets the connection (RST): the laptop application sees
+// ECONNRESET, as it would if the far end had reset it, where Close would
+// end the stream cleanly and a truncated answer could pass for a whole one.
+func (c *TCPConn) Abort() { c.ep.Abort() }
 
 // acceptUDP runs synchronously in the stack's receive path for the first
 // datagram of a flow, so it must not block. Later datagrams of the flow go

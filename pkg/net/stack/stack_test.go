@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,7 @@ const (
 	portSink   = 81 // TCP: read to EOF, then reply with the byte count
 	portSource = 82 // TCP: read an 8-byte count, write that many bytes
 	portBlock  = 83 // TCP and UDP: wait for ctx, touch nothing
+	portAbort  = 84 // TCP: read a byte, write "partial", then reset the connection
 )
 
 const testMTU = 1500
@@ -104,6 +106,12 @@ func (h *testHandler) HandleTCP(ctx context.Context, conn net.Conn, src, dst net
 		}
 	case portBlock:
 		<-ctx.Done()
+	case portAbort:
+		if _, err := conn.Read(make([]byte, 1)); err != nil {
+			return
+		}
+		conn.Write([]byte("partial"))
+		conn.(interface{ Abort() }).Abort()
 	}
 }
 
@@ -339,6 +347,22 @@ func TestTCPEcho(t *testing.T) {
 				t.Errorf("handler saw flow from %v to %v (found %v), want to %v", src, dst, ok, tc.dst)
 			}
 		})
+	}
+}
+
+// TestTCPAbort: a flow the handler aborts ends in a reset, which the laptop
+// application tells apart from a clean end of stream.
+func TestTCPAbort(t *testing.T) {
+	h := startHarness(t, nil)
+	c := h.dialTCP(t, netip.MustParseAddrPort("10.96.0.8:84"))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read %q, then %v; want a connection reset", got, err)
 	}
 }
 
