@@ -8,7 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -201,43 +200,6 @@ func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOSt
 				return fmt.Errorf("leave %s: %w", args[0], err)
 			}
 			fmt.Fprintf(streams.Out, "Intercept %s ended: its traffic reaches the pods again.\n", args[0])
-			return nil
-		},
-	}
-}
-
-// NewCmdList builds kubectl tele list.
-func NewCmdList(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List the intercepts in the connected namespace",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			paths, err := session.DefaultPaths()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			ics, err := session.NewControl(paths.ControlSocket()).List(ctx)
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
-			defer w.Flush()
-			fmt.Fprintln(w, "NAME\tWORKLOAD\tPORT\tLOCAL\tMATCH\tMECHANISM\tOWNER\tPODS")
-			for _, ic := range ics {
-				m := strings.Join(ic.GetHttpMatch(), ",")
-				if m == "" {
-					m = "(all)"
-				}
-				owner := ic.GetOwner()
-				if ic.GetMine() {
-					owner += " (you)"
-				}
-				fmt.Fprintf(w, "%s\t%s/%s\t%d\t%d\t%s\t%s\t%s\t%d\n", ic.GetName(), strings.ToLower(ic.GetWorkloadKind()), ic.GetWorkloadName(),
-					ic.GetPort(), ic.GetLocalPort(), m, ic.GetMechanism(), owner, len(ic.GetPods()))
-			}
 			return nil
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,8 +111,13 @@ func TestIntercept(t *testing.T) {
 			t.Errorf("--env-file: %v\n%s", err, env)
 		}
 		out, _ = la.tele(ctx, ua, "list")
-		if !strings.Contains(out, "x-dev=alice") || !strings.Contains(out, "x-dev=bob") || !strings.Contains(out, "(you)") {
-			t.Errorf("list:\n%s", out)
+		for _, re := range []string{
+			`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\)$`,
+			`(?m)^deployment/echo +2/2 +8080/http +echo-bob +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("list: no line matches %s:\n%s", re, out)
+			}
 		}
 	})
 
@@ -329,8 +335,11 @@ func TestInterceptBadInput(t *testing.T) {
 	if n := len(p.Spec.EphemeralContainers); n != 0 {
 		t.Errorf("refused intercepts attached %d agents", n)
 	}
-	if out, _ := l.tele(ctx, u, "list"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
-		t.Errorf("list after refusals:\n%s", out)
+	if out, _ := l.tele(ctx, u, "list", "--intercepts"); strings.TrimSpace(out) != "No intercepts in namespace "+ns+"." {
+		t.Errorf("list --intercepts after refusals:\n%s", out)
+	}
+	if out, _ := l.tele(ctx, u, "list"); !regexp.MustCompile(`(?m)^deployment/echo +1/1 +8080/http +- *$`).MatchString(out) {
+		t.Errorf("list after refusals, want deployment/echo not intercepted:\n%s", out)
 	}
 }
 

@@ -133,7 +133,7 @@ func TestNamespacedUser(t *testing.T) {
 		if agentsAfter != agentsBefore {
 			t.Errorf("the refusal added agents: %d -> %d", agentsBefore, agentsAfter)
 		}
-		if out, _ := l.tele(ctx, u2, "list"); strings.Contains(out, "echo ") {
+		if out, _ := l.tele(ctx, u2, "list", "--intercepts"); strings.Contains(out, "deployment/echo") {
 			t.Errorf("an intercept exists after the refusal:\n%s", out)
 		}
 	})

@@ -1,0 +1,54 @@
+package plugin
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/target"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+func TestWriteList(t *testing.T) {
+	ws := []target.Summary{
+		{Kind: "Deployment", Name: "echo", Ready: 2, Want: 2, Ports: []string{"8080/http"}},
+		{Kind: "StatefulSet", Name: "db", Ready: 0, Want: 1},
+	}
+	ics := []*teleproto.Intercept{
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mechanism: "nftables", Owner: "alice@laptop", Mine: true},
+		{Name: "bob", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop"},
+		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop"},
+	}
+	for _, tc := range []struct {
+		only bool
+		want []string
+	}{
+		{false, []string{
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
+			"deployment/echo  2/2    8080/http  bob        8080  x-dev=bob    7071   nftables   bob@laptop",
+			"statefulset/db   0/1    -          -",
+			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
+		}},
+		{true, []string{
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
+			"deployment/echo  2/2    8080/http  bob        8080  x-dev=bob    7071   nftables   bob@laptop",
+			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
+		}},
+	} {
+		var out bytes.Buffer
+		n := writeList(&out, ws, ics, tc.only)
+		var got []string
+		for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+			got = append(got, strings.TrimRight(l, " "))
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") || n != len(tc.want)-1 {
+			t.Errorf("onlyIntercepted=%v: %d rows\n%s\nwant\n%s", tc.only, n, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
+	}
+	var out bytes.Buffer
+	if n := writeList(&out, ws, nil, true); n != 0 || out.Len() != 0 {
+		t.Errorf("no intercepts, --intercepts: %d rows, %q; want nothing", n, out.String())
+	}
+}
