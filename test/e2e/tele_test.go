@@ -191,7 +191,7 @@ func dumpLogs(t *testing.T, u *teleUser) {
 		}
 		for _, f := range []string{"daemon.log", "helper.log"} {
 			b, _ := os.ReadFile(filepath.Join(u.home, ".cache", "kubectl-tele", f))
-			saveLog(t, u.name+"_"+f, b)
+			saveLog(t, u.name+"_"+strings.TrimSuffix(f, ".log"), b)
 		}
 	})
 }
