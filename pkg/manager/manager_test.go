@@ -283,15 +283,24 @@ func TestTunnelTCP(t *testing.T) {
 		}
 	})
 	t.Run("a cancelled flow resets the destination", func(t *testing.T) {
-		readErr := make(chan error, 1)
+		got, readErr := make(chan struct{}), make(chan error, 1)
 		sink := tcpServer(t, func(conn *net.TCPConn) {
+			if _, err := conn.Read(make([]byte, 64)); err != nil {
+				readErr <- err
+				return
+			}
+			close(got)
 			_, err := io.Copy(io.Discard, conn)
 			readErr <- err
 		})
 		fctx, fcancel := context.WithCancel(ctx)
 		st := openTunnel(t, fctx, c, sid, teleproto.Protocol_PROTOCOL_TCP, sink)
 		sendData(t, st, []byte("half a request"))
-		time.Sleep(100 * time.Millisecond) // the manager has dialed and written
+		select {
+		case <-got: // the manager has dialed and written
+		case <-ctx.Done():
+			t.Fatal("the destination never got the flow's first bytes")
+		}
 		fcancel()
 		select {
 		case err := <-readErr:
