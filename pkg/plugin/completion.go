@@ -36,11 +36,11 @@ var completionClient = func(flags *genericclioptions.ConfigFlags) (kubernetes.In
 // completionIntercepts lists the session's intercepts for leave's
 // completion. Tests replace it.
 var completionIntercepts = func(ctx context.Context) ([]*teleproto.Intercept, error) {
-	paths, err := session.DefaultPaths()
+	ctl, err := session.DefaultControl()
 	if err != nil {
 		return nil, err
 	}
-	return session.NewControl(paths.ControlSocket()).List(ctx)
+	return ctl.List(ctx)
 }
 
 // NewCmdCompletion builds kubectl tele completion.

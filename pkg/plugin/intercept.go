@@ -80,11 +80,10 @@ joins each pod as an ephemeral container.`,
 // Complete resolves what comes from kubeconfig and the daemon.
 func (o *InterceptOptions) Complete(args []string) error {
 	o.workloadArg = args[0]
-	paths, err := session.DefaultPaths()
-	if err != nil {
+	var err error
+	if o.ctl, err = session.DefaultControl(); err != nil {
 		return err
 	}
-	o.ctl = session.NewControl(paths.ControlSocket())
 	if o.namespace, _, err = o.Flags.ToRawKubeConfigLoader().Namespace(); err != nil {
 		return err
 	}
@@ -187,13 +186,13 @@ func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOSt
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeIntercepts,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			paths, err := session.DefaultPaths()
+			ctl, err := session.DefaultControl()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			if err := session.NewControl(paths.ControlSocket()).Leave(ctx, args[0]); err != nil {
+			if err := ctl.Leave(ctx, args[0]); err != nil {
 				if errors.Is(err, session.ErrNotRunning) {
 					return err
 				}

@@ -33,13 +33,12 @@ intercept: its name, port, match, local port, mechanism and owner.`,
   kubectl tele list --intercepts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			paths, err := session.DefaultPaths()
+			ctl, err := session.DefaultControl()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			ctl := session.NewControl(paths.ControlSocket())
 			st, err := ctl.Status(ctx)
 			if errors.Is(err, session.ErrNotRunning) {
 				return errors.New("not connected: run kubectl tele connect -n NAMESPACE first")

@@ -67,6 +67,16 @@ type Control struct {
 	hc     *http.Client
 }
 
+// DefaultControl returns a client of this user's daemon, at the control
+// socket DefaultPaths names.
+func DefaultControl() (*Control, error) {
+	paths, err := DefaultPaths()
+	if err != nil {
+		return nil, err
+	}
+	return NewControl(paths.ControlSocket()), nil
+}
+
 // NewControl returns a client of the daemon at socket.
 func NewControl(socket string) *Control {
 	return &Control{socket: socket, hc: &http.Client{Transport: &http.Transport{
