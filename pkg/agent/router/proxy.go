@@ -159,10 +159,14 @@ func (r *Router) proxyError(d *dest, w http.ResponseWriter, req *http.Request, e
 	d.c.errors.Add(1)
 	log := r.log.With("to", d.name(), "method", req.Method, "path", req.URL.Path, "client", req.RemoteAddr)
 	if req.Context().Err() != nil {
-		log.Debug("client went away", "err", err)
-	} else {
-		log.Warn("proxy request failed", "err", err)
+		// The client went away, or the router is stopping (its ctx is the
+		// requests' base). Either way no one should read a 502 that blames
+		// the app: abort, as ReverseProxy itself does when a body copy
+		// fails, so the client sees its connection (or h2 stream) end.
+		log.Debug("client went away or the router stopped", "err", err)
+		panic(http.ErrAbortHandler)
 	}
+	log.Warn("proxy request failed", "err", err)
 	var msg string
 	var de *dialError
 	switch {
