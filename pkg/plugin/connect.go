@@ -168,6 +168,9 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if st, err := ctl.Status(ctx); err == nil {
 		if st.Context == o.contextName && st.Namespace == o.namespace && st.Phase == "connected" {
 			fmt.Fprintf(o.Streams.Out, "Already connected to namespace %s of context %s.\n", st.Namespace, st.Context)
+			if w := daemonSkew(st); w != "" {
+				fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
+			}
 			return nil
 		}
 		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.Namespace, st.Context, st.Phase)

@@ -123,6 +123,9 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if w := daemonSkew(st); w != "" {
+		fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
+	}
 	ns := st.Namespace
 	w, err := target.Resolve(ctx, o.Flags, ns, o.workloadArg)
 	if err != nil {

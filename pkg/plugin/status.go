@@ -86,6 +86,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Namespace", st.Namespace)
 	row("Manager", st.ManagerNamespace+"/"+st.ManagerPod+" (version "+st.ManagerVersion+")")
 	row("Client version", st.ClientVersion)
+	row("Warning", daemonSkew(st))
 	row("Device", st.Device)
 	row("Routes", strings.Join(st.Routes, " "))
 	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))

@@ -29,7 +29,7 @@ func NewCmdVersion(_ *genericclioptions.ConfigFlags, streams genericiooptions.IO
 	}
 }
 
-// Run prints the versions; the manager's only while connected.
+// Run prints the versions; the daemon's and manager's only while connected.
 func (o *VersionOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.Streams.Out, "Client Version: %s\nImage: %s\n", version.Version, version.Image())
 	paths, err := session.DefaultPaths()
@@ -38,8 +38,30 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if st, err := session.NewControl(paths.ControlSocket()).Status(ctx); err == nil && st.ManagerVersion != "" {
+	st, err := session.NewControl(paths.ControlSocket()).Status(ctx)
+	if err != nil {
+		return nil
+	}
+	if st.ClientVersion != "" {
+		fmt.Fprintf(o.Streams.Out, "Daemon Version: %s (PID %d)\n", st.ClientVersion, st.PID)
+	}
+	if st.ManagerVersion != "" {
 		fmt.Fprintf(o.Streams.Out, "Manager Version: %s (%s/%s)\n", st.ManagerVersion, st.ManagerNamespace, st.ManagerPod)
 	}
+	if w := daemonSkew(st); w != "" {
+		fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
+	}
 	return nil
+}
+
+// daemonSkew says what to do when the running daemon was started by another
+// build of kubectl-tele (the binary was upgraded or rebuilt since connect),
+// or returns "" when they match. The daemon keeps running the old code until
+// it is restarted, so what the user reads in --help may not be what runs.
+func daemonSkew(st *session.Status) string {
+	if st == nil || st.ClientVersion == "" || st.ClientVersion == version.Version {
+		return ""
+	}
+	return fmt.Sprintf("the daemon runs kubectl-tele %s but this binary is %s: run kubectl tele quit, then connect again to run this one",
+		st.ClientVersion, version.Version)
 }

@@ -1,0 +1,94 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/version"
+)
+
+// fakeDaemon answers GET /status on this user's control socket with st. It
+// points the session's paths at a temporary folder, so it runs only where
+// they do not lead to a real session's (/run/user/UID belongs to a logged-in
+// user who is not root).
+func fakeDaemon(t *testing.T, st session.Status) {
+	t.Helper()
+	if fi, err := os.Stat(filepath.Join("/run/user", strconv.Itoa(os.Getuid()))); err == nil && fi.IsDir() && os.Getuid() != 0 {
+		t.Skip("the control socket would be in /run/user: this test runs as root or without a user runtime dir")
+	}
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	t.Setenv("XDG_CACHE_HOME", dir)
+	paths, err := session.DefaultPaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", paths.ControlSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(st)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+}
+
+func runRoot(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := NewRootCmd(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+// A daemon started by another build keeps running its own code: status and
+// version say so, and how to restart it.
+func TestDaemonSkewWarned(t *testing.T) {
+	fakeDaemon(t, session.Status{
+		Phase: "connected", Namespace: "demo", PID: 4242,
+		ClientVersion: "v0.0.0-older", ManagerVersion: version.Version,
+		ManagerNamespace: "demo", ManagerPod: "tele-manager-abc",
+	})
+	want := "the daemon runs kubectl-tele v0.0.0-older but this binary is " + version.Version +
+		": run kubectl tele quit, then connect again"
+
+	out, _, err := runRoot(t, "status")
+	if err != nil || !strings.Contains(out, "Warning:") || !strings.Contains(out, want) {
+		t.Errorf("status: err %v, output:\n%s\nwant a warning containing %q", err, out, want)
+	}
+	out, errOut, err := runRoot(t, "version")
+	if err != nil || !strings.Contains(out, "Daemon Version: v0.0.0-older (PID 4242)") || !strings.Contains(errOut, want) {
+		t.Errorf("version: err %v, stdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+}
+
+func TestDaemonSameVersionQuiet(t *testing.T) {
+	fakeDaemon(t, session.Status{Phase: "connected", Namespace: "demo", PID: 1, ClientVersion: version.Version})
+	out, _, err := runRoot(t, "status")
+	if err != nil || strings.Contains(out, "Warning") {
+		t.Errorf("status: err %v, output:\n%s\nwant no warning", err, out)
+	}
+	_, errOut, err := runRoot(t, "version")
+	if err != nil || errOut != "" {
+		t.Errorf("version: err %v, stderr %q, want none", err, errOut)
+	}
+}
