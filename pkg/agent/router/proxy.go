@@ -204,7 +204,7 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 // slowRequest is how long a proxied request may run before the agent says so
 // at Info when its client gives up (a long poll or stream ended by its client
 // says so too): otherwise a request that timed out leaves no trace here.
-const slowRequest = 5 * time.Second
+var slowRequest = 5 * time.Second // a var for tests
 
 // handler routes each request (each HTTP/2 stream) by its own headers
 // against the routes in force when it arrives.
@@ -237,11 +237,15 @@ func (r *Router) handler(track *tracker) http.Handler {
 		}
 		start := time.Now()
 		upgrade := req.Header.Get("Upgrade") != ""
+		// Deferred: a request the client gave up on ends in a panic with
+		// http.ErrAbortHandler (proxyError, or ReverseProxy's body copy).
+		defer func() {
+			if d := time.Since(start); d > slowRequest && !upgrade && req.Context().Err() != nil {
+				r.log.Info("the client gave up on a slow request", "to", dest.name(), "method", req.Method, "path", req.URL.Path,
+					"client", req.RemoteAddr, "after", d.Round(time.Millisecond))
+			}
+		}()
 		proxy.ServeHTTP(verbatimWriter{w}, req)
-		if d := time.Since(start); d > slowRequest && !upgrade && req.Context().Err() != nil {
-			r.log.Info("the client gave up on a slow request", "to", dest.name(), "method", req.Method, "path", req.URL.Path,
-				"client", req.RemoteAddr, "after", d.Round(time.Millisecond))
-		}
 	})
 }
 

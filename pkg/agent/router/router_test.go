@@ -2,10 +2,12 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -605,4 +607,48 @@ func TestRawResetPassesThrough(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("read %q, then %v; want the app's reset", got, err)
 	}
+}
+
+// A request its client gave up on after slowRequest leaves a line at Info,
+// although it ends in a panic (http.ErrAbortHandler) rather than a return.
+func TestClientGaveUpLogged(t *testing.T) {
+	defer func(d time.Duration) { slowRequest = d }(slowRequest)
+	slowRequest = 50 * time.Millisecond
+
+	var logs lockedBuffer
+	app := newBackend(t, "app")
+	r := startRouter(t, Config{AppAddr: app.addr(), Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		app.route("other", "x-dev=other")) // a header route: requests are proxied, not piped
+	c := h1Client(t)
+	c.Timeout = 200 * time.Millisecond
+	if resp, err := c.Get(r.url("/slow")); err == nil {
+		resp.Body.Close()
+		t.Fatal("the slow request did not time out")
+	}
+	<-app.started
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "the client gave up on a slow request") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line about the slow request; logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
