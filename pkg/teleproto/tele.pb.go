@@ -139,9 +139,12 @@ type CreateInterceptRequest struct {
 	// service); "nftables" or "service" insist.
 	Mechanism string `protobuf:"bytes,9,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
 	// Services whose targetPort leads to port, for the service mechanism.
-	Services      []string `protobuf:"bytes,10,rep,name=services,proto3" json:"services,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Services []string `protobuf:"bytes,10,rep,name=services,proto3" json:"services,omitempty"`
+	// Reset the idle connections to port that were opened before the
+	// agent's redirect (nftables only), so their clients reconnect through it.
+	ResetIdleConnections bool `protobuf:"varint,11,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *CreateInterceptRequest) Reset() {
@@ -244,22 +247,34 @@ func (x *CreateInterceptRequest) GetServices() []string {
 	return nil
 }
 
+func (x *CreateInterceptRequest) GetResetIdleConnections() bool {
+	if x != nil {
+		return x.ResetIdleConnections
+	}
+	return false
+}
+
 type Intercept struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	WorkloadKind  string                 `protobuf:"bytes,3,opt,name=workload_kind,json=workloadKind,proto3" json:"workload_kind,omitempty"`
-	WorkloadName  string                 `protobuf:"bytes,4,opt,name=workload_name,json=workloadName,proto3" json:"workload_name,omitempty"`
-	Port          uint32                 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
-	LocalPort     uint32                 `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
-	HttpMatch     []string               `protobuf:"bytes,7,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
-	Mechanism     string                 `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
-	Owner         string                 `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
-	Mine          bool                   `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
-	Pods          []string               `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"`   // pods whose agent applies it
-	State         string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"` // ACTIVE, WAITING (no running pod), ...
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace    string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	WorkloadKind string                 `protobuf:"bytes,3,opt,name=workload_kind,json=workloadKind,proto3" json:"workload_kind,omitempty"`
+	WorkloadName string                 `protobuf:"bytes,4,opt,name=workload_name,json=workloadName,proto3" json:"workload_name,omitempty"`
+	Port         uint32                 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	LocalPort    uint32                 `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	HttpMatch    []string               `protobuf:"bytes,7,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
+	Mechanism    string                 `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	Owner        string                 `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
+	Mine         bool                   `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
+	Pods         []string               `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"`   // pods whose agent applies it
+	State        string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"` // ACTIVE, WAITING (no running pod), ...
+	// When the intercept was applied (nftables only): connections to port,
+	// summed over its pods, opened before the redirect and so not passing
+	// the agent, and how many of them were reset (reset_idle_connections).
+	BypassingConnections uint32 `protobuf:"varint,13,opt,name=bypassing_connections,json=bypassingConnections,proto3" json:"bypassing_connections,omitempty"`
+	ResetConnections     uint32 `protobuf:"varint,14,opt,name=reset_connections,json=resetConnections,proto3" json:"reset_connections,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Intercept) Reset() {
@@ -374,6 +389,20 @@ func (x *Intercept) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *Intercept) GetBypassingConnections() uint32 {
+	if x != nil {
+		return x.BypassingConnections
+	}
+	return 0
+}
+
+func (x *Intercept) GetResetConnections() uint32 {
+	if x != nil {
+		return x.ResetConnections
+	}
+	return 0
 }
 
 type RemoveInterceptRequest struct {
@@ -582,7 +611,10 @@ type AgentReport struct {
 	// hello is set in the first message.
 	Hello *AgentHello `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
 	// applied is the routes version the agent has applied.
-	Applied       uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	Applied uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// With applied: per redirected port, the connections that bypass the
+	// agent (opened before its redirect) and those it reset.
+	Connections   []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +663,73 @@ func (x *AgentReport) GetApplied() uint64 {
 	return 0
 }
 
+func (x *AgentReport) GetConnections() []*PortConnections {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+type PortConnections struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Bypassing     uint32                 `protobuf:"varint,2,opt,name=bypassing,proto3" json:"bypassing,omitempty"`
+	Reset_        uint32                 `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConnections) Reset() {
+	*x = PortConnections{}
+	mi := &file_tele_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConnections) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConnections) ProtoMessage() {}
+
+func (x *PortConnections) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConnections.ProtoReflect.Descriptor instead.
+func (*PortConnections) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PortConnections) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PortConnections) GetBypassing() uint32 {
+	if x != nil {
+		return x.Bypassing
+	}
+	return 0
+}
+
+func (x *PortConnections) GetReset_() uint32 {
+	if x != nil {
+		return x.Reset_
+	}
+	return 0
+}
+
 type AgentHello struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -646,7 +745,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +757,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +770,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{7}
+	return file_tele_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
@@ -726,7 +825,7 @@ type AgentRoutes struct {
 
 func (x *AgentRoutes) Reset() {
 	*x = AgentRoutes{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +837,7 @@ func (x *AgentRoutes) String() string {
 func (*AgentRoutes) ProtoMessage() {}
 
 func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +850,7 @@ func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
 func (*AgentRoutes) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentRoutes) GetVersion() uint64 {
@@ -777,14 +876,16 @@ type AgentRoute struct {
 	AgentPort uint32 `protobuf:"varint,3,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
 	Mechanism string `protobuf:"bytes,4,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
 	// Header match terms; none: every connection goes to the laptop.
-	HttpMatch     []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HttpMatch []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
+	// Reset the idle connections to port that bypass the redirect.
+	ResetIdleConnections bool `protobuf:"varint,6,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *AgentRoute) Reset() {
 	*x = AgentRoute{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +897,7 @@ func (x *AgentRoute) String() string {
 func (*AgentRoute) ProtoMessage() {}
 
 func (x *AgentRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +910,7 @@ func (x *AgentRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
 func (*AgentRoute) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentRoute) GetIntercept() string {
@@ -847,6 +948,13 @@ func (x *AgentRoute) GetHttpMatch() []string {
 	return nil
 }
 
+func (x *AgentRoute) GetResetIdleConnections() bool {
+	if x != nil {
+		return x.ResetIdleConnections
+	}
+	return false
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -862,7 +970,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +982,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +995,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -939,7 +1047,7 @@ type ArriveResponse struct {
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1059,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1072,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{11}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -1020,7 +1128,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1140,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1153,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{12}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -1092,7 +1200,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1212,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1225,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{13}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -1135,7 +1243,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1255,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1268,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{14}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 type DepartResponse struct {
@@ -1171,7 +1279,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1291,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1304,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{15}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 type TunnelMessage struct {
@@ -1213,7 +1321,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1333,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1346,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{16}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -1318,7 +1426,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1438,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1451,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Open) GetSessionId() string {
@@ -1411,7 +1519,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1531,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1544,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Close) GetError() string {
@@ -1456,7 +1564,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1576,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1589,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -1507,7 +1615,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1627,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1640,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -1547,7 +1655,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xbf\x02\n" +
+	"tele.proto\x12\atele.v1\"\xf5\x02\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1562,7 +1670,8 @@ const file_tele_proto_rawDesc = "" +
 	"http_match\x18\b \x03(\tR\thttpMatch\x12\x1c\n" +
 	"\tmechanism\x18\t \x01(\tR\tmechanism\x12\x1a\n" +
 	"\bservices\x18\n" +
-	" \x03(\tR\bservices\"\xcb\x02\n" +
+	" \x03(\tR\bservices\x124\n" +
+	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\"\xad\x03\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -1578,7 +1687,9 @@ const file_tele_proto_rawDesc = "" +
 	"\x04mine\x18\n" +
 	" \x01(\bR\x04mine\x12\x12\n" +
 	"\x04pods\x18\v \x03(\tR\x04pods\x12\x14\n" +
-	"\x05state\x18\f \x01(\tR\x05state\"K\n" +
+	"\x05state\x18\f \x01(\tR\x05state\x123\n" +
+	"\x15bypassing_connections\x18\r \x01(\rR\x14bypassingConnections\x12+\n" +
+	"\x11reset_connections\x18\x0e \x01(\rR\x10resetConnections\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1593,10 +1704,15 @@ const file_tele_proto_rawDesc = "" +
 	"\tintercept\x18\x02 \x01(\tR\tintercept\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x03 \x01(\rR\tlocalPort\x12\x16\n" +
-	"\x06client\x18\x04 \x01(\tR\x06client\"R\n" +
+	"\x06client\x18\x04 \x01(\tR\x06client\"\x8e\x01\n" +
 	"\vAgentReport\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\x04R\aapplied\"\xdc\x01\n" +
+	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12:\n" +
+	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\"Y\n" +
+	"\x0fPortConnections\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1c\n" +
+	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12\x14\n" +
+	"\x05reset\x18\x03 \x01(\rR\x05reset\"\xdc\x01\n" +
 	"\n" +
 	"AgentHello\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12\x10\n" +
@@ -1607,7 +1723,7 @@ const file_tele_proto_rawDesc = "" +
 	"\fcan_redirect\x18\x06 \x01(\bR\vcanRedirect\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\x9a\x01\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xd0\x01\n" +
 	"\n" +
 	"AgentRoute\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
@@ -1616,7 +1732,8 @@ const file_tele_proto_rawDesc = "" +
 	"agent_port\x18\x03 \x01(\rR\tagentPort\x12\x1c\n" +
 	"\tmechanism\x18\x04 \x01(\tR\tmechanism\x12\x1d\n" +
 	"\n" +
-	"http_match\x18\x05 \x03(\tR\thttpMatch\"\xc9\x01\n" +
+	"http_match\x18\x05 \x03(\tR\thttpMatch\x124\n" +
+	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
@@ -1700,7 +1817,7 @@ func file_tele_proto_rawDescGZIP() []byte {
 }
 
 var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tele_proto_goTypes = []any{
 	(ProtocolVersion)(0),            // 0: tele.v1.ProtocolVersion
 	(Protocol)(0),                   // 1: tele.v1.Protocol
@@ -1711,59 +1828,61 @@ var file_tele_proto_goTypes = []any{
 	(*ListInterceptsResponse)(nil),  // 6: tele.v1.ListInterceptsResponse
 	(*DialRequest)(nil),             // 7: tele.v1.DialRequest
 	(*AgentReport)(nil),             // 8: tele.v1.AgentReport
-	(*AgentHello)(nil),              // 9: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 10: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 11: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 12: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 13: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 14: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 15: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 16: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 17: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 18: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 19: tele.v1.Open
-	(*Close)(nil),                   // 20: tele.v1.Close
-	(*DNSRequest)(nil),              // 21: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 22: tele.v1.DNSResponse
+	(*PortConnections)(nil),         // 9: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 10: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 11: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 12: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 13: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 14: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 15: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 16: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 17: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 18: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 19: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 20: tele.v1.Open
+	(*Close)(nil),                   // 21: tele.v1.Close
+	(*DNSRequest)(nil),              // 22: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 23: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
 	3,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	9,  // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	0,  // 2: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	11, // 3: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	0,  // 4: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 5: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	14, // 6: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	19, // 7: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	20, // 8: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	1,  // 9: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	12, // 10: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	15, // 11: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	15, // 12: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	18, // 13: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	21, // 14: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	2,  // 15: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	4,  // 16: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	15, // 17: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	15, // 18: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	8,  // 19: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	18, // 20: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	13, // 21: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	16, // 22: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	17, // 23: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	18, // 24: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	22, // 25: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	3,  // 26: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	5,  // 27: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	6,  // 28: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	7,  // 29: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	10, // 30: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	18, // 31: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	21, // [21:32] is the sub-list for method output_type
-	10, // [10:21] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	9,  // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	0,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	12, // 4: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	0,  // 5: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	0,  // 6: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	15, // 7: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	20, // 8: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	21, // 9: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	1,  // 10: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	13, // 11: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	16, // 12: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	16, // 13: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	19, // 14: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	22, // 15: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	2,  // 16: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	4,  // 17: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	16, // 18: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	16, // 19: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	8,  // 20: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	19, // 21: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	14, // 22: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	17, // 23: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	18, // 24: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	19, // 25: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	23, // 26: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	3,  // 27: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	5,  // 28: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	6,  // 29: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	7,  // 30: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	11, // 31: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	19, // 32: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -1771,7 +1890,7 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[16].OneofWrappers = []any{
+	file_tele_proto_msgTypes[17].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -1782,7 +1901,7 @@ func file_tele_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

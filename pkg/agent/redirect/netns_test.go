@@ -318,6 +318,19 @@ func TestSetKeepsOpenConnectionsOnTheirPath(t *testing.T) {
 		want string
 	}
 	var opened []open
+	// Opened before the namespace had any NAT rule, so before conntrack
+	// tracked anything: the first rule must not catch them mid-stream.
+	for _, addr := range []netip.AddrPort{netip.AddrPortFrom(podV4, appPort), netip.AddrPortFrom(podV6, appPort)} {
+		c, err := dial(n.out, addr)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if got, err := ask(c); err != nil || got != "app" {
+			t.Fatalf("before any rule: %s answered by %q (err %v)", addr, got, err)
+		}
+		opened = append(opened, open{c, "app"})
+	}
 	steps := []struct {
 		name  string
 		rules []Rule

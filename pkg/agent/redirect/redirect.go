@@ -63,6 +63,7 @@ type Redirector struct {
 	mu    sync.Mutex
 	conn  *nftables.Conn // lasting: its socket owns the table; nil once closed
 	rules []Rule
+	diag  *netlink.Conn // sock_diag, for Bypassing; nil once closed
 }
 
 // Open creates the redirect table, with no rules yet, in the network namespace
@@ -84,14 +85,20 @@ func Open(ctx context.Context, opts Options) (*Redirector, error) {
 	}
 
 	connOpts := []nftables.ConnOption{nftables.AsLasting()}
+	diagCfg := &netlink.Config{}
 	if opts.NetNSPath != "" {
 		ns, err := os.Open(opts.NetNSPath)
 		if err != nil {
 			return nil, fmt.Errorf("open network namespace %s: %w", opts.NetNSPath, err)
 		}
-		// The fd is only needed while the socket is created in New.
+		// The fd is only needed while the sockets are created.
 		defer ns.Close()
 		connOpts = append(connOpts, nftables.WithNetNSFd(int(ns.Fd())))
+		diagCfg.NetNS = int(ns.Fd())
+	}
+	diag, err := netlink.Dial(unix.NETLINK_INET_DIAG, diagCfg)
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag netlink socket: %w", permissionHint(err))
 	}
 	// google/nftables v0.3.0 always sends NFTA_TABLE_FLAGS as 0 from AddTable,
 	// so it cannot create an owned table. We keep a handle on the lasting
@@ -105,12 +112,14 @@ func Open(ctx context.Context, opts Options) (*Redirector, error) {
 	}))
 	conn, err := nftables.New(connOpts...)
 	if err != nil {
+		diag.Close()
 		return nil, fmt.Errorf("open nftables netlink socket: %w", permissionHint(err))
 	}
 
 	r := &Redirector{
 		log:   log,
 		conn:  conn,
+		diag:  diag,
 		table: &nftables.Table{Name: opts.TableName, Family: nftables.TableFamilyINet, Flags: tableFlagOwner},
 	}
 	r.chain = &nftables.Chain{
@@ -125,6 +134,7 @@ func Open(ctx context.Context, opts Options) (*Redirector, error) {
 		// Closing the socket also makes the kernel drop a half-built owned
 		// table.
 		_ = conn.CloseLasting()
+		diag.Close()
 		return nil, err
 	}
 	log.Info("redirect table created", "owner", true)
@@ -228,6 +238,8 @@ func (r *Redirector) Close() error {
 	conn := r.conn
 	r.conn = nil
 	r.rules = nil
+	r.diag.Close()
+	r.diag = nil
 
 	conn.DelTable(r.table)
 	delErr := conn.Flush()
@@ -259,8 +271,17 @@ func validate(rules []Rule) error {
 	return nil
 }
 
-// ruleExprs is `tcp dport P redirect to :A`, written the way nft(8) compiles
-// it.
+// ruleExprs is `tcp dport P tcp flags & (syn | ack) == syn redirect to :A`,
+// written the way nft(8) compiles it.
+//
+// The SYN test matters for connections the app accepted before the pod's
+// first redirect. Until a NAT rule exists in the namespace, conntrack does
+// not track them; once it does, it picks each one up at its next packet
+// (nf_conntrack_tcp_loose) as if new, and the NAT chain sees that packet. A
+// rule without the SYN test then redirects the middle of a connection to the
+// agent's port, which answers with a reset: every request in flight on a
+// kept-alive connection to the app failed at the first intercept. With it,
+// those connections go on reaching the app (Bypassing counts them).
 func ruleExprs(r Rule) []expr.Any {
 	return []expr.Any{
 		// meta l4proto tcp
@@ -269,6 +290,10 @@ func ruleExprs(r Rule) []expr.Any {
 		// th dport P: the destination port is bytes 2-3 of the TCP header.
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.Port)},
+		// tcp flags & (syn | ack) == syn: the flags are byte 13.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0x00}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
 		// redirect to :A
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(r.ToPort)},
 		&expr.Redir{RegisterProtoMin: 1},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"time"
 )
 
 // The agent runs only in Linux pods; this file lets the one kubectl-tele
@@ -47,6 +48,17 @@ func (*Redirector) Set([]Rule) error {
 
 // Rules returns nothing.
 func (*Redirector) Rules() []Rule { return nil }
+
+// Conns is what Bypassing found on a port.
+type Conns struct {
+	Bypassing int
+	Reset     int
+}
+
+// Bypassing fails: see Open.
+func (*Redirector) Bypassing(uint16, time.Duration) (Conns, error) {
+	return Conns{}, errors.New("nftables redirect: not supported on " + runtime.GOOS)
+}
 
 // Close does nothing.
 func (*Redirector) Close() error { return nil }
