@@ -35,7 +35,14 @@ import (
 // redirector is what the agent needs of *redirect.Redirector.
 type redirector interface {
 	Set(rules []redirect.Rule) error
+	Bypassing(port uint16, resetIdle time.Duration) (redirect.Conns, error)
 }
+
+// idleBeforeReset is how long a connection that bypasses the redirect must
+// have been quiet, with nothing in flight, before --reset-idle-connections
+// resets it: long enough that no request is under way on it, as an HTTP
+// server's idle timeout judges.
+const idleBeforeReset = time.Second
 
 // Config is what the agent needs; the manager sets it in the container.
 type Config struct {
@@ -153,31 +160,38 @@ func (a *Agent) watch(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := a.apply(u.GetRoutes()); err != nil {
+		conns, err := a.apply(u.GetRoutes())
+		if err != nil {
 			a.log.Error("apply routes", "version", u.GetVersion(), "err", err)
 			continue // not acknowledged: the manager reports the timeout
 		}
-		if err := st.Send(&teleproto.AgentReport{Applied: u.GetVersion()}); err != nil {
+		if err := st.Send(&teleproto.AgentReport{Applied: u.GetVersion(), Connections: conns}); err != nil {
 			return err
 		}
 	}
 }
 
-// apply makes the listeners, routers and redirects match routes.
-func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
+// apply makes the listeners, routers and redirects match routes, and
+// reports, per redirected port, the connections that bypass the redirect
+// (and those it reset, where a route asks).
+func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnections, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	byPort := map[uint32][]router.Route{}
 	var rules []redirect.Rule
 	redirected := map[uint32]bool{}
+	resetIdle := map[uint32]bool{}
 	for _, r := range routes {
 		m, err := match.Parse(r.GetHttpMatch())
 		if err != nil {
-			return fmt.Errorf("intercept %s: %w", r.GetIntercept(), err)
+			return nil, fmt.Errorf("intercept %s: %w", r.GetIntercept(), err)
 		}
 		p, err := a.ensurePort(r.GetPort(), r.GetAgentPort())
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if r.GetResetIdleConnections() {
+			resetIdle[r.GetPort()] = true
 		}
 		byPort[r.GetPort()] = append(byPort[r.GetPort()], router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept())})
 		if r.GetMechanism() == "nftables" && !redirected[r.GetPort()] {
@@ -199,14 +213,32 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) error {
 	for ap, p := range a.ports {
 		p.router.SetRoutes(byPort[ap])
 	}
-	if a.red != nil {
-		if err := a.red.Set(rules); err != nil {
-			return err
+	if a.red == nil {
+		if len(rules) > 0 {
+			return nil, errors.New("cannot redirect without NET_ADMIN")
 		}
-	} else if len(rules) > 0 {
-		return errors.New("cannot redirect without NET_ADMIN")
+		return nil, nil
 	}
-	return nil
+	if err := a.red.Set(rules); err != nil {
+		return nil, err
+	}
+	var conns []*teleproto.PortConnections
+	for _, rule := range rules {
+		var idle time.Duration
+		if resetIdle[uint32(rule.Port)] {
+			idle = idleBeforeReset
+		}
+		c, err := a.red.Bypassing(rule.Port, idle)
+		if err != nil {
+			// Only a report: the redirect itself is in place.
+			a.log.Warn("count the connections that bypass the redirect", "port", rule.Port, "err", err)
+		}
+		if c.Bypassing > 0 {
+			a.log.Info("connections opened before the redirect still reach the app", "port", rule.Port, "connections", c.Bypassing, "reset", c.Reset)
+		}
+		conns = append(conns, &teleproto.PortConnections{Port: uint32(rule.Port), Bypassing: uint32(c.Bypassing), ResetConnections: uint32(c.Reset)})
+	}
+	return conns, nil
 }
 
 // failOpen drops every route and redirect: the app gets all new connections.
@@ -214,7 +246,7 @@ func (a *Agent) failOpen() {
 	a.mu.Lock()
 	clear(a.held)
 	a.mu.Unlock()
-	if err := a.apply(nil); err != nil {
+	if _, err := a.apply(nil); err != nil {
 		a.log.Error("fail open", "err", err)
 	}
 }

@@ -6,19 +6,39 @@ import (
 	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/redirect"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// fakeRedirector records the rules the agent last set.
-type fakeRedirector struct{ rules []redirect.Rule }
+// fakeRedirector records the rules the agent last set, and answers
+// Bypassing with the connections the test put in open.
+type fakeRedirector struct {
+	rules  []redirect.Rule
+	open   map[uint16]int           // bypassing connections by port
+	resets map[uint16]time.Duration // the last resetIdle asked, by port
+}
 
 func (f *fakeRedirector) Set(rules []redirect.Rule) error {
 	f.rules = slices.Clone(rules)
 	return nil
+}
+
+func (f *fakeRedirector) Bypassing(port uint16, resetIdle time.Duration) (redirect.Conns, error) {
+	if f.resets == nil {
+		f.resets = map[uint16]time.Duration{}
+	}
+	f.resets[port] = resetIdle
+	c := redirect.Conns{Bypassing: f.open[port]}
+	if resetIdle > 0 {
+		c.Reset = c.Bypassing
+		f.open[port] = 0
+	}
+	return c, nil
 }
 
 func freePort(t *testing.T) uint32 {
@@ -60,17 +80,17 @@ func TestRedirectHeldAfterHeaderRoutes(t *testing.T) {
 		}
 	}
 
-	if err := a.apply([]*teleproto.AgentRoute{header, global}); err != nil {
+	if _, err := a.apply([]*teleproto.AgentRoute{header, global}); err != nil {
 		t.Fatal(err)
 	}
 	want("both intercepts", redirect.Rule{Port: 8080, ToPort: uint16(web)}, redirect.Rule{Port: 9090, ToPort: uint16(raw)})
 
-	if err := a.apply(nil); err != nil {
+	if _, err := a.apply(nil); err != nil {
 		t.Fatal(err)
 	}
 	want("both left", redirect.Rule{Port: 8080, ToPort: uint16(web)})
 
-	if err := a.apply([]*teleproto.AgentRoute{global}); err != nil {
+	if _, err := a.apply([]*teleproto.AgentRoute{global}); err != nil {
 		t.Fatal(err)
 	}
 	want("global again", redirect.Rule{Port: 8080, ToPort: uint16(web)}, redirect.Rule{Port: 9090, ToPort: uint16(raw)})
@@ -78,8 +98,31 @@ func TestRedirectHeldAfterHeaderRoutes(t *testing.T) {
 	a.failOpen()
 	want("manager lost")
 
-	if err := a.apply(nil); err != nil {
+	if _, err := a.apply(nil); err != nil {
 		t.Fatal(err)
 	}
 	want("a new manager, no intercepts")
+}
+
+// The agent reports, per redirected port, the connections that bypass the
+// redirect, and resets the idle ones only where a route asks.
+func TestBypassingReported(t *testing.T) {
+	a, red := newTestAgent(t)
+	red.open = map[uint16]int{8080: 3, 9090: 2}
+	web, raw := freePort(t), freePort(t)
+	routes := []*teleproto.AgentRoute{
+		{Intercept: "alice", Port: 8080, AgentPort: web, Mechanism: "nftables", HttpMatch: []string{"x-dev=alice"}, ResetIdleConnections: true},
+		{Intercept: "bob", Port: 9090, AgentPort: raw, Mechanism: "nftables"},
+	}
+	got, err := a.apply(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*teleproto.PortConnections{{Port: 8080, Bypassing: 3, ResetConnections: 3}, {Port: 9090, Bypassing: 2}}
+	if !slices.EqualFunc(got, want, func(x, y *teleproto.PortConnections) bool { return proto.Equal(x, y) }) {
+		t.Errorf("report %v, want %v", got, want)
+	}
+	if red.resets[8080] != idleBeforeReset || red.resets[9090] != 0 {
+		t.Errorf("resetIdle asked: %v, want %v on 8080 only", red.resets, idleBeforeReset)
+	}
 }

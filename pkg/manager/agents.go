@@ -40,7 +40,8 @@ type agentConn struct {
 	updates chan *teleproto.AgentRoutes // latest wins
 	mu      sync.Mutex
 	applied uint64
-	changed chan struct{} // closed and replaced when applied changes
+	conns   []*teleproto.PortConnections // reported with applied
+	changed chan struct{}                // closed and replaced when applied changes
 	done    chan struct{}
 	// lastSent is the routes last sent, so reconcile sends only changes:
 	// each update rebuilds the agent's upstreams and nftables rules.
@@ -142,6 +143,7 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 			ac.mu.Lock()
 			if r.GetApplied() > ac.applied {
 				ac.applied = r.GetApplied()
+				ac.conns = r.GetConnections()
 				close(ac.changed)
 				ac.changed = make(chan struct{})
 			}
@@ -200,6 +202,29 @@ func (s *Server) pushRoutes(ctx context.Context, pods []corev1.Pod, timeout time
 		names = append(names, p.Name)
 	}
 	return names, nil
+}
+
+// bypassing sums, over the agents of pods, what they reported of port when
+// they last applied routes: the connections that do not pass the redirect
+// (opened before it) and those reset.
+func (s *Server) bypassing(pods []string, port uint32) (open, reset uint32) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	for _, name := range pods {
+		ac := s.agents[name]
+		if ac == nil {
+			continue
+		}
+		ac.mu.Lock()
+		for _, c := range ac.conns {
+			if c.GetPort() == port {
+				open += c.GetBypassing()
+				reset += c.GetResetConnections()
+			}
+		}
+		ac.mu.Unlock()
+	}
+	return open, reset
 }
 
 // send replaces a pending update with a newer one.

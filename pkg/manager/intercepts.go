@@ -30,6 +30,9 @@ type intercept struct {
 	mech     string
 	services []string // retargeted by the Service mechanism
 	removing bool     // agents are dropping it; connections still reach the laptop
+	// resetIdle asks the agents to reset idle connections that bypass
+	// their redirect (nftables only).
+	resetIdle bool
 }
 
 // AgentPort is where an agent listens for the app port port: fixed per port
@@ -69,7 +72,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
 			Owner: ss.user + "@" + ss.hostname,
 		},
-		session: ss, selector: sel, match: m,
+		session: ss, selector: sel, match: m, resetIdle: req.GetResetIdleConnections(),
 	}
 	s.imu.Lock()
 	if err := s.conflictLocked(ic); err != nil {
@@ -116,13 +119,16 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		return nil, err
 	}
 	ok = true
+	bypassing, reset := s.bypassing(names, req.GetPort())
 	s.imu.Lock()
 	ic.pb.Pods = names
 	ic.pb.State = "ACTIVE"
+	ic.pb.BypassingConnections, ic.pb.ResetConnections = bypassing, reset
 	out := cloneIntercept(ic, ss)
 	s.imu.Unlock()
 	s.log.InfoContext(ctx, "intercept created", "intercept", name, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names)
+		"port", req.GetPort(), "match", m.String(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names,
+		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
 }
@@ -161,6 +167,7 @@ func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
 		Name: ic.pb.Name, Namespace: ic.pb.Namespace, WorkloadKind: ic.pb.WorkloadKind, WorkloadName: ic.pb.WorkloadName,
 		Port: ic.pb.Port, LocalPort: ic.pb.LocalPort, HttpMatch: append([]string(nil), ic.pb.HttpMatch...),
 		Mechanism: ic.pb.Mechanism, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...), State: ic.pb.State,
+		BypassingConnections: ic.pb.BypassingConnections, ResetConnections: ic.pb.ResetConnections,
 		Mine: viewer != nil && ic.session == viewer,
 	}
 	return out
@@ -452,6 +459,7 @@ func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
 		out = append(out, &teleproto.AgentRoute{
 			Intercept: ic.pb.Name, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
 			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
+			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })

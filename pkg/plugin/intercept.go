@@ -33,6 +33,9 @@ type InterceptOptions struct {
 	EnvJSON   string
 	Mechanism string
 	Timeout   time.Duration
+	// ResetIdle resets the idle connections that were open to the port
+	// before the redirect, so their clients reconnect through the agent.
+	ResetIdle bool
 
 	workloadArg string
 	namespace   string
@@ -73,6 +76,7 @@ joins each pod as an ephemeral container.`,
 	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
 	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
 	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
+	f.BoolVar(&o.ResetIdle, "reset-idle-connections", false, "reset the connections to the port that were open before the intercept and idle for 1s, so their clients (pooled HTTP, gRPC) reconnect through it (nftables mechanism)")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
 }
@@ -166,7 +170,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.HTTPMatch,
-		Mechanism: o.Mechanism, Services: services,
+		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle,
 	})
 	if err != nil {
 		return fmt.Errorf("intercept %s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
@@ -177,8 +181,41 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d (mechanism %s, pods %s).\n",
 		ic.GetName(), what, strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+	if note := bypassNote(ic, o.ResetIdle); note != "" {
+		fmt.Fprintln(o.Streams.ErrOut, note)
+	}
 	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()))
 	return nil
+}
+
+// bypassNote tells the user about the connections that were open to the
+// port before the agent's redirect: they still reach the app (the redirect
+// takes new connections only), and a pooled client may hold one for hours.
+func bypassNote(ic *teleproto.Intercept, resetAsked bool) string {
+	if resetAsked && ic.GetMechanism() != "nftables" {
+		return fmt.Sprintf("Warning: --reset-idle-connections needs the nftables mechanism; with %s, connections open before the intercept stay on the app until their clients reconnect.", ic.GetMechanism())
+	}
+	open, reset := ic.GetBypassingConnections(), ic.GetResetConnections()
+	var lines []string
+	if reset > 0 {
+		lines = append(lines, fmt.Sprintf("  reset, idle since before the intercept: %s; their clients reconnect through it", plural(reset, "connection")))
+	}
+	switch left := open - reset; {
+	case left > 0 && resetAsked:
+		lines = append(lines, fmt.Sprintf("Warning: busy, so not reset: %s to port %d opened before the intercept. The app serves what comes on them until their clients reconnect.",
+			plural(left, "connection"), ic.GetPort()))
+	case left > 0:
+		lines = append(lines, fmt.Sprintf("Warning: opened before the intercept, so not through the agent: %s to port %d. The app serves what comes on them until their clients reconnect (a pooled HTTP or gRPC client may keep one for hours); --reset-idle-connections resets the idle ones.",
+			plural(left, "connection"), ic.GetPort()))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func plural(n uint32, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // NewCmdLeave builds kubectl tele leave.

@@ -671,12 +671,12 @@ func (x *AgentReport) GetConnections() []*PortConnections {
 }
 
 type PortConnections struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
-	Bypassing     uint32                 `protobuf:"varint,2,opt,name=bypassing,proto3" json:"bypassing,omitempty"`
-	Reset_        uint32                 `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Port             uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Bypassing        uint32                 `protobuf:"varint,2,opt,name=bypassing,proto3" json:"bypassing,omitempty"`
+	ResetConnections uint32                 `protobuf:"varint,3,opt,name=reset_connections,json=resetConnections,proto3" json:"reset_connections,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PortConnections) Reset() {
@@ -723,9 +723,9 @@ func (x *PortConnections) GetBypassing() uint32 {
 	return 0
 }
 
-func (x *PortConnections) GetReset_() uint32 {
+func (x *PortConnections) GetResetConnections() uint32 {
 	if x != nil {
-		return x.Reset_
+		return x.ResetConnections
 	}
 	return 0
 }
@@ -1708,11 +1708,11 @@ const file_tele_proto_rawDesc = "" +
 	"\vAgentReport\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12:\n" +
-	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\"Y\n" +
+	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\"p\n" +
 	"\x0fPortConnections\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1c\n" +
-	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12\x14\n" +
-	"\x05reset\x18\x03 \x01(\rR\x05reset\"\xdc\x01\n" +
+	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12+\n" +
+	"\x11reset_connections\x18\x03 \x01(\rR\x10resetConnections\"\xdc\x01\n" +
 	"\n" +
 	"AgentHello\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12\x10\n" +

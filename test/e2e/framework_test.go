@@ -239,12 +239,18 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 // with "--exec" first, args are the whole command instead.
 func (c *cluster) runPod(t *testing.T, ns string, args ...string) string {
 	t.Helper()
+	return c.podLog(t, ns, c.startPod(t, ns, args...), true)
+}
+
+// startPod starts the echo image with args, as runPod does, and returns the
+// pod's name without waiting.
+func (c *cluster) startPod(t *testing.T, ns string, args ...string) string {
+	t.Helper()
 	command := append([]string{"/echo"}, args...)
 	if len(args) > 0 && args[0] == "--exec" {
 		command = args[1:]
 	}
-	ctx := ctxFor(t, 2*time.Minute)
-	pod, err := c.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+	pod, err := c.client.CoreV1().Pods(ns).Create(ctxFor(t, time.Minute), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "client-", Namespace: ns},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
@@ -257,19 +263,28 @@ func (c *cluster) runPod(t *testing.T, ns string, args ...string) string {
 	if err != nil {
 		t.Fatalf("create client pod: %v", err)
 	}
-	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		p, err := c.client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+	return pod.Name
+}
+
+// podLog returns the log of pod name; with done, once the pod has finished.
+func (c *cluster) podLog(t *testing.T, ns, name string, done bool) string {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	if done {
+		err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			p, err := c.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
+		})
 		if err != nil {
-			return false, err
+			t.Fatalf("client pod %s/%s did not finish: %v", ns, name, err)
 		}
-		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
-	})
-	if err != nil {
-		t.Fatalf("client pod %s/%s did not finish: %v", ns, pod.Name, err)
 	}
-	out, err := c.client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("logs of %s/%s: %v", ns, pod.Name, err)
+	out, err := c.client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil && done {
+		t.Fatalf("logs of %s/%s: %v", ns, name, err)
 	}
 	return string(out)
 }

@@ -167,11 +167,22 @@ func client(h2c bool) *http.Client {
 func get(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	h2c := fs.Bool("h2c", false, "use cleartext HTTP/2")
+	interval := fs.Duration("interval", 0, "wait this long between requests (at most 1m), the connection idle")
 	var hs headers
 	fs.Var(&hs, "H", "header NAME=VALUE for every request; NAME=VALUE@i for request i only")
 	fs.Parse(args)
+	if *interval < 0 || *interval > time.Minute {
+		return errors.New("get: -interval must be in [0, 1m]")
+	}
 	c := client(*h2c)
 	for i, u := range fs.Args() {
+		if i > 0 && *interval > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(*interval):
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 		if err != nil {
 			return err
@@ -196,6 +207,7 @@ func get(ctx context.Context, args []string) error {
 			continue
 		}
 		fmt.Printf("%s %s\n", rep.Server, rep.Proto)
+		os.Stdout.Sync()
 	}
 	return nil
 }
