@@ -90,3 +90,19 @@ func TestBypassingCountsAndResetsIdle(t *testing.T) {
 	}
 	check(t, n, "agent", "app") // new connections take the redirect
 }
+
+// parseDiagMsg reads what the kernel sends; it must never panic on a short
+// or odd message (another kernel version's layout, a truncated attribute).
+func FuzzParseDiagMsg(f *testing.F) {
+	msg := make([]byte, inetDiagMsgLen)
+	msg[0] = 10 // AF_INET6
+	f.Add(msg)
+	f.Add(append(append([]byte{}, msg...), 8, 0, inetDiagInfo, 0, 1, 2, 3, 4))
+	f.Add(append(append([]byte{}, msg...), 64, 0, inetDiagInfo, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseDiagMsg(b)
+		if err == nil && s.info && len(b) < inetDiagMsgLen+4+tcpiLastDataRecv+4 {
+			t.Errorf("tcp_info read from %d bytes", len(b))
+		}
+	})
+}
