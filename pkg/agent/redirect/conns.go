@@ -28,10 +28,11 @@ type Conns struct {
 // and holds none in flight: its client sees a reset where it would have
 // sent its next request, and reconnects through the redirect.
 //
-// Sockets are read with sock_diag over the Redirector's own netlink family
-// library (mdlayher/netlink) rather than vishvananda/netlink, whose
-// SocketDestroy speaks AF_INET only: a Go app listening on :PORT holds its
-// IPv4 clients in AF_INET6 sockets (v4-mapped), which that cannot reach.
+// Sockets are read and destroyed with sock_diag messages written here, over
+// mdlayher/netlink (the library nftables already uses), rather than with
+// vishvananda/netlink, whose SocketDestroy speaks AF_INET only: a Go app
+// listening on :PORT holds its IPv4 clients in AF_INET6 sockets (v4-mapped),
+// which that cannot reach.
 func (r *Redirector) Bypassing(port uint16, resetIdle time.Duration) (Conns, error) {
 	r.mu.Lock()
 	c := r.diag
