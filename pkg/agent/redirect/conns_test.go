@@ -62,15 +62,18 @@ func TestBypassingCountsAndResetsIdle(t *testing.T) {
 		t.Errorf("Bypassing(%d, 0) = %+v, %v; want none", agentPort, got, err)
 	}
 
-	time.Sleep(300 * time.Millisecond)
+	// Idle means quiet for resetIdle; the busy ones speak just before. A
+	// second apart, so a loaded machine cannot blur the two.
+	const resetIdle = time.Second
+	time.Sleep(resetIdle + 500*time.Millisecond)
 	for _, name := range busy {
 		if _, err := conns[name](); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	got, err = r.Bypassing(appPort, 200*time.Millisecond)
+	got, err = r.Bypassing(appPort, resetIdle)
 	if err != nil || got != (Conns{Bypassing: 4, Reset: 2}) {
-		t.Fatalf("Bypassing(%d, 200ms) = %+v, %v; want 4 found, the 2 idle reset", appPort, got, err)
+		t.Fatalf("Bypassing(%d, %s) = %+v, %v; want 4 found, the 2 idle reset", appPort, resetIdle, got, err)
 	}
 	for _, name := range idle {
 		if who, err := conns[name](); !errors.Is(err, syscall.ECONNRESET) {
