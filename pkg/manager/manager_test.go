@@ -275,6 +275,29 @@ func TestTunnelTCP(t *testing.T) {
 			t.Errorf("got %d bytes back, want %d (tail %q)", len(got), len(want), tail(got))
 		}
 	})
+	t.Run("ack_dial: an empty Open once dialed, before the data", func(t *testing.T) {
+		if !arrive(t, c).GetAcksDial() {
+			t.Fatal("ArriveResponse.acks_dial is false")
+		}
+		st, err := c.Tunnel(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
+			SessionId: sid, Protocol: teleproto.Protocol_PROTOCOL_TCP, DestIp: greeter.Addr().AsSlice(), DestPort: uint32(greeter.Port()), AckDial: true,
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.Recv()
+		if err != nil || m.GetOpen() == nil {
+			t.Fatalf("first message %v, %v; want an empty Open", m, err)
+		}
+		got, err := recvAll(st)
+		if err != nil || string(got) != "hello" {
+			t.Errorf("then %q, %v; want \"hello\", clean end", got, err)
+		}
+	})
 	t.Run("destination closes first", func(t *testing.T) {
 		st := openTunnel(t, ctx, c, sid, teleproto.Protocol_PROTOCOL_TCP, greeter)
 		got, err := recvAll(st)

@@ -253,6 +253,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		SessionId:          ss.id,
 		Cluster:            info,
 		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
+		AcksDial:           true,
 	}, nil
 }
 

@@ -93,6 +93,12 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 		return status.Errorf(codes.Unavailable, "dial %s %s: %v", network, dest, err)
 	}
 	defer conn.Close()
+	if open.GetAckDial() && network == "tcp" {
+		// The laptop holds its application's SYN until now.
+		if err := stream.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
+			return err
+		}
+	}
 	// Closing the connection is what unblocks its Read when the flow ends
 	// early (the laptop cancelled it, or its session ended): with a reset,
 	// as the flow broke.

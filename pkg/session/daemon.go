@@ -72,6 +72,7 @@ type Daemon struct {
 	status    Status
 	client    *managerclient.Client
 	sessionID string
+	acksDial  bool // the manager answers Open.ack_dial
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once
@@ -141,6 +142,13 @@ func (d *Daemon) manager() (*managerclient.Client, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.client, d.sessionID
+}
+
+// managerFlows is manager, and whether that manager answers Open.ack_dial.
+func (d *Daemon) managerFlows() (*managerclient.Client, string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.client, d.sessionID, d.acksDial
 }
 
 func (d *Daemon) run(ctx context.Context) error {
@@ -326,7 +334,7 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	}
 	d.mu.Lock()
 	old := d.client
-	d.client, d.sessionID = c, resp.GetSessionId()
+	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
 	d.status.Session = resp.GetSessionId()
 	d.status.ManagerVersion = resp.GetManagerVersion()
 	d.mu.Unlock()

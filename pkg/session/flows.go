@@ -2,11 +2,14 @@ package session
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/dns"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/stack"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
@@ -45,32 +48,106 @@ func (f *flows) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.Add
 	f.tunnel(ctx, conn, teleproto.Protocol_PROTOCOL_UDP, src, dst)
 }
 
+// PrepareTCP implements stack.TCPPreparer: the manager dials the flow's
+// destination before the application's SYN is answered, so a closed port is
+// refused at connect. It costs a new connection one round trip to the
+// manager before the handshake, where the application's first bytes would
+// otherwise have gone with the Open; a manager that does not answer
+// Open.ack_dial gets the old way (HandleTCP).
+func (f *flows) PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (stack.PreparedTCP, error) {
+	if f.isDNS(dst) {
+		return nil, nil
+	}
+	c, sessionID, acks := f.d.managerFlows()
+	if c == nil {
+		return nil, errors.New("no manager connection") // refused, as between connections
+	}
+	if !acks {
+		return nil, nil
+	}
+	f.mem.begin()
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := f.open(ctx, c, sessionID, teleproto.Protocol_PROTOCOL_TCP, src, dst, true)
+	var first *teleproto.TunnelMessage
+	if err == nil {
+		first, err = st.Recv()
+	}
+	if err == nil && first.GetClose() != nil {
+		err = errors.New(first.GetClose().GetError())
+	}
+	if err == nil && first.GetOpen() == nil {
+		err = errors.New("the manager answered the dial with data")
+	}
+	if err != nil {
+		cancel()
+		f.mem.end()
+		return nil, err
+	}
+	return &preparedFlow{f: f, st: st, cancel: cancel, src: src, dst: dst}, nil
+}
+
+type preparedFlow struct {
+	f        *flows
+	st       teleproto.Manager_TunnelClient
+	cancel   context.CancelFunc
+	src, dst netip.AddrPort
+}
+
+func (p *preparedFlow) Serve(ctx context.Context, conn net.Conn) {
+	defer p.f.mem.end()
+	defer p.cancel()
+	p.f.pipe(ctx, conn, p.st, p.src, p.dst)
+}
+
+func (p *preparedFlow) Abandon() {
+	p.cancel()
+	p.f.mem.end()
+}
+
+// open starts a Tunnel stream to the manager for one flow.
+func (f *flows) open(ctx context.Context, c *managerclient.Client, sessionID string, proto teleproto.Protocol, src, dst netip.AddrPort, ackDial bool) (teleproto.Manager_TunnelClient, error) {
+	st, err := c.Tunnel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
+		SessionId: sessionID, Protocol: proto,
+		DestIp: dst.Addr().AsSlice(), DestPort: uint32(dst.Port()),
+		SrcIp: src.Addr().AsSlice(), SrcPort: uint32(src.Port()),
+		AckDial: ackDial,
+	}}})
+}
+
 // tunnel carries one flow over a Tunnel stream to the manager, which dials
 // the destination inside the cluster.
 func (f *flows) tunnel(ctx context.Context, conn net.Conn, proto teleproto.Protocol, src, dst netip.AddrPort) {
-	c, sessionID := f.d.manager()
+	c, sessionID, _ := f.d.managerFlows()
 	if c == nil {
 		return // between connections: the app sees a reset
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := c.Tunnel(ctx)
-	if err == nil {
-		err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
-			SessionId: sessionID, Protocol: proto,
-			DestIp: dst.Addr().AsSlice(), DestPort: uint32(dst.Port()),
-			SrcIp: src.Addr().AsSlice(), SrcPort: uint32(src.Port()),
-		}}})
-	}
-	if err == nil {
-		err = tunnel.Pipe(ctx, conn, st, st.CloseSend)
-	}
+	st, err := f.open(ctx, c, sessionID, proto, src, dst, false)
 	if err != nil {
 		f.log.Debug("flow broke", "src", src, "dst", dst, "err", err)
-		// The tunnel broke, or the destination failed or reset: the app
-		// sees a reset, not a clean end it could take for success.
-		if a, ok := conn.(interface{ Abort() }); ok {
-			a.Abort()
-		}
+		abort(conn)
+		return
+	}
+	f.pipe(ctx, conn, st, src, dst)
+}
+
+// pipe copies between conn and st until the flow ends.
+func (f *flows) pipe(ctx context.Context, conn net.Conn, st teleproto.Manager_TunnelClient, src, dst netip.AddrPort) {
+	if err := tunnel.Pipe(ctx, conn, st, st.CloseSend); err != nil {
+		f.log.Debug("flow broke", "src", src, "dst", dst, "err", err)
+		abort(conn)
+	}
+}
+
+// abort resets conn: the tunnel broke, or the destination failed or reset,
+// and the app sees a reset, not a clean end it could take for success.
+func abort(conn net.Conn) {
+	if a, ok := conn.(interface{ Abort() }); ok {
+		a.Abort()
 	}
 }

@@ -1041,8 +1041,10 @@ type ArriveResponse struct {
 	Cluster         *ClusterInfo           `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// A session with no Remain for this long ends.
 	HeartbeatTimeoutMs int64 `protobuf:"varint,5,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The manager honours Open.ack_dial.
+	AcksDial      bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArriveResponse) Reset() {
@@ -1108,6 +1110,13 @@ func (x *ArriveResponse) GetHeartbeatTimeoutMs() int64 {
 		return x.HeartbeatTimeoutMs
 	}
 	return 0
+}
+
+func (x *ArriveResponse) GetAcksDial() bool {
+	if x != nil {
+		return x.AcksDial
+	}
+	return false
 }
 
 // ClusterInfo is what the laptop needs to route and resolve like a pod.
@@ -1418,8 +1427,14 @@ type Open struct {
 	SrcPort uint32 `protobuf:"varint,6,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
 	// Set when this stream answers a DialRequest (laptop) or carries an
 	// intercepted connection (agent): then there is no destination.
-	DialId        string `protobuf:"bytes,7,opt,name=dial_id,json=dialId,proto3" json:"dial_id,omitempty"`
-	InterceptId   string `protobuf:"bytes,8,opt,name=intercept_id,json=interceptId,proto3" json:"intercept_id,omitempty"`
+	DialId      string `protobuf:"bytes,7,opt,name=dial_id,json=dialId,proto3" json:"dial_id,omitempty"`
+	InterceptId string `protobuf:"bytes,8,opt,name=intercept_id,json=interceptId,proto3" json:"intercept_id,omitempty"`
+	// TCP: answer with an empty Open once the destination is dialed, before
+	// any data (a failed dial still answers Close). The laptop completes the
+	// application's handshake only then, so a closed port is refused at
+	// connect, as it would be from a pod. Set only where the manager's
+	// ArriveResponse has acks_dial.
+	AckDial       bool `protobuf:"varint,9,opt,name=ack_dial,json=ackDial,proto3" json:"ack_dial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,6 +1523,13 @@ func (x *Open) GetInterceptId() string {
 		return x.InterceptId
 	}
 	return ""
+}
+
+func (x *Open) GetAckDial() bool {
+	if x != nil {
+		return x.AckDial
+	}
+	return false
 }
 
 type Close struct {
@@ -1739,14 +1761,15 @@ const file_tele_proto_rawDesc = "" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x1c\n" +
-	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xff\x01\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\x9c\x02\n" +
 	"\x0eArriveResponse\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12'\n" +
 	"\x0fmanager_version\x18\x02 \x01(\tR\x0emanagerVersion\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12.\n" +
 	"\acluster\x18\x04 \x01(\v2\x14.tele.v1.ClusterInfoR\acluster\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\"\xb3\x01\n" +
+	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\x12\x1b\n" +
+	"\tacks_dial\x18\x06 \x01(\bR\backsDial\"\xb3\x01\n" +
 	"\vClusterInfo\x12%\n" +
 	"\x0ecluster_domain\x18\x01 \x01(\tR\rclusterDomain\x12#\n" +
 	"\rservice_cidrs\x18\x02 \x03(\tR\fserviceCidrs\x12\x1b\n" +
@@ -1763,7 +1786,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\r.tele.v1.OpenH\x00R\x04open\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12&\n" +
 	"\x05close\x18\x03 \x01(\v2\x0e.tele.v1.CloseH\x00R\x05closeB\x05\n" +
-	"\x03msg\"\xf8\x01\n" +
+	"\x03msg\"\x93\x02\n" +
 	"\x04Open\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12-\n" +
@@ -1773,7 +1796,8 @@ const file_tele_proto_rawDesc = "" +
 	"\x06src_ip\x18\x05 \x01(\fR\x05srcIp\x12\x19\n" +
 	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\x12\x17\n" +
 	"\adial_id\x18\a \x01(\tR\x06dialId\x12!\n" +
-	"\fintercept_id\x18\b \x01(\tR\vinterceptId\"\x1d\n" +
+	"\fintercept_id\x18\b \x01(\tR\vinterceptId\x12\x19\n" +
+	"\back_dial\x18\t \x01(\bR\aackDial\"\x1d\n" +
 	"\x05Close\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\"A\n" +
 	"\n" +

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,6 +82,19 @@ func TestConnect(t *testing.T) {
 				t.Errorf("GET %s: %v %s", u, err, out)
 			}
 		}
+	})
+
+	t.Run("a closed port is refused at connect, as from a pod", func(t *testing.T) {
+		// The manager dials before the laptop answers the SYN: curl fails
+		// to connect (exit 7), not with a reset after connecting (56), and
+		// a wait-for-port loop does not take the port for open.
+		start := time.Now()
+		out, err := l1.curl(ctx, "http://"+pod.Status.PodIP+":9999/")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+			t.Errorf("curl to a closed port: %v %s; want exit 7, failed to connect", err, out)
+		}
+		t.Logf("refused in %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
 	})
 
 	t.Run("UDP", func(t *testing.T) {

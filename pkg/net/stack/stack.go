@@ -41,7 +41,8 @@ import (
 // own goroutine per flow; the stack waits for all of them before Run returns.
 type Handler interface {
 	// HandleTCP runs in its own goroutine per accepted TCP connection
-	// (handshake already completed). src is the laptop application, dst the
+	// (handshake already completed), unless the Handler is a TCPPreparer
+	// that prepared the flow. src is the laptop application, dst the
 	// address it dialled. The stack closes conn after HandleTCP returns.
 	// conn implements CloseWrite and CloseRead for half-closes, and Abort
 	// (see TCPConn) for a flow that broke.
@@ -53,6 +54,27 @@ type Handler interface {
 	// closes it and cancels ctx once the flow has been idle (no datagram in
 	// either direction) for the configured idle timeout.
 	HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort)
+}
+
+// TCPPreparer is an optional interface of a Handler that reaches a TCP
+// flow's destination before the stack answers the application's SYN, as
+// tailscale's netstack does for subnet routes: a destination that refuses is
+// then refused to the application too (a reset in answer to its SYN, so
+// connect fails with ECONNREFUSED), not accepted and reset a moment later,
+// which `nc -z` and wait-for-port loops would take for an open port.
+type TCPPreparer interface {
+	// PrepareTCP runs in its own goroutine at a flow's SYN. It returns the
+	// flow to serve once the handshake is done, an error to refuse it, or
+	// (nil, nil) to have the stack accept at once and call HandleTCP.
+	PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (PreparedTCP, error)
+}
+
+// PreparedTCP is a flow whose destination PrepareTCP reached.
+type PreparedTCP interface {
+	// Serve runs after the handshake, as HandleTCP does.
+	Serve(ctx context.Context, conn net.Conn)
+	// Abandon releases the flow when the handshake failed after all.
+	Abandon()
 }
 
 // Config configures a Stack.
@@ -436,10 +458,22 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	src := addrPort(id.RemoteAddress, id.RemotePort)
 	dst := addrPort(id.LocalAddress, id.LocalPort)
+	var prepared PreparedTCP
+	if p, ok := s.handler.(TCPPreparer); ok {
+		var err error
+		if prepared, err = p.PrepareTCP(s.flowCtx, src, dst); err != nil {
+			r.Complete(true) // RST: connection refused
+			s.log.Debug("TCP flow refused", "src", src, "dst", dst, "err", err)
+			return
+		}
+	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq) // blocks until the handshake ends
 	if err != nil {
 		r.Complete(true)
+		if prepared != nil {
+			prepared.Abandon()
+		}
 		s.log.Debug("TCP handshake failed", "src", src, "dst", dst, "err", err)
 		return
 	}
@@ -448,6 +482,10 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	conn := &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}
 	defer conn.Close()
 	s.log.Debug("TCP flow", "src", src, "dst", dst)
+	if prepared != nil {
+		prepared.Serve(s.flowCtx, conn)
+		return
+	}
 	s.handler.HandleTCP(s.flowCtx, conn, src, dst)
 }
 

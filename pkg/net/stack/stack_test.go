@@ -702,3 +702,72 @@ func dialLoopback(b *testing.B, port uint16) net.Conn {
 	}
 	return c
 }
+
+// preparingHandler is a testHandler that is also a TCPPreparer: it refuses
+// flows to portRefused, prepares those to portPrepared (which then echo),
+// and leaves the rest to HandleTCP.
+type preparingHandler struct {
+	*testHandler
+	prepared atomic.Int64
+	served   atomic.Int64
+}
+
+const (
+	portRefused  = 85
+	portPrepared = 86
+)
+
+func (p *preparingHandler) PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (PreparedTCP, error) {
+	switch dst.Port() {
+	case portRefused:
+		return nil, errors.New("nothing listens there")
+	case portPrepared:
+		p.prepared.Add(1)
+		return preparedEcho{p, src, dst}, nil
+	}
+	return nil, nil
+}
+
+type preparedEcho struct {
+	p        *preparingHandler
+	src, dst netip.AddrPort
+}
+
+func (e preparedEcho) Serve(ctx context.Context, conn net.Conn) {
+	e.p.served.Add(1)
+	e.p.HandleTCP(ctx, conn, e.src, netip.AddrPortFrom(e.dst.Addr(), portEcho))
+}
+
+func (e preparedEcho) Abandon() {}
+
+// TestTCPPrepared: a Handler that reaches the destination before the
+// handshake refuses a flow at connect (ECONNREFUSED, as a closed port does),
+// serves a prepared one after it, and leaves the others to HandleTCP.
+func TestTCPPrepared(t *testing.T) {
+	var ph *preparingHandler
+	h := startHarness(t, func(c *Config) {
+		ph = &preparingHandler{testHandler: c.Handler.(*testHandler)}
+		c.Handler = ph
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := h.client.DialContextTCPAddrPort(ctx, netip.MustParseAddrPort("10.96.0.9:85")); err == nil {
+		c.Close()
+		t.Fatal("dial to a refused destination succeeded")
+	} else if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("dial to a refused destination: %v, want connection refused", err)
+	}
+	c := h.dialTCP(t, netip.MustParseAddrPort("10.96.0.9:86"))
+	if err := echoTCP(c, randomBytes(64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = h.dialTCP(t, netip.MustParseAddrPort("10.96.0.9:80"))
+	if err := echoTCP(c, randomBytes(64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if ph.prepared.Load() != 1 || ph.served.Load() != 1 {
+		t.Errorf("prepared %d, served %d; want 1 and 1", ph.prepared.Load(), ph.served.Load())
+	}
+}
