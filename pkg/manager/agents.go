@@ -191,7 +191,7 @@ func (s *Server) pushRoutes(ctx context.Context, pods []corev1.Pod, timeout time
 	var names []string
 	for i := range pods {
 		p := &pods[i]
-		ac, err := s.waitAgent(ctx, p.Name)
+		ac, err := s.waitAgent(ctx, p.Name, "")
 		if err != nil {
 			return nil, err
 		}
@@ -248,17 +248,85 @@ func (s *Server) agent(pod string) *agentConn {
 	return s.agents[pod]
 }
 
-func (s *Server) waitAgent(ctx context.Context, pod string) (*agentConn, error) {
+// waitAgent waits for the agent of pod to connect. With container set (an
+// agent just added), it also looks at the container's status once a second,
+// so an image that cannot be pulled fails at once, not at the deadline.
+func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentConn, error) {
+	if container == "" {
+		container = agentContainer
+	}
+	next := time.Now().Add(time.Second)
 	for {
 		if ac := s.agent(pod); ac != nil {
 			return ac, nil
 		}
+		if time.Now().After(next) {
+			next = time.Now().Add(time.Second)
+			if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod, metav1.GetOptions{}); err == nil {
+				if msg := agentPullFailure(p, container, s.cfg.ImagePullSecrets); msg != "" {
+					return nil, status.Error(codes.FailedPrecondition, msg)
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return nil, status.Errorf(codes.DeadlineExceeded, "the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", pod, s.cfg.Namespace, pod, agentContainer)
+			return nil, status.Errorf(codes.DeadlineExceeded, "the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", pod, s.cfg.Namespace, pod, container)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Waiting reasons of a container whose image will not arrive by waiting.
+var pullFailures = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
+
+// agentPullFailure says why the agent container of p cannot start for want
+// of its image, and what to do; "" if it is not so.
+func agentPullFailure(p *corev1.Pod, container string, secrets []string) string {
+	for _, st := range p.Status.EphemeralContainerStatuses {
+		if st.Name != container || st.State.Waiting == nil || !pullFailures[st.State.Waiting.Reason] {
+			continue
+		}
+		w := st.State.Waiting
+		return fmt.Sprintf("the agent in pod %s/%s cannot pull image %s (%s: %s). An ephemeral container pulls with its pod's imagePullSecrets (%s)%s; "+
+			"no traffic was redirected, and the idle container stays in the pod (ephemeral containers cannot be removed)",
+			p.Namespace, p.Name, st.Image, w.Reason, strings.TrimSpace(w.Message), secretNames(p), pullAdvice(secrets))
+	}
+	return ""
+}
+
+// missingPullSecrets returns those of secrets that p cannot use: its agent
+// could not pull the image they open.
+func missingPullSecrets(p *corev1.Pod, secrets []string) []string {
+	have := map[string]bool{}
+	for _, r := range p.Spec.ImagePullSecrets {
+		have[r.Name] = true
+	}
+	var missing []string
+	for _, n := range secrets {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+func secretNames(p *corev1.Pod) string {
+	var names []string
+	for _, r := range p.Spec.ImagePullSecrets {
+		names = append(names, r.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// pullAdvice tells how to give a workload's pods what the agent pulls with.
+func pullAdvice(secrets []string) string {
+	if len(secrets) == 0 {
+		return ": make the image pullable by the node, or connect with --image-pull-secret NAME and give the workload that Secret"
+	}
+	return fmt.Sprintf(": add %s to the workload's spec.template.spec.imagePullSecrets (or to its ServiceAccount's imagePullSecrets); its pods then restart with it", strings.Join(secrets, ", "))
 }
 
 // attachAgent makes sure pod has a running agent, adding one as an
@@ -275,7 +343,7 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 		// status may also be stale (an agent just killed): then give up
 		// here, and the next reconcile sees it terminated and adds another.
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ac, err := s.waitAgent(wctx, pod.Name)
+		ac, err := s.waitAgent(wctx, pod.Name, "")
 		cancel()
 		if err == nil {
 			return mechOf(ac.hello, mech), nil
@@ -285,6 +353,10 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 			return "", err
 		}
 		pod = fresh
+	}
+	if missing := missingPullSecrets(pod, s.cfg.ImagePullSecrets); len(missing) > 0 {
+		return "", status.Errorf(codes.FailedPrecondition, "the agent cannot be added to pod %s/%s: the image %s needs the pull Secret %s, and the pod's imagePullSecrets (%s) lack it, so its agent could not pull the image%s; nothing was changed",
+			s.cfg.Namespace, pod.Name, s.cfg.Image, strings.Join(missing, ", "), secretNames(pod), pullAdvice(missing))
 	}
 	pods := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace)
 	name := agentName(pod)
@@ -318,7 +390,7 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 		break
 	}
 	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps)
-	ac, err := s.waitAgent(ctx, pod.Name)
+	ac, err := s.waitAgent(ctx, pod.Name, name)
 	if err != nil {
 		return "", err
 	}

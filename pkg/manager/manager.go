@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -63,6 +64,11 @@ type Config struct {
 	// Image is the manager's own image, which the agents run too
 	// (env TELE_IMAGE).
 	Image string
+	// ImagePullSecrets are the Secrets Image is pulled with (env
+	// TELE_IMAGE_PULL_SECRETS, comma-separated). A pod whose
+	// imagePullSecrets lack one cannot pull its agent: it is refused before
+	// anything is added to it.
+	ImagePullSecrets []string
 	// AgentListenAddr is where agents reach the manager: the pod's address,
 	// token-authenticated (default ":8082").
 	AgentListenAddr string
@@ -101,6 +107,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Image == "" {
 		c.Image = os.Getenv("TELE_IMAGE")
+	}
+	if c.ImagePullSecrets == nil {
+		for n := range strings.SplitSeq(os.Getenv("TELE_IMAGE_PULL_SECRETS"), ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				c.ImagePullSecrets = append(c.ImagePullSecrets, n)
+			}
+		}
 	}
 	if c.AgentListenAddr == "" {
 		c.AgentListenAddr = fmt.Sprintf(":%d", DefaultAgentPort)

@@ -36,9 +36,13 @@ const (
 
 // Options says where and how to run the manager.
 type Options struct {
-	Client      kubernetes.Interface
-	Namespace   string
-	Image       string
+	Client    kubernetes.Interface
+	Namespace string
+	Image     string
+	// PullSecrets name the Secrets the manager's pod pulls Image with; the
+	// agents' pods must hold them too (ephemeral containers pull with the
+	// pod's imagePullSecrets), which the manager checks before attaching.
+	PullSecrets []string
 	Version     string
 	IdleTimeout time.Duration
 	// PullPolicy is the manager container's; IfNotPresent suits local images.
@@ -215,6 +219,7 @@ func jobFor(o Options) *batchv1.Job {
 				ObjectMeta: metav1.ObjectMeta{Labels: l, Annotations: map[string]string{AnnotVersion: o.Version}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            Name,
+					ImagePullSecrets:              pullSecrets(o.PullSecrets),
 					RestartPolicy:                 corev1.RestartPolicyOnFailure,
 					TerminationGracePeriodSeconds: new(int64(5)),
 					Containers: []corev1.Container{{
@@ -229,6 +234,7 @@ func jobFor(o Options) *batchv1.Job {
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 							// The agents run the manager's own image.
 							{Name: "TELE_IMAGE", Value: o.Image},
+							{Name: "TELE_IMAGE_PULL_SECRETS", Value: strings.Join(o.PullSecrets, ",")},
 						},
 						Ports:           []corev1.ContainerPort{{Name: "agents", ContainerPort: 8082}},
 						SecurityContext: sc,
@@ -237,6 +243,14 @@ func jobFor(o Options) *batchv1.Job {
 			},
 		},
 	}
+}
+
+func pullSecrets(names []string) []corev1.LocalObjectReference {
+	var refs []corev1.LocalObjectReference
+	for _, n := range names {
+		refs = append(refs, corev1.LocalObjectReference{Name: n})
+	}
+	return refs
 }
 
 // waitForPod watches the Job's pods until one is running, and fails fast on

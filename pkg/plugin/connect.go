@@ -32,6 +32,7 @@ type ConnectOptions struct {
 
 	ManagerNamespace        string
 	ManagerImage            string
+	ImagePullSecrets        []string
 	IdleTimeout             time.Duration
 	AlsoProxy, NeverProxy   []string
 	AllowConflictingSubnets bool
@@ -75,6 +76,7 @@ settings needs root for a moment: you may be asked for your sudo password.`,
 	f := cmd.Flags()
 	f.StringVar(&o.ManagerNamespace, "manager-namespace", "", "namespace of the traffic manager (default: the connected namespace)")
 	f.StringVar(&o.ManagerImage, "manager-image", version.Image(), "image of the traffic manager")
+	f.StringSliceVar(&o.ImagePullSecrets, "image-pull-secret", nil, "Secret in the namespace to pull the image with (repeatable); the intercepted pods need it too")
 	f.DurationVar(&o.IdleTimeout, "manager-idle-timeout", 10*time.Minute, "the manager exits after this long without a session")
 	f.StringSliceVar(&o.AlsoProxy, "also-proxy", nil, "also route this CIDR into the cluster (repeatable)")
 	f.StringSliceVar(&o.NeverProxy, "never-proxy", nil, "never route this CIDR into the cluster (repeatable)")
@@ -189,7 +191,7 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	}
 	m, err := managerclient.Ensure(ctx, managerclient.Options{
 		Client: o.client, Namespace: o.ManagerNamespace, Image: o.ManagerImage,
-		Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
+		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
 	})
 	if err != nil {
 		return err
@@ -265,6 +267,7 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 		"--manager-version=" + m.Version,
 		"--manager-image=" + o.ManagerImage,
 		"--manager-idle-timeout=" + o.IdleTimeout.String(),
+		"--image-pull-secret=" + strings.Join(o.ImagePullSecrets, ","),
 		fmt.Sprintf("--allow-conflicting-subnets=%t", o.AllowConflictingSubnets),
 	}, o.kubeArgs...)
 	for _, p := range o.also {
@@ -356,6 +359,7 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringVar(&cfg.Manager.Pod, "manager-pod", "", "")
 	f.StringVar(&cfg.Manager.Version, "manager-version", "", "")
 	f.StringVar(&cfg.ManagerImage, "manager-image", version.Image(), "")
+	f.StringSliceVar(&cfg.ImagePullSecrets, "image-pull-secret", nil, "")
 	f.DurationVar(&cfg.ManagerIdleTimeout, "manager-idle-timeout", 10*time.Minute, "")
 	f.StringSliceVar(&also, "also-proxy", nil, "")
 	f.StringSliceVar(&never, "never-proxy", nil, "")

@@ -55,6 +55,7 @@ type Config struct {
 	// ManagerImage and ManagerIdleTimeout start the manager again when its
 	// pod is gone (deleted, evicted, idled out).
 	ManagerImage            string
+	ImagePullSecrets        []string
 	ManagerIdleTimeout      time.Duration
 	AlsoProxy, NeverProxy   []netip.Prefix
 	AllowConflictingSubnets bool
@@ -245,7 +246,7 @@ func (d *Daemon) ensureManager(ctx context.Context) error {
 	defer cancel()
 	m, err := managerclient.Ensure(ectx, managerclient.Options{
 		Client: d.cfg.Client, Namespace: d.cfg.Manager.Namespace, Image: d.cfg.ManagerImage,
-		Version: d.cfg.Version, IdleTimeout: d.cfg.ManagerIdleTimeout,
+		PullSecrets: d.cfg.ImagePullSecrets, Version: d.cfg.Version, IdleTimeout: d.cfg.ManagerIdleTimeout,
 		Progress: func(s string) { d.log.Info("manager: " + s) },
 	})
 	if err != nil {
