@@ -147,7 +147,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		return err
 	}
 	err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{
-		ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1,
+		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
 	}})

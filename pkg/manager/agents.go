@@ -109,8 +109,8 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 	if h == nil || h.GetPod() == "" {
 		return status.Error(codes.InvalidArgument, "the first report must be a hello naming the pod")
 	}
-	if h.GetProtocolVersion() != teleproto.ProtocolVersion_PROTOCOL_VERSION_1 {
-		return status.Errorf(codes.FailedPrecondition, "agent speaks protocol %v, this manager %v", h.GetProtocolVersion(), teleproto.ProtocolVersion_PROTOCOL_VERSION_1)
+	if h.GetProtocolVersion() != teleproto.CurrentProtocolVersion {
+		return status.Errorf(codes.FailedPrecondition, "agent speaks protocol %v, this manager %v", h.GetProtocolVersion(), teleproto.CurrentProtocolVersion)
 	}
 	ac := &agentConn{hello: h, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
 	s.amu.Lock()

@@ -155,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 			MinTime:             5 * time.Second,
 			PermitWithoutStream: true,
 		}),
+		grpc.UnaryInterceptor(s.skewHeaders),
 	)
 	teleproto.RegisterManagerServer(gs, s)
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	corev1 "k8s.io/api/core/v1"
@@ -66,7 +67,7 @@ func startServer(t *testing.T, cfg Config) (*Server, teleproto.ManagerClient) {
 		t.Fatalf("NewServer: %v", err)
 	}
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.UnaryInterceptor(s.skewHeaders))
 	teleproto.RegisterManagerServer(gs, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	var g errgroup.Group
@@ -113,6 +114,39 @@ func wantCode(t *testing.T, what string, err error, code codes.Code, contains ..
 	}
 }
 
+// TestSkewHeaders: every unary response, an error too, says the manager's
+// protocol, version and session count, so a laptop of another version can ask
+// with no session (Remain with an empty ID).
+func TestSkewHeaders(t *testing.T) {
+	_, c := startServer(t, testConfig(t))
+	probe := func(wantSessions string) {
+		t.Helper()
+		var md metadata.MD
+		_, err := c.Remain(context.Background(), &teleproto.SessionRequest{}, grpc.Header(&md))
+		wantCode(t, "Remain", err, codes.NotFound)
+		for k, want := range map[string]string{
+			teleproto.HeaderProtocol: "1",
+			teleproto.HeaderVersion:  "v0.0.0-test",
+			teleproto.HeaderSessions: wantSessions,
+		} {
+			if got := md.Get(k); len(got) != 1 || got[0] != want {
+				t.Errorf("header %s = %q, want %q", k, got, want)
+			}
+		}
+	}
+	probe("0")
+	arrive(t, c)
+	arrive(t, c)
+	probe("2")
+	var md metadata.MD
+	if _, err := c.Arrive(context.Background(), &teleproto.ArriveRequest{ProtocolVersion: teleproto.CurrentProtocolVersion, Namespace: testNS}, grpc.Header(&md)); err != nil {
+		t.Fatal(err)
+	}
+	if got := md.Get(teleproto.HeaderSessions); len(got) != 1 || got[0] != "3" {
+		t.Errorf("Arrive's %s = %q, want [3] (counting itself)", teleproto.HeaderSessions, got)
+	}
+}
+
 func TestArriveProtocolVersion(t *testing.T) {
 	_, c := startServer(t, testConfig(t))
 	tests := []struct {
@@ -128,7 +162,7 @@ func TestArriveProtocolVersion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := c.Arrive(context.Background(), &teleproto.ArriveRequest{ProtocolVersion: tt.version, ClientVersion: "v9"})
 			if tt.code != codes.OK {
-				wantCode(t, "Arrive", err, tt.code, tt.version.String(), "PROTOCOL_VERSION_1", "upgrade", "v0.0.0-test")
+				wantCode(t, "Arrive", err, tt.code, tt.version.String(), "PROTOCOL_VERSION_1", "kubectl tele uninstall -n "+testNS, "v0.0.0-test")
 				return
 			}
 			if err != nil {

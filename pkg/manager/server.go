@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
@@ -211,12 +214,12 @@ func (s *Server) lookup(ctx context.Context, id string) (*session, error) {
 
 // Arrive implements teleproto.ManagerServer.
 func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*teleproto.ArriveResponse, error) {
-	const want = teleproto.ProtocolVersion_PROTOCOL_VERSION_1
+	const want = teleproto.CurrentProtocolVersion
 	if got := req.GetProtocolVersion(); got != want {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"protocol version mismatch: the plugin (version %q) speaks %s (%d) but this manager (version %q) speaks %s (%d); "+
-				"upgrade kubectl-tele, or delete the manager Job in namespace %s so that connect starts one matching the plugin",
-			req.GetClientVersion(), got, int32(got), s.cfg.Version, want, int32(want), s.cfg.Namespace)
+				"use a kubectl-tele of version %q, or end its sessions and run kubectl tele uninstall -n %s so that connect starts a manager matching the plugin",
+			req.GetClientVersion(), got, int32(got), s.cfg.Version, want, int32(want), s.cfg.Version, s.cfg.Namespace)
 	}
 	if ns := req.GetNamespace(); ns != "" && ns != s.cfg.Namespace {
 		return nil, status.Errorf(codes.InvalidArgument, "this manager serves namespace %s, not %s", s.cfg.Namespace, ns)
@@ -255,6 +258,25 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
 		AcksDial:           true,
 	}, nil
+}
+
+// skewHeaders sends teleproto's HeaderProtocol, HeaderVersion and
+// HeaderSessions with every unary response, errors included, so that a laptop
+// of another version learns what it talks to from any call.
+func (s *Server) skewHeaders(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	// After the handler: an Arrive or Depart counts itself.
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	md := metadata.Pairs(
+		teleproto.HeaderProtocol, teleproto.FormatProtocol(teleproto.CurrentProtocolVersion),
+		teleproto.HeaderVersion, s.cfg.Version,
+		teleproto.HeaderSessions, strconv.Itoa(n))
+	if herr := grpc.SetHeader(ctx, md); herr != nil {
+		s.log.DebugContext(ctx, "set version headers", "err", herr)
+	}
+	return resp, err
 }
 
 // Remain implements teleproto.ManagerServer.

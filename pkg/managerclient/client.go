@@ -81,7 +81,7 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 		name = u.Username
 	}
 	req := &teleproto.ArriveRequest{
-		ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1,
+		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		ClientVersion:   clientVersion,
 		Hostname:        host,
 		User:            name,
