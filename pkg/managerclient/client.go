@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -73,7 +75,9 @@ func (c *Client) Close() error {
 }
 
 // Arrive starts a session, retrying while the manager is still starting to
-// listen (the pod runs before its listener is up).
+// listen (the pod runs before its listener is up). A manager that speaks
+// another protocol, whether it refuses the request or answers with its own
+// version, gives an *IncompatibleError.
 func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*teleproto.ArriveResponse, error) {
 	host, _ := os.Hostname()
 	name := ""
@@ -87,13 +91,34 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 		User:            name,
 		Namespace:       namespace,
 	}
+	self := Self{Version: clientVersion, Protocol: teleproto.CurrentProtocolVersion}
 	var lastErr error
 	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
-		resp, err := c.ManagerClient.Arrive(ctx, req, grpc.WaitForReady(true))
+		var md metadata.MD
+		resp, err := c.ManagerClient.Arrive(ctx, req, grpc.WaitForReady(true), grpc.Header(&md))
 		if err == nil {
+			if p := resp.GetProtocolVersion(); p != self.Protocol {
+				// It took our request but speaks another protocol: end the
+				// session it made rather than let it time out.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_, _ = c.Depart(dctx, &teleproto.SessionRequest{SessionId: resp.GetSessionId()})
+				cancel()
+				h := readSkewHeaders(md)
+				return nil, &IncompatibleError{Namespace: namespace, ClientVersion: clientVersion, ClientProtocol: self.Protocol,
+					ManagerVersion: resp.GetManagerVersion(), ManagerProtocol: p, Sessions: max(h.sessions-1, SessionsUnknown)}
+			}
 			return resp, nil
 		}
-		if code := status.Code(err); code == codes.FailedPrecondition || code == codes.InvalidArgument || code == codes.PermissionDenied {
+		code := status.Code(err)
+		if code == codes.FailedPrecondition || code == codes.Unimplemented {
+			// Unimplemented: it does not serve this protocol's service at all.
+			h := readSkewHeaders(md)
+			if code == codes.Unimplemented || (h.protocolKnown && h.protocol != self.Protocol) {
+				return nil, &IncompatibleError{Namespace: namespace, ClientVersion: clientVersion, ClientProtocol: self.Protocol,
+					ManagerVersion: h.version, ManagerProtocol: h.protocol, Sessions: h.sessions}
+			}
+		}
+		if code == codes.FailedPrecondition || code == codes.InvalidArgument || code == codes.PermissionDenied {
 			return nil, fmt.Errorf("manager refused the session: %s", status.Convert(err).Message())
 		}
 		lastErr = err
@@ -103,4 +128,67 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 		case <-time.After(delay):
 		}
 	}
+}
+
+// Sessions asks the manager how many sessions it has, with a call of every
+// protocol version that needs no session (Remain with an empty ID, which
+// answers NotFound) and reads teleproto.HeaderSessions from its answer.
+func (c *Client) Sessions(ctx context.Context) (int, error) {
+	var md metadata.MD
+	_, err := c.ManagerClient.Remain(ctx, &teleproto.SessionRequest{}, grpc.WaitForReady(true), grpc.Header(&md))
+	h := readSkewHeaders(md)
+	switch {
+	case h.sessions != SessionsUnknown:
+		return h.sessions, nil
+	case err != nil && status.Code(err) != codes.NotFound:
+		return 0, fmt.Errorf("ask the manager for its sessions: %w", err)
+	}
+	return 0, fmt.Errorf("the manager does not report its sessions (it predates header %s)", teleproto.HeaderSessions)
+}
+
+// CountSessions is a SessionCounter that reaches the manager's pod through
+// the API server's port-forward.
+func CountSessions(cfg *rest.Config, client kubernetes.Interface) SessionCounter {
+	return func(ctx context.Context, ns, pod string) (int, error) {
+		c, err := Dial(ctx, cfg, client, &Manager{Namespace: ns, Pod: pod})
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		n, err := c.Sessions(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("manager pod %s/%s: %w", ns, pod, err)
+		}
+		return n, nil
+	}
+}
+
+// skewHeaders is what a manager's teleproto version headers say; the zero
+// protocol and SessionsUnknown where they are missing.
+type skewHeaders struct {
+	version       string
+	protocol      teleproto.ProtocolVersion
+	protocolKnown bool
+	sessions      int
+}
+
+func readSkewHeaders(md metadata.MD) skewHeaders {
+	h := skewHeaders{sessions: SessionsUnknown}
+	first := func(k string) (string, bool) {
+		if v := md.Get(k); len(v) > 0 {
+			return v[0], true
+		}
+		return "", false
+	}
+	h.version, _ = first(teleproto.HeaderVersion)
+	if v, ok := first(teleproto.HeaderProtocol); ok {
+		h.protocolKnown = true
+		h.protocol, _ = teleproto.ParseProtocol(v) // unreadable: UNSPECIFIED, not ours
+	}
+	if v, ok := first(teleproto.HeaderSessions); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			h.sessions = n
+		}
+	}
+	return h
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // Names and labels of what Ensure creates.
@@ -29,10 +31,15 @@ const (
 	Name          = "kubectl-tele-manager"
 	LabelName     = "app.kubernetes.io/name"
 	LabelManaged  = "app.kubernetes.io/managed-by"
-	AnnotVersion  = "kubectl-tele.io/version"
 	ManagerPort   = 8081
 	jobTTLSeconds = 10
+	// jobPodSelector selects the manager Job's pods, of any incarnation of
+	// the Job: filter them with metav1.IsControlledBy.
+	jobPodSelector = "batch.kubernetes.io/job-name=" + Name
 )
+
+// SessionCounter asks the manager in pod ns/pod how many sessions it has.
+type SessionCounter func(ctx context.Context, ns, pod string) (int, error)
 
 // Options says where and how to run the manager.
 type Options struct {
@@ -51,14 +58,21 @@ type Options struct {
 	Progress func(step string)
 	// Timeout bounds the wait for the manager pod (default 2 minutes).
 	Timeout time.Duration
+	// Sessions counts the sessions of a manager that speaks another
+	// protocol, to tell whether it may be replaced (CountSessions). Nil: they
+	// are unknown, and such a manager is never replaced while it runs.
+	Sessions SessionCounter
 }
 
 // Manager is a running manager pod.
 type Manager struct {
 	Namespace string
 	Pod       string
-	Version   string
-	Created   bool // this call started it
+	Version   string // "" when its Job does not say
+	Protocol  teleproto.ProtocolVersion
+	// Action is what Ensure decided: Start, Use, UseOtherVersion or Replace.
+	Action  Action
+	Created bool // this call started it
 }
 
 func (o *Options) progress(format string, a ...any) {
@@ -95,6 +109,7 @@ var errJobEnded = errors.New("the manager Job ended")
 
 func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 	jobs := o.Client.BatchV1().Jobs(o.Namespace)
+	self := Self{Version: o.Version, Protocol: teleproto.CurrentProtocolVersion}
 
 	job, err := jobs.Get(ctx, Name, metav1.GetOptions{})
 	switch {
@@ -102,18 +117,32 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 		job = nil
 	case err != nil:
 		return nil, explain(err, "get", "jobs.batch", o.Namespace)
-	case jobFinished(job):
-		// It exited idle and its TTL has not removed it yet: start afresh.
-		o.progress("removing the finished manager Job %s/%s", o.Namespace, Name)
-		if err := deleteJob(ctx, o.Client, o.Namespace); err != nil {
-			return nil, err
-		}
-		// Creating it again while the old one is still being deleted would
-		// find the old one ("already exists") and wait on it forever.
-		if err := waitGone(ctx, o.Client, o.Namespace, job.UID); err != nil {
+	}
+	found := Found{State: jobState(job), Sessions: SessionsUnknown}
+	if job != nil {
+		found.Annotations = job.Annotations
+	}
+	d := Decide(self, found)
+	if d.Action == ActionRefuse {
+		// Only now is it worth asking the manager: whether it has sessions
+		// decides between Refuse and Replace.
+		found.Sessions = o.countSessions(ctx, job)
+		d = Decide(self, found)
+	}
+	slog.DebugContext(ctx, "manager skew decision", "namespace", o.Namespace, "job", found.State.String(),
+		"action", d.Action.String(), "manager_version", d.ManagerVersion, "manager_protocol", int32(d.ManagerProtocol),
+		"sessions", d.Sessions, "why", d.Why)
+	switch d.Action {
+	case ActionRefuse:
+		return nil, d.incompatible(self, o.Namespace)
+	case ActionReplace:
+		if err := o.replace(ctx, job, found.State, d); err != nil {
 			return nil, err
 		}
 		job = nil
+	case ActionStart:
+		job = nil
+	case ActionUse, ActionUseOtherVersion:
 	}
 	need := useAccess
 	if job == nil {
@@ -129,6 +158,20 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 			return nil, err
 		}
 		created = true
+		// Another laptop may have created it first, of any version: decide
+		// about that one too.
+		mv, mp := jobVersions(job.Annotations)
+		d = Decision{Action: ActionUse, ManagerVersion: mv, ManagerProtocol: mp, Sessions: SessionsUnknown}
+		switch {
+		case mp != self.Protocol:
+			return nil, d.incompatible(self, o.Namespace)
+		case mv != self.Version:
+			d.Action = ActionUseOtherVersion
+		}
+	}
+	if d.Action == ActionUseOtherVersion {
+		o.progress("using manager %s of another version (this kubectl-tele is %s; both speak protocol %d)",
+			orUnknown(d.ManagerVersion), orUnknown(o.Version), int32(d.ManagerProtocol))
 	}
 	pod, err := waitForPod(ctx, o, job)
 	if err != nil {
@@ -139,16 +182,78 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 		}
 		return nil, err
 	}
-	return &Manager{Namespace: o.Namespace, Pod: pod.Name, Version: job.Annotations[AnnotVersion], Created: created}, nil
+	return &Manager{Namespace: o.Namespace, Pod: pod.Name, Version: d.ManagerVersion, Protocol: d.ManagerProtocol,
+		Action: d.Action, Created: created}, nil
 }
 
-func jobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
+// replace removes the Job that Decide chose to replace and waits until it is
+// gone: creating ours while the old one is still being deleted would find the
+// old one ("already exists") and wait on it forever.
+func (o *Options) replace(ctx context.Context, job *batchv1.Job, state JobState, d Decision) error {
+	switch state {
+	case JobDeleting:
+		o.progress("waiting for the manager Job %s/%s, being deleted, to go", o.Namespace, Name)
+	case JobFinished:
+		// It exited idle and its TTL has not removed it yet.
+		o.progress("removing the finished manager Job %s/%s", o.Namespace, Name)
+		if err := deleteJobOf(ctx, o.Client, job, metav1.DeletePropagationBackground); err != nil {
+			return err
+		}
+	default:
+		o.progress("replacing the manager of %s in namespace %s, which has no session, with one of version %s",
+			describeManager(d.ManagerVersion, d.ManagerProtocol), o.Namespace, orUnknown(o.Version))
+		// Foreground: the Job goes only once its pod has, so the new Job's
+		// wait cannot meet the old manager's pod.
+		if err := deleteJobOf(ctx, o.Client, job, metav1.DeletePropagationForeground); err != nil {
+			return err
 		}
 	}
-	return job.DeletionTimestamp != nil
+	return waitGone(ctx, o.Client, o.Namespace, job.UID)
+}
+
+// countSessions asks job's manager how many sessions it has; SessionsUnknown
+// when it cannot tell. A Job with no running pod has none: nobody can have
+// reached it.
+func (o *Options) countSessions(ctx context.Context, job *batchv1.Job) int {
+	pods, err := o.Client.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: jobPodSelector})
+	if err != nil {
+		slog.DebugContext(ctx, "count manager sessions: list pods", "namespace", o.Namespace, "err", err)
+		return SessionsUnknown
+	}
+	pod := ""
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if metav1.IsControlledBy(p, job) && p.Status.Phase == corev1.PodRunning {
+			pod = p.Name
+			break
+		}
+	}
+	if pod == "" {
+		return 0
+	}
+	if o.Sessions == nil {
+		return SessionsUnknown
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	n, err := o.Sessions(cctx, o.Namespace, pod)
+	if err != nil {
+		o.progress("could not count the sessions of manager pod %s/%s: %v", o.Namespace, pod, err)
+		return SessionsUnknown
+	}
+	return n
+}
+
+func jobState(job *batchv1.Job) JobState {
+	switch {
+	case job == nil:
+		return JobNone
+	case job.DeletionTimestamp != nil:
+		return JobDeleting
+	case jobFinished(job):
+		return JobFinished
+	}
+	return JobRunning
 }
 
 func labels() map[string]string {
@@ -209,14 +314,13 @@ func jobFor(o Options) *batchv1.Job {
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: o.Namespace, Labels: l,
-			Annotations: map[string]string{AnnotVersion: o.Version}},
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: o.Namespace, Labels: l, Annotations: annotations(o.Version)},
 		Spec: batchv1.JobSpec{
 			// Idle exit is success; the TTL controller then removes the Job.
 			TTLSecondsAfterFinished: new(int32(jobTTLSeconds)),
 			BackoffLimit:            new(int32(3)),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: l, Annotations: map[string]string{AnnotVersion: o.Version}},
+				ObjectMeta: metav1.ObjectMeta{Labels: l, Annotations: annotations(o.Version)},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            Name,
 					ImagePullSecrets:              pullSecrets(o.PullSecrets),
@@ -245,6 +349,15 @@ func jobFor(o Options) *batchv1.Job {
 	}
 }
 
+// annotations declare the manager's build and protocol, on its Job for
+// Ensure (of any version) and on its pod for people.
+func annotations(version string) map[string]string {
+	return map[string]string{
+		teleproto.AnnotationVersion:  version,
+		teleproto.AnnotationProtocol: teleproto.FormatProtocol(teleproto.CurrentProtocolVersion),
+	}
+}
+
 func pullSecrets(names []string) []corev1.LocalObjectReference {
 	var refs []corev1.LocalObjectReference
 	for _, n := range names {
@@ -257,7 +370,7 @@ func pullSecrets(names []string) []corev1.LocalObjectReference {
 // what will not resolve by waiting (image missing, config errors, crashes).
 func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, error) {
 	pods := o.Client.CoreV1().Pods(o.Namespace)
-	sel := "batch.kubernetes.io/job-name=" + Name
+	sel := jobPodSelector
 	last := ""
 	step := func(s string) {
 		if s != last {
@@ -272,7 +385,8 @@ func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, 
 		}
 		for i := range list.Items {
 			p := &list.Items[i]
-			if p.DeletionTimestamp != nil {
+			// A pod of a Job of the same name that was replaced is not ours.
+			if p.DeletionTimestamp != nil || !metav1.IsControlledBy(p, job) {
 				continue
 			}
 			done, err := podState(p, step)
@@ -293,7 +407,7 @@ func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, 
 		w, err := pods.Watch(wctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion, FieldSelector: fields.Everything().String()})
 		var p *corev1.Pod
 		if err == nil {
-			p, err = watchPods(wctx, w, step)
+			p, err = watchPods(wctx, w, job, step)
 			w.Stop()
 		} else if wctx.Err() != nil {
 			err = nil // the short watch's time ran out as it started
@@ -327,7 +441,7 @@ func jobRunning(ctx context.Context, o Options, job *batchv1.Job) error {
 
 // watchPods follows w until the manager pod runs (or fails for good), the
 // watch closes, or ctx ends; the last two return nil, nil.
-func watchPods(ctx context.Context, w watch.Interface, step func(string)) (*corev1.Pod, error) {
+func watchPods(ctx context.Context, w watch.Interface, job *batchv1.Job, step func(string)) (*corev1.Pod, error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -337,7 +451,7 @@ func watchPods(ctx context.Context, w watch.Interface, step func(string)) (*core
 				return nil, nil
 			}
 			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod || ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+			if !isPod || ev.Type == watch.Deleted || p.DeletionTimestamp != nil || !metav1.IsControlledBy(p, job) {
 				continue
 			}
 			done, err := podState(p, step)
@@ -408,6 +522,22 @@ func deleteJob(ctx context.Context, c kubernetes.Interface, ns string) error {
 	return nil
 }
 
+// deleteJobOf deletes job, and not a Job of the same name made since.
+func deleteJobOf(ctx context.Context, c kubernetes.Interface, job *batchv1.Job, propagation metav1.DeletionPropagation) error {
+	err := c.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: &propagation,
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsConflict(err):
+		// Someone replaced it first; waitGone sees the UID change.
+		return nil
+	}
+	return explain(err, "delete", "jobs.batch", job.Namespace)
+}
+
 // waitGone waits until the Job with uid is gone from ns.
 func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.UID) error {
 	for {
@@ -420,7 +550,7 @@ func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the finished manager Job %s/%s is not going away: %w", ns, Name, ctx.Err())
+			return fmt.Errorf("the old manager Job %s/%s is not going away: %w", ns, Name, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -451,4 +581,15 @@ func explain(err error, verb, resource, ns string) error {
 		return fmt.Errorf("the API server does not accept your credentials (refresh your kubeconfig's login): %w", err)
 	}
 	return fmt.Errorf("%s %s in namespace %s: %w", verb, resource, ns, err)
+}
+
+// jobFinished: the Job will run no manager again (it completed, failed, or
+// is being deleted).
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return job.DeletionTimestamp != nil
 }

@@ -192,12 +192,11 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	m, err := managerclient.Ensure(ctx, managerclient.Options{
 		Client: o.client, Namespace: o.ManagerNamespace, Image: o.ManagerImage,
 		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
+		// A manager of another protocol is replaced only if it has no session.
+		Sessions: managerclient.CountSessions(o.restConfig, o.client),
 	})
 	if err != nil {
 		return err
-	}
-	if m.Version != "" && m.Version != version.Version {
-		o.progress(fmt.Sprintf("warning: the manager runs version %s, this plugin is %s (it is replaced when it next idles out)", m.Version, version.Version))
 	}
 	if err := o.startDaemon(m); err != nil {
 		return err

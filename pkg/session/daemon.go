@@ -248,6 +248,7 @@ func (d *Daemon) ensureManager(ctx context.Context) error {
 		Client: d.cfg.Client, Namespace: d.cfg.Manager.Namespace, Image: d.cfg.ManagerImage,
 		PullSecrets: d.cfg.ImagePullSecrets, Version: d.cfg.Version, IdleTimeout: d.cfg.ManagerIdleTimeout,
 		Progress: func(s string) { d.log.Info("manager: " + s) },
+		Sessions: managerclient.CountSessions(d.cfg.RESTConfig, d.cfg.Client),
 	})
 	if err != nil {
 		return err
@@ -387,6 +388,11 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 				break
 			}
 			d.log.Warn("reconnect failed", "err", err)
+			if inc := (*managerclient.IncompatibleError)(nil); errors.As(err, &inc) {
+				// Another version's manager took the namespace while ours was
+				// gone: say so in status, and keep trying (it may be uninstalled).
+				d.update(func(s *Status) { s.Error = err.Error() })
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
