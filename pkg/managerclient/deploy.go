@@ -160,12 +160,12 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 		created = true
 		// Another laptop may have created it first, of any version: decide
 		// about that one too.
-		mv, mp := jobVersions(job.Annotations)
-		d = Decision{Action: ActionUse, ManagerVersion: mv, ManagerProtocol: mp, Sessions: SessionsUnknown}
+		d.ManagerVersion, d.ManagerProtocol = jobVersions(job.Annotations)
 		switch {
-		case mp != self.Protocol:
+		case d.ManagerProtocol != self.Protocol:
+			d.Sessions = SessionsUnknown
 			return nil, d.incompatible(self, o.Namespace)
-		case mv != self.Version:
+		case d.ManagerVersion != self.Version:
 			d.Action = ActionUseOtherVersion
 		}
 	}
