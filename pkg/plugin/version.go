@@ -10,6 +10,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
 
@@ -23,7 +24,12 @@ func NewCmdVersion(_ *genericclioptions.ConfigFlags, streams genericiooptions.IO
 	o := &VersionOptions{Streams: streams}
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the client version, the image it deploys, and the connected manager's version",
+		Short: "Print the client version, its protocol, the image it deploys, and the connected manager's version",
+		Long: `Print the client version, the protocol it speaks with the traffic manager,
+the image it deploys, and, while connected, the daemon's and manager's
+versions. A client can use a manager of another version that speaks its
+protocol; a manager of another protocol is replaced by connect if it has no
+session, and otherwise refused, naming the version to connect with.`,
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
 	}
@@ -31,7 +37,7 @@ func NewCmdVersion(_ *genericclioptions.ConfigFlags, streams genericiooptions.IO
 
 // Run prints the versions; the daemon's and manager's only while connected.
 func (o *VersionOptions) Run(ctx context.Context) error {
-	fmt.Fprintf(o.Streams.Out, "Client Version: %s\nImage: %s\n", version.Version, version.Image())
+	fmt.Fprintf(o.Streams.Out, "Client Version: %s\nProtocol: %d\nImage: %s\n", version.Version, int32(teleproto.CurrentProtocolVersion), version.Image())
 	paths, err := session.DefaultPaths()
 	if err != nil {
 		return nil
