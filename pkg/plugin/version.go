@@ -30,8 +30,8 @@ the image it deploys, and, while connected, the daemon's and manager's
 versions. A client can use a manager of another version that speaks its
 protocol; a manager of another protocol is replaced by connect if it has no
 session, and otherwise refused, naming the version to connect with.`,
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
 	}
 }
 
