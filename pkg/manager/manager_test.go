@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,9 +63,18 @@ func testConfig(t *testing.T) Config {
 // Everything it starts is stopped and waited for at cleanup.
 func startServer(t *testing.T, cfg Config) (*Server, teleproto.ManagerClient) {
 	t.Helper()
+	return startServerAt(t, cfg, nil)
+}
+
+// startServerAt is startServer with the server's clock, when now is not nil.
+func startServerAt(t *testing.T, cfg Config, now func() time.Time) (*Server, teleproto.ManagerClient) {
+	t.Helper()
 	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
+	}
+	if now != nil {
+		s.now = now
 	}
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.UnaryInterceptor(s.skewHeaders))
@@ -182,7 +192,11 @@ func TestArriveProtocolVersion(t *testing.T) {
 func TestSessions(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.HeartbeatTimeout = 150 * time.Millisecond
-	_, c := startServer(t, cfg)
+	// The server's clock moves only when the test says: a loaded machine
+	// cannot stretch a step past the heartbeat timeout.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	_, c := startServerAt(t, cfg, func() time.Time { return time.Unix(0, clock.Load()) })
 	ctx := context.Background()
 
 	a, b := arrive(t, c), arrive(t, c)
@@ -191,7 +205,7 @@ func TestSessions(t *testing.T) {
 	}
 	// Remain keeps a alive past several heartbeat timeouts; b lapses.
 	for range 6 {
-		time.Sleep(50 * time.Millisecond)
+		clock.Add(int64(50 * time.Millisecond))
 		if _, err := c.Remain(ctx, &teleproto.SessionRequest{SessionId: a.GetSessionId()}); err != nil {
 			t.Fatalf("Remain: %v", err)
 		}
