@@ -6,6 +6,7 @@ package version
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,6 +39,10 @@ func ImageIn(registry string) (string, error) {
 	reg := strings.TrimSuffix(registry, "/")
 	if reg == "" {
 		return "", errors.New("registry is empty: give HOST[:PORT][/PATH] (like ghcr.io/my-org)")
+	}
+	// go-containerregistry lets an empty path element through; registries do not.
+	if slices.Contains(strings.Split(reg, "/"), "") {
+		return "", fmt.Errorf("registry %q has an empty path element: give HOST[:PORT][/PATH] (like ghcr.io/my-org)", registry)
 	}
 	ref := reg + "/" + ImageName + ":" + Version
 	// Strict: the tag is always there; the check is that HOST and PATH are a
