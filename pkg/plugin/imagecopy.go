@@ -70,7 +70,7 @@ system's roots ($SSL_CERT_FILE and $SSL_CERT_DIR on Linux).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", "", "repository to copy to, REGISTRY/REPO[:TAG]; without a tag, the source's")
-	f.StringVar(&o.From, "from", "", "image to copy (default: this build's, "+version.ImageRepo+":<version>)")
+	f.StringVar(&o.From, "from", version.Image(), "image to copy; by default this build's")
 	f.BoolVar(&o.Insecure, "insecure", false, "talk plain HTTP, not HTTPS, to the registries")
 	return cmd
 }
