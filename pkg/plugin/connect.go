@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
@@ -30,7 +31,10 @@ type ConnectOptions struct {
 	Flags   *genericclioptions.ConfigFlags
 	Streams genericiooptions.IOStreams
 
-	ManagerNamespace        string
+	ManagerNamespace string
+	// Registry and ManagerImage are the flags; after Complete, ManagerImage
+	// is the image decided from them and the config file.
+	Registry                string
 	ManagerImage            string
 	ImagePullSecrets        []string
 	IdleTimeout             time.Duration
@@ -59,9 +63,19 @@ ClusterIP and by pod IP, over TCP and UDP.
 
 The traffic manager is started in the namespace if it is not running (a Job
 that removes itself when idle). Creating the TUN device, routes and DNS
-settings needs root for a moment: you may be asked for your sudo password.`,
+settings needs root for a moment: you may be asked for your sudo password.
+
+The manager and the agents run this build's image. From a registry of your
+own, copy it there once with kubectl tele image copy and give --registry, or
+set registry in the config file ($KUBECTL_TELE_CONFIG, else
+kubectl-tele/config.yaml in the user config directory), which can also hold
+managerImage, imagePullSecrets, neverProxy, alsoProxy and managerIdleTimeout.
+Flags win over the file; kubectl tele config view shows what it sets.`,
 		Example: `  kubectl tele connect -n my-ns
-  curl http://my-service:8080`,
+  curl http://my-service:8080
+
+  # The image from your registry, pulled with a Secret of the namespace
+  kubectl tele connect -n my-ns --registry ghcr.io/my-org --image-pull-secret regcred`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(cmd); err != nil {
@@ -73,21 +87,67 @@ settings needs root for a moment: you may be asked for your sudo password.`,
 			return o.Run(cmd.Context())
 		},
 	}
-	f := cmd.Flags()
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// Defaults of connect's flags, shown by config view too.
+const defaultIdleTimeout = 10 * time.Minute
+
+// AddFlags binds connect's flags to o.
+func (o *ConnectOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.ManagerNamespace, "manager-namespace", "", "namespace of the traffic manager (default: the connected namespace)")
-	f.StringVar(&o.ManagerImage, "manager-image", version.Image(), "image of the traffic manager")
+	f.StringVar(&o.Registry, "registry", "", "registry (HOST[:PORT][/PATH]) holding this build's image as REGISTRY/kubectl-tele:VERSION (kubectl tele image copy puts it there)")
+	f.StringVar(&o.ManagerImage, "manager-image", version.Image(), "image of the traffic manager and the agents, a full reference (instead of --registry)")
 	f.StringSliceVar(&o.ImagePullSecrets, "image-pull-secret", nil, "Secret in the namespace to pull the image with (repeatable); the intercepted pods need it too")
-	f.DurationVar(&o.IdleTimeout, "manager-idle-timeout", 10*time.Minute, "the manager exits after this long without a session")
+	f.DurationVar(&o.IdleTimeout, "manager-idle-timeout", defaultIdleTimeout, "the manager exits after this long without a session")
 	f.StringSliceVar(&o.AlsoProxy, "also-proxy", nil, "also route this CIDR into the cluster (repeatable)")
 	f.StringSliceVar(&o.NeverProxy, "never-proxy", nil, "never route this CIDR into the cluster (repeatable)")
 	f.BoolVar(&o.AllowConflictingSubnets, "allow-conflicting-subnets", false, "route cluster CIDRs even where they overlap a local route")
 	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "give up connecting after this long")
-	return cmd
+}
+
+// applyConfig takes from the config file what the command line did not say,
+// and decides the image. The values go into the same fields as the flags', so
+// they reach the manager and the daemon the same way.
+func (o *ConnectOptions) applyConfig(f *pflag.FlagSet, c *config.Config) error {
+	given := func(flag string) bool { return f.Changed(flag) }
+	if !given("image-pull-secret") && len(c.ImagePullSecrets) > 0 {
+		o.ImagePullSecrets = c.ImagePullSecrets
+	}
+	if !given("also-proxy") && len(c.AlsoProxy) > 0 {
+		o.AlsoProxy = c.AlsoProxy
+	}
+	if !given("never-proxy") && len(c.NeverProxy) > 0 {
+		o.NeverProxy = c.NeverProxy
+	}
+	if !given("manager-idle-timeout") && c.IdleTimeout != 0 {
+		o.IdleTimeout = c.IdleTimeout
+	}
+	choice := imageChoice{FileRegistry: c.Registry, FileImage: c.ManagerImage, File: c.Path}
+	if given("registry") {
+		choice.FlagRegistry = o.Registry
+	}
+	if given("manager-image") {
+		choice.FlagImage = o.ManagerImage
+	}
+	img, _, err := choice.resolve()
+	if err != nil {
+		return err
+	}
+	o.ManagerImage = img
+	return nil
 }
 
 // Complete fills in what comes from kubeconfig.
 func (o *ConnectOptions) Complete(cmd *cobra.Command) error {
-	var err error
+	c, err := config.LoadDefault()
+	if err != nil {
+		return err
+	}
+	if err := o.applyConfig(cmd.Flags(), c); err != nil {
+		return err
+	}
 	loader := o.Flags.ToRawKubeConfigLoader()
 	if o.namespace, _, err = loader.Namespace(); err != nil {
 		return fmt.Errorf("read kubeconfig: %w", err)
@@ -142,8 +202,8 @@ func (o *ConnectOptions) Validate() error {
 	if o.never, err = parseCIDRs("--never-proxy", o.NeverProxy); err != nil {
 		return err
 	}
-	if o.IdleTimeout < 5*time.Second {
-		return usagef("--manager-idle-timeout %s is too short: give at least 5s", o.IdleTimeout)
+	if o.IdleTimeout < config.MinIdleTimeout {
+		return usagef("--manager-idle-timeout %s is too short: give at least %s", o.IdleTimeout, config.MinIdleTimeout)
 	}
 	return nil
 }
@@ -359,7 +419,7 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringVar(&cfg.Manager.Version, "manager-version", "", "")
 	f.StringVar(&cfg.ManagerImage, "manager-image", version.Image(), "")
 	f.StringSliceVar(&cfg.ImagePullSecrets, "image-pull-secret", nil, "")
-	f.DurationVar(&cfg.ManagerIdleTimeout, "manager-idle-timeout", 10*time.Minute, "")
+	f.DurationVar(&cfg.ManagerIdleTimeout, "manager-idle-timeout", defaultIdleTimeout, "")
 	f.StringSliceVar(&also, "also-proxy", nil, "")
 	f.StringSliceVar(&never, "never-proxy", nil, "")
 	f.BoolVar(&cfg.AllowConflictingSubnets, "allow-conflicting-subnets", false, "")
