@@ -77,9 +77,9 @@ func TestRouteMessageBytes(t *testing.T) {
 		}
 	}
 	var want []byte
-	want = append(want, 16, unix.AF_INET, 0, 0, 10, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // dst
+	want = append(want, 16, unix.AF_INET, 0, 0, 10, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  // dst
 	dl := []byte{13, unix.AF_LINK, 0, 0, 0, 5, 0, 0, 'u', 't', 'u', 'n', '4', 0, 0, 0} // gateway, padded to 16
-	ne.PutUint16(dl[2:], 17)                                                          // sdl_index
+	ne.PutUint16(dl[2:], 17)                                                           // sdl_index
 	want = append(want, dl...)
 	want = append(want, 16, unix.AF_INET, 0, 0, 255, 240, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // netmask
 	body := b[rtMsghdrSize:]
