@@ -33,7 +33,10 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 		return nil, fmt.Errorf("create device %s: %w", s.Name, err)
 	}
 	// tun.CreateTUN opens the utun control socket, picks a free unit and
-	// sets the MTU (SIOCSIFMTU).
+	// sets the MTU (SIOCSIFMTU). It also writes the utun's name, as root,
+	// to any path in WG_TUN_NAME_FILE: never take that from the user's
+	// environment.
+	os.Unsetenv("WG_TUN_NAME_FILE")
 	dev, err := tun.CreateTUN("utun", s.MTU)
 	if err != nil {
 		return nil, fmt.Errorf("create device %s: utun: %w", s.Name, err)
