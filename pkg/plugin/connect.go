@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
 	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
@@ -78,6 +80,11 @@ Flags win over the file; kubectl tele config view shows what it sets.`,
   kubectl tele connect -n my-ns --registry ghcr.io/my-org --image-pull-secret regcred`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Before Complete: nothing else is worth fixing on a platform
+			// that cannot connect.
+			if err := checkPlatform(runtime.GOOS); err != nil {
+				return err
+			}
 			if err := o.Complete(cmd); err != nil {
 				return err
 			}
@@ -195,6 +202,9 @@ func kubeconfigArgs(cmd *cobra.Command) []string {
 
 // Validate rejects bad flags with a message saying what to do.
 func (o *ConnectOptions) Validate() error {
+	if err := checkPlatform(runtime.GOOS); err != nil {
+		return err
+	}
 	var err error
 	if o.also, err = parseCIDRs("--also-proxy", o.AlsoProxy); err != nil {
 		return err
@@ -300,9 +310,14 @@ func (o *ConnectOptions) repair(ctx context.Context) error {
 	return runHelper(ctx, "down", nil, o.paths, o.Streams.ErrOut)
 }
 
-// leftovers reports whether a dead session's device or DNS backup remains.
+// leftovers reports whether a dead session's device, DNS backup or macOS
+// /etc/resolver files remain.
 func leftovers() bool {
 	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
+		return true
+	}
+	// Files with our marker (world-readable); Linux has no /etc/resolver.
+	if ours, _ := resolver.NewResolverDir(resolver.Options{}).Ours(); len(ours) > 0 {
 		return true
 	}
 	dir, err := helperStateDir()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 )
 
@@ -22,13 +23,9 @@ type Paths struct {
 
 // DefaultPaths returns the current user's paths, creating them (0700).
 func DefaultPaths() (Paths, error) {
-	uid := strconv.Itoa(os.Getuid())
-	run := filepath.Join("/run/user", uid)
-	if fi, err := os.Stat(run); err == nil && fi.IsDir() && os.Getuid() != 0 {
-		run = filepath.Join(run, "kubectl-tele")
-	} else {
-		run = filepath.Join(os.TempDir(), "kubectl-tele-"+uid)
-	}
+	uid := os.Getuid()
+	fi, err := os.Stat(filepath.Join("/run/user", strconv.Itoa(uid)))
+	run := runtimeDir(runtime.GOOS, uid, err == nil && fi.IsDir(), os.TempDir())
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = run
@@ -44,6 +41,23 @@ func DefaultPaths() (Paths, error) {
 		}
 	}
 	return p, nil
+}
+
+// runtimeDir decides where the sockets go: /run/user/UID/kubectl-tele when
+// systemd made /run/user/UID (and we are not root), else
+// TMP/kubectl-tele-UID. TMP is os.TempDir on Linux (tests point TMPDIR
+// elsewhere) but always /tmp on darwin: there TMPDIR is a per-user folder
+// under /var/folders, which the root helper does not trust (see
+// device.SocketDirs), and a socket path there may not fit sun_path.
+func runtimeDir(goos string, uid int, runUserExists bool, tmp string) string {
+	u := strconv.Itoa(uid)
+	if runUserExists && uid != 0 {
+		return filepath.Join("/run/user", u, "kubectl-tele")
+	}
+	if goos == "darwin" {
+		tmp = "/tmp"
+	}
+	return filepath.Join(tmp, "kubectl-tele-"+u)
 }
 
 // ControlSocket is the daemon's control socket.

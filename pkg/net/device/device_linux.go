@@ -290,10 +290,7 @@ func CheckPeer(conn *net.UnixConn, uid int) error {
 	if gerr != nil {
 		return fmt.Errorf("check peer of %s: SO_PEERCRED: %w", conn.RemoteAddr(), gerr)
 	}
-	if int(cred.Uid) != uid {
-		return fmt.Errorf("check peer of %s: process %d runs as uid %d, want uid %d", conn.RemoteAddr(), cred.Pid, cred.Uid, uid)
-	}
-	return nil
+	return checkPeerCred(fmt.Sprint(conn.RemoteAddr()), peerCred{PID: int(cred.Pid), UID: cred.Uid}, uid)
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

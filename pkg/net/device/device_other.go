@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin
 
 package device
 
@@ -12,9 +12,9 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// Create is only implemented on Linux. On darwin and windows the helper is to
-// create the utun/wintun device with wireguard-go and apply
-// [DarwinCommands]/[WindowsCommands].
+// Create is only implemented on Linux and darwin. On windows a helper would
+// create the wintun adapter with wireguard-go and apply [WindowsCommands];
+// connect refuses native Windows before getting here.
 func Create(ctx context.Context, s Spec) (*os.File, error) {
 	if err := ValidateSpec(s); err != nil {
 		return nil, err
@@ -22,13 +22,13 @@ func Create(ctx context.Context, s Spec) (*os.File, error) {
 	return nil, fmt.Errorf("create device %s on %s: %w", s.Name, runtime.GOOS, errors.ErrUnsupported)
 }
 
-// Open is only implemented on Linux.
+// Open is only implemented on Linux and darwin.
 func Open(f *os.File) (tun.Device, error) {
 	f.Close()
 	return nil, fmt.Errorf("open TUN file on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 }
 
-// Remove is only implemented on Linux.
+// Remove is only implemented on Linux and darwin.
 func Remove(name string) error {
 	if err := ValidateName(name); err != nil {
 		return fmt.Errorf("remove device: %w", err)
@@ -36,7 +36,7 @@ func Remove(name string) error {
 	return fmt.Errorf("remove device %s on %s: %w", name, runtime.GOOS, errors.ErrUnsupported)
 }
 
-// ListRoutes is only implemented on Linux.
+// ListRoutes is only implemented on Linux and darwin.
 func ListRoutes(ctx context.Context) ([]Route, error) {
 	return nil, fmt.Errorf("list routes on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 }

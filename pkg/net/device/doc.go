@@ -24,8 +24,22 @@
 // IFF_VNET_HDR, wireguard-go's CreateUnmonitoredTUNFromFD reads the flags
 // back with TUNGETIFF and uses one packet per read and write.
 //
-// Only Linux creates devices. On darwin and windows the package compiles, and
-// [DarwinCommands] and [WindowsCommands] give the ifconfig/route and netsh
-// command lines for the same [Spec]; the functions that need a kernel return
-// [errors.ErrUnsupported].
+// # darwin
+//
+// On darwin [Create] makes a utun with wireguard-go's tun.CreateTUN (the
+// kernel picks utunN; s.Name only names the session), which also sets the
+// MTU; gives it the address with SIOCAIFADDR (SIOCAIFADDR_IN6), sets IFF_UP,
+// and adds one interface route per cluster CIDR with RTM_ADD messages on the
+// routing socket (golang.org/x/net/route), as ifconfig and route(8) do. The
+// decisions (route plan, which routing-table entries count as the host's
+// routes, the ioctl structures' bytes) are shared code tested on Linux;
+// device_darwin.go only makes the calls. [CheckPeer] uses LOCAL_PEERCRED,
+// and descriptors pass with SCM_RIGHTS as on Linux. [Open] wraps the
+// received file with tun.CreateTUNFromFile, which on darwin needs no
+// privilege when given no MTU. [DarwinCommands] are the same steps as
+// command lines, for a person checking a Mac by hand.
+//
+// On windows the package compiles; [WindowsCommands] gives the netsh command
+// lines for a [Spec], and the functions that need a kernel return
+// [errors.ErrUnsupported] (connect refuses native Windows before that).
 package device

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -49,18 +50,42 @@ const (
 )
 
 // StateDir is where the helper keeps what "down" needs (the resolver's
-// backup), one folder per network namespace: several sessions on one machine
-// in different namespaces (the e2e laptops) never share a backup.
-func StateDir() (string, error) {
+// backup); see [stateDir].
+func StateDir() (string, error) { return stateDir(runtime.GOOS, netnsInode) }
+
+// stateDir decides the state folder for goos. On Linux it is one folder per
+// network namespace: several sessions on one machine in different
+// namespaces (the e2e laptops) never share a backup. darwin has no network
+// namespaces and its resolver (/etc/resolver files) keeps no state, so it
+// is one folder where macOS keeps system state, /var/db. Windows is not
+// supported natively (see plugin's checkPlatform).
+func stateDir(goos string, netns func() (uint64, error)) (string, error) {
+	switch goos {
+	case "linux":
+		ino, err := netns()
+		if err != nil {
+			return "", fmt.Errorf("identify network namespace: %w", err)
+		}
+		return filepath.Join("/var/lib/kubectl-tele", "netns-"+strconv.FormatUint(ino, 10)), nil
+	case "darwin":
+		return "/var/db/kubectl-tele", nil
+	case "windows":
+		return "", fmt.Errorf("helper state on %s: %w", goos, errors.ErrUnsupported)
+	}
+	return "/var/lib/kubectl-tele", nil
+}
+
+// netnsInode identifies the calling thread's network namespace.
+func netnsInode() (uint64, error) {
 	fi, err := os.Stat("/proc/self/ns/net")
 	if err != nil {
-		return "", fmt.Errorf("identify network namespace: %w", err)
+		return 0, err
 	}
 	ino, ok := inode(fi)
 	if !ok {
-		return "", errors.New("identify network namespace: no inode")
+		return 0, errors.New("no inode")
 	}
-	return filepath.Join("/var/lib/kubectl-tele", "netns-"+strconv.FormatUint(ino, 10)), nil
+	return ino, nil
 }
 
 func resolverFor(ctx context.Context, log *slog.Logger) (resolver.Configurator, error) {
@@ -119,7 +144,8 @@ func validateDNS(d DNSRequest, spec device.Spec) (resolver.Config, error) {
 		return resolver.Config{}, fmt.Errorf("at most %d search and routing domains are allowed", maxDomains)
 	}
 	for _, n := range append(append([]string{}, d.Search...), d.Domains...) {
-		if _, ok := dns.IsDomainName(n); !ok || n == "" || !printable(n) || strings.ContainsAny(n, "\\\"'") || len(n) > 253 {
+		// No slash either: on macOS each domain names a file in /etc/resolver.
+		if _, ok := dns.IsDomainName(n); !ok || n == "" || !printable(n) || strings.ContainsAny(n, "\\\"'/") || len(n) > 253 {
 			return resolver.Config{}, fmt.Errorf("dns domain %q is not a valid name", n)
 		}
 	}

@@ -1,6 +1,8 @@
 package helper
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,4 +63,71 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// What a darwin daemon sends: its socket in /tmp/kubectl-tele-UID (macOS has
+// no /run/user), a uid of 501, the search list whose domains become file
+// names in /etc/resolver.
+func TestParseDarwin(t *testing.T) {
+	darwin := strings.Replace(good, "/tmp/kubectl-tele-1000/device.sock", "/tmp/kubectl-tele-501/device.sock", 1)
+	tests := []struct {
+		name, req, wantErr string
+	}{
+		{"darwin request", darwin, ""},
+		{"IPv6 session", strings.NewReplacer(`"addr":"198.18.0.1/32"`, `"addr":"fd00:1::1/128"`,
+			`"routes":["10.96.0.0/16","10.244.0.0/24"]`, `"routes":["fd00:96::/108"]`,
+			`"nameserver":"10.96.0.10"`, `"nameserver":"fd00:96::a"`).Replace(darwin), ""},
+		{"domain that is a path", strings.Replace(darwin, `"cluster.local"]`, `"../../etc/sudoers.d/x"]`, 1), "not a valid name"},
+		{"domain with a slash", strings.Replace(darwin, `"cluster.local"]`, `"a/b"]`, 1), "not a valid name"},
+		{"domain that is dot-dot", strings.Replace(darwin, `"cluster.local"]`, `".."]`, 1), "not a valid name"},
+		{"socket in the user's TMPDIR", strings.Replace(darwin, "/tmp/kubectl-tele-501/device.sock", "/var/folders/x/T/kubectl-tele-501/../device.sock", 1), "not clean"},
+		{"utun name as the device name", strings.Replace(darwin, `"name":"tele0"`, `"name":"utun4"`, 1), "utun4"},
+		{"MTU too small for IPv6", strings.NewReplacer(`"mtu":1420`, `"mtu":1000`, `"routes":["10.96.0.0/16","10.244.0.0/24"]`, `"routes":["10.96.0.0/16","fd00:96::/108"]`).Replace(darwin), "IPv6 needs at least 1280"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dr, _, rc, err := Parse([]byte(tt.req), 501)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dr.SocketPath != "/tmp/kubectl-tele-501/device.sock" || rc.Device != "tele0" {
+					t.Fatalf("request %+v, config %+v", dr, rc)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestStateDir(t *testing.T) {
+	ino := func() (uint64, error) { return 4026531840, nil }
+	noNetns := func() (uint64, error) { return 0, errors.New("no /proc") }
+	tests := []struct {
+		goos    string
+		netns   func() (uint64, error)
+		want    string
+		wantErr string
+	}{
+		{"linux", ino, "/var/lib/kubectl-tele/netns-4026531840", ""},
+		{"linux", noNetns, "", "identify network namespace: no /proc"},
+		{"darwin", noNetns, "/var/db/kubectl-tele", ""},
+		{"freebsd", noNetns, "/var/lib/kubectl-tele", ""},
+		{"windows", ino, "", "unsupported"},
+	}
+	for _, tt := range tests {
+		got, err := stateDir(tt.goos, tt.netns)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want %q", tt.goos, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || filepath.ToSlash(got) != tt.want {
+			t.Errorf("%s: stateDir() = %q, %v; want %q", tt.goos, got, err, tt.want)
+		}
+	}
 }
