@@ -9,8 +9,18 @@ KIND := hack/kind
 GIT_DESC := $(shell git describe --tags --always 2>/dev/null || echo dev)
 GIT_DIRTY := $(shell git diff HEAD --quiet 2>/dev/null || git diff HEAD | sha256sum | cut -c1-8)
 VERSION ?= $(GIT_DESC)$(if $(GIT_DIRTY),-dirty-$(GIT_DIRTY))
-IMAGE_REPO ?= kubectl-tele.local/kubectl-tele
+# The one registry releases are pushed to: a release build (VERSION=v1.2.3)
+# defaults to its image there, so a krew install needs no flag. A local build
+# points at the local cluster's registry (hack/kind/lib.sh: REGISTRY).
+RELEASE_REGISTRY ?= ghcr.io/kubectl-tele
+LOCAL_REGISTRY := 10.201.0.1:5000
+REGISTRY ?= $(if $(filter v%,$(VERSION)),$(RELEASE_REGISTRY),$(LOCAL_REGISTRY))
+IMAGE_REPO ?= $(REGISTRY)/kubectl-tele
 IMAGE := $(IMAGE_REPO):$(VERSION)
+# The image's platforms; bin/linux_ARCH/kubectl-tele is each one's binary.
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+# The cluster CA trusted for the local registry (its certificate comes from it).
+CLUSTER_CA := $(KIND)/.cluster/pki/ca.crt
 LDFLAGS := -s -w -X github.com/kubectl-tele/kubectl-tele/pkg/version.Version=$(VERSION) \
 	-X github.com/kubectl-tele/kubectl-tele/pkg/version.ImageRepo=$(IMAGE_REPO)
 export CGO_ENABLED := 0
@@ -19,10 +29,10 @@ export CGO_ENABLED := 0
 # prerelease of v0.0.0 that names the source.
 KREW_VERSION ?= $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-dev.g$(VERSION))
 
-.PHONY: help build image image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
+.PHONY: help cross build image image-tar image-push image-bins arm64-check release image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## the plugin for this machine, in bin/, with kubectl_complete-tele for kubectl's completion
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-tele ./cmd/kubectl-tele
@@ -46,9 +56,34 @@ krew-test: ## the krew archives, installed with krew into a temporary KREW_ROOT;
 image-ref: ## print the image reference this source builds
 	@echo $(IMAGE)
 
-image: build ## the manager/agent image, imported into the local cluster
-	$(GO) run ./$(KIND)/imagebuild -tag $(IMAGE) -o $(BIN)/image.tar -entrypoint /kubectl-tele $(BIN)/kubectl-tele=/kubectl-tele
-	$(KIND)/images.sh import=$(BIN)/image.tar
+image-bins:
+	for p in $(IMAGE_PLATFORMS); do \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$${p%/*}_$${p#*/}/kubectl-tele ./cmd/kubectl-tele || exit; \
+	done
+
+IMAGEBUILD = $(GO) run ./$(KIND)/imagebuild -tag $(IMAGE) -platforms $(subst $(space),$(comma),$(IMAGE_PLATFORMS)) \
+	-entrypoint /kubectl-tele
+IMAGE_FILES = '$(BIN)/linux_{arch}/kubectl-tele=/kubectl-tele'
+comma := ,
+space := $(subst ,, )
+
+image: build image-bins ## the manager/agent image (linux/amd64+arm64 index) pushed to the local cluster's registry; this machine's platform also in bin/image.tar
+	$(IMAGEBUILD) -push -ca $(CLUSTER_CA) -o $(BIN)/image.tar $(IMAGE_FILES)
+
+image-tar: image-bins ## only bin/image.tar (this machine's platform), to load into kind, k3d or minikube
+	$(IMAGEBUILD) -o $(BIN)/image.tar $(IMAGE_FILES)
+
+image-push: image-bins ## the image index pushed to REGISTRY=host/path (your docker login; SSL_CERT_FILE for a private CA)
+	$(IMAGEBUILD) -push $(IMAGE_FILES)
+
+arm64-check: image-bins ## the image's arm64 binary runs under qemu-user
+	out=$$(qemu-aarch64-static $(BIN)/linux_arm64/kubectl-tele version 2>&1) || { echo "$$out"; exit 1; }; \
+	echo "arm64 under qemu: $$out"; case "$$out" in *$(VERSION)*) ;; *) echo "arm64 binary does not print $(VERSION)"; exit 1 ;; esac
+
+release: ## a release: VERSION=v1.2.3 make release builds the krew archives and pushes the image to RELEASE_REGISTRY
+	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "release needs VERSION=vX.Y.Z, not $(VERSION)"; exit 1 ;; esac
+	$(KREW_RELEASE)
+	$(MAKE) image-push VERSION=$(VERSION)
 
 cluster-up: ## start the local single-node cluster (root; builds Kubernetes once)
 	$(KIND)/cluster-up.sh
@@ -63,13 +98,24 @@ lint: ## gofmt and go vet
 unit: ## unit tests (no cluster, no root)
 	$(GO) test ./...
 
+# Code that cannot run here: every package and its tests compile for these
+# (the test binaries are linked, then "run" by /bin/true), and go vet checks
+# them; the darwin files are built only this way.
+CROSS_PLATFORMS := darwin/arm64 darwin/amd64 windows/amd64
+cross: ## build, vet and compile the tests of every package for macOS and Windows
+	for p in $(CROSS_PLATFORMS); do \
+	  echo "== $$p"; export GOOS=$${p%/*} GOARCH=$${p#*/}; \
+	  $(GO) build ./... && $(GO) vet ./... || exit; \
+	  $(GO) test -exec /bin/true ./... >/dev/null || exit; \
+	done
+
 e2e: ## e2e tests on the local cluster (brings it up if needed)
 	$(KIND)/cluster-up.sh
 	$(MAKE) image
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee $(BIN)/e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; \
 	status=$${PIPESTATUS[0]}; [ $$status = 0 ] || hack/e2e-failures.sh $(BIN)/e2e.log; exit $$status
 
-test: lint unit krew-test ## everything: lint, unit tests, krew install, then e2e on a fresh local cluster, torn down after
+test: lint unit cross arm64-check krew-test ## everything: lint, unit tests, krew install, then e2e on a fresh local cluster, torn down after
 	@mkdir -p $(BIN)
 	$(KIND)/cluster-down.sh
 	status=0; $(MAKE) e2e || status=$$?; $(KIND)/cluster-down.sh; exit $$status

@@ -32,6 +32,8 @@ if [ -S "$CONTAINERD_SOCK" ]; then
 fi
 stop_pid containerd
 stop_pid etcd
+stop_pid registry-open
+stop_pid registry-auth
 pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $CONTAINERD_SOCK" 2>/dev/null
 
 # Pod network namespaces: CRI names them cni-<uuid>. Only this cluster's CRI

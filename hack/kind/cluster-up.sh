@@ -18,6 +18,7 @@ fi
 "$here/install-deps.sh"
 "$here/build-k8s.sh"
 "$here/build-coredns.sh"
+"$here/build-registry.sh"
 mkdir -p "$STATE" "$RUN_DIR"
 
 # --- host network and the leak guard -----------------------------------------
@@ -69,7 +70,32 @@ NFT
 if ! mountpoint -q /run/netns 2>/dev/null; then
   ip netns add tele-kind-init && ip netns delete tele-kind-init
 fi
+"$here/pki.sh"
+pki=$STATE/pki
+
+# --- registries ------------------------------------------------------------------
+"$here/registry.sh"
+
 mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam"
+# Registry hosts (containerd's certs.d layout): ours over TLS with the
+# cluster's CA; every other registry resolves to a closed local port, so no
+# pull leaves the machine and a missing image fails at once (ErrImagePull).
+hosts=$STATE/containerd/certs.d
+for r in "$REGISTRY" "$AUTH_REGISTRY"; do
+  mkdir -p "$hosts/$r"
+  cat >"$hosts/$r/hosts.toml" <<TOML
+server = "https://$r"
+[host."https://$r"]
+  capabilities = ["pull", "resolve"]
+  ca = "$pki/ca.crt"
+TOML
+done
+mkdir -p "$hosts/_default"
+cat >"$hosts/_default/hosts.toml" <<TOML
+server = "http://127.0.0.1:1"
+[host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
+TOML
 cat >"$STATE/containerd/config.toml" <<TOML
 version = 2
 root = "$STATE/containerd/root"
@@ -81,11 +107,8 @@ state = "$RUN_DIR/containerd-state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni/net.d"
-  # No registry exists for this cluster, and no pull may leave the machine:
-  # every registry host resolves to a closed local port, so a missing image
-  # fails at once (ErrImagePull) instead of querying DNS outside.
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
-    endpoint = ["http://127.0.0.1:1"]
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$hosts"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -96,11 +119,10 @@ state = "$RUN_DIR/containerd-state"
 TOML
 start containerd containerd --config "$STATE/containerd/config.toml"
 wait_for containerd 30 ctr version || die "containerd did not start: $STATE/logs/containerd.log"
+# The cluster's own images, pushed to the registry; the kubelet pulls them.
 "$here/images.sh" pause coredns echo
 
 # --- etcd and the control plane -------------------------------------------------
-"$here/pki.sh"
-pki=$STATE/pki
 start etcd etcd --name tele --data-dir "$STATE/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -158,7 +180,7 @@ clusterDomain: $CLUSTER_DOMAIN
 resolvConf: $STATE/kubelet/resolv.conf
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-# Locally imported images cannot be pulled again: never garbage-collect them.
+# Tests measure what they start, not image garbage collection: keep images.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}

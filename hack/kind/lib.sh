@@ -5,9 +5,11 @@ KIND_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$KIND_DIR/../.." && pwd)
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
+REGISTRY_VERSION=${REGISTRY_VERSION:-v3.0.0}
 CACHE_DIR=${TELE_CACHE_DIR:-$KIND_DIR/.cache}
 K8S_BIN=$CACHE_DIR/kubernetes-$K8S_VERSION
 COREDNS_BIN=$CACHE_DIR/coredns-$COREDNS_VERSION/coredns
+REGISTRY_BIN=$CACHE_DIR/registry-$REGISTRY_VERSION/registry
 # All state of a running cluster lives under STATE; cluster-down removes it.
 STATE=${TELE_CLUSTER_DIR:-$KIND_DIR/.cluster}
 KUBECONFIG_FILE=$STATE/kubeconfig
@@ -33,9 +35,16 @@ die() { log "error: $*"; exit 1; }
 # clone may sit at any depth.
 RUN_DIR=/run/tele-kind
 CONTAINERD_SOCK=$RUN_DIR/containerd.sock
-PAUSE_IMAGE=kubectl-tele.local/pause:3.10
-COREDNS_IMAGE=kubectl-tele.local/coredns:$COREDNS_VERSION
-ECHO_IMAGE=kubectl-tele.local/echo:dev
+# The cluster's registries (CNCF Distribution, TLS with a certificate of the
+# cluster's CA, trusted by containerd through its hosts configuration). Every
+# image the cluster runs is pushed to REGISTRY and pulled from there, as on a
+# user's cluster. AUTH_REGISTRY needs a login (htpasswd): the private-registry
+# tests push there; its credentials are in $STATE/registry/auth.
+REGISTRY=$NODE_IP:5000
+AUTH_REGISTRY=$NODE_IP:5001
+PAUSE_IMAGE=$REGISTRY/pause:3.10
+COREDNS_IMAGE=$REGISTRY/coredns:$COREDNS_VERSION
+ECHO_IMAGE=$REGISTRY/echo:dev
 ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pki.sh makes the local cluster's certificates with openssl: one CA, the API
-# server's serving certificate, client certificates for each component and the
+# server's and the registries' serving certificates, client certificates for each component and the
 # admin, the kubelet's serving certificate, and the service-account key pair.
 # Then it writes the kubeconfigs. Idempotent: what exists is kept.
 set -euo pipefail
@@ -40,6 +40,7 @@ cert apiserver "/CN=kube-apiserver" \
   serverAuth
 cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
 cert kubelet-server "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME" serverAuth
+cert registry "/CN=kubectl-tele-local-registry" "IP:$NODE_IP" serverAuth
 cert admin "/O=system:masters/CN=kubernetes-admin"
 cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
 cert controller-manager "/CN=system:kube-controller-manager"

@@ -136,11 +136,7 @@ func (o *ImageCopyOptions) Run(ctx context.Context) error {
 	}
 	desc, err := remote.Get(o.src, opts...)
 	if err != nil {
-		if o.From == version.Image() && strings.HasSuffix(version.ImageRepo, ".local/"+version.ImageName) {
-			// make image puts a local build's image only into the kind cluster.
-			return fmt.Errorf("read image %s: %w (this build's image is in no registry: give --from the image to copy)", o.src, err)
-		}
-		return fmt.Errorf("read image %s: %w", o.src, err)
+		return fmt.Errorf("read image %s: %w (credentials come from your docker config, DOCKER_CONFIG; a registry with a private CA needs SSL_CERT_FILE)", o.src, err)
 	}
 	var digest v1.Hash
 	switch {

@@ -17,9 +17,11 @@ var (
 	// Version is the kubectl-tele release or, for a local build, a tag derived
 	// from the source tree.
 	Version = "dev"
-	// ImageRepo is where the image of this build lives. The local cluster has no
-	// registry; `make image` imports kubectl-tele.local/kubectl-tele:<Version>.
-	ImageRepo = "kubectl-tele.local/kubectl-tele"
+	// ImageRepo is where the image of this build lives: for a release, the
+	// release registry (the Makefile's RELEASE_REGISTRY); for a local build, the
+	// local cluster's registry, where `make image` pushes it. A plain `go build`
+	// has no image of its own: the value only has to be a valid reference.
+	ImageRepo = "ghcr.io/kubectl-tele/kubectl-tele"
 )
 
 // Image is the default image reference for the manager and the agent.

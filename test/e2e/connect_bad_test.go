@@ -85,8 +85,8 @@ func TestConnectBadInput(t *testing.T) {
 	t.Run("manager image missing", func(t *testing.T) {
 		u := newTeleUser(t, 3, nil)
 		start := time.Now()
-		out := run(t, u, "connect", "-n", ns, "--manager-image", "kubectl-tele.local/no-such-image:0")
-		if !strings.Contains(out, "cannot be pulled") || !strings.Contains(out, "kubectl-tele.local/no-such-image:0") {
+		out := run(t, u, "connect", "-n", ns, "--manager-image", "10.201.0.1:5000/no-such-image:0")
+		if !strings.Contains(out, "cannot be pulled") || !strings.Contains(out, "10.201.0.1:5000/no-such-image:0") {
 			t.Errorf("message does not name the image problem")
 		}
 		if d := time.Since(start); d > time.Minute {

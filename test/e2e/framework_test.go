@@ -29,7 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-const echoImage = "kubectl-tele.local/echo:dev"
+const echoImage = "10.201.0.1:5000/echo:dev" // hack/kind/lib.sh: ECHO_IMAGE, in the cluster's registry
 
 var (
 	repoRoot   = mustRepoRoot()

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command pause is the pod sandbox's process: it holds the pod's namespaces
 // open, reaps orphaned children (it is PID 1 when the pod shares its PID
 // namespace) and exits on SIGTERM or SIGINT. The local cluster builds it
