@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,7 +23,14 @@ import (
 )
 
 // intercept is one laptop's claim on a workload's port.
+//
+// Its name (pb.Name) is the user's and unique only among its session's
+// intercepts, so that two developers' default intercepts of one workload,
+// both named after it, can coexist and each leaves its own with the same
+// command. The agents and the manager know it by id, unique in the
+// namespace.
 type intercept struct {
+	id       string
 	pb       *teleproto.Intercept
 	session  *session
 	selector labels.Selector
@@ -75,16 +83,17 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		session: ss, selector: sel, match: m, resetIdle: req.GetResetIdleConnections(),
 	}
 	s.imu.Lock()
-	if err := s.conflictLocked(ic); err != nil {
+	if err := conflict(s.intercepts, ic); err != nil {
 		s.imu.Unlock()
 		return nil, err
 	}
-	s.intercepts[name] = ic // reserved while the agents are attached
+	ic.id = newInterceptID(s.intercepts, name, ic.pb.Owner)
+	s.intercepts[ic.id] = ic // reserved while the agents are attached
 	s.imu.Unlock()
 	ok := false
 	defer func() {
 		if !ok {
-			s.removeIntercept(name, "creation failed")
+			s.removeIntercept(ic.id, "creation failed")
 		}
 	}()
 
@@ -126,23 +135,51 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	ic.pb.BypassingConnections, ic.pb.ResetConnections = bypassing, reset
 	out := cloneIntercept(ic, ss)
 	s.imu.Unlock()
-	s.log.InfoContext(ctx, "intercept created", "intercept", name, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
+	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", ic.id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
 		"port", req.GetPort(), "match", m.String(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
 }
 
-// conflictLocked refuses a second intercept of the same name, a second global
-// intercept of a port, or a second identical match, naming the owner.
-func (s *Server) conflictLocked(ic *intercept) error {
-	if old, ok := s.intercepts[ic.pb.Name]; ok {
-		if old.removing {
-			return status.Errorf(codes.Unavailable, "intercept %s is being removed; try again in a moment", ic.pb.Name)
+// newInterceptID returns an id for the intercept name of owner that no
+// intercept in ics has. It is opaque to the agents, which carry it back in
+// Open.intercept_id; name and owner make it readable in their logs and in
+// the 502s they answer, and the random part tells apart two sessions of one
+// owner and an intercept created again after a leave.
+func newInterceptID(ics map[string]*intercept, name, owner string) string {
+	for {
+		id := name + "/" + owner + "/" + rand.Text()[:8]
+		if _, taken := ics[id]; !taken {
+			return id
 		}
-		return status.Errorf(codes.AlreadyExists, "an intercept named %s exists (owner %s); choose another with --name", ic.pb.Name, old.pb.Owner)
 	}
-	for _, old := range s.intercepts {
+}
+
+// conflict decides whether ic may join ics, the namespace's intercepts by
+// id. A session may not use a name twice; another session's intercept of
+// the same name is no conflict (names are per session). What would take
+// another intercept's traffic is refused, naming its owner: a second global
+// intercept of a workload's port, a global one over header ones or header
+// ones under a global one, and a second identical match.
+func conflict(ics map[string]*intercept, ic *intercept) error {
+	olds := make([]*intercept, 0, len(ics))
+	for _, old := range ics {
+		olds = append(olds, old)
+	}
+	// The first conflict in a fixed order: the same state, the same message.
+	sort.Slice(olds, func(i, j int) bool { return olds[i].id < olds[j].id })
+	for _, old := range olds {
+		if old.session != ic.session || old.pb.Name != ic.pb.Name {
+			continue
+		}
+		if old.removing {
+			return status.Errorf(codes.Unavailable, "your intercept %s is being removed; try again in a moment", ic.pb.Name)
+		}
+		return status.Errorf(codes.AlreadyExists, "you already have an intercept named %s (of %s/%s); leave it first or choose another name with --name",
+			ic.pb.Name, strings.ToLower(old.pb.WorkloadKind), old.pb.WorkloadName)
+	}
+	for _, old := range olds {
 		if old.removing {
 			continue
 		}
@@ -159,6 +196,28 @@ func (s *Server) conflictLocked(ic *intercept) error {
 		}
 	}
 	return nil
+}
+
+// ownIntercept finds the intercept that ss calls name. Another session's
+// intercept of that name is refused, naming its owners: each developer
+// leaves only their own.
+func ownIntercept(ics map[string]*intercept, ss *session, name string) (*intercept, error) {
+	var owners []string
+	for _, ic := range ics {
+		if ic.pb.Name != name {
+			continue
+		}
+		if ic.session == ss {
+			return ic, nil
+		}
+		owners = append(owners, ic.pb.Owner)
+	}
+	if len(owners) == 0 {
+		return nil, status.Errorf(codes.NotFound, "you have no intercept named %s; kubectl tele list shows them", name)
+	}
+	sort.Strings(owners)
+	return nil, status.Errorf(codes.PermissionDenied, "intercept %s is not yours: it belongs to %s; you can leave only your own (marked (you) in kubectl tele list)",
+		name, strings.Join(slices.Compact(owners), ", "))
 }
 
 func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
@@ -180,26 +239,23 @@ func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInter
 		return nil, err
 	}
 	s.imu.Lock()
-	ic, ok := s.intercepts[req.GetName()]
+	ic, err := ownIntercept(s.intercepts, ss, req.GetName())
 	s.imu.Unlock()
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no intercept named %s; kubectl tele list shows them", req.GetName())
-	}
-	if ic.session != ss {
-		return nil, status.Errorf(codes.PermissionDenied, "intercept %s belongs to %s", req.GetName(), ic.pb.Owner)
+	if err != nil {
+		return nil, err
 	}
 	// Returns once the agents have dropped it: `leave` returning means the
 	// app answers again.
-	s.removeIntercept(req.GetName(), "left")
+	s.removeIntercept(ic.id, "left")
 	return &teleproto.RemoveInterceptResponse{}, nil
 }
 
 // removeIntercept ends an intercept in two steps: the agents stop routing
 // to it (while connections they already route still reach the laptop), then
 // it is forgotten and what its mechanism changed is restored.
-func (s *Server) removeIntercept(name, reason string) {
+func (s *Server) removeIntercept(id, reason string) {
 	s.imu.Lock()
-	ic, ok := s.intercepts[name]
+	ic, ok := s.intercepts[id]
 	if ok {
 		ic.removing = true
 	}
@@ -212,33 +268,33 @@ func (s *Server) removeIntercept(name, reason string) {
 	if ic.mech != "" {
 		pods, _ := s.runningPods(ctx, ic.selector)
 		if _, err := s.pushRoutes(ctx, pods, 15*time.Second); err != nil {
-			s.log.Warn("agents slow to drop intercept", "intercept", name, "err", err)
+			s.log.Warn("agents slow to drop intercept", "intercept", id, "err", err)
 		}
 	}
 	s.imu.Lock()
-	if s.intercepts[name] == ic {
-		delete(s.intercepts, name)
+	if s.intercepts[id] == ic {
+		delete(s.intercepts, id)
 	}
 	s.imu.Unlock()
 	if ic.mech == mechService {
 		s.restoreServices(ctx, ic)
 	}
-	s.log.Info("intercept removed", "intercept", name, "reason", reason)
+	s.log.Info("intercept removed", "intercept", id, "reason", reason)
 	s.kick()
 }
 
 // endSessionIntercepts removes a departed session's intercepts.
 func (s *Server) endSessionIntercepts(ss *session) {
 	s.imu.Lock()
-	var names []string
-	for n, ic := range s.intercepts {
+	var ids []string
+	for id, ic := range s.intercepts {
 		if ic.session == ss {
-			names = append(names, n)
+			ids = append(ids, id)
 		}
 	}
 	s.imu.Unlock()
-	for _, n := range names {
-		s.removeIntercept(n, "session ended")
+	for _, id := range ids {
+		s.removeIntercept(id, "session ended")
 	}
 }
 
@@ -254,7 +310,14 @@ func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionReque
 	for _, ic := range s.intercepts {
 		out.Intercepts = append(out.Intercepts, cloneIntercept(ic, ss))
 	}
-	sort.Slice(out.Intercepts, func(i, j int) bool { return out.Intercepts[i].Name < out.Intercepts[j].Name })
+	// Two developers' intercepts may share a name: then by owner.
+	sort.Slice(out.Intercepts, func(i, j int) bool {
+		a, b := out.Intercepts[i], out.Intercepts[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Owner < b.Owner
+	})
 	return out, nil
 }
 
@@ -281,29 +344,32 @@ func (s *Server) Dials(req *teleproto.SessionRequest, stream teleproto.Manager_D
 
 // connectToLaptop hands an agent's intercepted connection to the laptop that
 // owns the intercept: it asks the laptop to dial (DialRequest), waits for its
-// Tunnel stream, and splices the two.
-func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, interceptName, client string) error {
+// Tunnel stream, and splices the two. id is the intercept's id, which the
+// agent had in its route.
+func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id, client string) error {
 	ctx := agent.Context()
 	s.imu.Lock()
-	ic, ok := s.intercepts[interceptName]
+	ic, ok := s.intercepts[id]
 	s.imu.Unlock()
 	if !ok {
-		return tunnel.Fail(agent, fmt.Errorf("intercept %s has ended", interceptName))
+		return tunnel.Fail(agent, fmt.Errorf("intercept %s has ended", id))
 	}
 	ss := ic.session
-	id := rand.Text()
+	// The laptop knows its intercepts by name.
+	interceptName := ic.pb.Name
+	dialID := rand.Text()
 	w := &dialWait{laptop: make(chan teleproto.Manager_TunnelServer, 1), done: make(chan struct{})}
 	s.pmu.Lock()
-	s.pending[id] = w
+	s.pending[dialID] = w
 	s.pmu.Unlock()
 	defer func() {
 		s.pmu.Lock()
-		delete(s.pending, id)
+		delete(s.pending, dialID)
 		s.pmu.Unlock()
 		close(w.done)
 	}()
 	select {
-	case ss.dials <- &teleproto.DialRequest{DialId: id, Intercept: interceptName, LocalPort: ic.pb.LocalPort, Client: client}:
+	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.pb.LocalPort, Client: client}:
 	case <-time.After(2 * time.Second):
 		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the laptop of %s does not take connections", interceptName, ic.pb.Owner))
 	case <-ctx.Done():
@@ -457,7 +523,7 @@ func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
 			continue // not attached yet
 		}
 		out = append(out, &teleproto.AgentRoute{
-			Intercept: ic.pb.Name, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
+			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
 			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
 			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
 		})

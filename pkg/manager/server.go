@@ -46,7 +46,7 @@ type Server struct {
 	infoMu sync.Mutex
 	info   *teleproto.ClusterInfo
 
-	// Intercepts, by name.
+	// Intercepts, by id (their names are unique per session only).
 	imu        sync.Mutex
 	intercepts map[string]*intercept
 	// Agents, by pod name, and the version counter of their routes.

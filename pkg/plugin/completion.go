@@ -226,7 +226,8 @@ func listWorkloads(ctx context.Context, client kubernetes.Interface, ns, kind st
 	return names, nil
 }
 
-// completeIntercepts lists the session's intercepts, for leave.
+// completeIntercepts lists the session's own intercepts, for leave: the
+// list holds everyone's, and leave refuses another's.
 func completeIntercepts(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
@@ -239,7 +240,9 @@ func completeIntercepts(cmd *cobra.Command, args []string, toComplete string) ([
 	}
 	var names []string
 	for _, ic := range ics {
-		names = appendPrefixed(names, ic.GetName(), toComplete)
+		if ic.GetMine() {
+			names = appendPrefixed(names, ic.GetName(), toComplete)
+		}
 	}
 	slices.Sort(names)
 	return names, cobra.ShellCompDirectiveNoFileComp

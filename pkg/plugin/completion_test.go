@@ -207,7 +207,12 @@ func fakeIntercepts(t *testing.T, f func(context.Context) ([]*teleproto.Intercep
 func TestCompleteLeave(t *testing.T) {
 	isolate(t)
 	fakeIntercepts(t, func(context.Context) ([]*teleproto.Intercept, error) {
-		return []*teleproto.Intercept{{Name: "web"}, {Name: "api"}, {Name: "web-2"}}, nil
+		// Another developer's intercepts are in the list too, under
+		// their own names or under the caller's.
+		return []*teleproto.Intercept{
+			{Name: "web", Mine: true}, {Name: "api", Mine: true}, {Name: "web-2", Mine: true},
+			{Name: "web", Owner: "bob@laptop"}, {Name: "bobs", Owner: "bob@laptop"},
+		}, nil
 	})
 	for _, tc := range []struct {
 		args []string

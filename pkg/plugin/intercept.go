@@ -54,7 +54,12 @@ func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericioopti
 on the intercepted port go to localhost:LOCAL on this machine. With
 --http-match, only requests whose headers match do; every other request still
 reaches the real pods. Nothing in the cluster is restarted: a traffic agent
-joins each pod as an ephemeral container.`,
+joins each pod as an ephemeral container.
+
+An intercept's name is yours: it is unique among your intercepts, not the
+namespace's, so teammates intercepting one workload with their own
+--http-match each get one named after it, and each ends theirs with
+kubectl tele leave NAME.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env`,
 		Args:              cobra.ExactArgs(1),
@@ -70,7 +75,7 @@ joins each pod as an ephemeral container.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Name, "name", "", "name of the intercept (default: the workload's name)")
+	f.StringVar(&o.Name, "name", "", "name of the intercept, unique among yours (default: the workload's name)")
 	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to intercept")
 	f.StringArrayVar(&o.HTTPMatch, "http-match", nil, "only requests with this header: NAME=VALUE or NAME~=REGEX (repeatable: all must match)")
 	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
@@ -221,8 +226,11 @@ func plural(n uint32, what string) string {
 // NewCmdLeave builds kubectl tele leave.
 func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	return &cobra.Command{
-		Use:               "leave NAME",
-		Short:             "End an intercept: its traffic goes to the workload's pods again",
+		Use:   "leave NAME",
+		Short: "End an intercept: its traffic goes to the workload's pods again",
+		Long: `End your intercept NAME: its traffic goes to the workload's pods again.
+Another developer's intercept of the same name is theirs and stays; leaving an
+intercept that is only someone else's is refused, naming its owner.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeIntercepts,
 		RunE: func(cmd *cobra.Command, args []string) error {

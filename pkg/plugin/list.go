@@ -28,7 +28,9 @@ func NewCmdList(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Long: `List the workloads of the connected namespace that kubectl tele can intercept
 (Deployments, StatefulSets, and ReplicaSets and Pods that nothing else
 controls), with their ready pods, their TCP ports, and one line per
-intercept: its name, port, match, local port, mechanism and owner.`,
+intercept: its name, port, match, local port, mechanism and owner. Every
+developer's intercepts are listed, yours marked (you); names are per
+developer, so two rows may share one.`,
 		Example: `  kubectl tele list
   kubectl tele list --intercepts`,
 		Args: cobra.NoArgs,

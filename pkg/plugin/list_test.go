@@ -16,7 +16,8 @@ func TestWriteList(t *testing.T) {
 	}
 	ics := []*teleproto.Intercept{
 		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mechanism: "nftables", Owner: "alice@laptop", Mine: true},
-		{Name: "bob", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop"},
+		// Names are per developer: Bob's default-named intercept is echo too.
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop"},
 		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop"},
 	}
 	for _, tc := range []struct {
@@ -26,14 +27,14 @@ func TestWriteList(t *testing.T) {
 		{false, []string{
 			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
 			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  bob        8080  x-dev=bob    7071   nftables   bob@laptop",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob    7071   nftables   bob@laptop",
 			"statefulset/db   0/1    -          -",
 			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
 		}},
 		{true, []string{
 			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
 			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  bob        8080  x-dev=bob    7071   nftables   bob@laptop",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob    7071   nftables   bob@laptop",
 			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
 		}},
 	} {

@@ -77,7 +77,8 @@ type Daemon struct {
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once
-	// intercepts are this session's, to create again on a new manager.
+	// intercepts are this session's, by name (unique per session, not per
+	// namespace), to create again on a new manager.
 	intercepts map[string]*teleproto.CreateInterceptRequest
 }
 

@@ -64,9 +64,11 @@ func served(t *testing.T, c *cluster, ns string, args ...string) []string {
 }
 
 // TestIntercept: two developers intercept one workload with different
-// headers at once; each request, on one keep-alive connection and over h2c,
-// reaches the right laptop or the real pods; a global intercept takes
-// everything; leave gives the traffic back; nothing restarts.
+// headers at once, each under the default name (the workload's); each
+// request, on one keep-alive connection and over h2c, reaches the right
+// laptop or the real pods; each leaves their own echo, not the other's; a
+// global intercept takes everything; leave gives the traffic back; nothing
+// restarts.
 func TestIntercept(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "intercept", nil)
@@ -102,7 +104,8 @@ func TestIntercept(t *testing.T) {
 			t.Fatalf("intercept A: %v\n%s", err, out)
 		}
 		t.Logf("intercept A (%s): %s", time.Since(start).Round(time.Millisecond), out)
-		out, err = lb.tele(ctx, ub, "intercept", "deployment/echo", "--name", "echo-bob", "--port", "7071:http", "--http-match", "x-dev=bob")
+		// No --name: names are per developer, so B's is echo too.
+		out, err = lb.tele(ctx, ub, "intercept", "deployment/echo", "--port", "7071:http", "--http-match", "x-dev=bob")
 		if err != nil {
 			t.Fatalf("intercept B: %v\n%s", err, out)
 		}
@@ -110,13 +113,26 @@ func TestIntercept(t *testing.T) {
 		if err != nil || !strings.Contains(string(env), "ECHO_TOKEN=s3cr3t-echo") || !strings.Contains(string(env), "GREETING=") {
 			t.Errorf("--env-file: %v\n%s", err, env)
 		}
-		out, _ = la.tele(ctx, ua, "list")
-		for _, re := range []string{
-			`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\)$`,
-			`(?m)^deployment/echo +2/2 +8080/http +echo-bob +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+$`,
+		// Each laptop lists both echo intercepts, its own marked.
+		for _, x := range []struct {
+			l   *laptop
+			u   *teleUser
+			res []string
+		}{
+			{la, ua, []string{
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\)$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+$`,
+			}},
+			{lb, ub, []string{
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ \(you\)$`,
+			}},
 		} {
-			if !regexp.MustCompile(re).MatchString(out) {
-				t.Errorf("list: no line matches %s:\n%s", re, out)
+			out, _ = x.l.tele(ctx, x.u, "list")
+			for _, re := range x.res {
+				if !regexp.MustCompile(re).MatchString(out) {
+					t.Errorf("list on %s: no line matches %s:\n%s", x.l.name, re, out)
+				}
 			}
 		}
 	})
@@ -133,20 +149,37 @@ func TestIntercept(t *testing.T) {
 
 	t.Run("a second identical match is refused", func(t *testing.T) {
 		out, err := lb.tele(ctx, ub, "intercept", "deploy/echo", "--name", "again", "--port", "7071:8080", "--http-match", "x-dev=alice")
-		if err == nil || !strings.Contains(out, "already intercepted by") {
+		if err == nil || !regexp.MustCompile(`already intercepted by tele-user4@\S+ \(intercept echo\)`).MatchString(out) {
 			t.Errorf("duplicate match: %v\n%s", err, out)
 		}
 	})
 
+	t.Run("B's leave echo ends B's, not A's", func(t *testing.T) {
+		if out, err := lb.tele(ctx, ub, "leave", "echo"); err != nil {
+			t.Fatalf("leave echo on B: %v\n%s", err, out)
+		}
+		who := served(t, c, ns, "-H", "x-dev=alice@0", "-H", "x-dev=bob@1", url, url)
+		if len(who) != 2 || who[0] != "LAPTOP-A" || !strings.HasPrefix(who[1], "echo-") {
+			t.Errorf("after B's leave: answered by %v, want LAPTOP-A echo-*", who)
+		}
+		out, _ := la.tele(ctx, ua, "list")
+		if !regexp.MustCompile(`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\)$`).MatchString(out) ||
+			strings.Contains(out, "x-dev=bob") {
+			t.Errorf("list after B's leave, want A's echo only:\n%s", out)
+		}
+		// B has no echo left; A's is not B's to end.
+		out, err := lb.tele(ctx, ub, "leave", "echo")
+		if err == nil || !regexp.MustCompile(`not yours: it belongs to tele-user4@\S+`).MatchString(out) {
+			t.Errorf("B leaves A's echo: %v\n%s", err, out)
+		}
+		if who := served(t, c, ns, "-H", "x-dev=alice@0", url); len(who) != 1 || who[0] != "LAPTOP-A" {
+			t.Errorf("after B's refused leave: answered by %v, want LAPTOP-A", who)
+		}
+	})
+
 	t.Run("leave gives the traffic back", func(t *testing.T) {
-		for _, x := range []struct {
-			l    *laptop
-			u    *teleUser
-			name string
-		}{{la, ua, "echo"}, {lb, ub, "echo-bob"}} {
-			if out, err := x.l.tele(ctx, x.u, "leave", x.name); err != nil {
-				t.Fatalf("leave %s: %v\n%s", x.name, err, out)
-			}
+		if out, err := la.tele(ctx, ua, "leave", "echo"); err != nil {
+			t.Fatalf("leave echo on A: %v\n%s", err, out)
 		}
 		who := served(t, c, ns, "-H", "x-dev=alice@0", "-H", "x-dev=bob@1", url, url)
 		for _, w := range who {
@@ -166,8 +199,9 @@ func TestIntercept(t *testing.T) {
 				t.Errorf("global intercept: answered by %v", who)
 			}
 		}
-		out, err := lb.tele(ctx, ub, "intercept", "deploy/echo", "--name", "b2", "--port", "7071:8080", "--http-match", "x-dev=bob")
-		if err == nil || !strings.Contains(out, "intercepted as a whole by") {
+		// B's default name is echo, as A's is: refused for the match, not the name.
+		out, err := lb.tele(ctx, ub, "intercept", "deploy/echo", "--port", "7071:8080", "--http-match", "x-dev=bob")
+		if err == nil || !regexp.MustCompile(`intercepted as a whole by tele-user4@\S+ \(intercept echo\)`).MatchString(out) {
 			t.Errorf("header intercept under a global one: %v\n%s", err, out)
 		}
 		if out, err := la.tele(ctx, ua, "leave", "echo"); err != nil {

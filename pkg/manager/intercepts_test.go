@@ -1,0 +1,307 @@
+package manager
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+var (
+	alice = &session{id: "session-a", user: "alice", hostname: "a-laptop"}
+	bob   = &session{id: "session-b", user: "bob", hostname: "b-laptop"}
+)
+
+// testIntercept is ss's intercept name of deployment/workload's port, with
+// the header match terms (none: global).
+func testIntercept(t *testing.T, ss *session, name, workload string, port uint32, terms ...string) *intercept {
+	t.Helper()
+	m, err := match.Parse(terms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := ss.user + "@" + ss.hostname
+	return &intercept{
+		id: name + "/" + owner + "/test",
+		pb: &teleproto.Intercept{
+			Name: name, WorkloadKind: "Deployment", WorkloadName: workload,
+			Port: port, LocalPort: 7070, HttpMatch: terms, Owner: owner,
+		},
+		session: ss, match: m,
+	}
+}
+
+func byID(ics ...*intercept) map[string]*intercept {
+	out := map[string]*intercept{}
+	for _, ic := range ics {
+		out[ic.id] = ic
+	}
+	return out
+}
+
+// TestConflict: names are per session, so two developers' default
+// intercepts of one workload coexist; what would take another's traffic is
+// refused, naming its owner.
+func TestConflict(t *testing.T) {
+	removing := func(ic *intercept) *intercept { ic.removing = true; return ic }
+	for _, tc := range []struct {
+		name     string
+		existing []*intercept
+		ic       *intercept
+		code     codes.Code // codes.OK: allowed
+		says     []string
+	}{
+		{name: "first intercept",
+			ic: testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+		{name: "another developer's default name, another match",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob")},
+		{name: "another developer's name on another workload",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "other", 8080)},
+		{name: "own name again",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, alice, "echo", "echo", 8080, "x-dev=carol"),
+			code:     codes.AlreadyExists, says: []string{"you already have an intercept named echo", "--name"}},
+		{name: "own name again on another workload",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, alice, "echo", "other", 80),
+			code:     codes.AlreadyExists, says: []string{"you already have an intercept named echo (of deployment/echo)"}},
+		{name: "own name being removed",
+			existing: []*intercept{removing(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))},
+			ic:       testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+			code:     codes.Unavailable, says: []string{"being removed"}},
+		{name: "another developer's name being removed",
+			existing: []*intercept{removing(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice")},
+		{name: "own other name, another match",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, alice, "echo-2", "echo", 8080, "x-dev=alice2")},
+		{name: "same match by another developer",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice"),
+			code:     codes.AlreadyExists, says: []string{"match x-dev=alice is already intercepted by alice@a-laptop (intercept echo)"}},
+		{name: "same match under another name",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "mine", "echo", 8080, "x-dev=alice"),
+			code:     codes.AlreadyExists, says: []string{"already intercepted by alice@a-laptop"}},
+		{name: "same match on another port",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "echo", 9090, "x-dev=alice")},
+		{name: "same match on another workload",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "web", "web", 8080, "x-dev=alice")},
+		{name: "global over header intercepts",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080),
+			code:     codes.AlreadyExists, says: []string{"already has header intercepts (echo by alice@a-laptop)", "--http-match"}},
+		{name: "header under a global intercept",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080)},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"),
+			code:     codes.AlreadyExists, says: []string{"intercepted as a whole by alice@a-laptop (intercept echo)"}},
+		{name: "second global intercept",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080)},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080),
+			code:     codes.AlreadyExists, says: []string{"intercepted as a whole by alice@a-laptop"}},
+		{name: "global over a global being removed",
+			existing: []*intercept{removing(testIntercept(t, alice, "echo", "echo", 8080))},
+			ic:       testIntercept(t, bob, "echo", "echo", 8080)},
+		{name: "own header under own global intercept",
+			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080)},
+			ic:       testIntercept(t, alice, "echo-h", "echo", 8080, "x-dev=alice"),
+			code:     codes.AlreadyExists, says: []string{"intercepted as a whole by alice@a-laptop"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := conflict(byID(tc.existing...), tc.ic)
+			if got := status.Code(err); got != tc.code {
+				t.Fatalf("code %v (%v), want %v", got, err, tc.code)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(status.Convert(err).Message(), s) {
+					t.Errorf("message %q does not say %q", status.Convert(err).Message(), s)
+				}
+			}
+		})
+	}
+}
+
+// TestOwnIntercept: leave acts on the caller's intercept of that name only;
+// another's is refused naming its owner.
+func TestOwnIntercept(t *testing.T) {
+	carol := &session{id: "session-c", user: "carol", hostname: "c-laptop"}
+	aliceEcho := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	bobEcho := testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob")
+	bobWeb := testIntercept(t, bob, "web", "web", 80)
+	ics := byID(aliceEcho, bobEcho, bobWeb)
+	for _, tc := range []struct {
+		ss   *session
+		name string
+		want *intercept
+		code codes.Code
+		says string
+	}{
+		{ss: alice, name: "echo", want: aliceEcho},
+		{ss: bob, name: "echo", want: bobEcho},
+		{ss: bob, name: "web", want: bobWeb},
+		{ss: alice, name: "web", code: codes.PermissionDenied, says: "intercept web is not yours: it belongs to bob@b-laptop"},
+		{ss: carol, name: "echo", code: codes.PermissionDenied, says: "belongs to alice@a-laptop, bob@b-laptop"},
+		{ss: alice, name: "nope", code: codes.NotFound, says: "you have no intercept named nope"},
+	} {
+		got, err := ownIntercept(ics, tc.ss, tc.name)
+		if status.Code(err) != tc.code || got != tc.want {
+			t.Errorf("%s leaves %s: %v, %v; want %v, %v", tc.ss.user, tc.name, got, err, tc.want, tc.code)
+			continue
+		}
+		if tc.says != "" && !strings.Contains(status.Convert(err).Message(), tc.says) {
+			t.Errorf("%s leaves %s: message %q does not say %q", tc.ss.user, tc.name, status.Convert(err).Message(), tc.says)
+		}
+	}
+}
+
+func TestNewInterceptID(t *testing.T) {
+	ics := map[string]*intercept{}
+	for range 100 {
+		id := newInterceptID(ics, "echo", "alice@a-laptop")
+		if !strings.HasPrefix(id, "echo/alice@a-laptop/") {
+			t.Fatalf("id %q does not start with name/owner/", id)
+		}
+		if _, dup := ics[id]; dup {
+			t.Fatalf("id %q given twice", id)
+		}
+		ics[id] = &intercept{}
+	}
+}
+
+// TestTwoDevelopersOneName drives the RPCs: Bob's default-named intercept
+// of the workload Alice intercepts is not refused for its name, each sees
+// both in the list with their own marked, Bob cannot leave Alice's echo,
+// and Bob's leave echo ends his own only.
+func TestTwoDevelopersOneName(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Client = fake.NewClientset(
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}}})
+	s, c := startServer(t, cfg)
+	ctx := context.Background()
+	arriveAs := func(user string) (string, *session) {
+		resp, err := c.Arrive(ctx, &teleproto.ArriveRequest{
+			ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, ClientVersion: "test", Hostname: user + "-laptop", User: user, Namespace: testNS,
+		})
+		if err != nil {
+			t.Fatalf("Arrive %s: %v", user, err)
+		}
+		ss, err := s.lookup(ctx, resp.GetSessionId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetSessionId(), ss
+	}
+	aid, as := arriveAs("alice")
+	bid, bs := arriveAs("bob")
+	// Alice's intercept as CreateIntercept leaves it; this test has no agents.
+	aliceEcho := testIntercept(t, as, "echo", "echo", 8080, "x-dev=alice")
+	s.imu.Lock()
+	s.intercepts[aliceEcho.id] = aliceEcho
+	s.imu.Unlock()
+
+	create := func(id string, terms ...string) error {
+		_, err := c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{
+			SessionId: id, WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: terms,
+		})
+		return err
+	}
+	// Past the name and conflict checks, the deployment has no running pod.
+	wantCode(t, "Bob intercepts echo with his own match", create(bid, "x-dev=bob"), codes.FailedPrecondition, "no running pod")
+	wantCode(t, "Bob intercepts echo with Alice's match", create(bid, "x-dev=alice"), codes.AlreadyExists, "already intercepted by alice@alice-laptop")
+	wantCode(t, "Alice intercepts echo again", create(aid, "x-dev=alice2"), codes.AlreadyExists, "you already have an intercept named echo")
+
+	bobEcho := testIntercept(t, bs, "echo", "echo", 8080, "x-dev=bob")
+	s.imu.Lock()
+	s.intercepts[bobEcho.id] = bobEcho
+	s.imu.Unlock()
+	for _, v := range []struct {
+		who, id string
+		want    []string
+	}{
+		{"alice", aid, []string{"echo x-dev=alice alice@alice-laptop (you)", "echo x-dev=bob bob@bob-laptop"}},
+		{"bob", bid, []string{"echo x-dev=alice alice@alice-laptop", "echo x-dev=bob bob@bob-laptop (you)"}},
+	} {
+		list, err := c.ListIntercepts(ctx, &teleproto.SessionRequest{SessionId: v.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ic := range list.GetIntercepts() {
+			row := ic.GetName() + " " + strings.Join(ic.GetHttpMatch(), ",") + " " + ic.GetOwner()
+			if ic.GetMine() {
+				row += " (you)"
+			}
+			got = append(got, row)
+		}
+		if strings.Join(got, "\n") != strings.Join(v.want, "\n") {
+			t.Errorf("list as %s:\n%s\nwant\n%s", v.who, strings.Join(got, "\n"), strings.Join(v.want, "\n"))
+		}
+	}
+
+	_, err := c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: bid, Name: "echo"})
+	if err != nil {
+		t.Fatalf("Bob leaves echo: %v", err)
+	}
+	_, err = c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: bid, Name: "echo"})
+	wantCode(t, "Bob leaves echo again", err, codes.PermissionDenied, "it belongs to alice@alice-laptop")
+	s.imu.Lock()
+	_, aliceStays := s.intercepts[aliceEcho.id]
+	_, bobStays := s.intercepts[bobEcho.id]
+	s.imu.Unlock()
+	if !aliceStays || bobStays {
+		t.Errorf("after Bob's leave echo: Alice's intercept there %v (want true), Bob's %v (want false)", aliceStays, bobStays)
+	}
+	if _, err := c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: aid, Name: "echo"}); err != nil {
+		t.Fatalf("Alice leaves echo: %v", err)
+	}
+	_, err = c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: aid, Name: "echo"})
+	wantCode(t, "Alice leaves echo again", err, codes.NotFound, "no intercept named echo")
+}
+
+// TestRoutesByID: two developers' echo intercepts reach the agents as two
+// routes, each keyed by its intercept's id, so each routes to its laptop.
+func TestRoutesByID(t *testing.T) {
+	s, err := NewServer(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sel := labels.SelectorFromSet(labels.Set{"app": "echo"})
+	for _, ic := range []*intercept{
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"),
+	} {
+		ic.id = newInterceptID(s.intercepts, ic.pb.Name, ic.pb.Owner)
+		ic.selector, ic.mech = sel, mechNftables
+		s.intercepts[ic.id] = ic
+	}
+	routes := s.routesFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}})
+	if len(routes) != 2 {
+		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
+	}
+	for _, r := range routes {
+		ic := s.intercepts[r.GetIntercept()]
+		if ic == nil || strings.Join(r.GetHttpMatch(), ",") != strings.Join(ic.pb.HttpMatch, ",") {
+			t.Errorf("route %s %v is not an intercept's id and match", r.GetIntercept(), r.GetHttpMatch())
+		}
+	}
+	if routes[0].GetIntercept() == routes[1].GetIntercept() {
+		t.Errorf("both routes have id %s", routes[0].GetIntercept())
+	}
+}
