@@ -46,7 +46,7 @@ func TestDNSSearch(t *testing.T) {
 	}
 	echoIP, web0IP := svc.Spec.ClusterIP, web0.Status.PodIP
 
-	l, u := newLaptop(t, 13), newTeleUser(t, 13, nil)
+	l, u := newLaptop(t, 14), newTeleUser(t, 14, nil)
 	dumpLogs(t, u)
 	// The laptop's resolv.conf says nameserver 127.0.0.1: this is it.
 	upstream := l.startUpstream(t)
