@@ -60,7 +60,8 @@ func NewCmdConnect(flags *genericclioptions.ConfigFlags, streams genericiooption
 		Use:   "connect [-n NAMESPACE]",
 		Short: "Reach the cluster from this machine as a pod of the namespace does",
 		Long: `Connect this machine to a namespace: local programs then reach Services and
-pods by name (my-svc, my-svc.my-ns, my-svc.my-ns.svc.cluster.local), by
+pods by the names a pod of the namespace uses (my-svc, my-svc.my-ns,
+my-svc.my-ns.svc.cluster.local, a StatefulSet's pod as my-sts-0.my-svc), by
 ClusterIP and by pod IP, over TCP and UDP.
 
 The traffic manager is started in the namespace if it is not running (a Job

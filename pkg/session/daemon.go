@@ -174,7 +174,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	d.dnsIP = dnsIP
 	ns, domain := d.cfg.Namespace, info.GetClusterDomain()
-	search := []string{ns + ".svc." + domain, "svc." + domain, domain}
+	// The OS resolver and our DNS server get the same search list, a
+	// pod's of the namespace.
+	search := dns.PodSearch(ns, domain)
 	req, err := helperRequest(d.cfg, routes, dnsIP, search, domain)
 	if err != nil {
 		return err
@@ -198,6 +200,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	dnsSrv := dns.NewServer(dns.Config{
 		ClusterDomain: domain,
 		Namespace:     ns,
+		Search:        search,
 		ReverseCIDRs:  routes,
 		Cluster:       d.lookupCluster,
 		Upstream:      upstreamExchange(upstream),

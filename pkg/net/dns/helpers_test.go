@@ -138,12 +138,20 @@ var clusterRecords = []string{
 	"10.0.96.10.in-addr.arpa. 30 IN PTR echo.demo.svc.cluster.local.",
 	"a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa. 30 IN PTR echo.demo.svc.cluster.local.",
 	"echo.demo.svc. 30 IN A 10.96.0.99", // must never be asked: wrong name
+	// StatefulSet web (headless Service web) in demo.
+	"web-0.web.demo.svc.cluster.local. 30 IN A 10.244.1.5",
+	// A pod db of a headless Service other in demo, and a Service db in
+	// the namespace other: "db.other" is the pod, as in a pod of demo.
+	"db.other.demo.svc.cluster.local. 30 IN A 10.244.1.7",
+	"db.other.svc.cluster.local. 30 IN A 10.96.0.12",
 }
 
 var upstreamRecords = []string{
 	"example.com. 300 IN A 1.2.3.4",
 	"printer. 300 IN A 192.168.1.5",
 	"foo.bar.baz. 300 IN A 5.6.7.8",
+	"v.w.x.y.z.example. 300 IN A 5.6.7.9",
+	"web-0.web. 300 IN A 203.0.113.1", // a leak if ever answered
 	"localhost. 300 IN A 127.0.0.1",
 	"8.8.8.8.in-addr.arpa. 300 IN PTR dns.google.",
 }

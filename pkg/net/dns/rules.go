@@ -8,79 +8,45 @@ import (
 	"github.com/miekg/dns"
 )
 
-// route says where a question goes.
+// route says which backend a question goes to; it keeps their answers
+// apart in the cache.
 type route int
 
 const (
-	// routeUpstream sends the question, unchanged, to the laptop's resolver.
+	// routeUpstream asks the laptop's resolver.
 	routeUpstream route = iota
-	// routeCluster sends the question, unchanged, to the cluster's DNS.
+	// routeCluster asks the cluster's DNS.
 	routeCluster
-	// routeRewrite asks the cluster for a longer name that a pod's search
-	// list would have tried, and falls back to Upstream with the original
-	// name when the cluster does not know it.
-	routeRewrite
 )
 
 func (r route) String() string {
-	switch r {
-	case routeCluster:
+	if r == routeCluster {
 		return "cluster"
-	case routeRewrite:
-		return "rewrite"
-	default:
-		return "upstream"
 	}
+	return "upstream"
 }
 
-// decision is where a question goes and, for routeRewrite, the name to ask
-// the cluster for (lower-case, fully qualified).
-type decision struct {
-	route route
-	name  string
-}
-
-// decide applies the name rules to a question name. The rules mirror what a
-// pod of the connected namespace would get from its resolv.conf
-// ("search NS.svc.DOMAIN svc.DOMAIN DOMAIN"), so that names resolve the same
-// on the laptop even when the OS resolver ignores the search list (split-DNS
-// systems such as systemd-resolved with routing domains, macOS
-// /etc/resolver files, Windows NRPT rules).
-func (s *Server) decide(qname string) decision {
+// plan returns the names to ask for a question name, in order: those a pod
+// of the connected namespace would try, from its resolv.conf ("search
+// NS.svc.DOMAIN svc.DOMAIN DOMAIN", "options ndots:5"; see Candidates), so
+// that names resolve the same on the laptop whatever the OS resolver did
+// with its own search list: split-DNS systems (systemd-resolved with
+// routing domains, macOS /etc/resolver files, Windows NRPT rules) search
+// single labels at most, and send dotted names as they are. Reverse names
+// of the cluster's addresses are the cluster's, other reverse names the
+// laptop's.
+func (s *Server) plan(qname string) []Candidate {
 	name := strings.ToLower(dns.Fqdn(qname))
-	if s.domain == "" || name == "." {
-		return decision{route: routeUpstream}
-	}
-	if dns.IsSubDomain(s.domain, name) {
-		return decision{route: routeCluster, name: name}
-	}
-	if strings.HasSuffix(name, ".arpa.") {
+	if s.domain != "" && strings.HasSuffix(name, ".arpa.") {
 		if a, ok := reverseAddr(name); ok {
 			for _, p := range s.reverse {
 				if p.Contains(a) {
-					return decision{route: routeCluster, name: name}
+					return []Candidate{{Name: name, Cluster: true}}
 				}
 			}
 		}
-		return decision{route: routeUpstream}
 	}
-	labels := dns.SplitDomainName(name)
-	switch {
-	case len(labels) == 1:
-		// "localhost" is never a Service; leave it to the OS (RFC 6761).
-		if s.namespace == "" || name == "localhost." {
-			return decision{route: routeUpstream}
-		}
-		return decision{route: routeRewrite, name: name + s.namespace + ".svc." + s.domain}
-	case len(labels) == 2:
-		// svc.ns: what "search svc.DOMAIN" gives a pod.
-		return decision{route: routeRewrite, name: name + "svc." + s.domain}
-	case labels[len(labels)-1] == "svc":
-		// svc.ns.svc (and pod.svc.ns.svc): what "search DOMAIN" gives a
-		// pod. "svc" is not a public top-level domain, so nothing is lost.
-		return decision{route: routeRewrite, name: name + s.domain}
-	}
-	return decision{route: routeUpstream}
+	return Candidates(name, s.domain, s.search, PodNdots)
 }
 
 // reverseAddr parses a complete reverse-lookup name (4 labels under

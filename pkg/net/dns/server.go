@@ -1,16 +1,19 @@
-// Package dns answers the laptop's DNS queries so that cluster names resolve
-// as they do in a pod of the connected namespace: cluster names (and the
-// short forms a pod's search list would expand) are asked of the cluster's
-// DNS through the manager, everything else of the laptop's own resolver.
+// Package dns answers the laptop's DNS queries so that names resolve as they
+// do in a pod of the connected namespace: each name is tried in a pod's
+// search order (see Candidates), names under the cluster's domain are asked
+// of the cluster's DNS through the manager, and the rest of the laptop's own
+// resolver, only once the cluster has said it does not have the name.
 package dns
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -26,9 +29,12 @@ type Config struct {
 	// ClusterDomain is the cluster's DNS domain, e.g. "cluster.local",
 	// learnt from the cluster. Empty means no name is sent to the cluster.
 	ClusterDomain string
-	// Namespace is the connected namespace; single-label names are looked
-	// up as Services of it.
+	// Namespace is the connected namespace: the first search domain is
+	// its, so "web" is the Service web of it.
 	Namespace string
+	// Search is the search list, as a pod of Namespace has it; nil means
+	// PodSearch(Namespace, ClusterDomain).
+	Search []string
 	// ReverseCIDRs are the cluster's pod and service ranges: reverse
 	// lookups (in-addr.arpa, ip6.arpa) of addresses in them go to Cluster.
 	ReverseCIDRs []netip.Prefix
@@ -61,14 +67,14 @@ type Config struct {
 // Server answers DNS queries according to its Config. It is safe for
 // concurrent use and owns no goroutines between calls.
 type Server struct {
-	cfg       Config
-	domain    string // lower-case, fully qualified, or "" for none
-	namespace string // lower-case
-	reverse   []netip.Prefix
-	log       *slog.Logger
-	now       func() time.Time
-	cache     *cache
-	flight    singleflight.Group
+	cfg     Config
+	domain  string // lower-case, fully qualified, or "" for none
+	search  []string
+	reverse []netip.Prefix
+	log     *slog.Logger
+	now     func() time.Time
+	cache   *cache
+	flight  singleflight.Group
 }
 
 // EDNS buffer size we advertise and ask with (DNS flag day 2020).
@@ -77,13 +83,16 @@ const ednsSize = 1232
 // NewServer returns a Server for cfg.
 func NewServer(cfg Config) *Server {
 	s := &Server{
-		cfg:       cfg,
-		namespace: strings.ToLower(strings.Trim(cfg.Namespace, ".")),
-		log:       cfg.Logger,
-		now:       cfg.Now,
+		cfg:    cfg,
+		search: cfg.Search,
+		log:    cfg.Logger,
+		now:    cfg.Now,
 	}
 	if d := strings.ToLower(strings.Trim(cfg.ClusterDomain, ".")); d != "" {
 		s.domain = d + "."
+	}
+	if s.search == nil {
+		s.search = PodSearch(cfg.Namespace, cfg.ClusterDomain)
 	}
 	for _, p := range cfg.ReverseCIDRs {
 		if p.IsValid() {
@@ -143,39 +152,143 @@ func (s *Server) Answer(ctx context.Context, q *dns.Msg) *dns.Msg {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 
-	d := s.decide(question.Name)
-	log := s.log.With("name", question.Name, "type", dns.Type(question.Qtype).String(), "route", d.route.String())
-	var (
-		r   *dns.Msg
-		err error
-	)
-	switch d.route {
-	case routeCluster:
-		r, err = s.exchange(ctx, routeCluster, d.name, question)
-	case routeRewrite:
-		r, err = s.exchange(ctx, routeCluster, d.name, question)
-		if err == nil && r.Rcode == dns.RcodeNameError {
-			if s.cfg.Upstream == nil {
-				break // the cluster's NXDOMAIN is the answer
-			}
-			log.Debug("not a cluster name, asking upstream", "asked", d.name)
-			r, err = s.exchange(ctx, routeUpstream, strings.ToLower(dns.Fqdn(question.Name)), question)
-			break
-		}
-		if err == nil {
-			renameOwner(r, d.name, question.Name)
-		}
-	default:
-		if s.cfg.Upstream == nil {
-			return s.fail(q, dns.RcodeRefused)
-		}
-		r, err = s.exchange(ctx, routeUpstream, strings.ToLower(dns.Fqdn(question.Name)), question)
-	}
-	if err != nil {
-		log.Debug("lookup failed", "err", err)
+	cands := s.plan(question.Name)
+	log := s.log.With("name", question.Name, "type", dns.Type(question.Qtype).String())
+	r, asked, err := s.resolve(ctx, question, cands)
+	switch {
+	case errors.Is(err, errNoUpstream):
+		return s.fail(q, dns.RcodeRefused)
+	case err != nil:
+		log.Debug("lookup failed", "candidates", len(cands), "err", err)
 		return s.fail(q, dns.RcodeServerFailure)
 	}
+	if asked != "" && !strings.EqualFold(asked, question.Name) {
+		log.Debug("answered by a search domain", "asked", asked, "rcode", dns.RcodeToString[r.Rcode])
+		renameOwner(r, asked, question.Name)
+	}
 	return s.reply(q, r)
+}
+
+// errNoUpstream: the name is not the cluster's and there is no Upstream.
+var errNoUpstream = errors.New("not a cluster name, and no upstream resolver")
+
+// resolve tries cands in order and returns the answer of the first whose
+// name exists (NOERROR, records of the type or not) and that name. A name
+// the cluster has ends the search even without records of the type asked:
+// the AAAA question of an IPv4-only Service is answered NODATA from the
+// cluster, as the A question is answered from there, never from upstream
+// (glibc likewise stops at the search domain where the A and AAAA pair of
+// getaddrinfo gets any answer).
+//
+// When no candidate exists, the answer is the last NXDOMAIN. When a
+// backend failed (an error, or an rcode other than NOERROR and NXDOMAIN)
+// and no later candidate exists, the answer is that failure: SERVFAIL for
+// an error, and the rcode upstream gave otherwise, so that a stub tries
+// its next server or search domain rather than caching a denial we could
+// not make. Upstream is not asked after the cluster failed: the name may
+// be the cluster's, and would leak. With no Upstream, upstream candidates
+// are skipped; if there were no others, errNoUpstream.
+//
+// Cluster candidates are asked as firstCluster says; their answers are
+// taken in order whatever order they come back in.
+func (s *Server) resolve(ctx context.Context, question dns.Question, cands []Candidate) (*dns.Msg, string, error) {
+	var (
+		negative      *dns.Msg // the last NXDOMAIN
+		failed        *dns.Msg // the first failed answer
+		failErr       error    // the first backend error
+		clusterFailed bool
+	)
+	// take classifies one candidate's answer; true ends the search.
+	take := func(r *dns.Msg, err error, cluster bool) bool {
+		switch {
+		case err != nil:
+			failErr = cmp.Or(failErr, err)
+			clusterFailed = clusterFailed || cluster
+		case r.Rcode == dns.RcodeSuccess:
+			return true
+		case r.Rcode == dns.RcodeNameError:
+			negative = r
+		default:
+			if failed == nil {
+				failed = r
+			}
+			clusterFailed = clusterFailed || cluster
+		}
+		return false
+	}
+	for i := 0; i < len(cands); {
+		if c := cands[i]; !c.Cluster {
+			i++
+			if clusterFailed || s.cfg.Upstream == nil {
+				continue
+			}
+			r, err := s.exchange(ctx, routeUpstream, c.Name, question)
+			if take(r, err, false) {
+				return r, c.Name, nil
+			}
+			continue
+		}
+		j := i + 1
+		for j < len(cands) && cands[j].Cluster {
+			j++
+		}
+		if r, name := s.firstCluster(ctx, question, cands[i:j], take); r != nil {
+			return r, name, nil
+		}
+		i = j
+	}
+	switch {
+	case failErr != nil:
+		return nil, "", failErr
+	case failed != nil:
+		return failed, "", nil
+	case negative != nil:
+		return negative, "", nil
+	}
+	return nil, "", errNoUpstream
+}
+
+// firstCluster asks the cluster about the candidates of run and hands the
+// answers to take in run's order until take says one ends the search; it
+// returns that answer and its name, or nil. The first candidate is asked
+// alone: it is the namespace's, and most names a program asks for by a short
+// name are found there ("web", "web-0.web"). The rest are asked at once, so
+// that a name found further down ("web.other") or nowhere (a public name a
+// stub sent us) costs two round trips to the cluster, not one per search
+// domain. It returns only once every question it started has returned; those
+// after the one that ended the search are cancelled.
+func (s *Server) firstCluster(ctx context.Context, question dns.Question, run []Candidate, take func(*dns.Msg, error, bool) bool) (*dns.Msg, string) {
+	r, err := s.exchange(ctx, routeCluster, run[0].Name, question)
+	if take(r, err, true) {
+		return r, run[0].Name
+	}
+	if len(run) == 1 {
+		return nil, ""
+	}
+	run = run[1:]
+	type result struct {
+		r   *dns.Msg
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: deferred calls run last first
+	defer cancel()
+	results := make([]chan result, len(run))
+	for i, c := range run {
+		results[i] = make(chan result, 1)
+		wg.Go(func() {
+			r, err := s.exchange(ctx, routeCluster, c.Name, question)
+			results[i] <- result{r, err}
+		})
+	}
+	for i, ch := range results {
+		res := <-ch
+		if take(res.r, res.err, true) {
+			return res.r, run[i].Name
+		}
+	}
+	return nil, ""
 }
 
 // exchange asks backend about name, through the cache, coalescing

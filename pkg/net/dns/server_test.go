@@ -71,18 +71,20 @@ func TestNameRules(t *testing.T) {
 			wantAnswer:  []string{"echo.\t30\tIN\tA\t10.96.0.10"},
 		},
 		{
-			name:        "two labels are service.namespace",
-			q:           "web.other.",
-			qtype:       dns.TypeA,
-			wantCluster: []string{"web.other.svc.cluster.local. A"},
-			wantAnswer:  []string{"web.other.\t30\tIN\tA\t10.96.0.11"},
+			name:  "two labels are service.namespace after the namespace's own search domain",
+			q:     "web.other.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"web.other.demo.svc.cluster.local. A",
+				"web.other.svc.cluster.local. A", "web.other.cluster.local. A"},
+			wantAnswer: []string{"web.other.\t30\tIN\tA\t10.96.0.11"},
 		},
 		{
-			name:        "service.namespace.svc gets the domain",
-			q:           "echo.demo.svc.",
-			qtype:       dns.TypeA,
-			wantCluster: []string{"echo.demo.svc.cluster.local. A"},
-			wantAnswer:  []string{"echo.demo.svc.\t30\tIN\tA\t10.96.0.10"},
+			name:  "service.namespace.svc is found with the last search domain",
+			q:     "echo.demo.svc.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"echo.demo.svc.demo.svc.cluster.local. A",
+				"echo.demo.svc.svc.cluster.local. A", "echo.demo.svc.cluster.local. A"},
+			wantAnswer: []string{"echo.demo.svc.\t30\tIN\tA\t10.96.0.10"},
 		},
 		{
 			name:        "CNAME chain keeps its target",
@@ -101,33 +103,38 @@ func TestNameRules(t *testing.T) {
 			wantCluster: []string{"echo.demo.svc.cluster.local. AAAA"},
 		},
 		{
-			name:         "two-label public name falls back to upstream with the original name",
-			q:            "example.com.",
-			qtype:        dns.TypeA,
-			wantCluster:  []string{"example.com.svc.cluster.local. A"},
+			name:  "two-label public name falls back to upstream with the original name",
+			q:     "example.com.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"example.com.demo.svc.cluster.local. A",
+				"example.com.svc.cluster.local. A", "example.com.cluster.local. A"},
 			wantUpstream: []string{"example.com. A"},
 			wantAnswer:   []string{"example.com.\t300\tIN\tA\t1.2.3.4"},
 		},
 		{
-			name:         "bare label unknown to the cluster falls back to upstream",
-			q:            "printer.",
-			qtype:        dns.TypeA,
-			wantCluster:  []string{"printer.demo.svc.cluster.local. A"},
+			name:  "bare label unknown to the cluster falls back to upstream",
+			q:     "printer.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"printer.demo.svc.cluster.local. A",
+				"printer.svc.cluster.local. A", "printer.cluster.local. A"},
 			wantUpstream: []string{"printer. A"},
 			wantAnswer:   []string{"printer.\t300\tIN\tA\t192.168.1.5"},
 		},
 		{
-			name:         "unknown everywhere is upstream's NXDOMAIN",
-			q:            "nothere.",
-			qtype:        dns.TypeA,
-			wantCluster:  []string{"nothere.demo.svc.cluster.local. A"},
+			name:  "unknown everywhere is upstream's NXDOMAIN",
+			q:     "nothere.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"nothere.demo.svc.cluster.local. A",
+				"nothere.svc.cluster.local. A", "nothere.cluster.local. A"},
 			wantUpstream: []string{"nothere. A"},
 			wantRcode:    dns.RcodeNameError,
 		},
 		{
-			name:         "three labels go upstream only",
-			q:            "foo.bar.baz.",
-			qtype:        dns.TypeA,
+			name:  "three labels are searched in the cluster first, as in a pod",
+			q:     "foo.bar.baz.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"foo.bar.baz.demo.svc.cluster.local. A",
+				"foo.bar.baz.svc.cluster.local. A", "foo.bar.baz.cluster.local. A"},
 			wantUpstream: []string{"foo.bar.baz. A"},
 			wantAnswer:   []string{"foo.bar.baz.\t300\tIN\tA\t5.6.7.8"},
 		},
@@ -137,6 +144,64 @@ func TestNameRules(t *testing.T) {
 			qtype:        dns.TypeA,
 			wantUpstream: []string{"localhost. A"},
 			wantAnswer:   []string{"localhost.\t300\tIN\tA\t127.0.0.1"},
+		},
+		{
+			name:        "StatefulSet pod by hostname.service is found in the namespace",
+			q:           "web-0.web.",
+			qtype:       dns.TypeA,
+			wantCluster: []string{"web-0.web.demo.svc.cluster.local. A"},
+			wantAnswer:  []string{"web-0.web.\t30\tIN\tA\t10.244.1.5"},
+		},
+		{
+			name:        "StatefulSet pod's AAAA is the cluster's NODATA, never upstream's",
+			q:           "web-0.web.",
+			qtype:       dns.TypeAAAA,
+			wantCluster: []string{"web-0.web.demo.svc.cluster.local. AAAA"},
+		},
+		{
+			name:  "StatefulSet pod by hostname.service.namespace",
+			q:     "web-0.web.demo.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"web-0.web.demo.demo.svc.cluster.local. A",
+				"web-0.web.demo.svc.cluster.local. A", "web-0.web.demo.cluster.local. A"},
+			wantAnswer: []string{"web-0.web.demo.\t30\tIN\tA\t10.244.1.5"},
+		},
+		{
+			name:        "a name the OS resolver completed with our first search domain is asked once",
+			q:           "web-0.web.demo.svc.cluster.local.",
+			qtype:       dns.TypeA,
+			wantCluster: []string{"web-0.web.demo.svc.cluster.local. A"},
+			wantAnswer:  []string{"web-0.web.demo.svc.cluster.local.\t30\tIN\tA\t10.244.1.5"},
+		},
+		{
+			name:        "a name the OS resolver completed with another search domain is NXDOMAIN, not searched",
+			q:           "web-0.web.svc.cluster.local.",
+			qtype:       dns.TypeA,
+			wantCluster: []string{"web-0.web.svc.cluster.local. A"},
+			wantRcode:   dns.RcodeNameError,
+		},
+		{
+			name:        "the namespace's search domain comes first: a pod of a headless Service over a Service of another namespace",
+			q:           "db.other.",
+			qtype:       dns.TypeA,
+			wantCluster: []string{"db.other.demo.svc.cluster.local. A"},
+			wantAnswer:  []string{"db.other.\t30\tIN\tA\t10.244.1.7"},
+		},
+		{
+			name:  "five dots: asked as it is first, then searched",
+			q:     "a.b.c.d.e.f.",
+			qtype: dns.TypeA,
+			wantCluster: []string{"a.b.c.d.e.f.demo.svc.cluster.local. A",
+				"a.b.c.d.e.f.svc.cluster.local. A", "a.b.c.d.e.f.cluster.local. A"},
+			wantUpstream: []string{"a.b.c.d.e.f. A"},
+			wantRcode:    dns.RcodeNameError,
+		},
+		{
+			name:         "five dots found upstream is not searched",
+			q:            "v.w.x.y.z.example.",
+			qtype:        dns.TypeA,
+			wantUpstream: []string{"v.w.x.y.z.example. A"},
+			wantAnswer:   []string{"v.w.x.y.z.example.\t300\tIN\tA\t5.6.7.9"},
 		},
 		{
 			name:        "reverse lookup of a cluster IPv4 goes to the cluster",
@@ -174,7 +239,7 @@ func TestNameRules(t *testing.T) {
 			s := newTestServer(t, cluster, upstream, nil)
 			q := query(tt.q, tt.qtype)
 			r := s.Answer(context.Background(), q)
-			if got := cluster.askedList(); !slices.Equal(got, tt.wantCluster) {
+			if got := cluster.askedList(); !sameAsked(got, tt.wantCluster) {
 				t.Errorf("cluster asked %q, want %q", got, tt.wantCluster)
 			}
 			if got := upstream.askedList(); !slices.Equal(got, tt.wantUpstream) {
@@ -202,6 +267,21 @@ func TestNameRules(t *testing.T) {
 	}
 }
 
+// sameAsked compares what a backend was asked with the candidates in
+// order: the first is asked alone, the rest at once, in any order.
+func sameAsked(got, want []string) bool {
+	if len(got) != len(want) || len(got) > 0 && got[0] != want[0] {
+		return false
+	}
+	if len(got) == 0 {
+		return true
+	}
+	g, w := slices.Clone(got[1:]), slices.Clone(want[1:])
+	slices.Sort(g)
+	slices.Sort(w)
+	return slices.Equal(g, w)
+}
+
 func TestAnswerErrors(t *testing.T) {
 	multi := query("echo.", dns.TypeA)
 	multi.Question = append(multi.Question, multi.Question[0])
@@ -227,7 +307,9 @@ func TestAnswerErrors(t *testing.T) {
 		{"not a query", notify, nil, nil, nil, dns.RcodeNotImplemented},
 		{"unknown EDNS version", badVers, nil, nil, nil, dns.RcodeBadVers},
 		{"zone transfer", query("cluster.local.", dns.TypeAXFR), newFake(t, 5), nil, nil, dns.RcodeRefused},
-		{"no upstream refuses other names", query("foo.bar.baz.", dns.TypeA), newFake(t, 5), nil, nil, dns.RcodeRefused},
+		{"no upstream: cluster's NXDOMAIN stands for a searched name", query("foo.bar.baz.", dns.TypeA), newFake(t, 5), nil, nil, dns.RcodeNameError},
+		{"no upstream refuses names only upstream has", query("localhost.", dns.TypeA), newFake(t, 5), nil, nil, dns.RcodeRefused},
+		{"no upstream refuses other reverse names", query("8.8.8.8.in-addr.arpa.", dns.TypePTR), newFake(t, 5), nil, nil, dns.RcodeRefused},
 		{"no upstream: cluster's NXDOMAIN stands", query("printer.", dns.TypeA), newFake(t, 5), nil, nil, dns.RcodeNameError},
 		{"cluster down is SERVFAIL", query("echo.", dns.TypeA), &fakeDNS{err: errDown}, newFake(t, 5), nil, dns.RcodeServerFailure},
 		{"upstream down is SERVFAIL", query("foo.bar.baz.", dns.TypeA), newFake(t, 5), &fakeDNS{err: errDown}, nil, dns.RcodeServerFailure},
@@ -380,8 +462,8 @@ func TestCache(t *testing.T) {
 	// Failures are not cached.
 	down := &fakeDNS{err: errDown}
 	s2 := newTestServer(t, down, nil, func(c *Config) { c.CacheSize = 100; c.Now = clock.Now })
-	s2.Answer(ctx, query("echo.", dns.TypeA))
-	s2.Answer(ctx, query("echo.", dns.TypeA))
+	s2.Answer(ctx, query("echo.demo.svc.cluster.local.", dns.TypeA))
+	s2.Answer(ctx, query("echo.demo.svc.cluster.local.", dns.TypeA))
 	if n := down.calls.Load(); n != 2 {
 		t.Errorf("failing cluster asked %d times, want 2 (failures are not cached)", n)
 	}

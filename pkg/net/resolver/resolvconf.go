@@ -54,11 +54,13 @@ func ParseResolvConf(data []byte) ResolvConfFile {
 	return f
 }
 
-// ndots is 1, not the pod's 5: our DNS server itself expands the short
-// forms a pod's search list would ("svc", "svc.ns", "svc.ns.svc"), so
-// names with a dot can go out as they are instead of costing three cluster
-// round trips each (www.example.com.demo.svc.cluster.local, ...), and
-// single labels still get the search list.
+// ndots is 1, not the pod's 5: our DNS server itself tries every name it is
+// sent in a pod's search order, with ndots 5 ("web-0.web" as
+// web-0.web.NS.svc.cluster.local first; see dns.Candidates), so a name with
+// a dot can go out as it is, once. With ndots 5 here the C library would
+// send each search domain's name first, and then the name itself, which our
+// server would search again: twice the queries for every public name.
+// Single labels still get the search list, and are then full cluster names.
 const ndots = 1
 
 // RenderResolvConf returns the resolv.conf we write: our nameserver only
