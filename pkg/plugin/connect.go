@@ -303,29 +303,31 @@ func (o *ConnectOptions) failed(ctx context.Context, ctl *session.Control, cause
 // repair undoes what a session that died (kill -9, reboot) left: its DNS
 // settings and device.
 func (o *ConnectOptions) repair(ctx context.Context) error {
-	if !leftovers() {
+	if len(leftovers()) == 0 {
 		return nil
 	}
 	o.progress("a previous session ended without cleaning up: restoring DNS settings and removing its device")
 	return runHelper(ctx, "down", nil, o.paths, o.Streams.ErrOut)
 }
 
-// leftovers reports whether a dead session's device, DNS backup or macOS
-// /etc/resolver files remain.
-func leftovers() bool {
-	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
-		return true
+// leftovers lists what a dead session left that the helper's "down" repairs
+// (its DNS backup, macOS /etc/resolver files, its device), each as what
+// repairing it does; none when there is nothing to do.
+func leftovers() []string {
+	var found []string
+	if dir, err := helperStateDir(); err == nil {
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			found = append(found, "restored the DNS settings saved in "+dir)
+		}
 	}
 	// Files with our marker (world-readable); Linux has no /etc/resolver.
 	if ours, _ := resolver.NewResolverDir(resolver.Options{}).Ours(); len(ours) > 0 {
-		return true
+		found = append(found, "removed the resolver files "+strings.Join(ours, ", "))
 	}
-	dir, err := helperStateDir()
-	if err != nil {
-		return false
+	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
+		found = append(found, "removed the TUN device "+session.DeviceName)
 	}
-	entries, _ := os.ReadDir(dir)
-	return len(entries) > 0
+	return found
 }
 
 func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
