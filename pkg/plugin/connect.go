@@ -51,6 +51,9 @@ type ConnectOptions struct {
 	also, never []netip.Prefix
 	kubeArgs    []string // the kubeconfig flags, passed on to the daemon
 	paths       session.Paths
+	// idleTimeoutFrom names where IdleTimeout was asked for (the flag or
+	// the config file); "" when it is the default.
+	idleTimeoutFrom string
 }
 
 // NewCmdConnect builds kubectl tele connect.
@@ -128,8 +131,12 @@ func (o *ConnectOptions) applyConfig(f *pflag.FlagSet, c *config.Config) error {
 	if !given("never-proxy") && len(c.NeverProxy) > 0 {
 		o.NeverProxy = c.NeverProxy
 	}
-	if !given("manager-idle-timeout") && c.IdleTimeout != 0 {
+	switch {
+	case given("manager-idle-timeout"):
+		o.idleTimeoutFrom = "--manager-idle-timeout"
+	case c.IdleTimeout != 0:
 		o.IdleTimeout = c.IdleTimeout
+		o.idleTimeoutFrom = "managerIdleTimeout in " + c.Path
 	}
 	choice := imageChoice{FileRegistry: c.Registry, FileImage: c.ManagerImage, File: c.Path}
 	if given("registry") {
@@ -268,6 +275,9 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if w := idleTimeoutWarning(o.idleTimeoutFrom, o.IdleTimeout, m); w != "" {
+		o.progress(w)
+	}
 	if err := o.startDaemon(m); err != nil {
 		return err
 	}
@@ -286,6 +296,25 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: names like my-service and my-service.%s resolve here.\n", st.Namespace, st.Context, st.Namespace)
 	return nil
+}
+
+// idleTimeoutWarning says, when an idle timeout was asked for (from names
+// where; "" when not) and the manager in use keeps another, that it is not
+// applied and how to apply it: a running manager's is fixed by its Job.
+func idleTimeoutWarning(from string, want time.Duration, m *managerclient.Manager) string {
+	switch {
+	case from == "", m.IdleTimeout == want:
+		return ""
+	case m.IdleTimeout == 0 && m.Created:
+		return "" // its Job does not say, but this call made it with want
+	}
+	keeps := "its own idle timeout"
+	if m.IdleTimeout != 0 {
+		keeps += " (" + m.IdleTimeout.String() + ")"
+	}
+	return fmt.Sprintf("warning: %s %s is not applied: the traffic manager already running in namespace %s keeps %s; "+
+		"to apply it, when nobody uses that manager, run kubectl tele quit, kubectl tele uninstall -n %s, then connect again",
+		from, want, m.Namespace, keeps, m.Namespace)
 }
 
 // failed stops a daemon that could not finish connecting and undoes what the
