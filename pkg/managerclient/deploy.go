@@ -70,6 +70,9 @@ type Manager struct {
 	Pod       string
 	Version   string // "" when its Job does not say
 	Protocol  teleproto.ProtocolVersion
+	// IdleTimeout is how long the manager waits without a session before it
+	// exits, from its Job's --idle-timeout; 0 when the Job does not say.
+	IdleTimeout time.Duration
 	// Action is what Ensure decided: Start, Use, UseOtherVersion or Replace.
 	Action  Action
 	Created bool // this call started it
@@ -183,7 +186,25 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{Namespace: o.Namespace, Pod: pod.Name, Version: d.ManagerVersion, Protocol: d.ManagerProtocol,
-		Action: d.Action, Created: created}, nil
+		IdleTimeout: jobIdleTimeout(job), Action: d.Action, Created: created}, nil
+}
+
+// idleTimeoutArg is the manager's flag that jobFor sets.
+const idleTimeoutArg = "--idle-timeout="
+
+// jobIdleTimeout reads the idle timeout job's manager was started with (it
+// may be another laptop's, of another version); 0 when its args do not say.
+func jobIdleTimeout(job *batchv1.Job) time.Duration {
+	for _, c := range job.Spec.Template.Spec.Containers {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, idleTimeoutArg); ok {
+				if d, err := time.ParseDuration(v); err == nil {
+					return d
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // replace removes the Job that Decide chose to replace and waits until it is
@@ -332,7 +353,7 @@ func jobFor(o Options) *batchv1.Job {
 						ImagePullPolicy: o.PullPolicy,
 						Args: []string{"manager",
 							fmt.Sprintf("--listen=127.0.0.1:%d", ManagerPort),
-							"--idle-timeout=" + idle.String()},
+							idleTimeoutArg + idle.String()},
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},

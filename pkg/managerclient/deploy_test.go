@@ -238,6 +238,35 @@ func TestEnsureStartsWhereNoneRuns(t *testing.T) {
 	if m.Action != ActionStart || !m.Created || m.Pod != "manager-new" {
 		t.Errorf("Ensure = %+v, want a started manager", m)
 	}
+	if m.IdleTimeout != 10*time.Minute {
+		t.Errorf("IdleTimeout = %s, want the default 10m0s its Job was made with", m.IdleTimeout)
+	}
+}
+
+func TestJobIdleTimeout(t *testing.T) {
+	withArgs := func(args ...string) *batchv1.Job {
+		j := oldJob(nil)
+		j.Spec.Template.Spec.Containers = []corev1.Container{{Name: "manager", Args: args}}
+		return j
+	}
+	tests := []struct {
+		name string
+		job  *batchv1.Job
+		want time.Duration
+	}{
+		{name: "as made by jobFor", job: jobFor(Options{Namespace: testNS, IdleTimeout: 45 * time.Minute}), want: 45 * time.Minute},
+		{name: "among other args", job: withArgs("manager", "--listen=127.0.0.1:8081", "--idle-timeout=1h30m0s"), want: 90 * time.Minute},
+		{name: "not given", job: withArgs("manager", "--listen=127.0.0.1:8081"), want: 0},
+		{name: "unparsable", job: withArgs("manager", "--idle-timeout=soon"), want: 0},
+		{name: "no containers", job: oldJob(nil), want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := jobIdleTimeout(tt.job); got != tt.want {
+				t.Errorf("jobIdleTimeout = %s, want %s", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestWaitForPodSkipsAnotherJobsPod(t *testing.T) {

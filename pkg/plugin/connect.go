@@ -51,6 +51,9 @@ type ConnectOptions struct {
 	also, never []netip.Prefix
 	kubeArgs    []string // the kubeconfig flags, passed on to the daemon
 	paths       session.Paths
+	// idleTimeoutFrom names where IdleTimeout was asked for (the flag or
+	// the config file); "" when it is the default.
+	idleTimeoutFrom string
 }
 
 // NewCmdConnect builds kubectl tele connect.
@@ -129,8 +132,12 @@ func (o *ConnectOptions) applyConfig(f *pflag.FlagSet, c *config.Config) error {
 	if !given("never-proxy") && len(c.NeverProxy) > 0 {
 		o.NeverProxy = c.NeverProxy
 	}
-	if !given("manager-idle-timeout") && c.IdleTimeout != 0 {
+	switch {
+	case given("manager-idle-timeout"):
+		o.idleTimeoutFrom = "--manager-idle-timeout"
+	case c.IdleTimeout != 0:
 		o.IdleTimeout = c.IdleTimeout
+		o.idleTimeoutFrom = "managerIdleTimeout in " + c.Path
 	}
 	choice := imageChoice{FileRegistry: c.Registry, FileImage: c.ManagerImage, File: c.Path}
 	if given("registry") {
@@ -269,6 +276,9 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if w := idleTimeoutWarning(o.idleTimeoutFrom, o.IdleTimeout, m); w != "" {
+		o.progress(w)
+	}
 	if err := o.startDaemon(m); err != nil {
 		return err
 	}
@@ -289,6 +299,25 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	return nil
 }
 
+// idleTimeoutWarning says, when an idle timeout was asked for (from names
+// where; "" when not) and the manager in use keeps another, that it is not
+// applied and how to apply it: a running manager's is fixed by its Job.
+func idleTimeoutWarning(from string, want time.Duration, m *managerclient.Manager) string {
+	switch {
+	case from == "", m.IdleTimeout == want:
+		return ""
+	case m.IdleTimeout == 0 && m.Created:
+		return "" // its Job does not say, but this call made it with want
+	}
+	keeps := "its own idle timeout"
+	if m.IdleTimeout != 0 {
+		keeps += " (" + m.IdleTimeout.String() + ")"
+	}
+	return fmt.Sprintf("warning: %s %s is not applied: the traffic manager already running in namespace %s keeps %s; "+
+		"to apply it, when nobody uses that manager, run kubectl tele quit, kubectl tele uninstall -n %s, then connect again",
+		from, want, m.Namespace, keeps, m.Namespace)
+}
+
 // failed stops a daemon that could not finish connecting and undoes what the
 // helper did, so nothing is left half-configured.
 func (o *ConnectOptions) failed(ctx context.Context, ctl *session.Control, cause error) error {
@@ -304,29 +333,31 @@ func (o *ConnectOptions) failed(ctx context.Context, ctl *session.Control, cause
 // repair undoes what a session that died (kill -9, reboot) left: its DNS
 // settings and device.
 func (o *ConnectOptions) repair(ctx context.Context) error {
-	if !leftovers() {
+	if len(leftovers()) == 0 {
 		return nil
 	}
 	o.progress("a previous session ended without cleaning up: restoring DNS settings and removing its device")
 	return runHelper(ctx, "down", nil, o.paths, o.Streams.ErrOut)
 }
 
-// leftovers reports whether a dead session's device, DNS backup or macOS
-// /etc/resolver files remain.
-func leftovers() bool {
-	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
-		return true
+// leftovers lists what a dead session left that the helper's "down" repairs
+// (its DNS backup, macOS /etc/resolver files, its device), each as what
+// repairing it does; none when there is nothing to do.
+func leftovers() []string {
+	var found []string
+	if dir, err := helperStateDir(); err == nil {
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			found = append(found, "restored the DNS settings saved in "+dir)
+		}
 	}
 	// Files with our marker (world-readable); Linux has no /etc/resolver.
 	if ours, _ := resolver.NewResolverDir(resolver.Options{}).Ours(); len(ours) > 0 {
-		return true
+		found = append(found, "removed the resolver files "+strings.Join(ours, ", "))
 	}
-	dir, err := helperStateDir()
-	if err != nil {
-		return false
+	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
+		found = append(found, "removed the TUN device "+session.DeviceName)
 	}
-	entries, _ := os.ReadDir(dir)
-	return len(entries) > 0
+	return found
 }
 
 func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {

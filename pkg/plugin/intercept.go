@@ -28,6 +28,7 @@ type InterceptOptions struct {
 
 	Name      string
 	Port      string
+	Container string
 	HTTPMatch []string
 	EnvFile   string
 	EnvJSON   string
@@ -77,6 +78,7 @@ kubectl tele leave NAME.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "name of the intercept, unique among yours (default: the workload's name)")
 	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to intercept")
+	f.StringVar(&o.Container, "container", "", "the container whose port to intercept (default: the one declaring the port, or the only one)")
 	f.StringArrayVar(&o.HTTPMatch, "http-match", nil, "only requests with this header: NAME=VALUE or NAME~=REGEX (repeatable: all must match)")
 	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
 	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
@@ -140,7 +142,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t, warnings, err := target.ResolvePort(ctx, o.client, w, o.port.Remote)
+	t, warnings, err := target.ResolvePort(ctx, o.client, w, o.port.Remote, o.Container)
 	if err != nil {
 		return err
 	}

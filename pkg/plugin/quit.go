@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,15 +44,28 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 	if running && err != nil {
 		return err
 	}
-	if running || leftovers() {
+	var repaired []string
+	if !running {
+		repaired = leftovers()
+	}
+	if running || len(repaired) > 0 {
 		if err := runHelper(ctx, "down", nil, paths, o.Streams.ErrOut); err != nil {
 			return err
 		}
 	}
-	if !running {
-		fmt.Fprintln(o.Streams.Out, "Not connected.")
-		return nil
-	}
-	fmt.Fprintln(o.Streams.Out, "Disconnected: the TUN device and DNS settings are removed.")
+	fmt.Fprintln(o.Streams.Out, quitMessage(running, repaired))
 	return nil
+}
+
+// quitMessage says what quit did: ended the running session, or, with none
+// running, repaired what an earlier one that died left (leftovers), or
+// nothing at all.
+func quitMessage(running bool, repaired []string) string {
+	switch {
+	case running:
+		return "Disconnected: the TUN device and DNS settings are removed."
+	case len(repaired) > 0:
+		return "No session was running; repaired what an earlier session that ended without quit left: " + strings.Join(repaired, "; ") + "."
+	}
+	return "Not connected."
 }

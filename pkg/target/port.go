@@ -127,19 +127,25 @@ func (p containerPort) protocol() corev1.Protocol {
 // ResolvePort picks the container port that remote (PortSpec.Remote) names
 // in w's pod template:
 //
-//   - a number: the container port with that number. A number no container
-//     declares is refused when the workload declares other ports, and
-//     accepted only if it declares none and has exactly one container (apps
-//     often do not declare their ports); a warning says so.
+//   - a number: the container port with that number. Kubernetes does not
+//     require ports to be declared, so a number no container declares is
+//     accepted, with a warning, when it is clear which container listens on
+//     it: the workload has exactly one container, or container names one.
 //   - a name: a container port name, else the name of a port of a Service
 //     that selects w's pods, followed through its targetPort.
 //   - "": the only TCP port the containers declare.
 //
+// container, when not "", is the container to intercept (--container): only
+// its ports are looked at.
+//
 // Errors list the ports there are. Services are listed in w's namespace;
 // when remote is not a Service port name, a failure to list them is a
 // warning and Target.ServicePorts stays empty.
-func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, remote string) (Target, []string, error) {
-	ports := declaredPorts(w)
+func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, remote, container string) (Target, []string, error) {
+	if container != "" && !hasContainer(w, container) {
+		return Target{}, nil, fmt.Errorf("%s has no container %q; its containers are %s", w, container, strings.Join(templateContainerNames(w), ", "))
+	}
+	ports := declaredPorts(w, container)
 	var warnings []string
 
 	// Services are needed to resolve a name that is not a container port's
@@ -149,6 +155,9 @@ func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, 
 	var (
 		t   Target
 		err error
+		// undeclared is the warning that no container declares the number
+		// asked for.
+		undeclared string
 	)
 	switch {
 	case remote == "":
@@ -158,11 +167,7 @@ func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, 
 		if perr != nil || n < 1 || n > 65535 {
 			return Target{}, nil, fmt.Errorf("port %q is not between 1 and 65535", remote)
 		}
-		var warn string
-		t, warn, err = portByNumber(w, ports, int32(n))
-		if warn != "" {
-			warnings = append(warnings, warn)
-		}
+		t, undeclared, err = portByNumber(w, ports, int32(n), container)
 	default:
 		if p, ok, perr := portByName(w, ports, remote); perr != nil {
 			return Target{}, nil, perr
@@ -174,7 +179,7 @@ func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, 
 			return Target{}, nil, fmt.Errorf("%s has no container port named %q, and the Services that could name it cannot be read: %w", w, remote, svcErr)
 		}
 		var warn string
-		t, warn, err = portByServicePortName(w, ports, services, remote)
+		t, warn, err = portByServicePortName(w, ports, services, remote, container)
 		if warn != "" {
 			warnings = append(warnings, warn)
 		}
@@ -188,12 +193,28 @@ func ResolvePort(ctx context.Context, client kubernetes.Interface, w *Workload, 
 	} else {
 		t.ServicePorts = servicePortsFor(services, t)
 	}
+	if undeclared != "" {
+		// A Service can only name a declared port: an undeclared one is
+		// reached through a Service only by a numeric targetPort.
+		switch {
+		case svcErr != nil:
+			undeclared += fmt.Sprintf("; no Service port sends to it unless one has targetPort %d", t.Port)
+		case len(t.ServicePorts) == 0:
+			undeclared += fmt.Sprintf("; no Service port sends to it (only one with targetPort %d would), so only requests to the pods' IPs are intercepted", t.Port)
+		}
+		warnings = append([]string{undeclared}, warnings...)
+	}
 	return t, warnings, nil
 }
 
-func declaredPorts(w *Workload) []containerPort {
+// declaredPorts lists the ports w's containers declare, only container's
+// when it is not "".
+func declaredPorts(w *Workload, container string) []containerPort {
 	var ports []containerPort
 	for _, c := range w.Template.Containers {
+		if container != "" && c.Name != container {
+			continue
+		}
 		for _, p := range c.Ports {
 			ports = append(ports, containerPort{container: c.Name, ContainerPort: p})
 		}
@@ -247,7 +268,7 @@ func onlyTCPPort(w *Workload, ports []containerPort) (Target, error) {
 	}
 }
 
-func portByNumber(w *Workload, ports []containerPort, n int32) (Target, string, error) {
+func portByNumber(w *Workload, ports []containerPort, n int32, container string) (Target, string, error) {
 	var found []containerPort
 	for _, p := range ports {
 		if p.ContainerPort.ContainerPort == n {
@@ -263,23 +284,41 @@ func portByNumber(w *Workload, ports []containerPort, n int32) (Target, string, 
 	if len(found) > 0 {
 		return targetOf(found[0]), "", nil
 	}
-	// A workload that declares ports has told us where it listens: a number
-	// it does not declare is a mistake. One that declares none may listen
-	// anywhere.
-	if len(ports) > 0 {
-		return Target{}, "", fmt.Errorf("%s has no port %d; it has %s: choose one with --port LOCAL:PORT", w, n, describePorts(w, ports))
+	// Kubernetes does not require a container to declare the ports it
+	// listens on, so an undeclared number is not a mistake as long as it is
+	// clear which container listens on it.
+	if container == "" && len(w.Template.Containers) == 1 {
+		container = w.Template.Containers[0].Name
 	}
-	if len(w.Template.Containers) == 1 {
-		c := w.Template.Containers[0].Name
-		return Target{Container: c, Port: n, Protocol: corev1.ProtocolTCP},
-			fmt.Sprintf("no container of %s declares port %d; assuming container %s listens on it", w, n, c), nil
+	if container != "" {
+		declared := ""
+		if len(ports) > 0 {
+			declared = fmt.Sprintf(" (it has %s)", describePorts(w, ports))
+		}
+		return Target{Container: container, Port: n, Protocol: corev1.ProtocolTCP},
+			fmt.Sprintf("no container of %s declares port %d%s; assuming container %s listens on it",
+				w, n, declared, container), nil
 	}
+	names := templateContainerNames(w)
+	return Target{}, "", fmt.Errorf("%s has %s, none of them %d, and %d containers (%s), so kubectl tele cannot tell which one listens on %d: name it with --container, or choose a declared port with --port LOCAL:PORT",
+		w, describePorts(w, ports), n, len(names), strings.Join(names, ", "), n)
+}
+
+func templateContainerNames(w *Workload) []string {
 	names := make([]string, len(w.Template.Containers))
 	for i, c := range w.Template.Containers {
 		names[i] = c.Name
 	}
-	return Target{}, "", fmt.Errorf("%s has %s, none of them %d, and %d containers (%s), so kubectl tele cannot tell which one listens on %d: declare the port in the container's ports or choose one with --port LOCAL:PORT",
-		w, describePorts(w, ports), n, len(names), strings.Join(names, ", "), n)
+	return names
+}
+
+func hasContainer(w *Workload, name string) bool {
+	for _, c := range w.Template.Containers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func portByName(w *Workload, ports []containerPort, name string) (containerPort, bool, error) {
@@ -343,7 +382,7 @@ func targetPortOf(p corev1.ServicePort) intstr.IntOrString {
 	return p.TargetPort
 }
 
-func portByServicePortName(w *Workload, ports []containerPort, services []corev1.Service, name string) (Target, string, error) {
+func portByServicePortName(w *Workload, ports []containerPort, services []corev1.Service, name, container string) (Target, string, error) {
 	type candidate struct {
 		t    Target
 		warn string
@@ -373,7 +412,7 @@ func portByServicePortName(w *Workload, ports []containerPort, services []corev1
 					t = targetOf(p)
 				}
 			} else {
-				t, warn, err = portByNumber(w, ports, tp.IntVal)
+				t, warn, err = portByNumber(w, ports, tp.IntVal, container)
 			}
 			if err != nil {
 				return Target{}, "", fmt.Errorf("--port names %s: %w", from, err)

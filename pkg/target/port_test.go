@@ -145,9 +145,11 @@ func TestResolvePort(t *testing.T) {
 		w        *Workload
 		services []runtime.Object
 		remote   string
-		want     Target
-		warn     string
-		wantErr  []string
+		// container is --container.
+		container string
+		want      Target
+		warn      string
+		wantErr   []string
 	}{
 		{name: "only port", w: one, remote: "",
 			want: Target{Container: "echo", Port: 8080, PortName: "http", Protocol: corev1.ProtocolTCP}},
@@ -197,10 +199,32 @@ func TestResolvePort(t *testing.T) {
 		{name: "undeclared port, one container", w: undeclared, remote: "3000",
 			want: Target{Container: "echo", Port: 3000, Protocol: corev1.ProtocolTCP},
 			warn: "no container of deployment/echo declares port 3000; assuming container echo listens on it"},
-		{name: "undeclared port with declared ones, one container", w: one, remote: "3000",
-			wantErr: []string{"deployment/echo has no port 3000", "http (8080/TCP)", "--port LOCAL:PORT"}},
+		{name: "undeclared port says no Service sends to it", w: undeclared, remote: "3000",
+			want: Target{Container: "echo", Port: 3000, Protocol: corev1.ProtocolTCP},
+			warn: "no Service port sends to it (only one with targetPort 3000 would)"},
+		{name: "undeclared port reached by a numeric targetPort", w: undeclared,
+			services: []runtime.Object{svc("web", app, corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromInt32(3000)})}, remote: "3000",
+			want: Target{Container: "echo", Port: 3000, Protocol: corev1.ProtocolTCP,
+				ServicePorts: []ServicePort{{Service: "web", Name: "web", Port: 80, TargetPort: intstr.FromInt32(3000)}}},
+			warn: "no container of deployment/echo declares port 3000; assuming container echo listens on it"},
+		{name: "undeclared port with declared ones, one container", w: one, remote: "8081",
+			want: Target{Container: "echo", Port: 8081, Protocol: corev1.ProtocolTCP},
+			warn: "no container of deployment/echo declares port 8081 (it has ports http (8080/TCP)); assuming container echo listens on it; no Service port sends to it"},
 		{name: "undeclared port, two containers", w: sidecar, remote: "3000",
-			wantErr: []string{"has no port 3000", "container echo", "container proxy"}},
+			wantErr: []string{"has ports", "none of them 3000", "container echo", "container proxy", "--container"}},
+		{name: "undeclared port, two containers, --container", w: sidecar, remote: "3000", container: "proxy",
+			want: Target{Container: "proxy", Port: 3000, Protocol: corev1.ProtocolTCP},
+			warn: "no container of deployment/echo declares port 3000 (it has ports (15001/TCP, container proxy)); assuming container proxy listens on it"},
+		{name: "declared port, --container", w: sidecar, remote: "8080", container: "echo",
+			want: Target{Container: "echo", Port: 8080, PortName: "http", Protocol: corev1.ProtocolTCP}},
+		{name: "--container limits the only port", w: sidecar, remote: "", container: "proxy",
+			want: Target{Container: "proxy", Port: 15001, Protocol: corev1.ProtocolTCP}},
+		{name: "--container limits names", w: sidecar, remote: "http", container: "proxy",
+			wantErr: []string{`no Service port named "http"`, "(15001/TCP, container proxy)"}},
+		{name: "unknown --container", w: sidecar, remote: "3000", container: "app",
+			wantErr: []string{`deployment/echo has no container "app"; its containers are echo, proxy`}},
+		{name: "unknown port name still refused", w: one, remote: "grpc",
+			wantErr: []string{`deployment/echo has no container port and no Service port named "grpc"`, "ports http (8080/TCP)"}},
 		{name: "services of the target listed", w: one, services: []runtime.Object{web, other}, remote: "8080",
 			want: Target{Container: "echo", Port: 8080, PortName: "http", Protocol: corev1.ProtocolTCP, ServicePorts: []ServicePort{webSP, webNumSP}}},
 		{name: "udp service port not listed for tcp target", w: one, services: []runtime.Object{
@@ -210,7 +234,7 @@ func TestResolvePort(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			client := fake.NewClientset(tt.services...)
-			got, warnings, err := ResolvePort(context.Background(), client, tt.w, tt.remote)
+			got, warnings, err := ResolvePort(context.Background(), client, tt.w, tt.remote, tt.container)
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("ResolvePort(%q) = %+v, want an error", tt.remote, got)
@@ -246,7 +270,7 @@ func TestResolvePortServicesForbidden(t *testing.T) {
 		return true, nil, errors.New(`services is forbidden: User "alice" cannot list resource "services"`)
 	})
 
-	got, warnings, err := ResolvePort(context.Background(), client, w, "http")
+	got, warnings, err := ResolvePort(context.Background(), client, w, "http", "")
 	if err != nil {
 		t.Fatalf("a container port name needs no Service, but: %v", err)
 	}
@@ -254,7 +278,7 @@ func TestResolvePortServicesForbidden(t *testing.T) {
 		t.Errorf("got %+v, warnings %q", got, warnings)
 	}
 
-	_, _, err = ResolvePort(context.Background(), client, w, "web")
+	_, _, err = ResolvePort(context.Background(), client, w, "web", "")
 	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), `no container port named "web"`) {
 		t.Errorf("err = %v, want the forbidden error and what was looked for", err)
 	}
