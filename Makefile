@@ -100,13 +100,14 @@ unit: ## unit tests (no cluster, no root)
 
 # Code that cannot run here: every package and its tests compile for these
 # (the test binaries are linked, then "run" by /bin/true), and go vet checks
-# them; the darwin files are built only this way.
+# them; the darwin files are built only this way. -trimpath as the krew
+# archives are built, so those reuse these compiled packages.
 CROSS_PLATFORMS := darwin/arm64 darwin/amd64 windows/amd64
 cross: ## build, vet and compile the tests of every package for macOS and Windows
 	for p in $(CROSS_PLATFORMS); do \
 	  echo "== $$p"; export GOOS=$${p%/*} GOARCH=$${p#*/}; \
-	  $(GO) build ./... && $(GO) vet ./... || exit; \
-	  $(GO) test -exec /bin/true ./... >/dev/null || exit; \
+	  $(GO) build -trimpath ./... && $(GO) vet ./... || exit; \
+	  $(GO) test -trimpath -exec /bin/true ./... >/dev/null || exit; \
 	done
 
 e2e: ## e2e tests on the local cluster (brings it up if needed)

@@ -356,7 +356,7 @@ func TestInterceptBadInput(t *testing.T) {
 		{[]string{"deploy/echo", "--port", "7070", "--http-match", "x-dev~=("}, "regex"},
 		{[]string{"deploy/echo", "--port", "seventy"}, "--port"},
 		{[]string{"deploy/nope", "--port", "7070"}, `"nope" not found`},
-		{[]string{"deploy/echo", "--port", "7070:9999"}, "9999"},
+		{[]string{"deploy/echo", "--port", "7070:grpc"}, "grpc"},
 		{[]string{"service/echo", "--port", "7070"}, "Deployment"},
 		{[]string{"deploy/idle", "--port", "7070:8080"}, "no running pod"},
 	} {
@@ -374,6 +374,15 @@ func TestInterceptBadInput(t *testing.T) {
 	}
 	if out, _ := l.tele(ctx, u, "list"); !regexp.MustCompile(`(?m)^deployment/echo +1/1 +8080/http +- *$`).MatchString(out) {
 		t.Errorf("list after refusals, want deployment/echo not intercepted:\n%s", out)
+	}
+	// Kubernetes does not require a port to be declared: a numeric one that
+	// no container declares is intercepted, with a warning saying so.
+	out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7070:9999")
+	if err != nil || !strings.Contains(out, "no container of deployment/echo declares port 9999") {
+		t.Errorf("intercept of an undeclared numeric port: %v\n%s", err, out)
+	}
+	if out, err := l.tele(ctx, u, "leave", "echo"); err != nil {
+		t.Errorf("leave: %v\n%s", err, out)
 	}
 }
 
