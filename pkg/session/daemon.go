@@ -193,7 +193,14 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.log.Info("device received", "device", DeviceName, "routes", routes, "dnsMode", dnsMode)
+	// The helper asks for DeviceName; on macOS the kernel names the utun
+	// itself (utunN), so status shows the device's own name.
+	devName, err := tdev.Name()
+	if err != nil || devName == "" {
+		devName = DeviceName
+	}
+	d.update(func(s *Status) { s.Device = devName })
+	d.log.Info("device received", "device", devName, "routes", routes, "dnsMode", dnsMode)
 
 	stateDir, _ := helper.StateDir()
 	upstream, _ := resolver.OriginalNameservers(resolver.Options{StateDir: stateDir})
