@@ -263,11 +263,11 @@ func (s *Server) removeIntercept(id, reason string) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.life, 20*time.Second)
+	dctx, cancel := context.WithTimeout(s.drain, 20*time.Second)
 	defer cancel()
-	if ic.mech != "" {
-		pods, _ := s.runningPods(ctx, ic.selector)
-		if _, err := s.pushRoutes(ctx, pods, 15*time.Second); err != nil {
+	if ic.mech != "" && dctx.Err() == nil {
+		pods, _ := s.runningPods(dctx, ic.selector)
+		if _, err := s.pushRoutes(dctx, pods, 15*time.Second); err != nil {
 			s.log.Warn("agents slow to drop intercept", "intercept", id, "err", err)
 		}
 	}
@@ -277,7 +277,10 @@ func (s *Server) removeIntercept(id, reason string) {
 	}
 	s.imu.Unlock()
 	if ic.mech == mechService {
-		s.restoreServices(ctx, ic)
+		// Not under drain: a shutdown still restores the Services.
+		rctx, cancel := context.WithTimeout(s.restore, 20*time.Second)
+		defer cancel()
+		s.restoreServices(rctx, ic)
 	}
 	s.log.Info("intercept removed", "intercept", id, "reason", reason)
 	s.kick()

@@ -200,6 +200,9 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error {
 		// Returns nil on idle, an error when gctx ends.
 		err := s.Run(gctx)
+		// First, so that the handlers gs.Stop waits for (a CreateIntercept
+		// undoing itself) do not wait for agents ags.Stop cuts off.
+		s.stopDrain()
 		// Stop, not GracefulStop: open tunnels would hold a graceful stop
 		// forever, and every session has ended or is being abandoned.
 		stopReconcile()
@@ -208,6 +211,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	})
 	err = g.Wait()
+	// Before returning: on SIGTERM the process exits once Run returns, and
+	// Close restores the Services the intercepts retargeted.
 	s.Close()
 	if err == nil {
 		cfg.Logger.InfoContext(ctx, "manager idle, exiting", "idle_timeout", cfg.IdleTimeout)

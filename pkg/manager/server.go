@@ -34,6 +34,20 @@ type Server struct {
 	// life is the parent of every session's context; Close cancels it.
 	life     context.Context
 	stopLife context.CancelFunc
+	// drain bounds the waits for agents to drop a removed intercept.
+	// Shutdown stops it first: agents cut off from the manager drop every
+	// route themselves (they fail open), and waiting for an agent that can
+	// no longer reach us would use up the pod's grace period.
+	drain     context.Context
+	stopDrain context.CancelFunc
+	// restore is the parent of the API calls that undo what an intercept
+	// changed (a Service retargeted by the Service mechanism). It outlives
+	// life: Close cancels it only once the cleanup has had shutdownTimeout.
+	restore     context.Context
+	stopRestore context.CancelFunc
+	// cleanups counts the goroutines that remove an ended session's
+	// intercepts; Close waits for them.
+	cleanups sync.WaitGroup
 	// flows counts tunnel goroutines that can only finish after their gRPC
 	// handler has returned (see tunnelTCP); Close waits for them.
 	flows sync.WaitGroup
@@ -93,14 +107,20 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("manager config: %w", err)
 	}
 	life, stop := context.WithCancel(context.Background())
+	drain, stopDrain := context.WithCancel(context.Background())
+	restore, stopRestore := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		resolver: r,
-		now:      time.Now,
-		life:     life,
-		stopLife: stop,
-		sessions: make(map[string]*session),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		resolver:    r,
+		now:         time.Now,
+		life:        life,
+		stopLife:    stop,
+		drain:       drain,
+		stopDrain:   stopDrain,
+		restore:     restore,
+		stopRestore: stopRestore,
+		sessions:    make(map[string]*session),
 
 		intercepts: make(map[string]*intercept),
 		agents:     make(map[string]*agentConn),
@@ -173,15 +193,44 @@ func (s *Server) reap(ctx context.Context) error {
 	}
 }
 
-// Close ends every session, cancelling their flows, and waits for the flows'
-// goroutines. Call it after the gRPC server has stopped.
+// shutdownTimeout bounds Close's cleanup: well under the manager pod's
+// terminationGracePeriodSeconds (5 s, see managerclient), after which the
+// kubelet kills it, so that a SIGTERM leaves no Service retargeted.
+const shutdownTimeout = 3 * time.Second
+
+// Close ends every session and, before their contexts end, removes every
+// intercept, restoring the Services they retargeted; it gives that
+// shutdownTimeout, then cancels the flows and waits for their goroutines.
+// Call it after the gRPC servers have stopped. Close may be called again.
 func (s *Server) Close() {
+	s.stopDrain()
 	s.mu.Lock()
 	s.closing = true
 	for _, ss := range s.sessions {
 		s.endLocked(context.Background(), ss, "manager stopping")
 	}
 	s.mu.Unlock()
+	// No session is left and none can arrive: no cleanup starts after this
+	// Wait begins.
+	t := time.AfterFunc(shutdownTimeout, s.stopRestore)
+	s.cleanups.Wait()
+	// What no session's cleanup saw (an intercept a CreateIntercept added as
+	// its session ended), so that nothing stays retargeted.
+	s.imu.Lock()
+	var left []string
+	for id, ic := range s.intercepts {
+		if !ic.removing {
+			left = append(left, id)
+		}
+	}
+	s.imu.Unlock()
+	for _, id := range left {
+		s.removeIntercept(id, "manager stopping")
+	}
+	if !t.Stop() {
+		s.log.Warn("manager stopping: cleanup cut short; kubectl tele uninstall restores the Services left retargeted", "timeout", shutdownTimeout)
+	}
+	s.stopRestore()
 	s.stopLife()
 	s.flows.Wait()
 }
@@ -189,7 +238,12 @@ func (s *Server) Close() {
 func (s *Server) endLocked(ctx context.Context, ss *session, reason string) {
 	delete(s.sessions, ss.id)
 	ss.cancel(fmt.Errorf("%w: %s", errSessionEnded, reason))
-	go s.endSessionIntercepts(ss) // API calls: not under s.mu
+	// API calls: not under s.mu, but owned, so Close waits for them.
+	s.cleanups.Add(1)
+	go func() {
+		defer s.cleanups.Done()
+		s.endSessionIntercepts(ss)
+	}()
 	if len(s.sessions) == 0 {
 		s.idleSince = s.now()
 	}

@@ -1,0 +1,116 @@
+package manager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// retargetedEcho is a server whose session has a Service-mechanism
+// intercept of deployment/echo port 8080, with Service echo pointed at the
+// agents' port as retargetServices leaves it. Its pod runs but has no agent
+// connected, as after the agent server has stopped: a removal that waited
+// for the agent would wait 15 s.
+func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fake.Clientset) {
+	t.Helper()
+	echo := map[string]string{"app": "echo"}
+	client := fake.NewClientset(
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: echo}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Namespace: testNS, Labels: echo},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.7.4"}},
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS,
+				Annotations: map[string]string{AnnotOriginalTargetPort + "http": "8080"}},
+			Spec: corev1.ServiceSpec{Selector: echo, Ports: []corev1.ServicePort{{
+				Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(int32(AgentPort(8080))),
+			}}},
+		})
+	cfg := testConfig(t)
+	cfg.Client = client
+	s, c := startServer(t, cfg)
+	id := arrive(t, c).GetSessionId()
+	ss, err := s.lookup(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := testIntercept(t, ss, "echo", "echo", 8080)
+	ic.selector = labels.SelectorFromSet(echo)
+	ic.mech, ic.pb.Mechanism = mechService, mechService
+	ic.services = []string{"echo"}
+	s.imu.Lock()
+	s.intercepts[ic.id] = ic
+	s.imu.Unlock()
+	return s, c, id, client
+}
+
+// wantRestored fails unless Service echo targets 8080 again, without the
+// annotation that recorded it.
+func wantRestored(t *testing.T, client *fake.Clientset) {
+	t.Helper()
+	svc, err := client.CoreV1().Services(testNS).Get(context.Background(), "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.Spec.Ports[0].TargetPort; got != intstr.FromInt32(8080) {
+		t.Errorf("Service echo targetPort %s, want 8080 (restored)", got.String())
+	}
+	if _, ok := svc.Annotations[AnnotOriginalTargetPort+"http"]; ok {
+		t.Errorf("Service echo keeps annotation %s", AnnotOriginalTargetPort+"http")
+	}
+}
+
+// TestCloseRestoresServices: Close, which SIGTERM leads to, restores the
+// Service before it returns (the process exits then), and within the
+// shutdown timeout although the pod's agent is not connected.
+func TestCloseRestoresServices(t *testing.T) {
+	s, _, _, client := retargetedEcho(t)
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > shutdownTimeout {
+		t.Errorf("Close took %v, want under %v", d, shutdownTimeout)
+	}
+	wantRestored(t, client)
+	s.imu.Lock()
+	n := len(s.intercepts)
+	s.imu.Unlock()
+	if n != 0 {
+		t.Errorf("%d intercepts left after Close", n)
+	}
+}
+
+// TestDepartThenCloseRestoresServices: a session's end removes its
+// intercepts in a goroutine that Close waits for, so a Depart just before
+// a SIGTERM still restores the Service.
+func TestDepartThenCloseRestoresServices(t *testing.T) {
+	s, c, id, client := retargetedEcho(t)
+	if _, err := c.Depart(context.Background(), &teleproto.SessionRequest{SessionId: id}); err != nil {
+		t.Fatalf("Depart: %v", err)
+	}
+	s.Close()
+	wantRestored(t, client)
+}
+
+// TestCloseRestoresOrphanedIntercept: an intercept whose session ended
+// without removing it (CreateIntercept adding it as the session ended) is
+// removed by Close too.
+func TestCloseRestoresOrphanedIntercept(t *testing.T) {
+	s, _, id, client := retargetedEcho(t)
+	s.mu.Lock()
+	ss := s.sessions[id]
+	delete(s.sessions, id) // ended, but its cleanup did not see the intercept
+	s.mu.Unlock()
+	ss.cancel(errSessionEnded)
+	s.Close()
+	wantRestored(t, client)
+}
