@@ -52,6 +52,18 @@ export KUBECONFIG=$KUBECONFIG_FILE
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 ctr() { command ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
+# go_install_cached NAME VERSION BIN PACKAGE@VERSION MINUTES: builds a
+# static Go program from the module proxy into BIN's folder once, keyed by
+# version; MINUTES is the cold build time told to the user (the limit is 10 times that).
+go_install_cached() {
+  local name=$1 version=$2 bin=$3 pkg=$4 minutes=$5
+  if [ -x "$bin" ]; then log "$name $version cached"; return 0; fi
+  mkdir -p "$(dirname "$bin")"
+  log "building $name $version (cold: about $minutes minutes)"
+  CGO_ENABLED=0 GOBIN=$(dirname "$bin") timeout $((minutes * 600)) go install -trimpath -ldflags "-s -w" "$pkg"
+  log "$name built"
+}
+
 # wait_for DESCRIPTION SECONDS COMMAND...: retries COMMAND once a second.
 wait_for() {
   local what=$1 secs=$2; shift 2

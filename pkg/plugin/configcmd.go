@@ -2,14 +2,12 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 )
@@ -146,17 +144,7 @@ func (o *ConfigViewOptions) Run(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch o.Output {
-	case "json":
-		enc := json.NewEncoder(o.Streams.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = o.Streams.Out.Write(b)
+	if done, err := printStructured(o.Streams.Out, o.Output, v); done {
 		return err
 	}
 	w := printers.GetNewTabWriter(o.Streams.Out)

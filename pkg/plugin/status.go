@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 )
@@ -55,17 +53,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	switch o.Output {
-	case "json":
-		enc := json.NewEncoder(o.Streams.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	case "yaml":
-		b, err := yaml.Marshal(st)
-		if err != nil {
-			return err
-		}
-		_, err = o.Streams.Out.Write(b)
+	if done, err := printStructured(o.Streams.Out, o.Output, st); done {
 		return err
 	}
 	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
