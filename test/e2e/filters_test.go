@@ -62,6 +62,7 @@ func TestInterceptFilters(t *testing.T) {
 		if !strings.Contains(out, said) {
 			t.Errorf("intercept %q said %q, want it to contain %q", args, out, said)
 		}
+		t.Logf("intercept: %s", strings.TrimSpace(out))
 		name := args[slices.Index(args, "--name")+1]
 		t.Cleanup(func() {
 			if out, err := l.tele(context.Background(), u, "leave", name); err != nil {
@@ -73,8 +74,10 @@ func TestInterceptFilters(t *testing.T) {
 			t.Errorf("list: no line matches %s:\n%s", re, out)
 		}
 		out, _ = l.tele(ctx, u, "status")
-		if !strings.Contains(out, name+": "+said) {
+		if line := regexp.MustCompile(`(?m)^Intercept: +` + regexp.QuoteMeta(name+": "+said) + `.*$`).FindString(out); line == "" {
 			t.Errorf("status does not show intercept %s with %q:\n%s", name, said, out)
+		} else {
+			t.Logf("status: %s", line)
 		}
 	}
 	h2 := [][]string{nil, {"-h2c"}}
