@@ -190,7 +190,7 @@ func conflict(ics map[string]*intercept, ic *intercept) error {
 		case old.match.Global():
 			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s is intercepted as a whole by %s (intercept %s)", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Owner, old.pb.Name)
 		case ic.match.Global():
-			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has header intercepts (%s by %s): a global intercept would take their traffic; use --http-match", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Name, old.pb.Owner)
+			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has filtered intercepts (%s by %s): a global intercept would take their traffic; filter yours with --http-match, --http-path* or --http-method", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Name, old.pb.Owner)
 		case old.match.Equal(ic.match):
 			return status.Errorf(codes.AlreadyExists, "%s/%s port %d with match %s is already intercepted by %s (intercept %s)", strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, ic.pb.Port, ic.match, old.pb.Owner, old.pb.Name)
 		}

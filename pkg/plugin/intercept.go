@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -30,10 +32,16 @@ type InterceptOptions struct {
 	Port      string
 	Container string
 	HTTPMatch []string
-	EnvFile   string
-	EnvJSON   string
-	Mechanism string
-	Timeout   time.Duration
+	// Path and method filters, each given at most once (onceString): a
+	// request has one path and one method, and every filter must match.
+	HTTPPath       onceString
+	HTTPPathPrefix onceString
+	HTTPPathRegex  onceString
+	HTTPMethod     onceString
+	EnvFile        string
+	EnvJSON        string
+	Mechanism      string
+	Timeout        time.Duration
 	// ResetIdle resets the idle connections that were open to the port
 	// before the redirect, so their clients reconnect through the agent.
 	ResetIdle bool
@@ -42,6 +50,7 @@ type InterceptOptions struct {
 	namespace   string
 	client      kubernetes.Interface
 	port        target.PortSpec
+	terms       []string // the match terms sent, in package match's grammar
 	ctl         *session.Control
 }
 
@@ -49,7 +58,7 @@ type InterceptOptions struct {
 func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{Flags: flags, Streams: streams}
 	cmd := &cobra.Command{
-		Use:   "intercept TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]...",
+		Use:   "intercept TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]... [--http-path PATH] [--http-method METHOD]",
 		Short: "Send a workload's requests to a process on this machine",
 		Long: `Intercept a workload of the connected namespace: the requests its pods receive
 on the intercepted port go to localhost:LOCAL on this machine. With
@@ -57,11 +66,22 @@ on the intercepted port go to localhost:LOCAL on this machine. With
 reaches the real pods. Nothing in the cluster is restarted: a traffic agent
 joins each pod as an ephemeral container.
 
+--http-path, --http-path-prefix and --http-path-regex select requests by path,
+--http-method by method; with --http-match, every filter given must match.
+The path is compared as the client sent it, without the query string and not
+percent-decoded (/a%2Fb is not /a/b; write /caf%C3%A9, not /café); the
+method case-sensitively (POST, not post). A gRPC call's path is its method,
+/package.Service/Method: --http-path routes one method, --http-path-prefix
+/package.Service/ a whole service. kubectl tele list shows the filters as
+terms: :path=PATH, :path^=PREFIX, :path~=REGEX, :method=METHOD.
+
 An intercept's name is yours: it is unique among your intercepts, not the
 namespace's, so teammates intercepting one workload with their own
 --http-match each get one named after it, and each ends theirs with
 kubectl tele leave NAME.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
+  kubectl tele intercept deploy/my-service --port 8080 --http-path-prefix /api/orders/ --http-method POST
+  kubectl tele intercept deploy/grpc-api --port 9000 --http-path /orders.v1.Orders/Create --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeWorkloads(flags),
@@ -79,13 +99,23 @@ kubectl tele leave NAME.`,
 	f.StringVar(&o.Name, "name", "", "name of the intercept, unique among yours (default: the workload's name)")
 	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to intercept")
 	f.StringVar(&o.Container, "container", "", "the container whose port to intercept (default: the one declaring the port, or the only one)")
-	f.StringArrayVar(&o.HTTPMatch, "http-match", nil, "only requests with this header: NAME=VALUE or NAME~=REGEX (repeatable: all must match)")
+	o.addMatchFlags(f)
 	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
 	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
 	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
 	f.BoolVar(&o.ResetIdle, "reset-idle-connections", false, "reset the connections to the port that were open before the intercept and idle for 1s, so their clients (pooled HTTP, gRPC) reconnect through it (nftables mechanism)")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
+}
+
+// addMatchFlags binds the flags that choose which requests the intercept
+// takes.
+func (o *InterceptOptions) addMatchFlags(f *pflag.FlagSet) {
+	f.StringArrayVar(&o.HTTPMatch, "http-match", nil, "only requests with this header: NAME=VALUE or NAME~=REGEX (repeatable: all must match)")
+	f.Var(&o.HTTPPath, "http-path", "only requests for exactly this path (without the query string, as sent: not percent-decoded); a gRPC method is /package.Service/Method")
+	f.Var(&o.HTTPPathPrefix, "http-path-prefix", "only requests whose path starts with this (e.g. /api/, or /package.Service/ for a gRPC service)")
+	f.Var(&o.HTTPPathRegex, "http-path-regex", "only requests whose path this regular expression matches in full (Go RE2 syntax)")
+	f.Var(&o.HTTPMethod, "http-method", "only requests with this method (case-sensitive: POST, not post)")
 }
 
 // Complete resolves what comes from kubeconfig and the daemon.
@@ -115,7 +145,7 @@ func (o *InterceptOptions) Validate() error {
 	if o.port, err = target.ParsePort(o.Port); err != nil {
 		return usageError{err}
 	}
-	if _, err := match.Parse(o.HTTPMatch); err != nil {
+	if o.terms, err = o.matchTerms(); err != nil {
 		return usageError{err}
 	}
 	if o.Mechanism != "" && o.Mechanism != "nftables" && o.Mechanism != "service" {
@@ -176,22 +206,110 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.Streams.ErrOut, "  intercepting %s/%s port %d (container %s): attaching agents\n", strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
-		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.HTTPMatch,
+		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
 		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle,
 	})
 	if err != nil {
 		return fmt.Errorf("intercept %s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
 	}
-	what := "all requests"
-	if len(ic.GetHttpMatch()) > 0 {
-		what = "requests with " + strings.Join(ic.GetHttpMatch(), " and ")
-	}
 	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d (mechanism %s, pods %s).\n",
-		ic.GetName(), what, strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
 	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()))
+	return nil
+}
+
+// matchTerms turns the filter flags into match terms, header terms first as
+// given, and validates them together (MaxTerms counts them all).
+func (o *InterceptOptions) matchTerms() ([]string, error) {
+	terms := make([]string, 0, len(o.HTTPMatch)+4)
+	for _, h := range o.HTTPMatch {
+		if strings.HasPrefix(h, ":") {
+			return nil, fmt.Errorf("--http-match %q: a header name cannot start with ':'; for the path use --http-path, --http-path-prefix or --http-path-regex, for the method --http-method", h)
+		}
+		terms = append(terms, h)
+	}
+	for _, f := range []struct {
+		v    onceString
+		term string
+	}{
+		{o.HTTPPath, match.Path + "="},
+		{o.HTTPPathPrefix, match.Path + "^="},
+		{o.HTTPPathRegex, match.Path + "~="},
+		{o.HTTPMethod, match.Method + "="},
+	} {
+		if f.v.set {
+			terms = append(terms, f.term+f.v.v)
+		}
+	}
+	if m := o.HTTPMethod.v; o.HTTPMethod.set && m != strings.ToUpper(m) && standardMethods[strings.ToUpper(m)] {
+		return nil, fmt.Errorf("--http-method %q: methods are case-sensitive and clients send %s; write --http-method %s", m, strings.ToUpper(m), strings.ToUpper(m))
+	}
+	if _, err := match.Parse(terms); err != nil {
+		return nil, err
+	}
+	return terms, nil
+}
+
+// standardMethods are RFC 9110's methods and PATCH: written in lower case,
+// one is a typo, not a custom method.
+var standardMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
+
+// describeMatch says in words which requests an intercept's terms select,
+// in their canonical order: "requests with method POST and path starting
+// with /api/", or "all requests". Terms this version does not know (a newer
+// manager's) are shown as they are.
+func describeMatch(terms []string) string {
+	if len(terms) == 0 {
+		return "all requests"
+	}
+	m, err := match.Parse(terms)
+	if err != nil {
+		return "requests with " + strings.Join(terms, " and ")
+	}
+	var parts []string
+	for _, t := range m.Terms() {
+		parts = append(parts, t.Describe())
+	}
+	return "requests with " + strings.Join(parts, " and ")
+}
+
+// matchColumn shows an intercept's terms in list's MATCH column: in
+// canonical order, comma-separated, in the grammar the agent compares.
+func matchColumn(terms []string) string {
+	if len(terms) == 0 {
+		return "(all)"
+	}
+	m, err := match.Parse(terms)
+	if err != nil {
+		return strings.Join(terms, ",")
+	}
+	var parts []string
+	for _, t := range m.Terms() {
+		parts = append(parts, t.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// onceString is a string flag that refuses to be given twice, where pflag's
+// own would keep the last value silently.
+type onceString struct {
+	v   string
+	set bool
+}
+
+func (s *onceString) String() string { return s.v }
+func (s *onceString) Type() string   { return "string" }
+func (s *onceString) Set(v string) error {
+	if s.set {
+		return fmt.Errorf("given twice (%q, then %q): each filter takes one value, and all filters must match", s.v, v)
+	}
+	s.v, s.set = v, true
 	return nil
 }
 

@@ -129,10 +129,7 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			n++
 		}
 		for _, ic := range r.ics {
-			m := strings.Join(ic.GetHttpMatch(), ",")
-			if m == "" {
-				m = "(all)"
-			}
+			m := matchColumn(ic.GetHttpMatch())
 			owner := ic.GetOwner()
 			if ic.GetMine() {
 				owner += " (you)"

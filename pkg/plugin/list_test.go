@@ -19,23 +19,26 @@ func TestWriteList(t *testing.T) {
 		// Names are per developer: Bob's default-named intercept is echo too.
 		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop"},
 		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop"},
+		// Filters show as terms, in canonical order.
+		{Name: "db", WorkloadKind: "StatefulSet", WorkloadName: "db", Port: 80, LocalPort: 8001, HttpMatch: []string{"x-dev=bob", ":path^=/api/", ":method=POST"}, Mechanism: "nftables", Owner: "bob@laptop"},
 	}
 	for _, tc := range []struct {
 		only bool
 		want []string
 	}{
 		{false, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob    7071   nftables   bob@laptop",
-			"statefulset/db   0/1    -          -",
-			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop",
 		}},
 		{true, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH        LOCAL  MECHANISM  OWNER",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice  7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob    7071   nftables   bob@laptop",
-			"pod/solo         ?      ?          solo       80    (all)        8000   service    bob@laptop",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop",
 		}},
 	} {
 		var out bytes.Buffer

@@ -13,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // StatusOptions holds the flags of kubectl tele status.
@@ -47,7 +48,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, err := session.NewControl(paths.ControlSocket()).Status(ctx)
+	ctl := session.NewControl(paths.ControlSocket())
+	st, err := ctl.Status(ctx)
 	if errors.Is(err, session.ErrNotRunning) {
 		st = &session.Status{Phase: "disconnected", LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
 	} else if err != nil {
@@ -78,10 +80,29 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Device", st.Device)
 	row("Routes", strings.Join(st.Routes, " "))
 	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))
+	// Your intercepts, each with the requests it takes; list shows
+	// everyone's. Only a connected session can ask the manager.
+	if st.Phase == "connected" {
+		ics, err := ctl.List(ctx)
+		if err != nil {
+			row("Intercepts", "unknown: "+err.Error())
+		}
+		for _, ic := range ics {
+			if ic.GetMine() {
+				row("Intercept", interceptLine(ic))
+			}
+		}
+	}
 	row("Daemon PID", fmt.Sprint(st.PID))
 	row("Since", st.Since)
 	row("Daemon log", st.LogFile)
 	row("Helper log", st.HelperLogFile)
 	row("Control socket", st.ControlSocket)
 	return nil
+}
+
+// interceptLine is one of status's Intercept rows.
+func interceptLine(ic *teleproto.Intercept) string {
+	return fmt.Sprintf("%s: %s to %s/%s port %d reach localhost:%d", ic.GetName(), describeMatch(ic.GetHttpMatch()),
+		strings.ToLower(ic.GetWorkloadKind()), ic.GetWorkloadName(), ic.GetPort(), ic.GetLocalPort())
 }

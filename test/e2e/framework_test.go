@@ -153,7 +153,6 @@ func saveLog(t *testing.T, name string, b []byte) {
 func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	t.Helper()
 	ctx := ctxFor(t, 2*time.Minute)
-	labels := map[string]string{"app": name}
 	// A Secret-sourced variable, for the tests of --env-file.
 	if _, err := c.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-secret"},
@@ -161,6 +160,49 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create secret: %v", err)
 	}
+	created := c.deploy(t, ns, name, replicas, corev1.Container{
+		Image: echoImage,
+		Env: []corev1.EnvVar{
+			{Name: "ECHO_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: name + "-secret"}, Key: "token"}}},
+			{Name: "GREETING", Value: "hello from $(POD_NAME)"},
+		},
+		Ports: []corev1.ContainerPort{
+			{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+			{Name: "udp", ContainerPort: 9090, Protocol: corev1.ProtocolUDP},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}},
+			PeriodSeconds: 1,
+		},
+	})
+	// Ready pods are not yet a working Service: kube-proxy programs it on
+	// its next sync, and until then the node's guard refuses connections to
+	// the ClusterIP (seen: "connection refused" from a pod right after).
+	// Wait for kube-proxy's rule (iptables mode, through iptables-nft).
+	if replicas == 0 {
+		return
+	}
+	rule := regexp.MustCompile(`ip daddr ` + regexp.QuoteMeta(created.Spec.ClusterIP) + `\s+tcp dport 8080 .*jump KUBE-SVC-`)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		out, err := exec.CommandContext(ctx, "nft", "list", "chain", "ip", "nat", "KUBE-SERVICES").Output()
+		return err == nil && rule.Match(out), nil
+	})
+	if err != nil {
+		t.Fatalf("kube-proxy did not program service %s/%s (%s): %v", ns, name, created.Spec.ClusterIP, err)
+	}
+}
+
+// deploy runs container (named name, with POD_NAME set) as a Deployment
+// with a Service of the same name for each of its ports, waits for its pods
+// to be ready, and returns the Service.
+func (c *cluster) deploy(t *testing.T, ns, name string, replicas int32, container corev1.Container) *corev1.Service {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	labels := map[string]string{"app": name}
+	container.Name, container.ImagePullPolicy = name, corev1.PullIfNotPresent
+	container.Env = append([]corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, container.Env...)
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.DeploymentSpec{
@@ -170,23 +212,7 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: new(int64(2)),
-					Containers: []corev1.Container{{
-						Name: name, Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
-						Env: []corev1.EnvVar{
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-							{Name: "ECHO_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: name + "-secret"}, Key: "token"}}},
-							{Name: "GREETING", Value: "hello from $(POD_NAME)"},
-						},
-						Ports: []corev1.ContainerPort{
-							{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-							{Name: "udp", ContainerPort: 9090, Protocol: corev1.ProtocolUDP},
-						},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}},
-							PeriodSeconds: 1,
-						},
-					}},
+					Containers:                    []corev1.Container{container},
 				},
 			},
 		},
@@ -196,13 +222,10 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.ServiceSpec{
-			Selector: labels,
-			Ports: []corev1.ServicePort{
-				{Name: "http", Port: 8080, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP},
-				{Name: "udp", Port: 9090, TargetPort: intstr.FromString("udp"), Protocol: corev1.ProtocolUDP},
-			},
-		},
+		Spec:       corev1.ServiceSpec{Selector: labels},
+	}
+	for _, p := range container.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.ContainerPort, TargetPort: intstr.FromString(p.Name), Protocol: p.Protocol})
 	}
 	created, err := c.client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
@@ -218,21 +241,7 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 	if err != nil {
 		t.Fatalf("deployment %s/%s not ready: %v", ns, name, err)
 	}
-	// Ready pods are not yet a working Service: kube-proxy programs it on
-	// its next sync, and until then the node's guard refuses connections to
-	// the ClusterIP (seen: "connection refused" from a pod right after).
-	// Wait for kube-proxy's rule (iptables mode, through iptables-nft).
-	if replicas == 0 {
-		return
-	}
-	rule := regexp.MustCompile(`ip daddr ` + regexp.QuoteMeta(created.Spec.ClusterIP) + `\s+tcp dport 8080 .*jump KUBE-SVC-`)
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		out, err := exec.CommandContext(ctx, "nft", "list", "chain", "ip", "nat", "KUBE-SERVICES").Output()
-		return err == nil && rule.Match(out), nil
-	})
-	if err != nil {
-		t.Fatalf("kube-proxy did not program service %s/%s (%s): %v", ns, name, created.Spec.ClusterIP, err)
-	}
+	return created
 }
 
 // runPod runs the echo image with args to completion and returns its log;
@@ -250,12 +259,19 @@ func (c *cluster) startPod(t *testing.T, ns string, args ...string) string {
 	if len(args) > 0 && args[0] == "--exec" {
 		command = args[1:]
 	}
+	return c.startImage(t, ns, echoImage, command...)
+}
+
+// startImage starts a pod that runs command in image to completion, and
+// returns its name without waiting.
+func (c *cluster) startImage(t *testing.T, ns, image string, command ...string) string {
+	t.Helper()
 	pod, err := c.client.CoreV1().Pods(ns).Create(ctxFor(t, time.Minute), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "client-", Namespace: ns},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
-				Name: "client", Image: echoImage, ImagePullPolicy: corev1.PullIfNotPresent,
+				Name: "client", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
 				Command: command,
 			}},
 		},

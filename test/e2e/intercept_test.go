@@ -55,7 +55,12 @@ func (c *cluster) podStates(t *testing.T, ns, app string) map[string]podState {
 // served runs `echo get` in a pod and returns who answered each request.
 func served(t *testing.T, c *cluster, ns string, args ...string) []string {
 	t.Helper()
-	out := c.runPod(t, ns, append([]string{"get"}, args...)...)
+	return whoAnswered(c.runPod(t, ns, append([]string{"get"}, args...)...))
+}
+
+// whoAnswered reads a client's log, one answer a line: the first word of
+// each line is who served that request.
+func whoAnswered(out string) []string {
 	var who []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		who = append(who, strings.Fields(line + " ")[0])

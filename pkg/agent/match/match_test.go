@@ -1,8 +1,10 @@
 package match
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -33,7 +35,46 @@ func TestParse(t *testing.T) {
 		{name: "only tilde", specs: []string{"~=alice"}, wantErr: "header name is empty"},
 		{name: "space in name", specs: []string{"x dev=alice"}, wantErr: "not a valid HTTP header name"},
 		{name: "space around name", specs: []string{"x-dev =alice"}, wantErr: "not a valid HTTP header name"},
-		{name: "colon in name", specs: []string{":authority=x"}, wantErr: "not a valid HTTP header name"},
+		{name: "colon inside name", specs: []string{"x:dev=x"}, wantErr: "not a valid HTTP header name"},
+		{name: "other pseudo-header", specs: []string{":authority=x"}, wantErr: `":authority" is not a pseudo-header`},
+		{name: "pseudo-header case matters", specs: []string{":PATH=/x"}, wantErr: "not a pseudo-header"},
+		{name: "bare colon", specs: []string{":=x"}, wantErr: "not a pseudo-header"},
+		{name: "pseudo without operator", specs: []string{":path"}, wantErr: "want :path=PATH"},
+		{name: "header prefix refused", specs: []string{"x-dev^=al"}, wantErr: "applies to the path only"},
+		{name: "method prefix refused", specs: []string{":method^=P"}, wantErr: "compared exactly"},
+		{name: "method regex refused", specs: []string{":method~=GET|HEAD"}, wantErr: "compared exactly"},
+
+		{name: "path exact", specs: []string{":path=/api/orders"}, want: ":path=/api/orders"},
+		{name: "path prefix", specs: []string{":path^=/api/"}, want: ":path^=/api/"},
+		{name: "path regex", specs: []string{":path~=/api/v[0-9]+/.*"}, want: ":path~=/api/v[0-9]+/.*"},
+		{name: "path asterisk", specs: []string{":path=*"}, want: ":path=*"},
+		{name: "path percent-encoded", specs: []string{":path=/caf%C3%A9"}, want: ":path=/caf%C3%A9"},
+		{name: "grpc method path", specs: []string{":path=/grpc.health.v1.Health/Check"}, want: ":path=/grpc.health.v1.Health/Check"},
+		{name: "method", specs: []string{":method=POST"}, want: ":method=POST"},
+		{name: "method case kept", specs: []string{":method=post"}, want: ":method=post"},
+		{name: "pseudo terms sort first", specs: []string{"x-dev=alice", ":path^=/api/", ":method=POST"}, want: ":method=POST :path^=/api/ x-dev=alice"},
+		{name: "pseudo duplicates dropped", specs: []string{":path=/a", ":path=/a"}, want: ":path=/a"},
+		{name: "path ops differ", specs: []string{":path=/a", ":path^=/a"}, want: ":path=/a :path^=/a"},
+
+		{name: "path empty", specs: []string{":path="}, wantErr: "path is empty"},
+		{name: "path prefix empty", specs: []string{":path^="}, wantErr: "path is empty"},
+		{name: "path relative", specs: []string{":path=api/orders"}, wantErr: "starts with /"},
+		{name: "path absolute URL", specs: []string{":path=http://x/a"}, wantErr: "starts with /"},
+		{name: "path prefix asterisk", specs: []string{":path^=*"}, wantErr: "starts with /"},
+		{name: "path with query", specs: []string{":path=/a?b=1"}, wantErr: "query string is not compared"},
+		{name: "path with fragment", specs: []string{":path^=/a#b"}, wantErr: "never holds #"},
+		{name: "path bad escape", specs: []string{":path=/a%2"}, wantErr: "escape such as %2F"},
+		{name: "path bad escape hex", specs: []string{":path=/a%zz"}, wantErr: "escape such as %2F"},
+		{name: "path space", specs: []string{":path=/a b"}, wantErr: "percent-encoded as clients send it (%20)"},
+		{name: "path non-ascii", specs: []string{":path=/café"}, wantErr: "percent-encoded as clients send it (%C3)"},
+		{name: "path too long", specs: []string{":path=/" + strings.Repeat("a", MaxValueLen)}, wantErr: "longer than 4096"},
+		{name: "path bad regex", specs: []string{":path~=/a("}, wantErr: "--http-path-regex \"/a(\": bad regular expression"},
+		{name: "path regex control char", specs: []string{":path~=/a\tb"}, wantErr: "control character"},
+		{name: "path regex too long", specs: []string{":path~=" + strings.Repeat("a", MaxRegexLen+1)}, wantErr: "longer than 1024"},
+		{name: "method empty", specs: []string{":method="}, wantErr: "--http-method \"\": not an HTTP method"},
+		{name: "method with space", specs: []string{":method=GET /"}, wantErr: "not an HTTP method"},
+		{name: "method too long", specs: []string{":method=" + strings.Repeat("A", MaxNameLen+1)}, wantErr: "longer than 256"},
+		{name: "terms counted together", specs: append(manyTerms(MaxTerms), ":method=GET"), wantErr: "at most 16"},
 		{name: "non-ascii name", specs: []string{"x-dév=a"}, wantErr: "not a valid HTTP header name"},
 		{name: "leading space in value", specs: []string{"x-dev= alice"}, wantErr: "white space"},
 		{name: "control char in value", specs: []string{"x-dev=a\nb"}, wantErr: "control character"},
@@ -148,6 +189,111 @@ func TestMatchRequestHost(t *testing.T) {
 	}
 }
 
+func TestMatchRequest(t *testing.T) {
+	req := func(method, target string, kv ...string) *http.Request {
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(method + " " + target + " HTTP/1.1\r\nHost: svc\r\n\r\n")))
+		if err != nil {
+			t.Fatalf("read %s %s: %v", method, target, err)
+		}
+		for i := 0; i < len(kv); i += 2 {
+			r.Header.Add(kv[i], kv[i+1])
+		}
+		return r
+	}
+	tests := []struct {
+		name  string
+		specs []string
+		r     *http.Request
+		want  bool
+	}{
+		{"path exact hit", []string{":path=/api/orders"}, req("GET", "/api/orders"), true},
+		{"path exact ignores query", []string{":path=/api/orders"}, req("GET", "/api/orders?id=1&x=/"), true},
+		{"path exact not prefix", []string{":path=/api/orders"}, req("GET", "/api/orders/1"), false},
+		{"path exact trailing slash differs", []string{":path=/api/orders"}, req("GET", "/api/orders/"), false},
+		{"path case-sensitive", []string{":path=/api/orders"}, req("GET", "/API/orders"), false},
+		{"path not decoded", []string{":path=/api/orders"}, req("GET", "/api/%6Frders"), false},
+		{"path encoded as sent", []string{":path=/api/%6Frders"}, req("GET", "/api/%6Frders"), true},
+		{"encoded slash is not a slash", []string{":path^=/api/"}, req("GET", "/api%2Forders"), false},
+		{"path not cleaned", []string{":path^=/admin"}, req("GET", "/api/../admin"), false},
+		{"path empty query", []string{":path=/a"}, req("GET", "/a?"), true},
+		{"prefix hit", []string{":path^=/api/"}, req("GET", "/api/orders"), true},
+		{"prefix equal", []string{":path^=/api/"}, req("GET", "/api/"), true},
+		{"prefix miss", []string{":path^=/api/"}, req("GET", "/api"), false},
+		{"prefix is bytes, not segments", []string{":path^=/api"}, req("GET", "/apix"), true},
+		{"prefix not in query", []string{":path^=/api/"}, req("GET", "/?next=/api/"), false},
+		{"regex hit", []string{":path~=/api/v[0-9]+/orders"}, req("GET", "/api/v2/orders?x"), true},
+		{"regex anchored", []string{":path~=/api/v[0-9]+"}, req("GET", "/api/v2/orders"), false},
+		{"regex sees no query", []string{":path~=.*id=1.*"}, req("GET", "/a?id=1"), false},
+		{"absolute form", []string{":path=/api/orders"}, req("GET", "http://svc:8080/api/orders?q"), true},
+		{"absolute form empty path", []string{":path=/"}, req("GET", "http://svc"), true},
+		{"asterisk", []string{":path=*", ":method=OPTIONS"}, req("OPTIONS", "*"), true},
+		{"asterisk is no prefix", []string{":path^=/"}, req("OPTIONS", "*"), false},
+		{"method hit", []string{":method=POST"}, req("POST", "/"), true},
+		{"method miss", []string{":method=POST"}, req("GET", "/"), false},
+		{"method case-sensitive", []string{":method=POST"}, req("post", "/"), false},
+		{"method lower-case custom", []string{":method=post"}, req("post", "/"), true},
+		{"method and path", []string{":method=POST", ":path^=/api/"}, req("POST", "/api/orders"), true},
+		{"method and path, path wrong", []string{":method=POST", ":path^=/api/"}, req("POST", "/web/"), false},
+		{"method and path, method wrong", []string{":method=POST", ":path^=/api/"}, req("PUT", "/api/orders"), false},
+		{"all three", []string{":method=POST", ":path^=/api/", "x-dev=alice"}, req("POST", "/api/orders", "X-Dev", "alice"), true},
+		{"all three, header missing", []string{":method=POST", ":path^=/api/", "x-dev=alice"}, req("POST", "/api/orders"), false},
+		{"path term is not a header", []string{":path=/a"}, req("GET", "/b", ":path", "/a"), false},
+		{"host term still works", []string{"host=svc", ":path=/a"}, req("GET", "/a"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := MustParse(tt.specs...)
+			if got := m.MatchRequest(tt.r); got != tt.want {
+				t.Errorf("%q.MatchRequest(%s %s) = %v, want %v", m, tt.r.Method, tt.r.RequestURI, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMatchRequestClient covers requests built by a client (no RequestURI),
+// as the router's tests and HTTP/2 code paths may hand over.
+func TestMatchRequestClient(t *testing.T) {
+	r, err := http.NewRequest("", "http://svc/api/caf%C3%A9?x=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		spec string
+		want bool
+	}{
+		{":path=/api/caf%C3%A9", true},
+		{":method=GET", true}, // an empty method is GET
+		{":path^=/api/caf", true},
+		{":path=/api/café", false}, // refused by Parse below
+	} {
+		m, err := Parse([]string{tt.spec})
+		if err != nil {
+			if tt.want {
+				t.Errorf("Parse(%q): %v", tt.spec, err)
+			}
+			continue
+		}
+		if got := m.MatchRequest(r); got != tt.want {
+			t.Errorf("%q.MatchRequest(client request) = %v, want %v", tt.spec, got, tt.want)
+		}
+	}
+	if MustParse(":path=/api/caf%C3%A9").Match(r.Header) {
+		t.Error("a path term matched a bare header set")
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	m := MustParse("x-dev=alice", "x-team~=a|b", ":path^=/api/", ":path=/x", ":path~=/v[0-9]", ":method=POST")
+	var got []string
+	for _, term := range m.Terms() {
+		got = append(got, term.Describe())
+	}
+	want := "method POST; path /x; path matching /v[0-9]; path starting with /api/; header x-dev=alice; header x-team matching a|b"
+	if s := strings.Join(got, "; "); s != want {
+		t.Errorf("Describe: %s\nwant      %s", s, want)
+	}
+}
+
 func TestEqual(t *testing.T) {
 	tests := []struct {
 		a, b []string
@@ -161,6 +307,10 @@ func TestEqual(t *testing.T) {
 		{[]string{"x-dev=alice"}, []string{"x-dev~=alice"}, false},
 		{[]string{"x-dev=alice"}, nil, false},
 		{[]string{"x-dev=alice"}, []string{"x-dev=alice", "x-team=a"}, false},
+		{[]string{":path^=/api/", ":method=POST"}, []string{":method=POST", ":path^=/api/"}, true},
+		{[]string{":path^=/api/"}, []string{":path=/api/"}, false},
+		{[]string{":path=/a"}, []string{":path=/A"}, false},
+		{[]string{":method=POST"}, []string{":method=post"}, false},
 	}
 	for _, tt := range tests {
 		a, b := MustParse(tt.a...), MustParse(tt.b...)
@@ -181,6 +331,7 @@ func TestTextRoundTrip(t *testing.T) {
 		{nil, `[]`},
 		{[]string{"X-Dev=alice"}, `["x-dev=alice"]`},
 		{[]string{"x-team~=a|b", "x-dev=alice smith, \"jr\""}, `["x-dev=alice smith, \"jr\"","x-team~=a|b"]`},
+		{[]string{"x-dev=alice", ":path^=/api/", ":method=POST"}, `[":method=POST",":path^=/api/","x-dev=alice"]`},
 	}
 	for _, tt := range tests {
 		m := MustParse(tt.specs...)
@@ -226,6 +377,8 @@ func TestUnmarshalTextRejects(t *testing.T) {
 		{`{"a":1}`, "want a JSON array"},
 		{`["x-dev"]`, "want NAME=VALUE"},
 		{`["x-dev~=("]`, "bad regular expression"},
+		{`[":path=api"]`, "starts with /"},
+		{`[":scheme=http"]`, "not a pseudo-header"},
 	}
 	for _, tt := range tests {
 		var m Matcher
@@ -243,7 +396,9 @@ func TestUnmarshalTextRejects(t *testing.T) {
 // FuzzParse feeds Parse with arbitrary specs (NUL-separated, as they may
 // arrive from the wire) and checks the invariants the router relies on.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"x-dev=alice", "x-dev~=al.*", "a=1\x00b~=x|y", "", "=", "~=", "a~=(", "x=\t", "h~=(?i)A"} {
+	for _, s := range []string{"x-dev=alice", "x-dev~=al.*", "a=1\x00b~=x|y", "", "=", "~=", "a~=(", "x=\t", "h~=(?i)A",
+		":path=/api/orders", ":path^=/api/\x00:method=POST\x00x-dev=alice", ":path~=/v[0-9]+/.*", ":path=*", ":method=GET\x00:method=PUT",
+		":path=/a%2Fb", ":path^=/%zz", ":authority=x", "x^=y", ":path^=", ":method~=G.*"} {
 		f.Add(s, "alice")
 	}
 	f.Fuzz(func(t *testing.T, in, value string) {
@@ -269,24 +424,80 @@ func FuzzParse(f *testing.F) {
 		if !back.Equal(m) || back.String() != m.String() {
 			t.Fatalf("round trip %q -> %s -> %q", m, b, back)
 		}
-		h := http.Header{}
+		// The same value everywhere: the round trip keeps the verdict.
+		r := &http.Request{Method: value, RequestURI: value, Header: http.Header{}}
 		for _, term := range m.Terms() {
-			h.Add(term.Name, value)
+			if term.Name[0] != ':' {
+				r.Header.Add(term.Name, value)
+			}
 		}
-		if m.Match(h) != back.Match(h) {
+		if m.MatchRequest(r) != back.MatchRequest(r) || m.Match(r.Header) != back.Match(r.Header) {
 			t.Fatalf("round trip changed the verdict of %q on %q", m, value)
 		}
-		// An exact matcher must match the header carrying its own values.
-		h = http.Header{}
-		exact := true
+		// A matcher of exact and prefix terms must match the request
+		// carrying its own values, when one request can carry them all.
+		r = &http.Request{Header: http.Header{}}
+		own, pseudo := true, map[string]int{}
 		for _, term := range m.Terms() {
-			if term.Op != Exact {
-				exact = false
+			switch term.Name {
+			case Path:
+				r.RequestURI = term.Value
+			case Method:
+				r.Method = term.Value
+			default:
+				r.Header.Add(term.Name, term.Value)
 			}
-			h.Add(term.Name, term.Value)
+			if term.Name[0] == ':' {
+				pseudo[term.Name]++
+			}
+			if term.Op == Regex || pseudo[term.Name] > 1 {
+				own = false
+			}
 		}
-		if exact && !m.Match(h) {
-			t.Fatalf("%q does not match its own values %v", m, h)
+		if own && !m.MatchRequest(r) {
+			t.Fatalf("%q does not match its own values: %s %s %v", m, r.Method, r.RequestURI, r.Header)
+		}
+	})
+}
+
+// FuzzRequestPath reads arbitrary request lines as net/http's server does
+// and checks what a :path term compares: no query string, and a term
+// written as the path that was seen matches the request.
+func FuzzRequestPath(f *testing.F) {
+	for _, s := range []string{"GET /api/orders?id=1", "OPTIONS *", "GET http://svc:8080/a/b?c", "GET http://svc", "CONNECT svc:443",
+		"POST /grpc.health.v1.Health/Check", "GET /a%2Fb/../c?", "GET /?/x", "GET //x", "PUT /caf%C3%A9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(line + " HTTP/1.1\r\nHost: svc\r\n\r\n")))
+		if err != nil {
+			return
+		}
+		p := requestPath(r)
+		if strings.ContainsRune(p, '?') {
+			t.Fatalf("%q: path %q holds the query", line, p)
+		}
+		// An empty target (net/http accepts one for CONNECT) is read as a
+		// client's request, whose URL says "/".
+		if r.RequestURI != "" && !strings.HasPrefix(r.RequestURI, p) && !strings.Contains(r.RequestURI, "://") {
+			t.Fatalf("%q: path %q is not the start of the target %q", line, p, r.RequestURI)
+		}
+		if validPath(p, false) != nil {
+			return // a target Parse would refuse to name, such as a raw byte
+		}
+		specs := []string{Path + "=" + p}
+		if re := regexp.QuoteMeta(p); len(re) <= MaxRegexLen {
+			specs = append(specs, Path+"~="+re)
+		}
+		for _, spec := range specs {
+			if m, err := Parse([]string{spec}); err != nil || !m.MatchRequest(r) {
+				t.Fatalf("%q: %q does not match (%v)", line, spec, err)
+			}
+		}
+		if p != "*" {
+			if m := MustParse(Path + "^=" + p); !m.MatchRequest(r) {
+				t.Fatalf("%q: %q does not match", line, m)
+			}
 		}
 	})
 }

@@ -35,6 +35,17 @@ func startHealthServer(t *testing.T, st healthpb.HealthCheckResponse_ServingStat
 	return ln.Addr().String(), hs
 }
 
+// healthClient is a gRPC health client of addr over h2c, closed at cleanup.
+func healthClient(t *testing.T, addr string) healthpb.HealthClient {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return healthpb.NewHealthClient(cc)
+}
+
 // TestGRPC runs real gRPC over h2c through the router: unary calls routed by
 // metadata, a status carried only in trailers, and a server stream.
 func TestGRPC(t *testing.T) {
@@ -42,12 +53,7 @@ func TestGRPC(t *testing.T) {
 	laptopAddr, laptopHealth := startHealthServer(t, healthpb.HealthCheckResponse_SERVING)
 	r := startRouter(t, Config{AppAddr: appAddr}, Route{ID: "alice", Match: mustMatch("x-dev=alice"), Dial: dialTo(laptopAddr)})
 
-	cc, err := grpc.NewClient("passthrough:///"+r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	hc := healthpb.NewHealthClient(cc)
+	hc := healthClient(t, r.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	alice := metadata.AppendToOutgoingContext(ctx, "x-dev", "alice")

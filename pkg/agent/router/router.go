@@ -20,8 +20,10 @@
 //     spliced as raw TCP to that route's laptop;
 //   - header routes: the first bytes are sniffed. HTTP/1.x and HTTP/2 with
 //     prior knowledge (h2c, gRPC without TLS) are served by net/http and every
-//     request or stream is proxied on its own headers: to the first route
-//     whose matcher accepts it, else to the application. Anything else is
+//     request or stream is proxied on its own headers, path and method
+//     (package match): to the first route whose matcher accepts it, else to
+//     the application. A gRPC call's path is its method
+//     (/package.Service/Method), so gRPC routes by method that way. Anything else is
 //     spliced raw to the application.
 //
 // What the application sees when a request passes through the proxy: the same
@@ -61,8 +63,9 @@ import (
 type Route struct {
 	// ID identifies the intercept in logs, errors and Stats.
 	ID string
-	// Match selects HTTP requests by their headers. A global matcher means
-	// the whole TCP connection, whatever its protocol, goes to the laptop.
+	// Match selects HTTP requests by their headers, path and method. A
+	// global matcher means the whole TCP connection, whatever its protocol,
+	// goes to the laptop.
 	Match match.Matcher
 	// Dial opens a connection to the laptop's local port for this intercept.
 	// It must return once ctx is done (Serve waits for it), and ctx bounds
