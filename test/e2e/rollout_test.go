@@ -57,8 +57,8 @@ func TestRolloutIntercept(t *testing.T) {
 	c.deployEcho(t, ns, "echo", 2)
 	c.deployEcho(t, ns, "plain", 2)
 	ctx := ctxFor(t, 10*time.Minute)
-	l := newLaptop(t, 63)
-	u := newTeleUser(t, 63, nil)
+	l := newLaptop(t, 45)
+	u := newTeleUser(t, 45, nil)
 	dumpLogs(t, u)
 	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
 	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
