@@ -29,7 +29,7 @@ export CGO_ENABLED := 0
 # prerelease of v0.0.0 that names the source.
 KREW_VERSION ?= $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-dev.g$(VERSION))
 
-.PHONY: help cross build image image-tar image-push image-bins arm64-check release image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
+.PHONY: help proto cross build image image-tar image-push image-bins arm64-check release image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,17 @@ build: ## the plugin for this machine, in bin/, with kubectl_complete-tele for k
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-tele ./cmd/kubectl-tele
 	printf '#!/bin/sh\nexec kubectl-tele __complete "$$@"\n' >$(BIN)/kubectl_complete-tele
 	chmod 0755 $(BIN)/kubectl_complete-tele
+
+# The protocol's Go code is generated with buf's own compiler (no protoc on
+# this machine or in CI), its version pinned here, and the plugins at the
+# versions go.mod and the generated files name.
+BUF_VERSION := v1.75.0
+GRPC_GEN_VERSION := v1.6.2
+proto: ## regenerate pkg/teleproto's Go code from tele.proto (buf and the protoc-gen-go plugins, from the Go module proxy)
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(GRPC_GEN_VERSION)
+	cd pkg/teleproto && PATH=$(CURDIR)/$(BIN)/tools:$$PATH buf generate --template buf.gen.yaml .
 
 docs: ## regenerate the command reference in docs/ (a unit test fails when it is stale)
 	$(GO) run ./hack/gendocs -dir docs

@@ -35,6 +35,7 @@ import (
 // redirector is what the agent needs of *redirect.Redirector.
 type redirector interface {
 	Set(rules []redirect.Rule) error
+	Rules() []redirect.Rule
 	Bypassing(port uint16, resetIdle time.Duration) (redirect.Conns, error)
 }
 
@@ -44,6 +45,20 @@ type redirector interface {
 // server's idle timeout judges.
 const idleBeforeReset = time.Second
 
+// An agent of a new pod (Config.NewPod) resets, for newPodWindow after it
+// starts, the connections that reached the app before its redirect, as
+// soon as each has been quiet for newPodQuiet with nothing in flight: the
+// kubelet may start the app and let it become Ready a moment before the
+// agent, and a pooled client connection opened in that moment would never
+// pass the agent. The pod is seconds old; its clients see what a fresh pod
+// shows anyway, and an HTTP client retries a request that meets a reset
+// connection it had reused.
+const (
+	newPodWindow = 30 * time.Second
+	newPodQuiet  = 20 * time.Millisecond
+	newPodPoll   = 50 * time.Millisecond
+)
+
 // Config is what the agent needs; the manager sets it in the container.
 type Config struct {
 	ManagerAddr string
@@ -51,8 +66,10 @@ type Config struct {
 	Pod         string
 	Namespace   string
 	Container   string
-	Version     string
-	Logger      *slog.Logger
+	// NewPod: the pod started just before the agent (see newPodWindow).
+	NewPod  bool
+	Version string
+	Logger  *slog.Logger
 }
 
 // Agent is a running agent.
@@ -70,9 +87,12 @@ type Agent struct {
 	// connection opened between two intercepts reaches the agent, so it
 	// follows the next one (the redirect takes new connections only).
 	// Losing the manager ends the hold: the agent fails open.
-	held  map[uint32]bool
-	group *errgroup.Group
-	gctx  context.Context
+	held map[uint32]bool
+	// resetting holds the ports a resetEarly goroutine works on.
+	resetting map[uint16]bool
+	started   time.Time
+	group     *errgroup.Group
+	gctx      context.Context
 }
 
 // port is one app port the agent serves: its listener and router.
@@ -83,7 +103,7 @@ type port struct {
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
 	red, err := redirect.Open(ctx, redirect.Options{Logger: cfg.Logger})
 	if err != nil {
 		a.log.Warn("no nftables redirect (the Service mechanism still works)", "err", err)
@@ -236,9 +256,48 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 		if c.Bypassing > 0 {
 			a.log.Info("connections opened before the redirect still reach the app", "port", rule.Port, "connections", c.Bypassing, "reset", c.Reset)
 		}
+		if c.Bypassing > c.Reset && a.cfg.NewPod && time.Since(a.started) < newPodWindow && !a.resetting[rule.Port] {
+			a.resetting[rule.Port] = true
+			a.group.Go(func() error { a.resetEarly(a.gctx, rule.Port); return nil })
+		}
 		conns = append(conns, &teleproto.PortConnections{Port: uint32(rule.Port), Bypassing: uint32(c.Bypassing), ResetConnections: uint32(c.Reset)})
 	}
 	return conns, nil
+}
+
+// resetEarly resets, until none is left or newPodWindow has passed since
+// the agent started, the connections to port that bypass its redirect, each
+// once it is quiet. It stops when the port is no longer redirected: the app
+// then rightly serves connections directly.
+func (a *Agent) resetEarly(ctx context.Context, port uint16) {
+	defer func() {
+		a.mu.Lock()
+		delete(a.resetting, port)
+		a.mu.Unlock()
+	}()
+	t := time.NewTicker(newPodPoll)
+	defer t.Stop()
+	total := 0
+	for time.Since(a.started) < newPodWindow {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		if !slices.ContainsFunc(a.red.Rules(), func(r redirect.Rule) bool { return r.Port == port }) {
+			a.mu.Unlock()
+			return
+		}
+		c, err := a.red.Bypassing(port, newPodQuiet)
+		a.mu.Unlock()
+		total += c.Reset
+		if err == nil && c.Bypassing == c.Reset {
+			a.log.Info("new pod: reset the connections that reached the app before the redirect", "port", port, "reset", total)
+			return
+		}
+	}
+	a.log.Warn("new pod: connections that reached the app before the redirect are still busy", "port", port, "reset", total)
 }
 
 // failOpen drops every route and redirect: the app gets all new connections.

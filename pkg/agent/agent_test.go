@@ -28,6 +28,8 @@ func (f *fakeRedirector) Set(rules []redirect.Rule) error {
 	return nil
 }
 
+func (f *fakeRedirector) Rules() []redirect.Rule { return slices.Clone(f.rules) }
+
 func (f *fakeRedirector) Bypassing(port uint16, resetIdle time.Duration) (redirect.Conns, error) {
 	if f.resets == nil {
 		f.resets = map[uint16]time.Duration{}
@@ -57,7 +59,8 @@ func newTestAgent(t *testing.T) (*Agent, *fakeRedirector) {
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() { cancel(); g.Wait() })
 	red := &fakeRedirector{}
-	a := &Agent{log: slog.New(slog.DiscardHandler), red: red, ports: map[uint32]*port{}, held: map[uint32]bool{}, group: g, gctx: gctx}
+	a := &Agent{log: slog.New(slog.DiscardHandler), red: red, ports: map[uint32]*port{}, held: map[uint32]bool{},
+		resetting: map[uint16]bool{}, started: time.Now(), group: g, gctx: gctx}
 	return a, red
 }
 
@@ -124,5 +127,45 @@ func TestBypassingReported(t *testing.T) {
 	}
 	if red.resets[8080] != idleBeforeReset || red.resets[9090] != 0 {
 		t.Errorf("resetIdle asked: %v, want %v on 8080 only", red.resets, idleBeforeReset)
+	}
+}
+
+// TestNewPodResetsEarlyConnections: the agent of a new pod resets, once
+// quiet, the connections that reached the app before its redirect, with no
+// route asking; an agent of an older pod only reports them.
+func TestNewPodResetsEarlyConnections(t *testing.T) {
+	for _, newPod := range []bool{true, false} {
+		a, red := newTestAgent(t)
+		a.cfg.NewPod = newPod
+		red.open = map[uint16]int{8080: 2}
+		route := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: freePort(t), Mechanism: "nftables", HttpMatch: []string{"x-dev=alice"}}
+		got, err := a.apply([]*teleproto.AgentRoute{route})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].GetBypassing() != 2 || got[0].GetResetConnections() != 0 {
+			t.Errorf("new pod %v: report %v, want 2 bypassing, none reset by the route", newPod, got)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			a.mu.Lock()
+			left, asked := red.open[8080], red.resets[8080]
+			a.mu.Unlock()
+			if !newPod || left == 0 || time.Now().After(deadline) {
+				if newPod && (left != 0 || asked != newPodQuiet) {
+					t.Errorf("new pod: %d connections left, quiet asked %v; want 0, %v", left, asked, newPodQuiet)
+				}
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !newPod {
+			time.Sleep(3 * newPodPoll)
+			a.mu.Lock()
+			if red.open[8080] != 2 {
+				t.Errorf("old pod: %d connections left, want the 2 untouched", red.open[8080])
+			}
+			a.mu.Unlock()
+		}
 	}
 }

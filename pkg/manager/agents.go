@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -46,6 +47,8 @@ type agentConn struct {
 	// lastSent is the routes last sent, so reconcile sends only changes:
 	// each update rebuilds the agent's upstreams and nftables rules.
 	lastSent []*teleproto.AgentRoute
+	// sentVersion is the version lastSent went with.
+	sentVersion uint64
 }
 
 // sendRoutes sends routes to the agent, unless they equal what it was last
@@ -58,10 +61,39 @@ func (s *Server) sendRoutes(ac *agentConn, routes []*teleproto.AgentRoute, force
 		return 0
 	}
 	ac.lastSent = routes
-	ac.mu.Unlock()
 	v := s.routeVersion.Add(1)
+	ac.sentVersion = v
+	ac.mu.Unlock()
 	send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: routes})
 	return v
+}
+
+// applies reports whether the agent has applied routes that hold the
+// intercept id.
+func (a *agentConn) applies(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.applied < a.sentVersion {
+		return false // what it applied before may or may not hold id: say no
+	}
+	return slices.ContainsFunc(a.lastSent, func(r *teleproto.AgentRoute) bool { return r.GetIntercept() == id })
+}
+
+// coverage splits the running pods that selector selects into those whose
+// agent applies the intercept id and the others.
+func (s *Server) coverage(ctx context.Context, id string, selector labels.Selector) (covered, uncovered []string) {
+	pods, err := s.runningPods(ctx, selector)
+	if err != nil {
+		return nil, nil
+	}
+	for _, p := range pods {
+		if ac := s.agent(p.Name); ac != nil && ac.applies(id) {
+			covered = append(covered, p.Name)
+		} else {
+			uncovered = append(uncovered, p.Name)
+		}
+	}
+	return covered, uncovered
 }
 
 func (a *agentConn) waitApplied(ctx context.Context, v uint64) error {
@@ -129,7 +161,7 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 		s.amu.Unlock()
 		s.log.Info("agent gone", "pod", h.GetPod())
 	}()
-	s.kick()
+	s.kickPod(h.GetPod())
 
 	ctx := stream.Context()
 	errc := make(chan error, 1)
@@ -185,12 +217,11 @@ func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error
 
 // pushRoutes sends each pod's agent its routes and, with a timeout, waits
 // until they are applied. It returns the pods' names.
-func (s *Server) pushRoutes(ctx context.Context, pods []corev1.Pod, timeout time.Duration) ([]string, error) {
+func (s *Server) pushRoutes(ctx context.Context, pods []*corev1.Pod, timeout time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var names []string
-	for i := range pods {
-		p := &pods[i]
+	for _, p := range pods {
 		ac, err := s.waitAgent(ctx, p.Name, "")
 		if err != nil {
 			return nil, err
@@ -333,23 +364,25 @@ func pullAdvice(secrets []string) string {
 // ephemeral container as kubectl debug does: with NET_ADMIN for the nftables
 // redirect, or, where Pod Security forbids that or mech asks, with no
 // capability (the Service mechanism). It returns the mechanism the pod's
-// agent supports.
-func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) (string, error) {
+// agent supports. newPod tells the agent that its pod has just started (see
+// the agent's --new-pod).
+func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, newPod bool) (string, error) {
 	if ac := s.agent(pod.Name); ac != nil {
 		return mechOf(ac.hello, mech), nil
 	}
-	if hasRunningAgent(pod) {
-		// Its agent connects to a new manager within seconds; but the pod's
-		// status may also be stale (an agent just killed): then give up
-		// here, and the next reconcile sees it terminated and adds another.
+	if live := liveAgent(pod); live != "" {
+		// Its agent connects within seconds (to a new manager, or, just
+		// added, once it has started); but the pod's status may also be
+		// stale (an agent just killed): then give up here, and the next
+		// reconcile sees it terminated and adds another.
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ac, err := s.waitAgent(wctx, pod.Name, "")
+		ac, err := s.waitAgent(wctx, pod.Name, live)
 		cancel()
 		if err == nil {
 			return mechOf(ac.hello, mech), nil
 		}
 		fresh, gerr := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if gerr != nil || hasRunningAgent(fresh) {
+		if gerr != nil || liveAgent(fresh) != "" {
 			return "", err
 		}
 		pod = fresh
@@ -366,7 +399,11 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 		if err != nil {
 			return "", status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
 		}
-		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps))
+		if live := liveAgent(fresh); live != "" {
+			name = live // another attach (the controller's, CreateIntercept's) was first
+			break
+		}
+		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps, newPod))
 		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, fresh, metav1.UpdateOptions{})
 		switch {
 		case err == nil:
@@ -389,7 +426,7 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string) 
 		}
 		break
 	}
-	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps)
+	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps, "newPod", newPod)
 	ac, err := s.waitAgent(ctx, pod.Name, name)
 	if err != nil {
 		return "", err
@@ -407,13 +444,24 @@ func mechOf(h *teleproto.AgentHello, want string) string {
 	return mechService
 }
 
-func hasRunningAgent(p *corev1.Pod) bool {
-	for _, st := range p.Status.EphemeralContainerStatuses {
-		if strings.HasPrefix(st.Name, agentContainer) && st.State.Running != nil {
-			return true
+// liveAgent returns the name of p's agent container that runs, or has been
+// added and not yet started (no status, or waiting for its image), "" if
+// none: a second one would fight it for the agent ports.
+func liveAgent(p *corev1.Pod) string {
+	st := map[string]*corev1.ContainerStatus{}
+	for i := range p.Status.EphemeralContainerStatuses {
+		st[p.Status.EphemeralContainerStatuses[i].Name] = &p.Status.EphemeralContainerStatuses[i]
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		if !strings.HasPrefix(c.Name, agentContainer) {
+			continue
+		}
+		cs := st[c.Name]
+		if cs == nil || cs.State.Running != nil || (cs.State.Waiting != nil && !pullFailures[cs.State.Waiting.Reason]) {
+			return c.Name
 		}
 	}
-	return false
+	return ""
 }
 
 // agentName is unique in the pod: ephemeral containers cannot be removed,
@@ -430,7 +478,7 @@ func agentName(p *corev1.Pod) string {
 	return name
 }
 
-func (s *Server) agentSpec(name string, netAdmin bool) corev1.EphemeralContainer {
+func (s *Server) agentSpec(name string, netAdmin, newPod bool) corev1.EphemeralContainer {
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: new(false),
 		ReadOnlyRootFilesystem:   new(true),
@@ -452,7 +500,7 @@ func (s *Server) agentSpec(name string, netAdmin bool) corev1.EphemeralContainer
 		Name:            name,
 		Image:           s.cfg.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args:            []string{"agent", "--manager=" + s.agentAddr},
+		Args:            agentArgs(s.agentAddr, newPod),
 		Env: []corev1.EnvVar{
 			// From the Secret, so the token is not in the pod's spec.
 			{Name: "TELE_AGENT_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
@@ -463,6 +511,14 @@ func (s *Server) agentSpec(name string, netAdmin bool) corev1.EphemeralContainer
 		SecurityContext:          sc,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
+}
+
+func agentArgs(managerAddr string, newPod bool) []string {
+	args := []string{"agent", "--manager=" + managerAddr}
+	if newPod {
+		args = append(args, "--new-pod")
+	}
+	return args
 }
 
 // setupAgents makes the token Secret and the Service agents reach the
@@ -505,79 +561,31 @@ func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) e
 	return nil
 }
 
-// reconcile attaches agents to new pods of intercepted workloads (a
-// scale-up, a rollout) and keeps every agent's routes current.
-func (s *Server) reconcile(ctx context.Context) error {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	attaching := map[string]bool{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		case <-s.kickCh:
+// mechFor returns the mechanism of the intercepts that select pod, "" if
+// none does (or none has been attached yet: CreateIntercept attaches its
+// first pods itself).
+func (s *Server) mechFor(pod *corev1.Pod) string {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	for _, ic := range s.intercepts {
+		if ic.mech != "" && !ic.removing && selects(ic.selector, pod) {
+			return ic.mech
 		}
-		s.imu.Lock()
-		var ics []*intercept
-		for _, ic := range s.intercepts {
-			if ic.mech != "" {
-				ics = append(ics, ic)
-			}
-		}
-		s.imu.Unlock()
-		list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			continue
-		}
-		for i := range list.Items {
-			p := list.Items[i]
-			if !podRunning(&p) {
-				continue
-			}
-			var mech string
-			for _, ic := range ics {
-				if selects(ic.selector, &p) {
-					mech = ic.mech
-				}
-			}
-			ac := s.agent(p.Name)
-			switch {
-			case ac != nil:
-				s.sendRoutes(ac, s.routesFor(&p), false)
-			case mech != "":
-				mu.Lock()
-				busy := attaching[p.Name]
-				attaching[p.Name] = true
-				mu.Unlock()
-				if busy {
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-					defer cancel()
-					if _, err := s.attachAgent(actx, &p, mech); err != nil {
-						s.log.Warn("attach agent to new pod", "pod", p.Name, "err", err)
-					}
-					mu.Lock()
-					delete(attaching, p.Name)
-					mu.Unlock()
-				}()
-			}
-		}
+	}
+	return ""
+}
+
+// kick asks the controller to reconcile every pod: an intercept came or went.
+func (s *Server) kick() {
+	if s.ctl != nil {
+		s.ctl.enqueueAll()
 	}
 }
 
-// kick asks reconcile to run now.
-func (s *Server) kick() {
-	select {
-	case s.kickCh <- struct{}{}:
-	default:
+// kickPod asks the controller to reconcile one pod: its agent connected.
+func (s *Server) kickPod(name string) {
+	if s.ctl != nil {
+		s.ctl.queue.Add(name)
 	}
 }
 

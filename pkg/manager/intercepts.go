@@ -106,7 +106,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	}
 	mech := req.GetMechanism()
 	for _, p := range pods {
-		got, err := s.attachAgent(ctx, &p, mech)
+		got, err := s.attachAgent(ctx, p, mech, false)
 		if err != nil {
 			return nil, err
 		}
@@ -308,10 +308,23 @@ func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionReque
 		return nil, err
 	}
 	s.imu.Lock()
-	defer s.imu.Unlock()
-	out := &teleproto.ListInterceptsResponse{}
+	ics := make([]*intercept, 0, len(s.intercepts))
 	for _, ic := range s.intercepts {
-		out.Intercepts = append(out.Intercepts, cloneIntercept(ic, ss))
+		ics = append(ics, ic)
+	}
+	s.imu.Unlock()
+	out := &teleproto.ListInterceptsResponse{}
+	for _, ic := range ics {
+		// Which pods it covers now, not at its creation: a rollout or a
+		// scale-up since has other pods, which join as their agents do.
+		covered, uncovered := s.coverage(ctx, ic.id, ic.selector)
+		s.imu.Lock()
+		pb := cloneIntercept(ic, ss)
+		s.imu.Unlock()
+		if ic.mech != "" {
+			pb.Pods, pb.UncoveredPods = covered, uncovered
+		}
+		out.Intercepts = append(out.Intercepts, pb)
 	}
 	// Two developers' intercepts may share a name: then by owner.
 	sort.Slice(out.Intercepts, func(i, j int) bool {
@@ -490,25 +503,28 @@ func mustNameReq(name string) labels.Requirement {
 	return *r
 }
 
-// runningPods lists the running, not terminating pods a selector selects.
-func (s *Server) runningPods(ctx context.Context, sel labels.Selector) ([]corev1.Pod, error) {
-	list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list pods in %s: %v", s.cfg.Namespace, err)
-	}
-	var out []corev1.Pod
-	for _, p := range list.Items {
-		lbl := labels.Set(p.Labels)
-		if reqs, _ := sel.Requirements(); len(reqs) == 1 && reqs[0].Key() == podNameLabel {
-			if reqs[0].Values().Has(p.Name) && podRunning(&p) {
-				out = append(out, p)
-			}
-			continue
+// runningPods returns the running, not terminating pods a selector selects:
+// from the controller's informer once it has synced, else (before, and in
+// tests without one) from the API server.
+func (s *Server) runningPods(ctx context.Context, sel labels.Selector) ([]*corev1.Pod, error) {
+	all, ok := s.ctl.cached()
+	if !ok {
+		list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "list pods in %s: %v", s.cfg.Namespace, err)
 		}
-		if !sel.Empty() && sel.Matches(lbl) && podRunning(&p) {
+		for i := range list.Items {
+			all = append(all, &list.Items[i])
+		}
+	}
+	var out []*corev1.Pod
+	for _, p := range all {
+		if podRunning(p) && selects(sel, p) {
 			out = append(out, p)
 		}
 	}
+	// In a stable order: pushRoutes and the list of pods read better so.
+	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

@@ -179,6 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil, status.Error(codes.Unimplemented, "agents use streams only")
 		}))
 	teleproto.RegisterAgentServiceServer(ags, &agentServer{s: s})
+	s.ctl = newController(s)
 	cfg.Logger.InfoContext(ctx, "manager serving", "addr", lis.Addr().String(),
 		"namespace", cfg.Namespace, "pod", cfg.PodName, "version", cfg.Version)
 
@@ -196,7 +197,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	rctx, stopReconcile := context.WithCancel(gctx)
-	g.Go(func() error { s.reconcile(rctx); return nil })
+	g.Go(func() error { return s.ctl.run(rctx) })
 	g.Go(func() error {
 		// Returns nil on idle, an error when gctx ends.
 		err := s.Run(gctx)

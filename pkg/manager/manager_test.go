@@ -718,12 +718,12 @@ func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.attachAgent(context.Background(), pod, "")
+	_, err = s.attachAgent(context.Background(), pod, "", false)
 	wantCode(t, "attach without ephemeral containers", err, codes.Unimplemented, "does not support ephemeral containers", "1.25")
 
 	if err := client.CoreV1().Pods(testNS).Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.attachAgent(context.Background(), pod, "")
+	_, err = s.attachAgent(context.Background(), pod, "", false)
 	wantCode(t, "attach to a deleted pod", err, codes.Unavailable)
 }

@@ -67,9 +67,11 @@ type Server struct {
 	amu          sync.Mutex
 	agents       map[string]*agentConn
 	routeVersion atomic.Uint64
-	kickCh       chan struct{}
-	agentToken   string
-	agentAddr    string
+	// ctl attaches agents to new pods and keeps routes current; nil in
+	// tests that drive the Server alone. Set before serving starts.
+	ctl        *controller
+	agentToken string
+	agentAddr  string
 	// Dials waiting for a laptop's answer, by dial ID.
 	pmu     sync.Mutex
 	pending map[string]*dialWait
@@ -124,7 +126,6 @@ func NewServer(cfg Config) (*Server, error) {
 
 		intercepts: make(map[string]*intercept),
 		agents:     make(map[string]*agentConn),
-		kickCh:     make(chan struct{}, 1),
 		pending:    make(map[string]*dialWait),
 	}
 	s.idleSince = s.now()

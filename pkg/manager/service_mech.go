@@ -44,7 +44,7 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []str
 		}
 		changed := false
 		for i, p := range svc.Spec.Ports {
-			if p.Protocol != corev1.ProtocolTCP || !targets(&pod, p.TargetPort, p.Port, int32(ic.pb.Port)) {
+			if p.Protocol != corev1.ProtocolTCP || !targets(pod, p.TargetPort, p.Port, int32(ic.pb.Port)) {
 				continue
 			}
 			if svc.Annotations == nil {

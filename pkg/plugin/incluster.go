@@ -83,5 +83,6 @@ func newCmdAgent() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.ManagerAddr, "manager", "", "the manager's agent address (host:port)")
 	cmd.Flags().StringVar(&cfg.Container, "container", "", "the app container")
+	cmd.Flags().BoolVar(&cfg.NewPod, "new-pod", false, "the pod has just started: reset the connections that reach its app before the redirect")
 	return cmd
 }

@@ -122,10 +122,10 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			continue
 		}
 		if n == 0 {
-			fmt.Fprintln(w, "WORKLOAD\tREADY\tPORTS\tINTERCEPT\tPORT\tMATCH\tLOCAL\tMECHANISM\tOWNER")
+			fmt.Fprintln(w, "WORKLOAD\tREADY\tPORTS\tINTERCEPT\tPORT\tMATCH\tLOCAL\tMECHANISM\tOWNER\tPODS")
 		}
 		if len(r.ics) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t%s\t-\t\t\t\t\t\n", r.workload, r.ready, r.ports)
+			fmt.Fprintf(w, "%s\t%s\t%s\t-\t\t\t\t\t\t\n", r.workload, r.ready, r.ports)
 			n++
 		}
 		for _, ic := range r.ics {
@@ -134,10 +134,22 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			if ic.GetMine() {
 				owner += " (you)"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.workload, r.ready, r.ports,
-				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), ic.GetMechanism(), owner)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.workload, r.ready, r.ports,
+				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), ic.GetMechanism(), owner, coveredPods(ic))
 			n++
 		}
 	}
 	return n
+}
+
+// coveredPods says how many of the intercept's running pods its agents
+// serve it on, and names the others (pods of a rollout that their agents
+// are joining): their requests reach the app whatever they carry.
+func coveredPods(ic *teleproto.Intercept) string {
+	n, left := len(ic.GetPods()), ic.GetUncoveredPods()
+	s := fmt.Sprintf("%d/%d", n, n+len(left))
+	if len(left) > 0 {
+		s += " (joining: " + strings.Join(left, ",") + ")"
+	}
+	return s
 }

@@ -15,10 +15,11 @@ func TestWriteList(t *testing.T) {
 		{Kind: "StatefulSet", Name: "db", Ready: 0, Want: 1},
 	}
 	ics := []*teleproto.Intercept{
-		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mechanism: "nftables", Owner: "alice@laptop", Mine: true},
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mechanism: "nftables", Owner: "alice@laptop", Mine: true, Pods: []string{"echo-1", "echo-2"}},
 		// Names are per developer: Bob's default-named intercept is echo too.
-		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop"},
-		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop"},
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop",
+			Pods: []string{"echo-1"}, UncoveredPods: []string{"echo-2"}},
+		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop", Pods: []string{"solo"}},
 		// Filters show as terms, in canonical order.
 		{Name: "db", WorkloadKind: "StatefulSet", WorkloadName: "db", Port: 80, LocalPort: 8001, HttpMatch: []string{"x-dev=bob", ":path^=/api/", ":method=POST"}, Mechanism: "nftables", Owner: "bob@laptop"},
 	}
@@ -27,18 +28,18 @@ func TestWriteList(t *testing.T) {
 		want []string
 	}{
 		{false, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop",
-			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop",
-			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1",
 		}},
 		{true, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop",
-			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop",
-			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1",
 		}},
 	} {
 		var out bytes.Buffer

@@ -3,4 +3,4 @@
 // tele.proto. Both ends import it; nothing else defines wire types.
 package teleproto
 
-//go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative tele.proto
+//go:generate make -C ../.. proto

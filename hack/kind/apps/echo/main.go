@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -219,6 +220,7 @@ func load(ctx context.Context, args []string) error {
 	url := fs.String("url", "", "URL")
 	rps := fs.Int("rps", 200, "requests per second (at most 5000)")
 	dur := fs.Duration("duration", 10*time.Second, "how long (at most 5m)")
+	timeline := fs.Bool("timeline", false, "also count per second (of sending, Unix time) in \"timeline\"")
 	var hs headers
 	fs.Var(&hs, "H", "header NAME=VALUE")
 	fs.Parse(args)
@@ -229,6 +231,21 @@ func load(ctx context.Context, args []string) error {
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
 	servers := map[string]int{}
+	type second struct {
+		T       int64          `json:"t"`
+		OK      int            `json:"ok"`
+		Failed  int            `json:"failed"`
+		Servers map[string]int `json:"servers"`
+	}
+	seconds := map[int64]*second{} // by T, when -timeline
+	at := func(t time.Time) *second {
+		sec := seconds[t.Unix()]
+		if sec == nil {
+			sec = &second{T: t.Unix(), Servers: map[string]int{}}
+			seconds[t.Unix()] = sec
+		}
+		return sec
+	}
 	var errs []string // the first few failures, with when and on what connection
 	tick := time.NewTicker(time.Second / time.Duration(*rps))
 	defer tick.Stop()
@@ -264,6 +281,9 @@ loop:
 			if err != nil {
 				failed.Add(1)
 				mu.Lock()
+				if *timeline {
+					at(sent).Failed++
+				}
 				if len(errs) < 5 {
 					errs = append(errs, fmt.Sprintf("sent %s, failed after %s, %s: %v", sent.UTC().Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond), conn, err))
 				}
@@ -273,6 +293,11 @@ loop:
 			ok.Add(1)
 			mu.Lock()
 			servers[resp.Header.Get("X-Served-By")]++
+			if *timeline {
+				sec := at(sent)
+				sec.OK++
+				sec.Servers[resp.Header.Get("X-Served-By")]++
+			}
 			mu.Unlock()
 		}()
 	}
@@ -281,7 +306,12 @@ loop:
 	if len(errs) > 0 {
 		fe = strings.Join(errs, "; ")
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"ok": ok.Load(), "failed": failed.Load(), "servers": servers, "first_error": fe})
+	out := map[string]any{"ok": ok.Load(), "failed": failed.Load(), "servers": servers, "first_error": fe}
+	if *timeline {
+		tl := slices.SortedFunc(maps.Values(seconds), func(a, b *second) int { return int(a.T - b.T) })
+		out["timeline"] = tl
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
 func udp(ctx context.Context, args []string) error {

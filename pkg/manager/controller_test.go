@@ -1,0 +1,136 @@
+package manager
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// startController runs s's controller until the test ends.
+func startController(t *testing.T, s *Server) {
+	t.Helper()
+	s.ctl = newController(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ctl.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	})
+}
+
+func echoPod(name string, phase corev1.PodPhase) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{"app": "echo"}},
+		Status:     corev1.PodStatus{Phase: phase},
+	}
+}
+
+// TestControllerAttachesNewPods: a pod of an intercepted workload gets its
+// agent when it appears, still Pending, with --new-pod; a pod of another
+// workload, and one going away, get none; no pod list is asked of the API
+// server after the informer's first.
+func TestControllerAttachesNewPods(t *testing.T) {
+	cfg := testConfig(t)
+	client := fake.NewClientset()
+	cfg.Client = client
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	ic.id, ic.selector, ic.mech = "echo-alice", labels.SelectorFromSet(labels.Set{"app": "echo"}), mechNftables
+	s.intercepts[ic.id] = ic
+	startController(t, s)
+
+	ctx := context.Background()
+	pods := client.CoreV1().Pods(testNS)
+	other := echoPod("other", corev1.PodPending)
+	other.Labels = map[string]string{"app": "other"}
+	leaving := echoPod("echo-old", corev1.PodRunning)
+	leaving.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	for _, p := range []*corev1.Pod{echoPod("echo-new", corev1.PodPending), other, leaving} {
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var got *corev1.Pod
+	for time.Now().Before(deadline) {
+		got, err = pods.Get(ctx, "echo-new", metav1.GetOptions{})
+		if err == nil && len(got.Spec.EphemeralContainers) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(got.Spec.EphemeralContainers); n != 1 {
+		t.Fatalf("echo-new has %d ephemeral containers, want its agent", n)
+	}
+	if a := got.Spec.EphemeralContainers[0]; a.Name != agentContainer || !slices.Contains(a.Args, "--new-pod") {
+		t.Errorf("agent %s %v, want %s with --new-pod", a.Name, a.Args, agentContainer)
+	}
+	time.Sleep(100 * time.Millisecond) // time for a wrong attach to show
+	for _, name := range []string{"other", "echo-old"} {
+		if p, _ := pods.Get(ctx, name, metav1.GetOptions{}); len(p.Spec.EphemeralContainers) != 0 {
+			t.Errorf("%s got an agent", name)
+		}
+	}
+	var lists int
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "list" && a.GetResource().Resource == "pods" {
+			lists++
+		}
+	}
+	if lists != 1 {
+		t.Errorf("%d pod lists, want the informer's one", lists)
+	}
+}
+
+// TestControllerRoutesAndCoverage: an agent that connects gets its pod's
+// routes from the controller, and the intercept lists its pod as covered
+// only once the agent has applied them.
+func TestControllerRoutesAndCoverage(t *testing.T) {
+	cfg := testConfig(t)
+	client := fake.NewClientset(echoPod("echo-1", corev1.PodRunning))
+	cfg.Client = client
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	ic.id, ic.selector, ic.mech = "echo-alice", labels.SelectorFromSet(labels.Set{"app": "echo"}), mechNftables
+	s.intercepts[ic.id] = ic
+	ac := &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
+	s.agents["echo-1"] = ac
+	startController(t, s)
+
+	var u *teleproto.AgentRoutes
+	select {
+	case u = <-ac.updates:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent got no routes")
+	}
+	if len(u.GetRoutes()) != 1 || u.GetRoutes()[0].GetIntercept() != ic.id {
+		t.Fatalf("routes %v, want the intercept's", u.GetRoutes())
+	}
+	ctx := context.Background()
+	if covered, uncovered := s.coverage(ctx, ic.id, ic.selector); len(covered) != 0 || !slices.Equal(uncovered, []string{"echo-1"}) {
+		t.Errorf("before the agent applied: covered %v, uncovered %v", covered, uncovered)
+	}
+	ac.mu.Lock()
+	ac.applied = u.GetVersion()
+	ac.mu.Unlock()
+	if covered, uncovered := s.coverage(ctx, ic.id, ic.selector); !slices.Equal(covered, []string{"echo-1"}) || len(uncovered) != 0 {
+		t.Errorf("after: covered %v, uncovered %v", covered, uncovered)
+	}
+}
