@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -46,7 +47,14 @@ type controller struct {
 }
 
 func newController(s *Server) *controller {
-	f := informers.NewSharedInformerFactoryWithOptions(s.cfg.Client, controllerResync, informers.WithNamespace(s.cfg.Namespace))
+	f := informers.NewSharedInformerFactoryWithOptions(s.cfg.Client, controllerResync, informers.WithNamespace(s.cfg.Namespace),
+		// Every pod of the namespace is cached: keep less of each.
+		informers.WithTransform(func(obj any) (any, error) {
+			if m, ok := obj.(metav1.Object); ok {
+				m.SetManagedFields(nil)
+			}
+			return obj, nil
+		}))
 	inf := f.Core().V1().Pods()
 	c := &controller{
 		s:       s,
