@@ -170,6 +170,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
+		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH},
 	}})
 	if err != nil {
 		return err

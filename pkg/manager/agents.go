@@ -226,7 +226,7 @@ func (s *Server) pushRoutes(ctx context.Context, pods []*corev1.Pod, timeout tim
 		if err != nil {
 			return nil, err
 		}
-		v := s.sendRoutes(ac, s.routesFor(p), true)
+		v := s.sendRoutes(ac, s.routesFor(p, ac.hello), true)
 		if err := ac.waitApplied(ctx, v); err != nil {
 			return nil, status.Errorf(codes.DeadlineExceeded, "agent in pod %s did not apply its routes: %v", p.Name, err)
 		}

@@ -130,7 +130,7 @@ func (c *controller) sync(ctx context.Context, name string) {
 		return
 	}
 	if ac := c.s.agent(name); ac != nil {
-		c.s.sendRoutes(ac, c.s.routesFor(p), false)
+		c.s.sendRoutes(ac, c.s.routesFor(p, ac.hello), false)
 		return
 	}
 	mech := c.s.mechFor(p)

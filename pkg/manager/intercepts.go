@@ -113,6 +113,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		if mech == "" {
 			mech = got
 		}
+		if ac := s.agent(p.Name); ac != nil && !canApply(ac.hello, m) {
+			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent; nothing was changed",
+				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
+		}
 	}
 	s.imu.Lock()
 	ic.mech = mech
@@ -532,14 +536,20 @@ func podRunning(p *corev1.Pod) bool {
 	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
 }
 
-// routesFor computes an agent's routes: every intercept that selects its pod.
-func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
+// routesFor computes the routes of pod's agent, which said hello: every
+// intercept that selects its pod, and that the agent can apply
+// (CreateIntercept refuses the others, naming the pod; this only keeps an
+// older agent that reconnects from refusing all its routes for one).
+func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*teleproto.AgentRoute {
 	s.imu.Lock()
 	defer s.imu.Unlock()
 	var out []*teleproto.AgentRoute
 	for _, ic := range s.intercepts {
 		if ic.mech == "" || ic.removing || !selects(ic.selector, pod) {
 			continue // not attached yet
+		}
+		if !canApply(hello, ic.match) {
+			continue
 		}
 		out = append(out, &teleproto.AgentRoute{
 			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
@@ -556,4 +566,10 @@ func selects(sel labels.Selector, pod *corev1.Pod) bool {
 		return reqs[0].Values().Has(pod.Name)
 	}
 	return !sel.Empty() && sel.Matches(labels.Set(pod.Labels))
+}
+
+// canApply reports whether an agent that said hello can apply routes with
+// matcher m.
+func canApply(hello *teleproto.AgentHello, m match.Matcher) bool {
+	return !m.OnRequestLine() || slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH)
 }

@@ -305,7 +305,7 @@ func TestRoutesByID(t *testing.T) {
 		ic.selector, ic.mech = sel, mechNftables
 		s.intercepts[ic.id] = ic
 	}
-	routes := s.routesFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}})
+	routes := s.routesFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}, &teleproto.AgentHello{})
 	if len(routes) != 2 {
 		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
 	}
@@ -317,5 +317,36 @@ func TestRoutesByID(t *testing.T) {
 	}
 	if routes[0].GetIntercept() == routes[1].GetIntercept() {
 		t.Errorf("both routes have id %s", routes[0].GetIntercept())
+	}
+}
+
+// TestOlderAgentRoutes: an agent whose hello lacks the request-line feature
+// (an older image, still in its pod) is sent only the routes it can apply:
+// a path filter would make it refuse every route.
+func TestOlderAgentRoutes(t *testing.T) {
+	s, err := NewServer(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sel := labels.SelectorFromSet(labels.Set{"app": "echo"})
+	for _, ic := range []*intercept{
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		testIntercept(t, bob, "echo", "echo", 8080, ":path^=/api/"),
+	} {
+		ic.selector, ic.mech = sel, mechNftables
+		s.intercepts[ic.id] = ic
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
+	for _, tc := range []struct {
+		hello *teleproto.AgentHello
+		want  int
+	}{
+		{&teleproto.AgentHello{}, 1},
+		{&teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}}, 2},
+	} {
+		if got := s.routesFor(pod, tc.hello); len(got) != tc.want {
+			t.Errorf("features %v: %d routes, want %d: %v", tc.hello.GetFeatures(), len(got), tc.want, got)
+		}
 	}
 }

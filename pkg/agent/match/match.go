@@ -380,6 +380,12 @@ func validValue(v string) error {
 // connection, HTTP or not.
 func (m Matcher) Global() bool { return len(m.terms) == 0 }
 
+// OnRequestLine reports whether m has a :path or :method term, which agents
+// older than those terms cannot apply.
+func (m Matcher) OnRequestLine() bool {
+	return slices.ContainsFunc(m.terms, func(t Term) bool { return t.Name == Path || t.Name == Method })
+}
+
 // Terms returns a copy of the matcher's terms in canonical order.
 func (m Matcher) Terms() []Term { return slices.Clone(m.terms) }
 
