@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
@@ -42,7 +41,7 @@ func echoPod(name string, phase corev1.PodPhase) *corev1.Pod {
 // server after the informer's first.
 func TestControllerAttachesNewPods(t *testing.T) {
 	cfg := testConfig(t)
-	client := fake.NewClientset()
+	client := newFakeClientset()
 	cfg.Client = client
 	s, err := NewServer(cfg)
 	if err != nil {
@@ -53,22 +52,30 @@ func TestControllerAttachesNewPods(t *testing.T) {
 	s.intercepts[ic.id] = ic
 	startController(t, s)
 
-	ctx := context.Background()
-	pods := client.CoreV1().Pods(testNS)
+	// Through the tracker, so that only the code's calls are recorded
+	// (see checkRole).
+	tr := client.Tracker()
+	get := func(name string) *corev1.Pod {
+		o, err := tr.Get(corev1.SchemeGroupVersion.WithResource("pods"), testNS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*corev1.Pod)
+	}
 	other := echoPod("other", corev1.PodPending)
 	other.Labels = map[string]string{"app": "other"}
 	leaving := echoPod("echo-old", corev1.PodRunning)
 	leaving.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 	for _, p := range []*corev1.Pod{echoPod("echo-new", corev1.PodPending), other, leaving} {
-		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		if err := tr.Add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	var got *corev1.Pod
 	for time.Now().Before(deadline) {
-		got, err = pods.Get(ctx, "echo-new", metav1.GetOptions{})
-		if err == nil && len(got.Spec.EphemeralContainers) > 0 {
+		got = get("echo-new")
+		if len(got.Spec.EphemeralContainers) > 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -81,7 +88,7 @@ func TestControllerAttachesNewPods(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // time for a wrong attach to show
 	for _, name := range []string{"other", "echo-old"} {
-		if p, _ := pods.Get(ctx, name, metav1.GetOptions{}); len(p.Spec.EphemeralContainers) != 0 {
+		if p := get(name); len(p.Spec.EphemeralContainers) != 0 {
 			t.Errorf("%s got an agent", name)
 		}
 	}
@@ -101,7 +108,7 @@ func TestControllerAttachesNewPods(t *testing.T) {
 // only once the agent has applied them.
 func TestControllerRoutesAndCoverage(t *testing.T) {
 	cfg := testConfig(t)
-	client := fake.NewClientset(echoPod("echo-1", corev1.PodRunning))
+	client := newFakeClientset(echoPod("echo-1", corev1.PodRunning))
 	cfg.Client = client
 	s, err := NewServer(cfg)
 	if err != nil {

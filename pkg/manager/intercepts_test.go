@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -202,7 +201,7 @@ func TestNewInterceptID(t *testing.T) {
 // and Bob's leave echo ends his own only.
 func TestTwoDevelopersOneName(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Client = fake.NewClientset(
+	cfg.Client = newFakeClientset(
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS},
 			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}}})
@@ -347,6 +346,46 @@ func TestOlderAgentRoutes(t *testing.T) {
 	} {
 		if got := s.routesFor(pod, tc.hello); len(got) != tc.want {
 			t.Errorf("features %v: %d routes, want %d: %v", tc.hello.GetFeatures(), len(got), tc.want, got)
+		}
+	}
+}
+
+// TestWorkloadSelector: each kind intercept accepts resolves to the pods it
+// owns; a bare pod to itself alone; others are refused, a missing one named.
+func TestWorkloadSelector(t *testing.T) {
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}
+	cfg := testConfig(t)
+	cfg.Client = newFakeClientset(
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: testNS}, Spec: appsv1.DeploymentSpec{Selector: sel}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: testNS}, Spec: appsv1.StatefulSetSpec{Selector: sel}},
+		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: testNS}, Spec: appsv1.ReplicaSetSpec{Selector: sel}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "solo", Namespace: testNS, Labels: map[string]string{"app": "echo"}}},
+	)
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
+	solo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "solo", Labels: map[string]string{"app": "echo"}}}
+	for _, tc := range []struct {
+		kind, name string
+		echo, solo bool
+		code       codes.Code
+	}{
+		{"Deployment", "d", true, true, codes.OK},
+		{"StatefulSet", "s", true, true, codes.OK},
+		{"ReplicaSet", "r", true, true, codes.OK},
+		{"Pod", "solo", false, true, codes.OK},
+		{"Deployment", "gone", false, false, codes.NotFound},
+		{"DaemonSet", "ds", false, false, codes.InvalidArgument},
+	} {
+		got, err := s.workloadSelector(context.Background(), tc.kind, tc.name)
+		if status.Code(err) != tc.code {
+			t.Errorf("%s/%s: %v, want code %v", tc.kind, tc.name, err, tc.code)
+			continue
+		}
+		if err == nil && (selects(got, echo) != tc.echo || selects(got, solo) != tc.solo) {
+			t.Errorf("%s/%s selects echo-1 %v, solo %v; want %v, %v", tc.kind, tc.name, selects(got, echo), selects(got, solo), tc.echo, tc.solo)
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,7 +51,7 @@ func testConfig(t *testing.T) Config {
 	return Config{
 		Namespace:  testNS,
 		PodName:    "manager-0",
-		Client:     fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}}),
+		Client:     newFakeClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}}),
 		ResolvConf: writeResolvConf(t, "10.96.0.10"),
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Version:    "v0.0.0-test",
@@ -656,48 +655,6 @@ func TestRunRejectsNonLoopback(t *testing.T) {
 	}
 }
 
-func TestRole(t *testing.T) {
-	r := Role(testNS, "kubectl-tele-manager")
-	if r.Namespace != testNS || r.Name != "kubectl-tele-manager" {
-		t.Errorf("Role meta = %v", r.ObjectMeta)
-	}
-	has := func(group, resource, verb string) bool {
-		for _, rule := range r.Rules {
-			for _, g := range rule.APIGroups {
-				for _, res := range rule.Resources {
-					for _, v := range rule.Verbs {
-						if g == group && res == resource && v == verb {
-							return true
-						}
-					}
-				}
-			}
-		}
-		return false
-	}
-	for _, want := range [][3]string{
-		{"", "pods", "list"}, {"", "services", "create"}, {"", "pods/ephemeralcontainers", "patch"},
-		{"apps", "deployments", "watch"}, {"discovery.k8s.io", "endpointslices", "list"}, {"", "events", "create"},
-	} {
-		if !has(want[0], want[1], want[2]) {
-			t.Errorf("Role lacks %s %s/%s", want[2], want[0], want[1])
-		}
-	}
-	// Secrets: only the agents' token is readable, by name.
-	for _, rule := range r.Rules {
-		for _, res := range rule.Resources {
-			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{AgentSecret}) {
-				t.Errorf("Role reads secrets other than %s: %+v", AgentSecret, rule)
-			}
-		}
-	}
-	for _, bad := range [][3]string{{"", "pods", "delete"}, {"", "secrets", "list"}, {"networking.k8s.io", "servicecidrs", "list"}} {
-		if has(bad[0], bad[1], bad[2]) {
-			t.Errorf("Role grants %s %s/%s", bad[2], bad[0], bad[1])
-		}
-	}
-}
-
 // An API server without ephemeral containers answers the subresource with a
 // plain 404; intercept must say so rather than report a vanished pod.
 func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
@@ -721,7 +678,7 @@ func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
 	_, err = s.attachAgent(context.Background(), pod, "", false)
 	wantCode(t, "attach without ephemeral containers", err, codes.Unimplemented, "does not support ephemeral containers", "1.25")
 
-	if err := client.CoreV1().Pods(testNS).Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+	if err := client.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "web"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.attachAgent(context.Background(), pod, "", false)

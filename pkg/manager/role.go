@@ -6,7 +6,8 @@ import (
 )
 
 // Role returns the namespace-scoped Role the manager's ServiceAccount is bound
-// to: exactly what the manager uses, and nothing cluster-scoped. The
+// to: exactly what the manager calls (TestMain checks it against the calls
+// the unit tests record), and nothing cluster-scoped. The
 // manager's best sources for CIDRs (networking.k8s.io servicecidrs, nodes)
 // are cluster-scoped, so a Role cannot grant them; it falls back to what is
 // granted here.
@@ -20,8 +21,10 @@ func Role(namespace, name string) *rbacv1.Role {
 		},
 		Rules: []rbacv1.PolicyRule{
 			{
-				// Pod IPs give the pod CIDRs when nodes are unreadable; intercepts
-				// find and watch the pods of a workload.
+				// get: a pod to add its agent to, and the manager's own labels.
+				// list/watch: the controller's informer (new pods of
+				// intercepted workloads); list also gives the pod CIDRs when
+				// nodes are unreadable.
 				APIGroups: []string{""},
 				Resources: []string{"pods"},
 				Verbs:     []string{"get", "list", "watch"},
@@ -30,11 +33,11 @@ func Role(namespace, name string) *rbacv1.Role {
 				// get/list: ClusterIPs for the service-CIDR fallback and for
 				// intercepts. create: with DryRun=All, so the API server names the
 				// service CIDR when refusing an out-of-range ClusterIP, and the
-				// Service agents reach the manager through. update/patch: the
+				// Service agents reach the manager through. update: the
 				// capability-free intercept retargets a Service's ports.
 				APIGroups: []string{""},
 				Resources: []string{"services"},
-				Verbs:     []string{"get", "list", "create", "update", "patch"},
+				Verbs:     []string{"get", "list", "create", "update"},
 			},
 			{
 				// The agents' token (a Secret the agent containers read through
@@ -55,31 +58,20 @@ func Role(namespace, name string) *rbacv1.Role {
 				// kubectl debug does, without restarting the pod.
 				APIGroups: []string{""},
 				Resources: []string{"pods/ephemeralcontainers"},
-				Verbs:     []string{"get", "patch", "update"},
+				Verbs:     []string{"update"},
 			},
 			{
 				// Intercepts resolve deploy/x, rs/x and sts/x to their pods.
 				APIGroups: []string{"apps"},
 				Resources: []string{"deployments", "replicasets", "statefulsets"},
-				Verbs:     []string{"get", "list", "watch"},
+				Verbs:     []string{"get"},
 			},
 			{
-				// Intercepts follow which pods back a Service.
-				APIGroups: []string{""},
-				Resources: []string{"endpoints"},
-				Verbs:     []string{"get", "list", "watch"},
-			},
-			{
+				// The Service mechanism waits until a retargeted Service's
+				// EndpointSlices show the agents' port.
 				APIGroups: []string{"discovery.k8s.io"},
 				Resources: []string{"endpointslices"},
-				Verbs:     []string{"get", "list", "watch"},
-			},
-			{
-				// Intercepts record what they did to a workload where
-				// kubectl describe shows it.
-				APIGroups: []string{"", "events.k8s.io"},
-				Resources: []string{"events"},
-				Verbs:     []string{"create"},
+				Verbs:     []string{"list"},
 			},
 		},
 	}

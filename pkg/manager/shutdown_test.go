@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -23,7 +24,7 @@ import (
 func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fake.Clientset) {
 	t.Helper()
 	echo := map[string]string{"app": "echo"}
-	client := fake.NewClientset(
+	client := newFakeClientset(
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}, Status: corev1.PodStatus{PodIP: "10.244.7.3"}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS},
 			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: echo}}},
@@ -113,4 +114,24 @@ func TestCloseRestoresOrphanedIntercept(t *testing.T) {
 	ss.cancel(errSessionEnded)
 	s.Close()
 	wantRestored(t, client)
+}
+
+// TestAwaitEndpointSlices: a retargeted Service is ready once each of its
+// EndpointSlices shows the agents' port.
+func TestAwaitEndpointSlices(t *testing.T) {
+	cfg := testConfig(t)
+	port := int32(AgentPort(8080))
+	cfg.Client = newFakeClientset(&discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-x", Namespace: testNS, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		Ports:      []discoveryv1.EndpointPort{{Port: &port}},
+	})
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.awaitEndpointSlices(context.Background(), "web", port)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("waited %s for a slice that shows the port", d)
+	}
 }
