@@ -264,3 +264,20 @@ func TestSetupAgentsReusesEarlierIP(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachAgentWaitsForStarting: an agent that another attach of this
+// manager added, not yet started, is waited for; no second one is added.
+func TestAttachAgentWaitsForStarting(t *testing.T) {
+	pod := agentPod([3]string{"tele-agent", "", testHost})
+	pod.Status.EphemeralContainerStatuses = nil // no status yet
+	pod.Spec.EphemeralContainers[1].Env = []corev1.EnvVar{{Name: tokenIDEnv, Value: "uid-1"}}
+	s, client := agentTestServer(t, pod)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := s.attachAgent(ctx, pod, "", false)
+	wantCode(t, "attach", err, codes.DeadlineExceeded, "-c tele-agent)")
+	got, _ := client.CoreV1().Pods(testNS).Get(context.Background(), "web", metav1.GetOptions{})
+	if c := newestAgent(got); c == nil || c.Name != "tele-agent" {
+		t.Errorf("newest agent %+v, want the starting tele-agent alone", c)
+	}
+}
