@@ -20,10 +20,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/redirect"
@@ -65,7 +67,7 @@ type Config struct {
 	Token       string
 	Pod         string
 	Namespace   string
-	Container   string
+	Container   string // the agent's own container, named in its hello
 	// NewPod: the pod started just before the agent (see newPodWindow).
 	NewPod  bool
 	Version string
@@ -101,17 +103,34 @@ type port struct {
 	router    *router.Router
 }
 
-// Run runs the agent until ctx ends.
+// errRetired ends an agent that the manager refused for good.
+var errRetired = errors.New("refused by the manager")
+
+// Run runs the agent until ctx ends, or until the manager refuses it for
+// good (then it returns nil, and its container completes).
 func Run(ctx context.Context, cfg Config) error {
-	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
-	red, err := redirect.Open(ctx, redirect.Options{Logger: cfg.Logger})
+	// One agent at a time in a pod: a newer one waits here for the one it
+	// takes over from to exit, before it touches the redirect table or the
+	// agent ports.
+	turn, err := waitTurn(ctx, cfg.Logger)
 	if err != nil {
-		a.log.Warn("no nftables redirect (the Service mechanism still works)", "err", err)
-	} else {
+		return err
+	}
+	defer turn.Close()
+	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
+	if red := a.openRedirect(ctx); red != nil {
 		a.red = red
 		defer red.Close()
 	}
-	conn, err := grpc.NewClient(cfg.ManagerAddr,
+	conn, err := grpc.NewClient("passthrough:///"+cfg.ManagerAddr,
+		// gRPC's dns resolver resolves again at most every 30 s, and backs
+		// off to 2 min while a name does not resolve (between uninstall and
+		// connect the Service is gone). Dialing the name instead resolves it
+		// on every attempt, so the agent finds the next manager's Service
+		// within the connect backoff.
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}),
 		// Inside the cluster network; the token authenticates the agent.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		experimental.WithBufferPool(tunnel.BufferPool),
@@ -135,7 +154,33 @@ func Run(ctx context.Context, cfg Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	a.group, a.gctx = g, gctx
 	g.Go(func() error { return a.watchLoop(gctx) })
-	return g.Wait()
+	if err := g.Wait(); !errors.Is(err, errRetired) {
+		return err
+	}
+	return nil
+}
+
+// openRedirect opens the pod's redirect table, and nil where the agent
+// cannot (no NET_ADMIN). It waits while another agent owns the table: one
+// older than the turn that waitTurn takes, which holds the table until it
+// exits.
+func (a *Agent) openRedirect(ctx context.Context) *redirect.Redirector {
+	for logged := false; ; logged = true {
+		red, err := redirect.Open(ctx, redirect.Options{Logger: a.log})
+		switch {
+		case err == nil:
+			return red
+		case !errors.Is(err, redirect.ErrOwnedByAnother) || ctx.Err() != nil:
+			a.log.Warn("no nftables redirect (the Service mechanism still works)", "err", err)
+			return nil
+		case !logged:
+			a.log.Info("waiting for the earlier agent in this pod to exit: it owns the redirect table", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func (a *Agent) authed(ctx context.Context) context.Context {
@@ -148,6 +193,14 @@ func (a *Agent) watchLoop(ctx context.Context) error {
 		err := a.watch(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		// The manager refused this agent for good: the token of another
+		// install (kubectl tele uninstall deleted this one's), or a newer
+		// agent in the pod takes over. Exiting drops the redirect with the
+		// process, and frees the agent ports for the next agent.
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			a.log.Warn("the manager refused this agent: exiting; traffic goes to the app", "err", err)
+			return fmt.Errorf("%w: %w", errRetired, err)
 		}
 		a.log.Warn("lost the manager; traffic goes to the app until it is back", "err", err)
 		a.failOpen()
@@ -173,6 +226,10 @@ func (a *Agent) watch(ctx context.Context) error {
 		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH},
 	}})
 	if err != nil {
+		// The manager's refusal, if any, is the stream's status.
+		if _, rerr := st.Recv(); rerr != nil {
+			return rerr
+		}
 		return err
 	}
 	a.log.Info("connected to the manager", "addr", a.cfg.ManagerAddr)

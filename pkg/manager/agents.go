@@ -6,7 +6,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -144,6 +148,10 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 	if h.GetProtocolVersion() != teleproto.CurrentProtocolVersion {
 		return status.Errorf(codes.FailedPrecondition, "agent speaks protocol %v, this manager %v", h.GetProtocolVersion(), teleproto.CurrentProtocolVersion)
 	}
+	if err := s.admitAgent(stream.Context(), h); err != nil {
+		s.log.Info("agent refused", "pod", h.GetPod(), "container", h.GetContainer(), "err", err)
+		return err
+	}
 	ac := &agentConn{hello: h, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
 	s.amu.Lock()
 	if old, ok := s.agents[h.GetPod()]; ok {
@@ -196,6 +204,47 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 			}
 		}
 	}
+}
+
+// admitAgent refuses, with PermissionDenied, an agent that a newer agent of
+// its pod supersedes: two agents in a pod would fight over its agent ports
+// and its redirect table. On PermissionDenied (as on Unauthenticated, the
+// token of another install) an agent exits, and the kernel drops its
+// redirect with it (see pkg/agent); the newest agent then takes over.
+func (s *Server) admitAgent(ctx context.Context, h *teleproto.AgentHello) error {
+	p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, h.GetPod(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return status.Errorf(codes.PermissionDenied, "pod %s/%s is gone", s.cfg.Namespace, h.GetPod())
+	case err != nil:
+		// The agent retries within seconds.
+		return status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, h.GetPod(), err)
+	}
+	if why := supersededBy(p, h.GetContainer()); why != "" {
+		return status.Error(codes.PermissionDenied, why)
+	}
+	return nil
+}
+
+// supersededBy says why the agent container of p (as its hello names it)
+// must give way to another, or "" if it is the one to serve p: the pod's
+// newest agent, the last in its spec, since ephemeral containers are only
+// ever appended.
+func supersededBy(p *corev1.Pod, container string) string {
+	if container == "" {
+		// An agent older than the names in hellos: it may serve while it
+		// is the pod's only running agent. (It does not exit when refused,
+		// but it has no redirect while it is refused.)
+		if run := runningAgents(p); len(run) > 1 {
+			return fmt.Sprintf("pod %s/%s runs the agents %s, and this one does not say which it is", p.Namespace, p.Name, strings.Join(run, ", "))
+		}
+		return ""
+	}
+	newest := newestAgent(p)
+	if newest == nil || newest.Name == container {
+		return ""
+	}
+	return fmt.Sprintf("pod %s/%s has a newer agent, %s, which takes over from %s", p.Namespace, p.Name, newest.Name, container)
 }
 
 // Connect implements teleproto.AgentServiceServer.
@@ -279,32 +328,80 @@ func (s *Server) agent(pod string) *agentConn {
 	return s.agents[pod]
 }
 
-// waitAgent waits for the agent of pod to connect. With container set (an
-// agent just added), it also looks at the container's status once a second,
-// so an image that cannot be pulled fails at once, not at the deadline.
+// errAgentEnded is waitAgent's answer when the container it waits for is
+// no longer running: it will never register.
+var errAgentEnded = errors.New("the agent container ended")
+
+// takeoverTimeout bounds how long an agent may wait for an earlier agent of
+// its pod to exit: an earlier agent that this manager refuses exits within
+// seconds of reaching it, and one that cannot reach it never does.
+const takeoverTimeout = 30 * time.Second
+
+// waitAgent waits for the agent of pod to connect: with container "", any
+// agent; otherwise that container. Then it also looks at the pod once a
+// second, so that an image that cannot be pulled fails at once, a container
+// that ended returns errAgentEnded, and one that has waited
+// takeoverTimeout for an earlier agent of its pod to exit fails, saying so.
 func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentConn, error) {
-	if container == "" {
-		container = agentContainer
-	}
 	next := time.Now().Add(time.Second)
+	var older []string // agents running beside container, as last seen
+	var waitingSince time.Time
 	for {
-		if ac := s.agent(pod); ac != nil {
+		if ac := s.agent(pod); ac != nil && (container == "" || ac.hello.GetContainer() == container) {
 			return ac, nil
 		}
-		if time.Now().After(next) {
+		if container != "" && time.Now().After(next) {
 			next = time.Now().Add(time.Second)
 			if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod, metav1.GetOptions{}); err == nil {
 				if msg := agentPullFailure(p, container, s.cfg.ImagePullSecrets); msg != "" {
 					return nil, status.Error(codes.FailedPrecondition, msg)
 				}
+				st := agentStatus(p, container)
+				if st != nil && st.State.Terminated != nil {
+					t := st.State.Terminated
+					return nil, fmt.Errorf("agent %s in pod %s/%s: %w (%s, exit code %d: %s)", container, s.cfg.Namespace, pod, errAgentEnded, t.Reason, t.ExitCode, strings.TrimSpace(t.Message))
+				}
+				older = slices.DeleteFunc(runningAgents(p), func(n string) bool { return n == container })
+				switch {
+				case st == nil || st.State.Running == nil || len(older) == 0:
+					waitingSince = time.Time{}
+				case waitingSince.IsZero():
+					waitingSince = time.Now()
+				case time.Since(waitingSince) > takeoverTimeout:
+					return nil, status.Errorf(codes.FailedPrecondition, "the agent %s in pod %s/%s waits for the earlier agent %s to exit, and after %v it has not: "+
+						"it cannot reach this manager (or it is older than this manager and does not exit when refused); "+
+						"deleting the pod replaces both (kubectl delete pod -n %s %s)",
+						container, s.cfg.Namespace, pod, strings.Join(older, ", "), takeoverTimeout, s.cfg.Namespace, pod)
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, status.Errorf(codes.DeadlineExceeded, "the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", pod, s.cfg.Namespace, pod, container)
+			hint := container
+			if hint == "" {
+				hint = s.hintAgent(ctx, pod)
+			}
+			msg := fmt.Sprintf("the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", pod, s.cfg.Namespace, pod, hint)
+			if len(older) > 0 {
+				msg += fmt.Sprintf("; it waits for the earlier agent %s to exit", strings.Join(older, ", "))
+			}
+			return nil, status.Error(codes.DeadlineExceeded, msg)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// hintAgent names the container of pod's newest agent, for a hint once ctx
+// has ended; agentContainer if it cannot tell.
+func (s *Server) hintAgent(ctx context.Context, pod string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod, metav1.GetOptions{}); err == nil {
+		if c := newestAgent(p); c != nil {
+			return c.Name
+		}
+	}
+	return agentContainer
 }
 
 // Waiting reasons of a container whose image will not arrive by waiting.
@@ -370,40 +467,35 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 	if ac := s.agent(pod.Name); ac != nil {
 		return mechOf(ac.hello, mech), nil
 	}
-	if live := liveAgent(pod); live != "" {
-		// Its agent connects within seconds (to a new manager, or, just
-		// added, once it has started); but the pod's status may also be
-		// stale (an agent just killed): then give up here, and the next
-		// reconcile sees it terminated and adds another.
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ac, err := s.waitAgent(wctx, pod.Name, live)
-		cancel()
-		if err == nil {
-			return mechOf(ac.hello, mech), nil
-		}
-		fresh, gerr := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if gerr != nil || liveAgent(fresh) != "" {
-			return "", err
-		}
-		pod = fresh
+	pod, ac, err := s.adoptAgent(ctx, pod)
+	if err != nil {
+		return "", err
+	}
+	if ac != nil {
+		return mechOf(ac.hello, mech), nil
 	}
 	if missing := missingPullSecrets(pod, s.cfg.ImagePullSecrets); len(missing) > 0 {
 		return "", status.Errorf(codes.FailedPrecondition, "the agent cannot be added to pod %s/%s: the image %s needs the pull Secret %s, and the pod's imagePullSecrets (%s) lack it, so its agent could not pull the image%s; nothing was changed",
 			s.cfg.Namespace, pod.Name, s.cfg.Image, strings.Join(missing, ", "), secretNames(pod), pullAdvice(missing))
 	}
 	pods := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace)
-	name := agentName(pod)
+	// seen is the agent adoptAgent judged (ended, stale, or silent): one
+	// newer than it, added meanwhile, is another attach's.
+	seen := newestAgent(pod)
+	var name string
+	addr := s.agentAddress(pod)
 	withCaps := mech != mechService
 	for {
 		fresh, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return "", status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
 		}
-		if live := liveAgent(fresh); live != "" {
-			name = live // another attach (the controller's, CreateIntercept's) was first
+		if n := newestAgent(fresh); n != nil && (seen == nil || n.Name != seen.Name) && agentLive(agentStatus(fresh, n.Name)) {
+			name = n.Name // another attach (the controller's, CreateIntercept's) was first
 			break
 		}
-		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps, newPod))
+		name = agentName(fresh)
+		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps, newPod, addr))
 		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, fresh, metav1.UpdateOptions{})
 		switch {
 		case err == nil:
@@ -426,12 +518,90 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 		}
 		break
 	}
-	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps, "newPod", newPod)
-	ac, err := s.waitAgent(ctx, pod.Name, name)
+	s.log.Info("agent attached", "pod", pod.Name, "container", name, "netAdmin", withCaps, "newPod", newPod, "manager", addr)
+	// An earlier agent that registered meanwhile gives way: cut off, it
+	// comes back, is refused as superseded, and exits.
+	s.dropAgent(pod.Name, name)
+	ac, err = s.waitAgent(ctx, pod.Name, name)
+	if errors.Is(err, errAgentEnded) {
+		return "", status.Errorf(codes.Unavailable, "%v (kubectl logs -n %s %s -c %s)", err, s.cfg.Namespace, pod.Name, name)
+	}
 	if err != nil {
 		return "", err
 	}
 	return mechOf(ac.hello, mech), nil
+}
+
+// adoptAgent returns the pod's running agent once it registers, when it can
+// serve this manager; otherwise no agent, and the pod as it now is, to add
+// one to. A pod's newest agent that is live but has not registered is
+//   - starting, added by another attach: waited for, as if added here.
+//   - stale: given the ClusterIP of an earlier Service, which it retries
+//     forever, or holding the token of an earlier install, which this
+//     manager refuses (it then exits). It never registers: a new agent is
+//     added at once, and takes over when the stale one has exited.
+//   - waiting itself for an earlier agent to exit: waited for, up to
+//     takeoverTimeout; another agent would only queue behind the same one.
+//   - otherwise, an agent of this install that registers within seconds of
+//     a new manager (the manager pod restarted, or idled): waited for up to
+//     15 s. If it has not registered by then, or it ended, a new agent is
+//     added, which takes over from it.
+func (s *Server) adoptAgent(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, *agentConn, error) {
+	c := newestAgent(pod)
+	if c == nil {
+		return pod, nil, nil
+	}
+	st := agentStatus(pod, c.Name)
+	if !agentLive(st) {
+		return pod, nil, nil
+	}
+	if why := staleAgent(c, s.agentIP, s.tokenID); why != "" {
+		s.log.Info("adding an agent to take over from one that cannot serve this manager", "pod", pod.Name, "container", c.Name, "why", why)
+		return pod, nil, nil
+	}
+	if st == nil || st.State.Running == nil {
+		// Added by another attach of this manager (the controller's,
+		// CreateIntercept's) and starting: waited for as if added here.
+		ac, err := s.waitAgent(ctx, pod.Name, c.Name)
+		if !errors.Is(err, errAgentEnded) {
+			return pod, ac, err
+		}
+	} else {
+		queued := len(runningAgents(pod)) > 1
+		wait := 15 * time.Second
+		if queued {
+			// waitAgent gives up first, saying why.
+			wait = takeoverTimeout + 5*time.Second
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		ac, err := s.waitAgent(wctx, pod.Name, c.Name)
+		cancel()
+		switch {
+		case err == nil:
+			return pod, ac, nil
+		case ctx.Err() != nil, queued:
+			return nil, nil, err
+		case errors.Is(err, errAgentEnded), status.Code(err) == codes.DeadlineExceeded:
+			s.log.Warn("the pod's agent did not register: adding one to take over from it", "pod", pod.Name, "container", c.Name, "err", err)
+		default:
+			return nil, nil, err
+		}
+	}
+	fresh, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
+	}
+	return fresh, nil, nil
+}
+
+// dropAgent cuts off the registered agent of pod unless it is container.
+func (s *Server) dropAgent(pod, container string) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if ac := s.agents[pod]; ac != nil && ac.hello.GetContainer() != container {
+		delete(s.agents, pod)
+		close(ac.done)
+	}
 }
 
 func mechOf(h *teleproto.AgentHello, want string) string {
@@ -444,24 +614,106 @@ func mechOf(h *teleproto.AgentHello, want string) string {
 	return mechService
 }
 
-// liveAgent returns the name of p's agent container that runs, or has been
-// added and not yet started (no status, or waiting for its image), "" if
-// none: a second one would fight it for the agent ports.
-func liveAgent(p *corev1.Pod) string {
-	st := map[string]*corev1.ContainerStatus{}
-	for i := range p.Status.EphemeralContainerStatuses {
-		st[p.Status.EphemeralContainerStatuses[i].Name] = &p.Status.EphemeralContainerStatuses[i]
-	}
-	for _, c := range p.Spec.EphemeralContainers {
-		if !strings.HasPrefix(c.Name, agentContainer) {
-			continue
+// newestAgent returns the agent container added to p last, nil if none:
+// ephemeral containers are only ever appended to the spec.
+func newestAgent(p *corev1.Pod) *corev1.EphemeralContainer {
+	for i := len(p.Spec.EphemeralContainers) - 1; i >= 0; i-- {
+		if c := &p.Spec.EphemeralContainers[i]; isAgent(c.Name) {
+			return c
 		}
-		cs := st[c.Name]
-		if cs == nil || cs.State.Running != nil || (cs.State.Waiting != nil && !pullFailures[cs.State.Waiting.Reason]) {
-			return c.Name
+	}
+	return nil
+}
+
+func isAgent(container string) bool {
+	return container == agentContainer || strings.HasPrefix(container, agentContainer+"-")
+}
+
+// agentLive tells whether an agent container of this status runs, or has
+// been added and not yet started (no status, or waiting, not for an image
+// it cannot pull): a second one would only wait for it.
+func agentLive(st *corev1.ContainerStatus) bool {
+	return st == nil || st.State.Running != nil || (st.State.Waiting != nil && !pullFailures[st.State.Waiting.Reason])
+}
+
+// agentStatus returns the status of p's container, nil if it has none yet.
+func agentStatus(p *corev1.Pod, container string) *corev1.ContainerStatus {
+	for i := range p.Status.EphemeralContainerStatuses {
+		if st := &p.Status.EphemeralContainerStatuses[i]; st.Name == container {
+			return st
+		}
+	}
+	return nil
+}
+
+// runningAgents names p's running agent containers, in the order they
+// were added.
+func runningAgents(p *corev1.Pod) []string {
+	var out []string
+	for _, c := range p.Spec.EphemeralContainers {
+		if st := agentStatus(p, c.Name); isAgent(c.Name) && st != nil && st.State.Running != nil {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// staleAgent says why the agent container c can never serve the manager
+// whose Service has the ClusterIP address ip and whose token's Secret has
+// the UID tokenID; "" if it may. An address given by name finds whichever
+// manager runs, and an agent of an older manager records no token.
+func staleAgent(c *corev1.EphemeralContainer, ip, tokenID string) string {
+	if addr := flagValue(c.Args, "--manager"); addr != "" && addr != ip {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if _, err := netip.ParseAddr(host); err == nil {
+				return fmt.Sprintf("it was given %s, the address of an earlier manager's Service (this one's is %s)", addr, ip)
+			}
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == tokenIDEnv && e.Value != "" && tokenID != "" && e.Value != tokenID {
+			return "it holds the token of an earlier install (kubectl tele uninstall deleted it), which this manager refuses"
 		}
 	}
 	return ""
+}
+
+// flagValue returns the value of --name=VALUE in args.
+func flagValue(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolvesClusterNames tells whether a pod's resolver knows cluster names:
+// with dnsPolicy ClusterFirst (the default), unless it uses the host's
+// network, where ClusterFirst falls back to Default; and with
+// ClusterFirstWithHostNet. Default is the node's resolver, and None only
+// the pod's own dnsConfig: neither need know cluster names.
+func resolvesClusterNames(spec *corev1.PodSpec) bool {
+	switch spec.DNSPolicy {
+	case corev1.DNSClusterFirstWithHostNet:
+		return true
+	case corev1.DNSClusterFirst, "":
+		return !spec.HostNetwork
+	}
+	return false
+}
+
+// agentAddress is where an agent in p is to reach the manager: the Service's
+// DNS name where the pod resolves it, because the agent resolves it again
+// on every dial and so finds whichever manager runs (after uninstall and
+// connect the Service has another ClusterIP); elsewhere the ClusterIP,
+// which lasts as long as the Service: across manager restarts and idle
+// exits, not across uninstall.
+func (s *Server) agentAddress(p *corev1.Pod) string {
+	if resolvesClusterNames(&p.Spec) {
+		return s.agentHost
+	}
+	return s.agentIP
 }
 
 // agentName is unique in the pod: ephemeral containers cannot be removed,
@@ -478,7 +730,12 @@ func agentName(p *corev1.Pod) string {
 	return name
 }
 
-func (s *Server) agentSpec(name string, netAdmin, newPod bool) corev1.EphemeralContainer {
+// tokenIDEnv, in an agent's spec, holds the UID of the token's Secret when
+// the agent was added. The agent does not read it: it tells the manager
+// which install's token the agent got (through secretKeyRef, at start).
+const tokenIDEnv = "TELE_AGENT_TOKEN_ID"
+
+func (s *Server) agentSpec(name string, netAdmin, newPod bool, addr string) corev1.EphemeralContainer {
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: new(false),
 		ReadOnlyRootFilesystem:   new(true),
@@ -500,11 +757,12 @@ func (s *Server) agentSpec(name string, netAdmin, newPod bool) corev1.EphemeralC
 		Name:            name,
 		Image:           s.cfg.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args:            agentArgs(s.agentAddr, newPod),
+		Args:            agentArgs(addr, name, newPod),
 		Env: []corev1.EnvVar{
 			// From the Secret, so the token is not in the pod's spec.
 			{Name: "TELE_AGENT_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: AgentSecret}, Key: agentTokenKey}}},
+			{Name: tokenIDEnv, Value: s.tokenID},
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		},
@@ -513,8 +771,10 @@ func (s *Server) agentSpec(name string, netAdmin, newPod bool) corev1.EphemeralC
 	}}
 }
 
-func agentArgs(managerAddr string, newPod bool) []string {
-	args := []string{"agent", "--manager=" + managerAddr}
+// agentArgs are an agent's arguments. Its own name goes in its hello, so
+// the manager tells a pod's agents apart.
+func agentArgs(managerAddr, container string, newPod bool) []string {
+	args := []string{"agent", "--manager=" + managerAddr, "--container=" + container}
 	if newPod {
 		args = append(args, "--new-pod")
 	}
@@ -540,16 +800,32 @@ func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) e
 		return fmt.Errorf("agent token secret %s/%s: %w", s.cfg.Namespace, AgentSecret, err)
 	}
 	s.agentToken = string(sec.Data[agentTokenKey])
+	s.tokenID = string(sec.UID)
 	svcs := s.cfg.Client.CoreV1().Services(s.cfg.Namespace)
 	svc, err := svcs.Get(ctx, AgentService, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		svc, err = svcs.Create(ctx, &corev1.Service{
+		want := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: AgentService, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
 			Spec: corev1.ServiceSpec{
 				Selector: podLabels,
 				Ports:    []corev1.ServicePort{{Name: "agents", Port: int32(DefaultAgentPort), TargetPort: intstr.FromInt32(int32(DefaultAgentPort))}},
 			},
-		}, metav1.CreateOptions{})
+		}
+		// Agents given the ClusterIP of an earlier Service (in pods that
+		// cannot resolve its name) retry it forever: with it again, they
+		// reach this manager, which refuses the earlier install's token, so
+		// they exit and fresh agents take over.
+		if ip := s.earlierAgentIP(ctx); ip != "" {
+			want.Spec.ClusterIP = ip
+			svc, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				s.log.Info("the earlier agents' ClusterIP is not to be had: they stay until their pods restart", "ip", ip, "err", err)
+				want.Spec.ClusterIP = ""
+			}
+		}
+		if want.Spec.ClusterIP == "" {
+			svc, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+		}
 		if apierrors.IsAlreadyExists(err) {
 			svc, err = svcs.Get(ctx, AgentService, metav1.GetOptions{})
 		}
@@ -557,8 +833,55 @@ func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) e
 	if err != nil {
 		return fmt.Errorf("agent service %s/%s: %w", s.cfg.Namespace, AgentService, err)
 	}
-	s.agentAddr = fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, DefaultAgentPort)
+	port := strconv.Itoa(DefaultAgentPort)
+	s.agentIP = net.JoinHostPort(svc.Spec.ClusterIP, port)
+	s.agentHost = net.JoinHostPort(agentServiceHost(s.cfg.Namespace, s.resolver.Search), port)
 	return nil
+}
+
+// earlierAgentIP returns the ClusterIP that most of the running agents in
+// the namespace were given, "" if none was given one: agents given the name
+// find any Service of that name.
+func (s *Server) earlierAgentIP(ctx context.Context) string {
+	pods, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		s.log.Info("list pods for their agents' manager address", "err", err)
+		return ""
+	}
+	count := map[string]int{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		for _, c := range p.Spec.EphemeralContainers {
+			if !slices.Contains(runningAgents(p), c.Name) {
+				continue
+			}
+			if host, _, err := net.SplitHostPort(flagValue(c.Args, "--manager")); err == nil {
+				if ip, err := netip.ParseAddr(host); err == nil {
+					count[ip.String()]++
+				}
+			}
+		}
+	}
+	best := ""
+	for ip, n := range count {
+		if best == "" || n > count[best] || n == count[best] && ip < best {
+			best = ip
+		}
+	}
+	return best
+}
+
+// agentServiceHost is the DNS name of the agents' Service in namespace ns,
+// for a pod whose resolver has the manager's search list: absolute in the
+// cluster domain that list shows, so that it is asked alone and not after
+// each search domain; else relative, "NAME.NS.svc", which the pod's search
+// list completes with its cluster domain.
+func agentServiceHost(ns string, search []string) string {
+	host := AgentService + "." + ns + ".svc"
+	if d, ok := discovery.ClusterDomainFromSearch(search, ns); ok {
+		host += "." + d + "."
+	}
+	return host
 }
 
 // mechFor returns the mechanism of the intercepts that select pod, "" if

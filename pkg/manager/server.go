@@ -71,7 +71,13 @@ type Server struct {
 	// tests that drive the Server alone. Set before serving starts.
 	ctl        *controller
 	agentToken string
-	agentAddr  string
+	// tokenID is the UID of the token's Secret: an agent whose spec
+	// records another holds the token of an earlier install.
+	tokenID string
+	// agentHost and agentIP are the Service's DNS name and ClusterIP with
+	// the port (see agentAddress).
+	agentHost string
+	agentIP   string
 	// Dials waiting for a laptop's answer, by dial ID.
 	pmu     sync.Mutex
 	pending map[string]*dialWait

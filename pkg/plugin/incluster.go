@@ -82,7 +82,7 @@ func newCmdAgent() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cfg.ManagerAddr, "manager", "", "the manager's agent address (host:port)")
-	cmd.Flags().StringVar(&cfg.Container, "container", "", "the app container")
+	cmd.Flags().StringVar(&cfg.Container, "container", "", "this agent's own container, named in its hello (the manager sets it, to tell a pod's agents apart)")
 	cmd.Flags().BoolVar(&cfg.NewPod, "new-pod", false, "the pod has just started: reset the connections that reach its app before the redirect")
 	return cmd
 }

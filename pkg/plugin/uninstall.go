@@ -32,8 +32,10 @@ func NewCmdUninstall(flags *genericclioptions.ConfigFlags, streams genericioopti
 		Short: "Remove the traffic manager and everything kubectl tele made in a namespace",
 		Long: `Remove the traffic manager's Job, ServiceAccount, Role, RoleBinding, the
 agents' Secret and Service, and put back any Service a capability-free
-intercept pointed at the agents. Agents already in pods stay (Kubernetes
-cannot remove an ephemeral container) but do nothing; they go with their pods.`,
+intercept pointed at the agents. Agents already in pods do nothing, and exit
+when a manager started by a later connect refuses their token (Kubernetes
+cannot remove an ephemeral container, so it stays in the pod's spec, ended);
+an intercept then adds a fresh agent, with no pod restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
 	}
