@@ -31,18 +31,22 @@ import (
 // 0600 because it holds Secret values, and renamed over path, so a reader
 // never sees half of it and an existing file's wider mode is not kept.
 func WriteEnvFile(path string, env []EnvVar) error {
-	var b bytes.Buffer
-	b.WriteString("# Written by kubectl tele. Holds Secret values: do not commit it.\n")
+	_, err := WriteEnvFileSyntax(path, EnvSyntaxDotenv, env)
+	return err
+}
+
+func formatDotenv(b *bytes.Buffer, env []EnvVar) error {
+	b.WriteString(envFileHeader)
 	for _, e := range env {
 		if err := checkEnvFileName(e.Name); err != nil {
-			return fmt.Errorf("write env file %s: %w", path, err)
+			return err
 		}
 		b.WriteString(e.Name)
 		b.WriteByte('=')
 		b.WriteString(quoteEnvValue(e.Value))
 		b.WriteByte('\n')
 	}
-	return writePrivate(path, b.Bytes())
+	return nil
 }
 
 func checkEnvFileName(name string) error {
