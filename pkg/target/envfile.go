@@ -20,8 +20,9 @@ import (
 // in double quotes, with \ written \\, " written \", newline \n and
 // carriage return \r. Unquoted values are read back exactly by all of
 // these tools; quoted ones by the dotenv tools. docker --env-file does no
-// unquoting at all, so it reads a quoted value with its quotes: it cannot
-// carry multi-line values, use the JSON file for those. A $ is written as
+// unquoting at all, so it reads a quoted value with its quotes: write
+// EnvSyntaxDocker for it (WriteEnvFileSyntax), which cannot carry
+// multi-line values either; EnvSyntaxSh and the JSON file carry them. A $ is written as
 // it is, so tools that expand ${VAR} in env files (compose) expand it.
 //
 // Names that no env file can hold (empty, with '=', whitespace or control
