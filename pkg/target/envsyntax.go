@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -103,8 +102,7 @@ func formatEnv(syntax EnvSyntax, env []EnvVar) ([]byte, *envReport, error) {
 		for _, e := range env {
 			if why := writePowerShell(&b, e); why != "" {
 				r.add(why, e.Name)
-			}
-			if e.Value == "" && validPowerShellValue(e.Value) == "" {
+			} else if e.Value == "" {
 				r.note(psEmptyNote, e.Name)
 			}
 		}
@@ -141,16 +139,6 @@ func (r *envReport) record(why, name string, skipped bool) {
 		r.skipped[why] = skipped
 	}
 	r.names[why] = append(r.names[why], name)
-}
-
-// left reports whether name was left out.
-func (r *envReport) left(name string) bool {
-	for why, names := range r.names {
-		if r.skipped[why] && slices.Contains(names, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *envReport) warnings() []string {
