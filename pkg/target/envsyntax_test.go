@@ -186,11 +186,9 @@ func TestEnvSyntaxShOutput(t *testing.T) {
 }
 
 // TestEnvSyntaxShRoundTrip sources the file in the real /bin/sh (dash on
-// Debian) and compares the environment it exports byte for byte.
+// Debian), and in bash and POSIX-mode bash (macOS's /bin/sh) where they
+// are, and compares the environment each exports byte for byte.
 func TestEnvSyntaxShRoundTrip(t *testing.T) {
-	if _, err := os.Stat("/bin/sh"); err != nil {
-		t.Skip("no /bin/sh")
-	}
 	env := append([]EnvVar{{"my.dotted-name", "left out"}, {"UID", "left out"}}, hostileEnv...)
 	env = append(env, EnvVar{"LONG", strings.Repeat("x'y\n", 25_000)})
 	path := filepath.Join(t.TempDir(), "app.sh")
@@ -202,39 +200,49 @@ func TestEnvSyntaxShRoundTrip(t *testing.T) {
 		t.Errorf("warnings: %q", warnings)
 	}
 	checkMode(t, path)
-	envPath, err := exec.LookPath("env")
-	if err != nil {
-		t.Skip("no env")
-	}
-	// A clean environment, and env by its path: the file sets PATH.
-	cmd := exec.Command(envPath, "-i", "/bin/sh", "-c", `. "$1" && exec "$2" -0`, "sh", path, envPath)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sh: %v\n%s", err, stderr.Bytes())
-	}
-	got := map[string]string{}
-	for _, kv := range strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00") {
-		k, v, _ := strings.Cut(kv, "=")
-		got[k] = v
-	}
-	delete(got, "PWD") // the shell's own
 	want := map[string]string{}
 	for _, e := range env {
 		if e.Value != "left out" {
 			want[e.Name] = e.Value
 		}
 	}
-	for name, v := range want {
-		if got[name] != v {
-			t.Errorf("%s: sh read %q, want %q", name, got[name], v)
-		}
+	envPath, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip("no env")
 	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("sh has %s=%q, which was not written", name, got[name])
-		}
+	for _, shell := range [][]string{{"/bin/sh"}, {"/bin/bash"}, {"/bin/bash", "--posix"}} {
+		t.Run(strings.Join(shell, " "), func(t *testing.T) {
+			if _, err := os.Stat(shell[0]); err != nil {
+				t.Skipf("no %s", shell[0])
+			}
+			// A clean environment, and env by its path: the file sets PATH.
+			args := append(append([]string{"-i"}, shell...), "-c", `. "$1" && exec "$2" -0`, "sh", path, envPath)
+			cmd := exec.Command(envPath, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil || stderr.Len() > 0 {
+				t.Fatalf("%v\n%s", err, stderr.Bytes())
+			}
+			got := map[string]string{}
+			for _, kv := range strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00") {
+				k, v, _ := strings.Cut(kv, "=")
+				got[k] = v
+			}
+			for _, own := range []string{"PWD", "OLDPWD", "SHLVL", "_"} { // the shells'
+				delete(got, own)
+			}
+			for name, v := range want {
+				if got[name] != v {
+					t.Errorf("%s: read %q, want %q", name, got[name], v)
+				}
+			}
+			for name := range got {
+				if _, ok := want[name]; !ok {
+					t.Errorf("has %s=%q, which was not written", name, got[name])
+				}
+			}
+		})
 	}
 	// The Go reader the fuzz target uses agrees with the shell.
 	data, _ := os.ReadFile(path)
