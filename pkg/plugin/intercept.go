@@ -39,6 +39,7 @@ type InterceptOptions struct {
 	HTTPPathRegex  onceString
 	HTTPMethod     onceString
 	EnvFile        string
+	EnvSyntax      string // of EnvFile: one of target.EnvSyntaxes
 	EnvJSON        string
 	Mechanism      string
 	Timeout        time.Duration
@@ -50,6 +51,7 @@ type InterceptOptions struct {
 	namespace   string
 	client      kubernetes.Interface
 	port        target.PortSpec
+	envSyntax   target.EnvSyntax
 	terms       []string // the match terms sent, in package match's grammar
 	ctl         *session.Control
 }
@@ -75,6 +77,15 @@ method case-sensitively (POST, not post). A gRPC call's path is its method,
 /package.Service/ a whole service. kubectl tele list shows the filters as
 terms: :path=PATH, :path^=PREFIX, :path~=REGEX, :method=METHOD.
 
+--env-file FILE writes the intercepted container's environment (its env,
+envFrom, ConfigMap and Secret values, downward API fields and Service
+variables) to FILE, readable only by you, in the syntax --env-syntax names:
+dotenv (NAME=VALUE, quoted where dotenv readers need it), docker (for docker
+run --env-file: no quoting, so multi-line values are left out), sh (export
+lines for . FILE in any POSIX shell) or powershell (for . FILE in PowerShell).
+A variable the syntax cannot carry is left out with a warning naming it;
+--env-json writes every one.
+
 An intercept's name is yours: it is unique among your intercepts, not the
 namespace's, so teammates intercepting one workload with their own
 --http-match each get one named after it, and each ends theirs with
@@ -82,7 +93,8 @@ kubectl tele leave NAME.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
   kubectl tele intercept deploy/my-service --port 8080 --http-path-prefix /api/orders/ --http-method POST
   kubectl tele intercept deploy/grpc-api --port 9000 --http-path /orders.v1.Orders/Create --http-match x-dev=alice
-  kubectl tele intercept sts/db-api --port 3000:http --env-file api.env`,
+  kubectl tele intercept sts/db-api --port 3000:http --env-file api.env
+  kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeWorkloads(flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,7 +112,15 @@ kubectl tele leave NAME.`,
 	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to intercept")
 	f.StringVar(&o.Container, "container", "", "the container whose port to intercept (default: the one declaring the port, or the only one)")
 	o.addMatchFlags(f)
-	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here (NAME=VALUE lines)")
+	f.StringVar(&o.EnvFile, "env-file", "", "write the intercepted container's environment here, in the syntax --env-syntax names")
+	f.StringVar(&o.EnvSyntax, "env-syntax", string(target.EnvSyntaxDotenv), "the syntax of --env-file: dotenv (NAME=VALUE, quoted where needed), docker (docker run --env-file: no quoting), sh (export NAME='VALUE', for . FILE) or powershell ($Env:NAME = 'VALUE', for . FILE)")
+	_ = cmd.RegisterFlagCompletionFunc("env-syntax", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		names := make([]string, len(target.EnvSyntaxes))
+		for i, s := range target.EnvSyntaxes {
+			names[i] = string(s)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
 	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
 	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
 	f.BoolVar(&o.ResetIdle, "reset-idle-connections", false, "reset the connections to the port that were open before the intercept and idle for 1s, so their clients (pooled HTTP, gRPC) reconnect through it (nftables mechanism)")
@@ -151,6 +171,12 @@ func (o *InterceptOptions) Validate() error {
 	if o.Mechanism != "" && o.Mechanism != "nftables" && o.Mechanism != "service" {
 		return usagef("--mechanism %q: use nftables or service", o.Mechanism)
 	}
+	if o.envSyntax, err = target.ParseEnvSyntax(o.EnvSyntax); err != nil {
+		return usagef("--env-syntax: %w", err)
+	}
+	if o.EnvFile == "" && o.envSyntax != target.EnvSyntaxDotenv {
+		return usagef("--env-syntax %s is the syntax of --env-file: add --env-file FILE", o.envSyntax)
+	}
 	return nil
 }
 
@@ -189,8 +215,12 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 			return err
 		}
 		if o.EnvFile != "" {
-			if err := target.WriteEnvFile(o.EnvFile, env); err != nil {
+			warnings, err := target.WriteEnvFileSyntax(o.EnvFile, o.envSyntax, env)
+			if err != nil {
 				return err
+			}
+			for _, wmsg := range warnings {
+				fmt.Fprintf(o.Streams.ErrOut, "warning: --env-file %s: %s\n", o.EnvFile, wmsg)
 			}
 		}
 		if o.EnvJSON != "" {

@@ -3,13 +3,17 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/target"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -143,5 +147,35 @@ func TestDescribeMatch(t *testing.T) {
 		if got := matchColumn(tt.terms); got != tt.shown {
 			t.Errorf("matchColumn(%q) = %q, want %q", tt.terms, got, tt.shown)
 		}
+	}
+}
+
+func TestInterceptValidateEnvSyntax(t *testing.T) {
+	tests := []struct {
+		envFile, syntax string
+		want            target.EnvSyntax
+		wantErr         string
+	}{
+		{"", "", target.EnvSyntaxDotenv, ""},
+		{"", "dotenv", target.EnvSyntaxDotenv, ""},
+		{"app.env", "docker", target.EnvSyntaxDocker, ""},
+		{"app.sh", "sh", target.EnvSyntaxSh, ""},
+		{"app.ps1", "powershell", target.EnvSyntaxPowerShell, ""},
+		{"app.sh", "bash", "", `--env-syntax: unknown env syntax "bash": use dotenv, docker, sh or powershell`},
+		{"", "sh", "", "--env-syntax sh is the syntax of --env-file: add --env-file FILE"},
+	}
+	for _, tt := range tests {
+		o := &InterceptOptions{Port: "8080", EnvFile: tt.envFile, EnvSyntax: tt.syntax}
+		err := o.Validate()
+		switch {
+		case tt.wantErr == "" && (err != nil || o.envSyntax != tt.want):
+			t.Errorf("%q %q: syntax %q, error %v; want %q", tt.envFile, tt.syntax, o.envSyntax, err, tt.want)
+		case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr || !errors.As(err, new(usageError))):
+			t.Errorf("%q %q: error %v, want usage error %q", tt.envFile, tt.syntax, err, tt.wantErr)
+		}
+	}
+	cmd := NewCmdIntercept(genericclioptions.NewConfigFlags(false), genericiooptions.NewTestIOStreamsDiscard())
+	if f := cmd.Flags().Lookup("env-syntax"); f == nil || f.DefValue != "dotenv" {
+		t.Errorf("--env-syntax flag: %+v", f)
 	}
 }

@@ -20,8 +20,9 @@ import (
 // in double quotes, with \ written \\, " written \", newline \n and
 // carriage return \r. Unquoted values are read back exactly by all of
 // these tools; quoted ones by the dotenv tools. docker --env-file does no
-// unquoting at all, so it reads a quoted value with its quotes: it cannot
-// carry multi-line values, use the JSON file for those. A $ is written as
+// unquoting at all, so it reads a quoted value with its quotes: write
+// EnvSyntaxDocker for it (WriteEnvFileSyntax), which cannot carry
+// multi-line values either; EnvSyntaxSh and the JSON file carry them. A $ is written as
 // it is, so tools that expand ${VAR} in env files (compose) expand it.
 //
 // Names that no env file can hold (empty, with '=', whitespace or control
@@ -31,18 +32,22 @@ import (
 // 0600 because it holds Secret values, and renamed over path, so a reader
 // never sees half of it and an existing file's wider mode is not kept.
 func WriteEnvFile(path string, env []EnvVar) error {
-	var b bytes.Buffer
-	b.WriteString("# Written by kubectl tele. Holds Secret values: do not commit it.\n")
+	_, err := WriteEnvFileSyntax(path, EnvSyntaxDotenv, env)
+	return err
+}
+
+func formatDotenv(b *bytes.Buffer, env []EnvVar) error {
+	b.WriteString(envFileHeader)
 	for _, e := range env {
 		if err := checkEnvFileName(e.Name); err != nil {
-			return fmt.Errorf("write env file %s: %w", path, err)
+			return err
 		}
 		b.WriteString(e.Name)
 		b.WriteByte('=')
 		b.WriteString(quoteEnvValue(e.Value))
 		b.WriteByte('\n')
 	}
-	return writePrivate(path, b.Bytes())
+	return nil
 }
 
 func checkEnvFileName(name string) error {
