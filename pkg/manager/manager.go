@@ -27,8 +27,8 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultListenAddr       = "127.0.0.1:8081"
-	DefaultIdleTimeout      = 10 * time.Minute
+	DefaultListenAddr  = "127.0.0.1:8081"
+	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultHeartbeatTimeout ends the session of a laptop gone silent
 	// within a few seconds, and its intercepts with it; the daemon sends
 	// Remain every 2 s (session.remainInterval), so five go missing first.

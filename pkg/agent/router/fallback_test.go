@@ -110,7 +110,9 @@ func TestLaptopGone(t *testing.T) {
 	})
 
 	t.Run("a plain dial error is not a fallback", func(t *testing.T) {
-		refused := func(context.Context) (net.Conn, error) { return nil, errors.New("nothing answers on the laptop's localhost:7070") }
+		refused := func(context.Context) (net.Conn, error) {
+			return nil, errors.New("nothing answers on the laptop's localhost:7070")
+		}
 		r := startRouter(t, Config{AppAddr: app.addr()}, Route{ID: "alice", Match: match.MustParse("x-dev=alice"), Dial: refused})
 		if code, body := get(t, h1Client(t), r.url("/"), "X-Dev", "alice"); code != http.StatusBadGateway || !strings.Contains(body, "nothing answers on the laptop") {
 			t.Errorf("got %d %q, want the 502", code, body)

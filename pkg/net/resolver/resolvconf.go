@@ -73,19 +73,21 @@ const maxNameservers = 3
 // on SERVFAIL or REFUSED from ours, or no answer from it. When the daemon
 // dies, its TUN device and routes go with it, but this file stays until a
 // `quit` or `status` repairs it, and without fallbacks every lookup would
-// fail until then. Packets to our nameserver then follow the laptop's
-// default route, where they are dropped without a word (a laptop with no
-// such route refuses them at once: ENETUNREACH, and glibc moves on at
-// once). glibc waits `timeout` seconds for a server before trying the next,
-// 5 by default, so timeout:1, its minimum, bounds the first round to a
-// second per query; the original servers then answer (getaddrinfo sends A
-// and AAAA together, so a name with a dot costs about a second more than
-// before the crash; a single label costs a second per search domain, ours
-// first). attempts:2 keeps glibc's default second round for lossy
-// networks. The cost while connected: an answer from our server slower
-// than a second is lost to the original server's (NXDOMAIN for a cluster
-// name), where glibc used to wait 5 s; our server answers from its cache
-// or one round trip to the cluster, milliseconds.
+// fail until then. Packets to our nameserver would then follow the
+// laptop's default route, where they are dropped without a word, and glibc
+// would wait its timeout on ours for every query and every search domain
+// (seen: 5 s for `getent hosts` of a dotted name, which asks AAAA, then
+// the search domains, then A). So the helper also fences our nameserver's
+// address (device.Fence): once the TUN is gone the kernel refuses packets
+// to it at once (EHOSTUNREACH), and glibc moves on to the next server with
+// no wait, as it does on a machine with no default route. timeout:1,
+// glibc's minimum, bounds the wait where no fence is (one removed by hand,
+// a system the helper cannot fence on): a second per query instead of 5.
+// attempts:2 keeps glibc's default second round for lossy networks. The
+// cost while connected: an answer from our server slower than a second is
+// lost to the original server's (NXDOMAIN for a cluster name), where glibc
+// used to wait 5 s; our server answers from its cache or one round trip to
+// the cluster, milliseconds.
 var fallThrough = []string{"timeout:1", "attempts:2"}
 
 // RenderResolvConf returns the resolv.conf we write: our nameserver, then
