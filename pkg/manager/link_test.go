@@ -127,9 +127,15 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		}
 	}
 	// openDials opens the laptop's Dials stream and waits until the manager
-	// counts it.
+	// counts it, once the streams of earlier subtests have ended (one of
+	// them would take the request).
 	openDials := func(t *testing.T, ctx context.Context) teleproto.Manager_DialsClient {
 		t.Helper()
+		select {
+		case <-ss.link.gone():
+		case <-time.After(5 * time.Second):
+			t.Fatal("an earlier Dials stream is still counted")
+		}
 		st, err := c.Dials(ctx, &teleproto.SessionRequest{SessionId: id})
 		if err != nil {
 			t.Fatal(err)
@@ -200,8 +206,13 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 			answered <- err
 		}()
 		cl, _ := connect(t, ic.id)
-		if err := <-answered; err != nil {
-			t.Fatal(err)
+		select {
+		case err := <-answered:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the laptop never got the dial request")
 		}
 		if cl.GetReason() != teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED {
 			t.Errorf("close %v, want the laptop's LOCAL_PORT_CLOSED", cl)
