@@ -391,7 +391,10 @@ func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
 
 // dialer opens a connection to the laptop owning intercept, through the
 // manager: it returns once the laptop has dialed its local port, or with the
-// laptop's error (so the router answers 502 at once).
+// laptop's error (so the router answers 502 at once). When no laptop can
+// take the connection (the manager says CLOSE_REASON_LAPTOP_GONE, or the
+// manager itself cannot be reached) the error wraps router.ErrLaptopGone,
+// and the router serves the traffic with the app.
 func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		sctx, cancel := context.WithCancel(a.authed(a.gctx))
@@ -401,7 +404,9 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 		}
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("intercept %s: reach the manager: %w", intercept, err)
+			// No manager, no laptop: the agent fails open once the
+			// Watch stream notices, and until then the app serves.
+			return nil, fmt.Errorf("intercept %s: reach the manager: %w: %w", intercept, router.ErrLaptopGone, err)
 		}
 		type result struct {
 			m   *teleproto.TunnelMessage
@@ -414,10 +419,10 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 			switch {
 			case r.err != nil:
 				cancel()
-				return nil, fmt.Errorf("intercept %s: %w", intercept, r.err)
+				return nil, fmt.Errorf("intercept %s: the manager's stream ended: %w: %w", intercept, router.ErrLaptopGone, r.err)
 			case r.m.GetClose() != nil:
 				cancel()
-				return nil, fmt.Errorf("intercept %s: %s", intercept, r.m.GetClose().GetError())
+				return nil, closeError(intercept, r.m.GetClose())
 			}
 			return tunnel.NewConn(st, cancel), nil
 		case <-ctx.Done():
@@ -425,4 +430,15 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 			return nil, fmt.Errorf("intercept %s: the laptop did not answer: %w", intercept, ctx.Err())
 		}
 	}
+}
+
+// closeError is the error of a dial the manager or the laptop refused, by
+// its typed reason: LAPTOP_GONE wraps router.ErrLaptopGone (the app serves);
+// anything else, LOCAL_PORT_CLOSED and an older peer's UNSPECIFIED, stays a
+// failed dial (a 502 that says why, as before).
+func closeError(intercept string, c *teleproto.Close) error {
+	if c.GetReason() == teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE {
+		return fmt.Errorf("intercept %s: %w: %s", intercept, router.ErrLaptopGone, c.GetError())
+	}
+	return fmt.Errorf("intercept %s: %s", intercept, c.GetError())
 }

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/redirect"
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/router"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -166,6 +169,29 @@ func TestNewPodResetsEarlyConnections(t *testing.T) {
 				t.Errorf("old pod: %d connections left, want the 2 untouched", red.open[8080])
 			}
 			a.mu.Unlock()
+		}
+	}
+}
+
+// TestCloseError: only the manager's typed LAPTOP_GONE makes the router
+// serve with the app; the laptop's LOCAL_PORT_CLOSED, and the reasonless
+// Close of an older peer, stay a 502, whatever their text says.
+func TestCloseError(t *testing.T) {
+	for _, tc := range []struct {
+		reason teleproto.CloseReason
+		text   string
+		gone   bool
+	}{
+		{teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE, "the laptop of me@host is not connected", true},
+		{teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED, "nothing answers on the laptop's localhost:7070", false},
+		{teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED, "the laptop of me@host is not connected", false},
+	} {
+		err := closeError("echo", &teleproto.Close{Error: tc.text, Reason: tc.reason})
+		if got := errors.Is(err, router.ErrLaptopGone); got != tc.gone {
+			t.Errorf("%v: laptop gone = %v, want %v (%v)", tc.reason, got, tc.gone, err)
+		}
+		if !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("%v: %q does not say %q", tc.reason, err, tc.text)
 		}
 	}
 }

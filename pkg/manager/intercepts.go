@@ -348,6 +348,8 @@ func (s *Server) Dials(req *teleproto.SessionRequest, stream teleproto.Manager_D
 	if err != nil {
 		return err
 	}
+	detach := ss.link.attach()
+	defer detach()
 	for {
 		select {
 		case <-stream.Context().Done():
@@ -362,21 +364,43 @@ func (s *Server) Dials(req *teleproto.SessionRequest, stream teleproto.Manager_D
 	}
 }
 
+// laptopAnswerTimeout bounds the wait for a laptop to answer a DialRequest
+// with its Tunnel stream. A connected laptop answers within a round trip
+// (before it dials its local port), so a laptop that takes longer is taken
+// for gone, and the agent serves the request with the app: an intercept
+// whose laptop is silent must not hold the workload's traffic. The agent's
+// own bound on the whole dial (router.Config.LaptopDialTimeout, 3 s) is
+// longer, so that the manager's reason reaches it first.
+const laptopAnswerTimeout = 1500 * time.Millisecond
+
 // connectToLaptop hands an agent's intercepted connection to the laptop that
 // owns the intercept: it asks the laptop to dial (DialRequest), waits for its
 // Tunnel stream, and splices the two. id is the intercept's id, which the
-// agent had in its route.
+// agent had in its route. When no laptop can take the connection it fails
+// with CLOSE_REASON_LAPTOP_GONE, at once when the laptop's Dials stream has
+// ended, so that the agent serves it with the app instead.
 func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id, client string) error {
 	ctx := agent.Context()
+	gone := func(format string, args ...any) error {
+		err := fmt.Errorf(format, args...)
+		s.log.Debug("intercepted connection served by the app", "intercept", id, "client", client, "reason", err)
+		return tunnel.FailWith(agent, err, teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE)
+	}
 	s.imu.Lock()
 	ic, ok := s.intercepts[id]
 	s.imu.Unlock()
 	if !ok {
-		return tunnel.Fail(agent, fmt.Errorf("intercept %s has ended", id))
+		return gone("intercept %s has ended", id)
 	}
 	ss := ic.session
 	// The laptop knows its intercepts by name.
 	interceptName := ic.pb.Name
+	down := ss.link.gone()
+	select {
+	case <-down:
+		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.pb.Owner)
+	default:
+	}
 	dialID := rand.Text()
 	w := &dialWait{laptop: make(chan teleproto.Manager_TunnelServer, 1), done: make(chan struct{})}
 	s.pmu.Lock()
@@ -388,22 +412,30 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 		s.pmu.Unlock()
 		close(w.done)
 	}()
+	timeout := time.NewTimer(laptopAnswerTimeout)
+	defer timeout.Stop()
 	select {
 	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.pb.LocalPort, Client: client}:
-	case <-time.After(2 * time.Second):
-		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the laptop of %s does not take connections", interceptName, ic.pb.Owner))
+	case <-down:
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.pb.Owner)
+	case <-timeout.C:
+		return gone("intercept %s: the laptop of %s does not take connections", interceptName, ic.pb.Owner)
+	case <-ss.ctx.Done():
+		return gone("intercept %s: the session ended", interceptName)
 	case <-ctx.Done():
 		return nil
 	}
 	var laptop teleproto.Manager_TunnelServer
 	select {
 	case laptop = <-w.laptop:
-	case <-time.After(5 * time.Second):
-		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the laptop of %s did not answer", interceptName, ic.pb.Owner))
+	case <-down:
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.pb.Owner)
+	case <-timeout.C:
+		return gone("intercept %s: the laptop of %s did not answer within %s", interceptName, ic.pb.Owner, laptopAnswerTimeout)
+	case <-ss.ctx.Done():
+		return gone("intercept %s: the session ended", interceptName)
 	case <-ctx.Done():
 		return nil
-	case <-ss.ctx.Done():
-		return tunnel.Fail(agent, fmt.Errorf("intercept %s: the session ended", interceptName))
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -27,9 +27,14 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultListenAddr       = "127.0.0.1:8081"
-	DefaultIdleTimeout      = 10 * time.Minute
-	DefaultHeartbeatTimeout = 15 * time.Second
+	DefaultListenAddr  = "127.0.0.1:8081"
+	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultHeartbeatTimeout ends the session of a laptop gone silent
+	// within a few seconds, and its intercepts with it; the daemon sends
+	// Remain every 2 s (session.remainInterval), so five go missing first.
+	// Dials for its intercepts fail over to the app much sooner, once its
+	// Dials stream ends (see laptopLink).
+	DefaultHeartbeatTimeout = 10 * time.Second
 	DefaultResolvConf       = "/etc/resolv.conf"
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultUDPIdleTimeout   = 60 * time.Second
@@ -124,6 +129,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// laptopKeepalive finds a laptop's connection that died without a FIN (the
+// port-forward's far end gone silent): the server pings after 2 s without a
+// frame from the laptop and closes the connection when no answer comes in
+// 3 s more, which ends its Dials stream, so its intercepts fail over to the
+// app within about 5 s. A busy connection is never pinged (any frame counts
+// as life), and the laptop answers pings whatever it is doing, so only a
+// dead link pays. The ping goes through the API server's port-forward,
+// whose round trip is milliseconds; 3 s leaves room for a loaded machine.
+var laptopKeepalive = keepalive.ServerParameters{Time: 2 * time.Second, Timeout: 3 * time.Second}
+
 // Run serves the Manager service on cfg.ListenAddr until ctx is done (it then
 // returns ctx's error) or no session has existed for cfg.IdleTimeout (it then
 // returns nil, so the Job completes and its TTL removes it).
@@ -155,6 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 			MinTime:             5 * time.Second,
 			PermitWithoutStream: true,
 		}),
+		grpc.KeepaliveParams(laptopKeepalive),
 		grpc.UnaryInterceptor(s.skewHeaders),
 	)
 	teleproto.RegisterManagerServer(gs, s)

@@ -92,6 +92,8 @@ type session struct {
 	lastSeen time.Time
 	// dials are the agents' connection requests for this laptop.
 	dials chan *teleproto.DialRequest
+	// link says whether the laptop has a Dials stream open to take them.
+	link *laptopLink
 }
 
 var (
@@ -299,6 +301,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		cancel:   cancel,
 		lastSeen: s.now(),
 		dials:    make(chan *teleproto.DialRequest, 64),
+		link:     newLaptopLink(),
 	}
 	s.mu.Lock()
 	if s.closing {

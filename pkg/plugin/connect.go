@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
 	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
@@ -341,8 +342,8 @@ func (o *ConnectOptions) repair(ctx context.Context) error {
 }
 
 // leftovers lists what a dead session left that the helper's "down" repairs
-// (its DNS backup, macOS /etc/resolver files, its device), each as what
-// repairing it does; none when there is nothing to do.
+// (its DNS backup, macOS /etc/resolver files, its device, its nameserver's
+// fence), each as what repairing it does; none when there is nothing to do.
 func leftovers() []string {
 	var found []string
 	if dir, err := helperStateDir(); err == nil {
@@ -356,6 +357,10 @@ func leftovers() []string {
 	}
 	if _, err := net.InterfaceByName(session.DeviceName); err == nil {
 		found = append(found, "removed the TUN device "+session.DeviceName)
+	}
+	fenced, _ := device.Fences() // only a report
+	for _, a := range fenced {
+		found = append(found, "removed the route that fenced off its nameserver "+a.String())
 	}
 	return found
 }

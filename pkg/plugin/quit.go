@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -45,16 +46,32 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 		return err
 	}
 	var repaired []string
-	if !running {
-		repaired = leftovers()
+	if running {
+		err = runHelper(ctx, "down", nil, paths, o.Streams.ErrOut)
+	} else {
+		repaired, err = repairCrashed(ctx, paths, o.Streams.ErrOut)
 	}
-	if running || len(repaired) > 0 {
-		if err := runHelper(ctx, "down", nil, paths, o.Streams.ErrOut); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(o.Streams.Out, quitMessage(running, repaired))
 	return nil
+}
+
+// repairCrashed undoes what a session whose daemon died left on this machine
+// (see leftovers: the resolver's saved settings, resolver files, the TUN
+// device), through the privileged helper's "down", and says what it
+// repaired. Call it only when no daemon answers: a running session's
+// settings are not leftovers. quit and status both repair this way.
+func repairCrashed(ctx context.Context, paths session.Paths, errOut io.Writer) ([]string, error) {
+	found := leftovers()
+	if len(found) == 0 {
+		return nil, nil
+	}
+	if err := runHelper(ctx, "down", nil, paths, errOut); err != nil {
+		return nil, fmt.Errorf("repair what a session that ended without quit left (%s): %w", strings.Join(found, "; "), err)
+	}
+	return found, nil
 }
 
 // quitMessage says what quit did: ended the running session, or, with none

@@ -1,6 +1,9 @@
 package plugin
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestQuitMessage(t *testing.T) {
 	tests := []struct {
@@ -22,5 +25,17 @@ func TestQuitMessage(t *testing.T) {
 				t.Errorf("quitMessage(%t, %q) =\n  %q\nwant\n  %q", tt.running, tt.repaired, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDisconnectedMessage(t *testing.T) {
+	if got := disconnectedMessage(nil); got != "Not connected." {
+		t.Errorf("nothing repaired: %q", got)
+	}
+	got := disconnectedMessage([]string{"restored the DNS settings saved in /var/lib/kubectl-tele/netns-1", "removed the TUN device tele0"})
+	for _, want := range []string{"Not connected.", "daemon died", "restored the DNS settings saved in /var/lib/kubectl-tele/netns-1; removed the TUN device tele0."} {
+		if !strings.Contains(got, want) {
+			t.Errorf("repaired: %q does not say %q", got, want)
+		}
 	}
 }

@@ -46,12 +46,24 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ctl := session.NewControl(paths.ControlSocket())
-	st, err := ctl.Status(ctx)
+	st, err := ctl.Status(sctx)
 	if errors.Is(err, session.ErrNotRunning) {
 		st = &session.Status{Phase: "disconnected", LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
+		// No daemon, yet its DNS settings or device may be left: a crashed
+		// session's resolv.conf sends every lookup to a server that is no
+		// longer there first. status is what a user runs when names stop
+		// resolving, so it repairs that, as quit would (sudo may ask for
+		// a password; the helper's own timeout is quit's).
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		repaired, err := repairCrashed(rctx, paths, o.Streams.ErrOut)
+		if err != nil {
+			return err
+		}
+		st.Repaired = repaired
 	} else if err != nil {
 		return err
 	}
@@ -61,7 +73,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	if st.Phase == "disconnected" {
-		fmt.Fprintf(w, "Not connected.\nDaemon log:\t%s\nHelper log:\t%s\n", st.LogFile, st.HelperLogFile)
+		fmt.Fprintln(w, disconnectedMessage(st.Repaired))
+		fmt.Fprintf(w, "Daemon log:\t%s\nHelper log:\t%s\n", st.LogFile, st.HelperLogFile)
 		return nil
 	}
 	row := func(k, v string) {
@@ -83,7 +96,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	// Your intercepts, each with the requests it takes; list shows
 	// everyone's. Only a connected session can ask the manager.
 	if st.Phase == "connected" {
-		ics, err := ctl.List(ctx)
+		ics, err := ctl.List(sctx)
 		if err != nil {
 			row("Intercepts", "unknown: "+err.Error())
 		}
@@ -105,4 +118,13 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 func interceptLine(ic *teleproto.Intercept) string {
 	return fmt.Sprintf("%s: %s to %s/%s port %d reach localhost:%d", ic.GetName(), describeMatch(ic.GetHttpMatch()),
 		strings.ToLower(ic.GetWorkloadKind()), ic.GetWorkloadName(), ic.GetPort(), ic.GetLocalPort())
+}
+
+// disconnectedMessage is status's first line with no daemon running: what
+// it repaired of a session that died (repairCrashed), if anything.
+func disconnectedMessage(repaired []string) string {
+	if len(repaired) == 0 {
+		return "Not connected."
+	}
+	return "Not connected. A session ended without quit (its daemon died) and left its settings; repaired: " + strings.Join(repaired, "; ") + "."
 }

@@ -48,6 +48,9 @@ type Status struct {
 	// HelperRequest is what the plugin passes to the privileged helper
 	// while the daemon waits for its device (phase waiting-for-device).
 	HelperRequest json.RawMessage `json:"helperRequest,omitempty"`
+	// Repaired says what status repaired, with no daemon running, of a
+	// session that died without quit (phase disconnected).
+	Repaired []string `json:"repaired,omitempty"`
 }
 
 // DNS describes the session's resolver settings.

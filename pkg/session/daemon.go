@@ -361,10 +361,15 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	return resp.GetCluster(), nil
 }
 
+// remainInterval is how often the daemon sends Remain: five times within the
+// manager's default heartbeat timeout (manager.DefaultHeartbeatTimeout,
+// 10 s), which ends the session of a laptop gone silent.
+const remainInterval = 2 * time.Second
+
 // keepAlive sends Remain often enough for the manager's heartbeat timeout and
 // reconnects when the port-forward or the session is lost.
 func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error {
-	t := time.NewTicker(3 * time.Second)
+	t := time.NewTicker(remainInterval)
 	defer t.Stop()
 	for {
 		c, id := d.manager()

@@ -20,7 +20,9 @@ import (
 // dialsLoop answers the agents' connection requests for this laptop: each is
 // dialed to the laptop's local port and carried over a Tunnel stream.
 func (d *Daemon) dialsLoop(ctx context.Context) error {
-	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, 3*time.Second) {
+	// While no Dials stream is open the manager has the app serve this
+	// laptop's intercepts, so the stream is reopened soon (1 s at most).
+	for backoff := 200 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
 		c, id := d.manager()
 		if c != nil {
 			st, err := c.Dials(ctx, &teleproto.SessionRequest{SessionId: id})
@@ -62,10 +64,15 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 		return
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", req.GetLocalPort())
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	// A local server answers a SYN on loopback at once or not at all; the
+	// agent gives the whole dial 3 s (router.Config.LaptopDialTimeout).
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		d.log.Info("intercepted connection: nothing answers locally", "intercept", req.GetIntercept(), "addr", addr, "err", err)
-		tunnel.Fail(st, fmt.Errorf("nothing answers on the laptop's localhost:%d (intercept %s): start your local server there", req.GetLocalPort(), req.GetIntercept()))
+		// The laptop is here and the developer's server is not: the
+		// agent answers 502 saying so, rather than serve with the app.
+		tunnel.FailWith(st, fmt.Errorf("nothing answers on the laptop's localhost:%d (intercept %s): start your local server there", req.GetLocalPort(), req.GetIntercept()),
+			teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED)
 		st.CloseSend()
 		for { // until the manager ends the stream
 			if _, err := st.Recv(); err != nil {

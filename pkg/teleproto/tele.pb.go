@@ -169,6 +169,61 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
+// CloseReason tells an agent what a failed dial to a laptop means. Peers that
+// predate it send UNSPECIFIED, which agents treat as before (a 502).
+type CloseReason int32
+
+const (
+	CloseReason_CLOSE_REASON_UNSPECIFIED CloseReason = 0
+	// The laptop took the dial, but nothing answers on its local port: the
+	// developer's own server is down, and the client is told so.
+	CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED CloseReason = 1
+	// No laptop takes the dial: its daemon is gone (its Dials stream ended),
+	// it did not answer in time, or the intercept or session has ended.
+	CloseReason_CLOSE_REASON_LAPTOP_GONE CloseReason = 2
+)
+
+// Enum value maps for CloseReason.
+var (
+	CloseReason_name = map[int32]string{
+		0: "CLOSE_REASON_UNSPECIFIED",
+		1: "CLOSE_REASON_LOCAL_PORT_CLOSED",
+		2: "CLOSE_REASON_LAPTOP_GONE",
+	}
+	CloseReason_value = map[string]int32{
+		"CLOSE_REASON_UNSPECIFIED":       0,
+		"CLOSE_REASON_LOCAL_PORT_CLOSED": 1,
+		"CLOSE_REASON_LAPTOP_GONE":       2,
+	}
+)
+
+func (x CloseReason) Enum() *CloseReason {
+	p := new(CloseReason)
+	*p = x
+	return p
+}
+
+func (x CloseReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[3].Descriptor()
+}
+
+func (CloseReason) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[3]
+}
+
+func (x CloseReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CloseReason.Descriptor instead.
+func (CloseReason) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{3}
+}
+
 type CreateInterceptRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1603,8 +1658,12 @@ func (x *Open) GetAckDial() bool {
 }
 
 type Close struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// Why, where the receiver acts on it: an agent serves a request or
+	// connection with the app when the laptop is gone, and answers 502 when
+	// the laptop is there but nothing listens on its local port.
+	Reason        CloseReason `protobuf:"varint,2,opt,name=reason,proto3,enum=tele.v1.CloseReason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1644,6 +1703,13 @@ func (x *Close) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Close) GetReason() CloseReason {
+	if x != nil {
+		return x.Reason
+	}
+	return CloseReason_CLOSE_REASON_UNSPECIFIED
 }
 
 type DNSRequest struct {
@@ -1869,9 +1935,10 @@ const file_tele_proto_rawDesc = "" +
 	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\x12\x17\n" +
 	"\adial_id\x18\a \x01(\tR\x06dialId\x12!\n" +
 	"\fintercept_id\x18\b \x01(\tR\vinterceptId\x12\x19\n" +
-	"\back_dial\x18\t \x01(\bR\aackDial\"\x1d\n" +
+	"\back_dial\x18\t \x01(\bR\aackDial\"K\n" +
 	"\x05Close\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"A\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12,\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x14.tele.v1.CloseReasonR\x06reason\"A\n" +
 	"\n" +
 	"DNSRequest\x12\x1d\n" +
 	"\n" +
@@ -1888,7 +1955,11 @@ const file_tele_proto_rawDesc = "" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
-	"\fPROTOCOL_UDP\x10\x022\xd6\x04\n" +
+	"\fPROTOCOL_UDP\x10\x02*m\n" +
+	"\vCloseReason\x12\x1c\n" +
+	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eCLOSE_REASON_LOCAL_PORT_CLOSED\x10\x01\x12\x1c\n" +
+	"\x18CLOSE_REASON_LAPTOP_GONE\x10\x022\xd6\x04\n" +
 	"\aManager\x129\n" +
 	"\x06Arrive\x12\x16.tele.v1.ArriveRequest\x1a\x17.tele.v1.ArriveResponse\x12:\n" +
 	"\x06Remain\x12\x17.tele.v1.SessionRequest\x1a\x17.tele.v1.RemainResponse\x12:\n" +
@@ -1915,75 +1986,77 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tele_proto_goTypes = []any{
 	(AgentFeature)(0),               // 0: tele.v1.AgentFeature
 	(ProtocolVersion)(0),            // 1: tele.v1.ProtocolVersion
 	(Protocol)(0),                   // 2: tele.v1.Protocol
-	(*CreateInterceptRequest)(nil),  // 3: tele.v1.CreateInterceptRequest
-	(*Intercept)(nil),               // 4: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 5: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 6: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 7: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 8: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 9: tele.v1.AgentReport
-	(*PortConnections)(nil),         // 10: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 11: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 12: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 13: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 14: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 15: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 16: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 17: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 18: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 19: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 20: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 21: tele.v1.Open
-	(*Close)(nil),                   // 22: tele.v1.Close
-	(*DNSRequest)(nil),              // 23: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 24: tele.v1.DNSResponse
+	(CloseReason)(0),                // 3: tele.v1.CloseReason
+	(*CreateInterceptRequest)(nil),  // 4: tele.v1.CreateInterceptRequest
+	(*Intercept)(nil),               // 5: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 6: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 7: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 8: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 9: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 10: tele.v1.AgentReport
+	(*PortConnections)(nil),         // 11: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 12: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 13: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 14: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 15: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 16: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 17: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 18: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 19: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 20: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 21: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 22: tele.v1.Open
+	(*Close)(nil),                   // 23: tele.v1.Close
+	(*DNSRequest)(nil),              // 24: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 25: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	4,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	11, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	10, // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	5,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	12, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	11, // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
 	1,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
 	0,  // 4: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	13, // 5: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	14, // 5: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
 	1,  // 6: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
 	1,  // 7: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	16, // 8: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	21, // 9: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	22, // 10: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	17, // 8: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	22, // 9: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	23, // 10: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
 	2,  // 11: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	14, // 12: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	17, // 13: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	17, // 14: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	20, // 15: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	23, // 16: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	3,  // 17: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	5,  // 18: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	17, // 19: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	17, // 20: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	9,  // 21: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	20, // 22: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	15, // 23: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	18, // 24: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	19, // 25: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	20, // 26: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	24, // 27: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	4,  // 28: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	6,  // 29: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	7,  // 30: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	8,  // 31: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	12, // 32: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	20, // 33: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	3,  // 12: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	15, // 13: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	18, // 14: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	18, // 15: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	21, // 16: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	24, // 17: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	4,  // 18: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	6,  // 19: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	18, // 20: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	18, // 21: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	10, // 22: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	21, // 23: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	16, // 24: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	19, // 25: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	20, // 26: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	21, // 27: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	25, // 28: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	5,  // 29: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	7,  // 30: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	8,  // 31: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	9,  // 32: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	13, // 33: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	21, // 34: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2001,7 +2074,7 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -203,7 +203,12 @@ func HalfClose(st Stream) func() error {
 
 // Fail sends a Close carrying err.
 func Fail(st Stream, err error) error {
-	return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error()}}})
+	return FailWith(st, err, teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
+}
+
+// FailWith is Fail with the reason an agent acts on (see teleproto.CloseReason).
+func FailWith(st Stream, err error, reason teleproto.CloseReason) error {
+	return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error(), Reason: reason}}})
 }
 
 // Splice copies messages between two streams until both directions end; a

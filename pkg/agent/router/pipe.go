@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -12,27 +13,39 @@ import (
 // shut so it sees EOF, and the reverse direction goes on. prefix holds bytes
 // already read from client. pipe returns when both directions are done or
 // ctx is, and closes both connections.
+//
+// A route's connection whose laptop is gone (ErrLaptopGone) goes to the
+// application instead: nothing of it has been sent anywhere yet.
 func (r *Router) pipe(ctx context.Context, client net.Conn, prefix []byte, d *dest) {
-	up := r.dial(ctx, client, d)
-	if up == nil {
+	up, err := d.dialRaw(ctx)
+	if d.id != "" && errors.Is(err, ErrLaptopGone) && ctx.Err() == nil {
+		r.fellBack(d, client.RemoteAddr().String(), err)
+		d = r.app
+		up, err = d.dialRaw(ctx)
+	}
+	if err != nil {
+		r.dialFailed(client, d, err)
 		client.Close()
 		return
 	}
+	r.laptopBack(d)
 	r.splice(ctx, client, prefix, up, nil, d)
 }
 
-// dial connects to d for client within DialTimeout; a failure is counted
-// and logged, and gives nil.
+// dial connects to d for client within its bound; a failure is counted and
+// logged, and gives nil.
 func (r *Router) dial(ctx context.Context, client net.Conn, d *dest) net.Conn {
-	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
-	up, err := d.dialRaw(dctx)
-	cancel()
+	up, err := d.dialRaw(ctx)
 	if err != nil {
-		d.c.errors.Add(1)
-		r.log.Warn("cannot pass connection through", "client", client.RemoteAddr().String(), "to", d.name(), "err", err)
+		r.dialFailed(client, d, err)
 		return nil
 	}
 	return up
+}
+
+func (r *Router) dialFailed(client net.Conn, d *dest, err error) {
+	d.c.errors.Add(1)
+	r.log.Warn("cannot pass connection through", "client", client.RemoteAddr().String(), "to", d.name(), "err", err)
 }
 
 // splice is pipe with up already dialed; upFirst holds bytes already read

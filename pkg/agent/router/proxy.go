@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
@@ -19,10 +21,14 @@ import (
 // It owns an HTTP/1.1 and an h2c reverse proxy with their own transports, so
 // each request goes upstream in the protocol it arrived in.
 type dest struct {
-	id    string // intercept id; "" for the application
-	match match.Matcher
-	dial  func(ctx context.Context) (net.Conn, error)
-	c     *counters
+	id      string // intercept id; "" for the application
+	match   match.Matcher
+	dial    func(ctx context.Context) (net.Conn, error)
+	timeout time.Duration // bounds each dial
+	c       *counters
+	// gone: the last dial found the laptop gone, so fallbacks are logged
+	// once per outage rather than once per request.
+	gone atomic.Bool
 
 	h1, h2 *httputil.ReverseProxy
 	t1, t2 *http.Transport
@@ -35,15 +41,23 @@ func (d *dest) name() string {
 	return "intercept " + d.id
 }
 
+// dialRaw dials d within its bound. A laptop that does not answer within
+// it is taken for gone: the error then wraps ErrLaptopGone, unless ctx
+// itself ended (the client went away, or the router is stopping).
 func (d *dest) dialRaw(ctx context.Context) (net.Conn, error) {
-	c, err := d.dial(ctx)
-	if err != nil {
-		if d.id == "" {
-			return nil, err
-		}
-		return nil, &dialError{id: d.id, err: err}
+	dctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	c, err := d.dial(dctx)
+	if err == nil {
+		return c, nil
 	}
-	return c, nil
+	if d.id == "" {
+		return nil, err
+	}
+	if dctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, ErrLaptopGone) {
+		err = fmt.Errorf("%w: no answer within %s: %w", ErrLaptopGone, d.timeout, err)
+	}
+	return nil, &dialError{id: d.id, err: err}
 }
 
 func (d *dest) closeIdle() {
@@ -67,7 +81,8 @@ func (e *dialError) Unwrap() error { return e.err }
 func (r *Router) newAppDest() *dest {
 	dialer := &net.Dialer{Timeout: r.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	d := &dest{
-		c: r.counter(""),
+		c:       r.counter(""),
+		timeout: r.cfg.DialTimeout,
 		dial: func(ctx context.Context) (net.Conn, error) {
 			c, err := dialer.DialContext(ctx, "tcp", r.cfg.AppAddr)
 			if err != nil {
@@ -81,7 +96,7 @@ func (r *Router) newAppDest() *dest {
 }
 
 func (r *Router) newRouteDest(rt Route) *dest {
-	d := &dest{id: rt.ID, match: rt.Match, dial: rt.Dial, c: r.counter(rt.ID)}
+	d := &dest{id: rt.ID, match: rt.Match, dial: rt.Dial, timeout: r.cfg.LaptopDialTimeout, c: r.counter(rt.ID)}
 	// The host only names the transports' connection pool; the dial
 	// function ignores it.
 	r.initProxies(d, "laptop.invalid")
@@ -90,15 +105,92 @@ func (r *Router) newRouteDest(rt Route) *dest {
 
 func (r *Router) initProxies(d *dest, host string) {
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
-		defer cancel()
-		return d.dialRaw(ctx)
+		c, err := d.dialRaw(ctx)
+		if err == nil {
+			r.laptopBack(d)
+		}
+		return c, err
 	}
 	d.t1 = r.newTransport(dial, false)
 	d.t2 = r.newTransport(dial, true)
-	d.h1 = r.newReverseProxy(d, host, d.t1)
-	d.h2 = r.newReverseProxy(d, host, d.t2)
+	var t1, t2 http.RoundTripper = d.t1, d.t2
+	if d.id != "" {
+		t1 = &fallback{r: r, d: d, laptop: d.t1, app: r.app.t1}
+		t2 = &fallback{r: r, d: d, laptop: d.t2, app: r.app.t2}
+	}
+	d.h1 = r.newReverseProxy(d, host, t1)
+	d.h2 = r.newReverseProxy(d, host, t2)
 }
+
+// fallback sends a route's request to its laptop, and to the application
+// instead when the laptop is gone (ErrLaptopGone): the dial failed, so no
+// byte of the request went anywhere, and the application answers it as it
+// would have without the intercept. A request whose body the laptop's
+// transport began to read is never resent; the guard below tells.
+type fallback struct {
+	r           *Router
+	d           *dest
+	laptop, app http.RoundTripper
+}
+
+func (f *fallback) RoundTrip(req *http.Request) (*http.Response, error) {
+	out := req
+	var body *unsentBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &unsentBody{rc: req.Body}
+		out = req.WithContext(req.Context()) // a shallow copy
+		out.Body = body
+	}
+	resp, err := f.laptop.RoundTrip(out)
+	if err == nil || !errors.Is(err, ErrLaptopGone) || req.Context().Err() != nil || body.touched() {
+		return resp, err
+	}
+	f.r.fellBack(f.d, req.RemoteAddr, err)
+	toApp := req.WithContext(req.Context())
+	u := *req.URL
+	u.Host = f.r.cfg.AppAddr
+	toApp.URL = &u
+	f.r.app.c.requests.Add(1)
+	return f.app.RoundTrip(toApp)
+}
+
+// fellBack counts and logs traffic of d served by the application because
+// d's laptop is gone: a warning when an outage starts, then at debug level.
+func (r *Router) fellBack(d *dest, client string, err error) {
+	d.c.fallbacks.Add(1)
+	if !d.gone.Swap(true) {
+		r.log.Warn("the laptop of an intercept is gone; the app serves its traffic until it is back", "intercept", d.id, "client", client, "err", err)
+		return
+	}
+	r.log.Debug("served by the app: the laptop is gone", "intercept", d.id, "client", client, "err", err)
+}
+
+// laptopBack logs the end of an outage that fellBack logged, once d's
+// laptop took a connection again.
+func (r *Router) laptopBack(d *dest) {
+	if d.id != "" && d.gone.Swap(false) {
+		r.log.Info("the laptop of an intercept takes its traffic again", "intercept", d.id)
+	}
+}
+
+// unsentBody wraps a request body to learn whether a transport read it,
+// and keeps it open for a second transport: Close is the server's, when
+// the handler returns.
+type unsentBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *unsentBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *unsentBody) Close() error { return nil }
+
+// touched reports whether any of the body may have been sent; a nil body
+// never was.
+func (b *unsentBody) touched() bool { return b != nil && b.read.Load() }
 
 func (r *Router) newTransport(dial func(context.Context, string, string) (net.Conn, error), h2c bool) *http.Transport {
 	t := &http.Transport{
@@ -132,7 +224,7 @@ func (r *Router) newTransport(dial func(context.Context, string, string) (net.Co
 // them before the agent came, so they are put back as the client sent them.
 var forwardHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
-func (r *Router) newReverseProxy(d *dest, host string, t *http.Transport) *httputil.ReverseProxy {
+func (r *Router) newReverseProxy(d *dest, host string, t http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"

@@ -69,9 +69,20 @@ type Route struct {
 	Match match.Matcher
 	// Dial opens a connection to the laptop's local port for this intercept.
 	// It must return once ctx is done (Serve waits for it), and ctx bounds
-	// the dial only: the connection must outlive it.
+	// the dial only: the connection must outlive it. An error that wraps
+	// ErrLaptopGone means no laptop takes the connection: the router then
+	// serves the request (or the connection) with the application. Any
+	// other error means the laptop is there but failed the dial (nothing
+	// listens on its local port): a request gets a 502 saying so, as the
+	// developer should learn that their server is down.
 	Dial func(ctx context.Context) (net.Conn, error)
 }
+
+// ErrLaptopGone is what a Route's Dial wraps when the intercept has no
+// laptop to take the connection: its daemon died or lost its link (the
+// manager says so), or it did not answer within LaptopDialTimeout. The
+// workload's traffic must not wait for a laptop that is not coming back.
+var ErrLaptopGone = errors.New("the laptop of the intercept is gone")
 
 // Config tunes a Router. Zero fields take the defaults shown.
 type Config struct {
@@ -88,9 +99,14 @@ type Config struct {
 	// client of a server-first protocol gets its greeting this much later.
 	// Only used once header routes have been set. Default 2s.
 	PeekTimeout time.Duration
-	// DialTimeout bounds each dial to the application or to a laptop.
-	// Default 5s.
+	// DialTimeout bounds each dial to the application. Default 5s.
 	DialTimeout time.Duration
+	// LaptopDialTimeout bounds each dial to a laptop: one that has not
+	// answered by then is taken for gone (ErrLaptopGone), and the request
+	// is served by the application. A connected laptop answers within a
+	// few round trips through the manager; the manager gives up on a
+	// silent one sooner (1.5 s) and says why. Default 3s.
+	LaptopDialTimeout time.Duration
 	// IdleTimeout closes client HTTP connections that carry no request for
 	// this long. Default 2m.
 	IdleTimeout time.Duration
@@ -118,6 +134,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.PeekTimeout, 2*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
+	def(&c.LaptopDialTimeout, 3*time.Second)
 	def(&c.IdleTimeout, 2*time.Minute)
 	def(&c.ReadHeaderTimeout, 30*time.Second)
 	def(&c.UpstreamIdleTimeout, 90*time.Second)
@@ -250,6 +267,11 @@ type Counters struct {
 	// Errors counts requests answered 502 and connections that could not
 	// be dialed.
 	Errors uint64
+	// Fallbacks counts, for a route, the requests and connections that
+	// went to its laptop's route but were served by the application
+	// because the laptop was gone (ErrLaptopGone). They are counted in
+	// Requests or Conns here too, and again in the application's.
+	Fallbacks uint64
 }
 
 // Stats is a snapshot of the router's counters.
@@ -260,10 +282,10 @@ type Stats struct {
 	Routes map[string]Counters
 }
 
-type counters struct{ requests, conns, errors atomic.Uint64 }
+type counters struct{ requests, conns, errors, fallbacks atomic.Uint64 }
 
 func (c *counters) snapshot() Counters {
-	return Counters{Requests: c.requests.Load(), Conns: c.conns.Load(), Errors: c.errors.Load()}
+	return Counters{Requests: c.requests.Load(), Conns: c.conns.Load(), Errors: c.errors.Load(), Fallbacks: c.fallbacks.Load()}
 }
 
 // counter returns the live counters of one intercept, creating them. The

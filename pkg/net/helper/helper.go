@@ -182,8 +182,12 @@ func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error)
 			return err
 		}
 	}
-	// A device of that name left by a session that died goes first.
+	// A device of that name left by a session that died goes first, and
+	// its nameserver's fence.
 	if err := device.Remove(spec.Name); err != nil {
+		return err
+	}
+	if err := device.Unfence(); err != nil {
 		return err
 	}
 	f, err := device.Create(ctx, spec)
@@ -192,18 +196,27 @@ func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error)
 	}
 	defer f.Close() // the daemon holds its own copy once sent
 	log.Info("device created", "device", spec.Name, "addr", spec.Addr, "routes", spec.Routes)
+	// Lookups must not wait on our nameserver once the daemon is gone
+	// (see device.Fence): the laptop's own nameservers follow it.
+	if err := device.Fence(spec, rc.Nameserver); err != nil {
+		device.Remove(spec.Name)
+		device.Unfence()
+		return err
+	}
 	res, err := resolverFor(ctx, log)
 	if err != nil {
 		return err
 	}
 	if err := res.Apply(ctx, rc); err != nil {
 		device.Remove(spec.Name)
+		device.Unfence()
 		return fmt.Errorf("configure the resolver (%s): %w", res.Mode(), err)
 	}
 	defer func() {
 		if err != nil {
 			res.Restore(context.WithoutCancel(ctx))
 			device.Remove(spec.Name)
+			device.Unfence()
 		}
 	}()
 	log.Info("resolver configured", "mode", res.Mode(), "nameserver", rc.Nameserver, "search", rc.Search)
@@ -245,6 +258,11 @@ func Down(ctx context.Context, name string, log *slog.Logger) error {
 		errs = append(errs, fmt.Errorf("restore the resolver (%s): %w", res.Mode(), err))
 	}
 	if err := device.Remove(name); err != nil {
+		errs = append(errs, err)
+	}
+	// After the resolver: the fence is what keeps a dead session's
+	// resolver configuration from stalling lookups.
+	if err := device.Unfence(); err != nil {
 		errs = append(errs, err)
 	}
 	// Nothing is left to restore: the namespace's state folder goes too

@@ -84,12 +84,25 @@ func TestRenderResolvConf(t *testing.T) {
 			},
 		},
 		{
-			"original search kept after ours, original servers dropped, options merged",
-			"nameserver 192.168.1.1\nnameserver 8.8.8.8\nsearch corp.example.com cluster.local\noptions ndots:3 rotate edns0 timeout:2\n",
+			"original search kept after ours, original servers after ours, options merged",
+			"nameserver 192.168.1.1\nnameserver 8.8.8.8\nsearch corp.example.com cluster.local\noptions ndots:3 rotate edns0 timeout:2 attempts:5\n",
 			[]string{
 				"nameserver 100.64.0.53",
+				"nameserver 192.168.1.1",
+				"nameserver 8.8.8.8",
 				"search demo.svc.cluster.local svc.cluster.local cluster.local corp.example.com",
-				"options ndots:1 edns0 timeout:2",
+				"options ndots:1 timeout:1 attempts:2 edns0",
+			},
+		},
+		{
+			"glibc reads three servers: ours and the first two; ours is not repeated",
+			"nameserver 100.64.0.53\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n",
+			[]string{
+				"nameserver 100.64.0.53",
+				"nameserver 10.0.0.1",
+				"nameserver 10.0.0.2",
+				"search demo.svc.cluster.local svc.cluster.local cluster.local",
+				"options ndots:1 timeout:1 attempts:2",
 			},
 		},
 		{
@@ -97,8 +110,18 @@ func TestRenderResolvConf(t *testing.T) {
 			"nameserver 127.0.0.53\nsearch .\n",
 			[]string{
 				"nameserver 100.64.0.53",
+				"nameserver 127.0.0.53",
 				"search demo.svc.cluster.local svc.cluster.local cluster.local",
-				"options ndots:1",
+				"options ndots:1 timeout:1 attempts:2",
+			},
+		},
+		{
+			"no original server: the original timeout stays",
+			"options timeout:3\n",
+			[]string{
+				"nameserver 100.64.0.53",
+				"search demo.svc.cluster.local svc.cluster.local cluster.local",
+				"options ndots:1 timeout:3",
 			},
 		},
 	}
@@ -122,8 +145,8 @@ func TestRenderResolvConf(t *testing.T) {
 			}
 			// What we write must read back as what we meant.
 			back := ParseResolvConf(out)
-			if len(back.Nameservers) != 1 || back.Nameservers[0] != testCfg.Nameserver {
-				t.Errorf("nameservers read back as %v", back.Nameservers)
+			if len(back.Nameservers) == 0 || len(back.Nameservers) > maxNameservers || back.Nameservers[0] != testCfg.Nameserver {
+				t.Errorf("nameservers read back as %v, want ours first", back.Nameservers)
 			}
 		})
 	}
@@ -247,7 +270,7 @@ func TestResolvConfCrashRecovery(t *testing.T) {
 			if got := readFile(t, rc.BackupPath); got != tt.wantNew {
 				t.Errorf("backup after crash recovery:\n%q\nwant\n%q", got, tt.wantNew)
 			}
-			if got := readFile(t, path); !strings.Contains(got, "nameserver 100.64.0.54\n") || strings.Count(got, "nameserver") != 1 {
+			if got := readFile(t, path); ParseResolvConf([]byte(got)).Nameservers[0] != cfg.Nameserver || strings.Contains(got, testCfg.Nameserver.String()) {
 				t.Errorf("file after second Apply:\n%s", got)
 			}
 			if err := rc.Restore(ctx); err != nil {

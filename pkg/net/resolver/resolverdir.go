@@ -15,6 +15,13 @@ import (
 // ResolverDir configures the macOS resolver through /etc/resolver: one file
 // per routing domain sends names under it to our nameserver (resolver(5)).
 // Files are recognised as ours by Marker, so Restore needs no state.
+//
+// A session that dies without quit costs less here than with resolv.conf:
+// only names under our routing domains (the cluster domain, the
+// namespaces) are sent to our nameserver, and every other name keeps going
+// to the Mac's own resolvers, so the laptop's usual names resolve as
+// before; cluster names time out until `kubectl tele status` or `quit`
+// removes the files (compiled, not run: no Mac was available).
 type ResolverDir struct {
 	// Dir is /etc/resolver.
 	Dir string
