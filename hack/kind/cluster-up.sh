@@ -129,7 +129,22 @@ start etcd etcd --name tele --data-dir "$STATE/etcd" \
   --initial-cluster "tele=http://127.0.0.1:$ETCD_PEER_PORT"
 wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health" || die "etcd did not start: $STATE/logs/etcd.log"
 
+# Audit: the list requests of ServiceAccounts, at Metadata level, and
+# nothing else. The e2e tests count from it what a traffic manager asks of
+# the API server (TestManagerNoPolling: no periodic listing).
+cat >"$STATE/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+  verbs: [list]
+- level: None
+POLICY
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
+  --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/logs/audit.log" \
+  --audit-log-maxsize=100 --audit-log-maxbackup=1 \
   --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
   --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$API_PORT" \
   --service-cluster-ip-range="$SERVICE_CIDR" \

@@ -1,0 +1,111 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// auditEvent is what TestManagerNoPolling reads of an audit log line.
+type auditEvent struct {
+	Verb string `json:"verb"`
+	User struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ObjectRef struct {
+		Resource  string `json:"resource"`
+		Namespace string `json:"namespace"`
+	} `json:"objectRef"`
+	Received time.Time `json:"requestReceivedTimestamp"`
+}
+
+// lists returns the list requests user made from since on, from the API
+// server's audit log (hack/kind/cluster-up.sh logs ServiceAccounts' lists).
+func lists(t *testing.T, user string, since time.Time) []auditEvent {
+	t.Helper()
+	f, err := os.Open(filepath.Join(kindDir, ".cluster", "logs", "audit.log"))
+	if err != nil {
+		t.Fatalf("the API server's audit log (make cluster-up writes it): %v", err)
+	}
+	defer f.Close()
+	var out []auditEvent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e auditEvent
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.User.Username != user || e.Verb != "list" || e.Received.Before(since) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func byResource(es []auditEvent) map[string]int {
+	m := map[string]int{}
+	for _, e := range es {
+		m[e.ObjectRef.Resource]++
+	}
+	return m
+}
+
+// TestManagerNoPolling: the manager learns of pods from its informer, not by
+// listing them on a timer: over 60 s of an active intercept, with requests
+// flowing and a pod replaced, its ServiceAccount makes no list request; the
+// ones it made at start are the informer's first list and the discovery of
+// the cluster's CIDRs.
+func TestManagerNoPolling(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t, "polling", nil)
+	c.deployEcho(t, ns, "echo", 2)
+	ctx := ctxFor(t, 5*time.Minute)
+	l := newLaptop(t, 46)
+	u := newTeleUser(t, 46, nil)
+	dumpLogs(t, u)
+	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
+	start := time.Now().Add(-time.Second) // the audit log's clock is this machine's
+	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
+		t.Fatalf("connect: %v\n%s", err, out)
+	}
+	l.localServer(t, u, 7070, "LAPTOP")
+	if out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-dev=alice"); err != nil {
+		t.Fatalf("intercept: %v\n%s", err, out)
+	}
+	user := "system:serviceaccount:" + ns + ":" + managerJob
+	window := time.Now()
+	// Requests, and a pod deleted: its replacement gets an agent from the
+	// informer's event, with no list.
+	if who := served(t, c, ns, "-H", "x-dev=alice@0", "http://echo:8080/", "http://echo:8080/"); len(who) != 2 || who[0] != "LAPTOP" {
+		t.Fatalf("intercept not working: %v", who)
+	}
+	if err := c.client.CoreV1().Pods(ns).Delete(ctx, c.podsOf(t, ns, "echo")[0].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(window) < 60*time.Second {
+		served(t, c, ns, "-H", "x-dev=alice@0", "http://echo:8080/")
+		time.Sleep(5 * time.Second)
+	}
+	out, _ := l.tele(ctx, u, "list")
+	if !regexp.MustCompile(`(?m)^deployment/echo .* 2/2$`).MatchString(out) {
+		t.Errorf("list, want the intercept on both pods (the new one too):\n%s", out)
+	}
+	initial := lists(t, user, start)
+	during := lists(t, user, window)
+	t.Logf("the manager's list requests: %d at start %v; %d in the %s with an active intercept %v",
+		len(initial)-len(during), byResource(initial), len(during), time.Since(window).Round(time.Second), byResource(during))
+	if len(initial) == 0 {
+		t.Errorf("no list request of %s in the audit log: is auditing on?", user)
+	}
+	if len(during) != 0 {
+		t.Errorf("the manager listed while the intercept was active: %v", byResource(during))
+	}
+}
