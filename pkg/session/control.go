@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // Status is what the daemon reports on its control socket, and what

@@ -1,0 +1,106 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
+)
+
+// The hand-off with the privileged helper: the request it is given, and
+// the TUN device it passes back over a Unix socket.
+
+func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string) (json.RawMessage, error) {
+	dev, err := json.Marshal(device.Request{
+		Version:                 device.RequestVersion,
+		Name:                    DeviceName,
+		MTU:                     deviceMTU,
+		Addr:                    deviceAddr.String(),
+		Routes:                  prefixStrings(routes),
+		SocketPath:              cfg.Paths.HelperSocket(),
+		AllowConflictingSubnets: cfg.AllowConflictingSubnets,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(helper.Request{Device: dev, DNS: helper.DNSRequest{
+		Nameserver: dnsIP.String(), Search: search, Domains: []string{domain},
+	}})
+}
+
+// listenUnix listens on a socket only its user may use, replacing a stale
+// socket file a dead daemon left.
+func listenUnix(path string) (*net.UnixListener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("a daemon already listens on %s", path)
+	}
+	os.Remove(path)
+	old := umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// receiveDevice waits for the helper to hand over the TUN device.
+func receiveDevice(ctx context.Context, path string, quit <-chan struct{}) (devT tun.Device, mode string, err error) {
+	l, err := listenUnix(path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() { l.Close(); os.Remove(path) }()
+	// The user may be typing a sudo password: wait long, but not forever.
+	l.SetDeadline(time.Now().Add(5 * time.Minute))
+	stop := context.AfterFunc(ctx, func() { l.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	go func() {
+		select {
+		case <-quit:
+			l.SetDeadline(time.Unix(1, 0))
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, "", fmt.Errorf("wait for the TUN device from the helper: %w", err)
+		}
+		if err := device.CheckPeer(c, 0); err != nil { // only root hands us a device
+			c.Close()
+			continue
+		}
+		f, meta, err := device.ReceiveFile(c)
+		if err != nil {
+			c.Close()
+			return nil, "", err
+		}
+		tdev, err := device.Open(f)
+		if err != nil {
+			c.Close()
+			return nil, "", fmt.Errorf("open the TUN device: %w", err)
+		}
+		c.Write([]byte{1}) // the helper waits for this before it exits
+		c.Close()
+		var m struct {
+			DNSMode string `json:"dnsMode"`
+		}
+		json.Unmarshal(meta, &m)
+		return tdev, strings.TrimSpace(m.DNSMode), nil
+	}
+}
