@@ -2,14 +2,18 @@ package manager
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -133,5 +137,117 @@ func TestAwaitEndpointSlices(t *testing.T) {
 	s.awaitEndpointSlices(context.Background(), "web", port)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("waited %s for a slice that shows the port", d)
+	}
+}
+
+// TestServiceMechanism: the capability-free mechanism points exactly the
+// Service ports that lead to the intercepted container port at the agents'
+// port (by name, by number, or by the port itself when targetPort is
+// unset), records each original, and restores it: when the intercept goes,
+// and, for uninstall, from the annotations alone.
+func TestServiceMechanism(t *testing.T) {
+	agentPort := int32(AgentPort(8080))
+	echo := map[string]string{"app": "echo"}
+	svc := func(name string, sel map[string]string, ports ...corev1.ServicePort) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS}, Spec: corev1.ServiceSpec{Selector: sel, Ports: ports}}
+	}
+	slice := func(svc string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: svc + "-x", Namespace: testNS, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			Ports:      []discoveryv1.EndpointPort{{Port: &agentPort}},
+		}
+	}
+	byName := corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}
+	metrics := corev1.ServicePort{Name: "metrics", Port: 9090, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(9090)}
+	samePort := corev1.ServicePort{Port: 8080, Protocol: corev1.ProtocolTCP}
+	udp := corev1.ServicePort{Name: "dns", Port: 8080, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(8080)}
+	objects := func() []runtime.Object {
+		return []runtime.Object{
+			&corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Namespace: testNS, Labels: echo},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "echo", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}},
+				Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+			},
+			svc("web", echo, byName, metrics), svc("direct", echo, samePort, udp), svc("other", map[string]string{"app": "other"}, samePort),
+			slice("web"), slice("direct"),
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		only       []string
+		retargeted []string
+		code       codes.Code
+	}{
+		{"every Service leading to the port", nil, []string{"direct", "web"}, codes.OK},
+		{"only the one asked for", []string{"direct"}, []string{"direct"}, codes.OK},
+		{"none asked leads there", []string{"other"}, nil, codes.FailedPrecondition},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			client := newFakeClientset(objects()...)
+			cfg.Client = client
+			s, err := NewServer(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ic := testIntercept(t, alice, "echo", "echo", 8080)
+			ic.selector, ic.mech = labels.SelectorFromSet(echo), mechService
+			ctx := context.Background()
+			err = s.retargetServices(ctx, ic, tc.only)
+			if status.Code(err) != tc.code {
+				t.Fatalf("retarget: %v, want %v", err, tc.code)
+			}
+			if !slices.Equal(ic.services, tc.retargeted) {
+				t.Errorf("retargeted %v, want %v", ic.services, tc.retargeted)
+			}
+			get := func(name string) *corev1.Service {
+				o, err := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("services"), testNS, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return o.(*corev1.Service)
+			}
+			want := map[string][]intstr.IntOrString{
+				"web":    {byName.TargetPort, metrics.TargetPort},
+				"direct": {samePort.TargetPort, udp.TargetPort},
+				"other":  {samePort.TargetPort},
+			}
+			for _, name := range tc.retargeted {
+				want[name][0] = intstr.FromInt32(agentPort)
+			}
+			check := func(step string) {
+				t.Helper()
+				for name, ports := range want {
+					var got []intstr.IntOrString
+					for _, p := range get(name).Spec.Ports {
+						got = append(got, p.TargetPort)
+					}
+					if !slices.Equal(got, ports) {
+						t.Errorf("%s: Service %s targets %v, want %v", step, name, got, ports)
+					}
+				}
+			}
+			check("retargeted")
+			if len(tc.retargeted) == 0 {
+				return
+			}
+			// Uninstall, from the annotations alone, and the manager's own
+			// restore, each put back what was there.
+			want["web"][0], want["direct"][0] = byName.TargetPort, samePort.TargetPort
+			if err := RestoreServices(ctx, client, testNS); err != nil {
+				t.Fatal(err)
+			}
+			check("restored by uninstall")
+			if err := s.retargetServices(ctx, ic, tc.only); err != nil {
+				t.Fatal(err)
+			}
+			s.restoreServices(ctx, ic)
+			check("restored on leave")
+			for _, name := range tc.retargeted {
+				if a := get(name).Annotations; len(a) != 0 {
+					t.Errorf("Service %s keeps annotations %v", name, a)
+				}
+			}
+		})
 	}
 }
