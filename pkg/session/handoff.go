@@ -67,12 +67,15 @@ func receiveDevice(ctx context.Context, path string, quit <-chan struct{}) (devT
 	defer func() { l.Close(); os.Remove(path) }()
 	// The user may be typing a sudo password: wait long, but not forever.
 	l.SetDeadline(time.Now().Add(5 * time.Minute))
+	// Quit, or ctx, ends the wait; the goroutine ends with this function.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { l.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	go func() {
 		select {
 		case <-quit:
-			l.SetDeadline(time.Unix(1, 0))
+			cancel()
 		case <-ctx.Done():
 		}
 	}()

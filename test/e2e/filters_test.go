@@ -3,14 +3,8 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -36,7 +26,8 @@ func TestInterceptFilters(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "filters", nil)
 	c.deployEcho(t, ns, "echo", 2)
-	bin, image := buildFilterEcho(t)
+	// The echo app has the gRPC server and the clients (hack/kind/apps/echo).
+	bin, image := filepath.Join(kindDir, ".cache", "images", "echo"), echoImage
 	c.deployFilterEcho(t, ns, "grpc", image)
 	ctx := ctxFor(t, 15*time.Minute)
 
@@ -113,7 +104,7 @@ func TestInterceptFilters(t *testing.T) {
 		hdrs := []string{"-H", "x-dev=alice@1", "-H", "x-dev=alice@3", "-H", "x-dev=alice@4"}
 		want := []string{"LAPTOP", "echo-", "echo-", "LAPTOP-2", "LAPTOP", "echo-", "echo-", "echo-"}
 		for _, proto := range h2 {
-			args := append(append([]string{"/filterecho", "http"}, proto...), hdrs...)
+			args := append(append([]string{"/echo", "http"}, proto...), hdrs...)
 			for i := 0; i < len(reqs); i += 2 {
 				args = append(args, reqs[i], url+reqs[i+1])
 			}
@@ -124,14 +115,14 @@ func TestInterceptFilters(t *testing.T) {
 	t.Run("gRPC by method", func(t *testing.T) {
 		intercept(t, "requests with path /grpc.health.v1.Health/Check", ":path=/grpc.health.v1.Health/Check",
 			"deploy/grpc", "--name", "grpc-check", "--port", "7061:9000", "--http-path", "/grpc.health.v1.Health/Check")
-		who := c.runImage(t, ns, image, "/filterecho", "grpc", "grpc:9000", "check", "watch", "check", "watch", "watch", "check")
+		who := c.runImage(t, ns, image, "/echo", "grpc", "grpc:9000", "check", "watch", "check", "watch", "watch", "check")
 		checkServed(t, "gRPC Check by path", who, []string{"LAPTOP-GRPC", "grpc-", "LAPTOP-GRPC", "grpc-", "grpc-", "LAPTOP-GRPC"})
 	})
 
 	t.Run("gRPC by service", func(t *testing.T) {
 		intercept(t, "requests with path starting with /grpc.health.v1.Health/", ":path^=/grpc.health.v1.Health/",
 			"deploy/grpc", "--name", "grpc-health", "--port", "7061:9000", "--http-path-prefix", "/grpc.health.v1.Health/")
-		who := c.runImage(t, ns, image, "/filterecho", "grpc", "grpc:9000", "check", "watch", "check", "watch")
+		who := c.runImage(t, ns, image, "/echo", "grpc", "grpc:9000", "check", "watch", "check", "watch")
 		checkServed(t, "gRPC Health by prefix", who, []string{"LAPTOP-GRPC", "LAPTOP-GRPC", "LAPTOP-GRPC", "LAPTOP-GRPC"})
 	})
 
@@ -194,70 +185,14 @@ func (c *cluster) runImage(t *testing.T, ns, image string, command ...string) []
 	return whoAnswered(c.podLog(t, ns, c.startImage(t, ns, image, command...), true))
 }
 
-// buildFilterEcho builds test/e2e/filterecho for the laptop (the returned
-// path, runnable by every user) and, layered on the echo image, for pods
-// (the returned image, pushed to the cluster's registry).
-func buildFilterEcho(t *testing.T) (bin, image string) {
-	t.Helper()
-	dir := "/tmp/tele-e2e-filters"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin = filepath.Join(dir, "filterecho")
-	cmd := exec.Command("nice", "-n", "19", "go", "build", "-trimpath", "-o", bin, "./test/e2e/filterecho")
-	cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build filterecho: %v\n%s", err, out)
-	}
-	os.Chmod(bin, 0o755)
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	tw.WriteHeader(&tar.Header{Name: "filterecho", Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg})
-	tw.Write(b)
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := registryOptions(t)
-	base, err := name.ParseReference(echoImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo, err := remote.Image(base, opts...)
-	if err != nil {
-		t.Fatalf("pull %s: %v", echoImage, err)
-	}
-	img, err := mutate.AppendLayers(echo, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	image = openRegistry + "/e2e-filterecho:" + hex.EncodeToString(sum[:8])
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, opts...); err != nil {
-		t.Fatalf("push %s: %v", image, err)
-	}
-	return bin, image
-}
-
-// deployFilterEcho runs filterecho's gRPC server as a Deployment of one pod
+// deployFilterEcho runs the echo app's gRPC server as a Deployment of one pod
 // with a Service of the same name (gRPC on 9000), and waits for it to be
-// ready. Its clients wait for the Service's rules (filterecho grpc -wait).
+// ready. Its clients wait for the Service's rules (echo grpc -wait).
 func (c *cluster) deployFilterEcho(t *testing.T, ns, name, image string) {
 	t.Helper()
 	c.deploy(t, ns, name, 1, corev1.Container{
 		Image:   image,
-		Command: []string{"/filterecho", "serve", "-grpc", ":9000"},
+		Command: []string{"/echo", "grpc-serve", "-grpc", ":9000"},
 		Ports:   []corev1.ContainerPort{{Name: "grpc", ContainerPort: 9000, Protocol: corev1.ProtocolTCP}},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9000}},
@@ -266,12 +201,12 @@ func (c *cluster) deployFilterEcho(t *testing.T, ns, name, image string) {
 	})
 }
 
-// grpcServer runs filterecho's gRPC server on the laptop's localhost:port
+// grpcServer runs the echo app's gRPC server on the laptop's localhost:port
 // as u, the developer's process a gRPC intercept sends calls to.
 func (l *laptop) grpcServer(t *testing.T, u *teleUser, bin string, port int, name string) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command("ip", "netns", "exec", l.name, "runuser", "-u", u.name, "--", bin, "serve", "-grpc", addr, "-name", name)
+	cmd := exec.Command("ip", "netns", "exec", l.name, "runuser", "-u", u.name, "--", bin, "grpc-serve", "-grpc", addr, "-name", name)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

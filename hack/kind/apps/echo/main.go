@@ -35,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: echo serve|get|load|udp|bench|dns ...")
+		fmt.Fprintln(os.Stderr, "usage: echo serve|get|http|load|udp|bench|dns|grpc-serve|grpc ...")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -46,6 +46,12 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "get":
 		err = get(ctx, os.Args[2:])
+	case "http":
+		err = httpRequests(ctx, os.Args[2:])
+	case "grpc-serve":
+		err = grpcServe(ctx, os.Args[2:])
+	case "grpc":
+		err = grpcCalls(ctx, os.Args[2:])
 	case "load":
 		err = load(ctx, os.Args[2:])
 	case "udp":

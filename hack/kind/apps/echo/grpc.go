@@ -1,17 +1,15 @@
-// Command filterecho is what TestInterceptFilters needs beyond the echo
-// image: a gRPC server that says who answered, and clients that send gRPC
-// calls and HTTP requests of any method, each printing who answered. The
-// test builds it and runs it in a pod (an image layered on the echo image)
-// and on a laptop.
+package main
+
+// The gRPC server and clients, and the HTTP client of any method, that the
+// e2e tests of filters by method and path use (TestInterceptFilters):
 //
-//	filterecho serve -grpc ADDR -name NAME
-//	filterecho grpc [-wait D] ADDR check|watch...   (all calls on one connection)
-//	filterecho http [-h2c] [-H NAME=VALUE[@i]]... METHOD URL [METHOD URL]...   (all on one connection)
+//	echo grpc-serve -grpc ADDR -name NAME
+//	echo grpc [-wait D] ADDR check|watch...   (all calls on one connection)
+//	echo http [-h2c] [-H NAME=VALUE[@i]]... METHOD URL [METHOD URL]...   (all on one connection)
 //
 // Each client prints one line per call: the name of the server that
-// answered (the x-served-by header, which the echo app and this server set),
-// or "error: ...".
-package main
+// answered (the x-served-by header, which serve and grpc-serve set), or
+// "error: ...".
 
 import (
 	"context"
@@ -22,9 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,34 +32,10 @@ import (
 
 const servedBy = "x-served-by"
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: filterecho serve|grpc|http ...")
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = serve(ctx, os.Args[2:])
-	case "grpc":
-		err = grpcCalls(ctx, os.Args[2:])
-	case "http":
-		err = httpRequests(ctx, os.Args[2:])
-	default:
-		err = fmt.Errorf("unknown mode %q", os.Args[1])
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "filterecho:", err)
-		os.Exit(1)
-	}
-}
-
-// serve runs the gRPC health service, every service SERVING, with an
+// grpcServe runs the gRPC health service, every service SERVING, with an
 // x-served-by header on every call.
-func serve(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+func grpcServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("grpc-serve", flag.ExitOnError)
 	addr := fs.String("grpc", ":9000", "gRPC listen address")
 	name := fs.String("name", os.Getenv("POD_NAME"), "name to answer with")
 	fs.Parse(args)
@@ -83,7 +55,7 @@ func serve(ctx context.Context, args []string) error {
 		}),
 	)
 	healthpb.RegisterHealthServer(s, health.NewServer())
-	fmt.Fprintf(os.Stderr, "filterecho %s: grpc %s\n", *name, ln.Addr())
+	fmt.Fprintf(os.Stderr, "echo %s: grpc %s\n", *name, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		s.GracefulStop()
@@ -98,7 +70,7 @@ func grpcCalls(ctx context.Context, args []string) error {
 	wait := fs.Duration("wait", 30*time.Second, "how long the first call waits for the server to be reachable (at most 2m)")
 	fs.Parse(args)
 	if fs.NArg() < 2 || *wait <= 0 || *wait > 2*time.Minute {
-		return errors.New("usage: filterecho grpc [-wait D] ADDR check|watch...")
+		return errors.New("usage: echo grpc [-wait D] ADDR check|watch...")
 	}
 	cc, err := grpc.NewClient("passthrough:///"+fs.Arg(0), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -148,7 +120,7 @@ func httpRequests(ctx context.Context, args []string) error {
 	fs.Var(&hs, "H", "header NAME=VALUE for every request; NAME=VALUE@i for request i (from 0) only")
 	fs.Parse(args)
 	if fs.NArg() == 0 || fs.NArg()%2 != 0 {
-		return errors.New("usage: filterecho http [-h2c] METHOD URL [METHOD URL]...")
+		return errors.New("usage: echo http [-h2c] METHOD URL [METHOD URL]...")
 	}
 	tr := &http.Transport{MaxConnsPerHost: 1, DisableCompression: true}
 	if *h2c {
@@ -161,7 +133,7 @@ func httpRequests(ctx context.Context, args []string) error {
 		method, url := fs.Arg(i), fs.Arg(i+1)
 		var body io.Reader
 		if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
-			body = strings.NewReader("filterecho")
+			body = strings.NewReader("echo")
 		}
 		req, err := http.NewRequestWithContext(ctx, method, url, body)
 		if err != nil {
@@ -188,8 +160,3 @@ func httpRequests(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
-type headers []string
-
-func (h *headers) String() string     { return strings.Join(*h, ",") }
-func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
