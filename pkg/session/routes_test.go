@@ -44,8 +44,8 @@ func TestPlanRoutes(t *testing.T) {
 			want: []string{"10.96.0.0/17", "172.20.0.0/24"}, dns: "10.96.0.10",
 		},
 		{
-			name: "the DNS server is routed even when carved out",
-			info: &teleproto.ClusterInfo{ServiceCidrs: []string{"10.96.0.0/16"}, DnsServer: "10.96.0.10:53"},
+			name:  "the DNS server is routed even when carved out",
+			info:  &teleproto.ClusterInfo{ServiceCidrs: []string{"10.96.0.0/16"}, DnsServer: "10.96.0.10:53"},
 			never: pfx("10.96.0.0/24"),
 			want:  []string{"10.96.0.10/32", "10.96.1.0/24", "10.96.2.0/23", "10.96.4.0/22", "10.96.8.0/21", "10.96.16.0/20", "10.96.32.0/19", "10.96.64.0/18", "10.96.128.0/17"},
 			dns:   "10.96.0.10",
