@@ -287,23 +287,30 @@ func TestTwoDevelopersOneName(t *testing.T) {
 	wantCode(t, "Alice leaves echo again", err, codes.NotFound, "no intercept named echo")
 }
 
-// TestRoutesByID: two developers' echo intercepts reach the agents as two
-// routes, each keyed by its intercept's id, so each routes to its laptop.
-func TestRoutesByID(t *testing.T) {
+// serverWithEchoIntercepts returns a Server holding ics as attached
+// nftables intercepts of the pods labelled app=echo, each with a fresh id.
+func serverWithEchoIntercepts(t *testing.T, ics ...*intercept) *Server {
+	t.Helper()
 	s, err := NewServer(testConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(s.Close)
 	sel := labels.SelectorFromSet(labels.Set{"app": "echo"})
-	for _, ic := range []*intercept{
-		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"),
-	} {
+	for _, ic := range ics {
 		ic.id = newInterceptID(s.intercepts, ic.pb.Name, ic.pb.Owner)
 		ic.selector, ic.mech = sel, mechNftables
 		s.intercepts[ic.id] = ic
 	}
+	return s
+}
+
+// TestRoutesByID: two developers' echo intercepts reach the agents as two
+// routes, each keyed by its intercept's id, so each routes to its laptop.
+func TestRoutesByID(t *testing.T) {
+	s := serverWithEchoIntercepts(t,
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
 	routes := s.routesFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}, &teleproto.AgentHello{})
 	if len(routes) != 2 {
 		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
@@ -323,19 +330,9 @@ func TestRoutesByID(t *testing.T) {
 // (an older image, still in its pod) is sent only the routes it can apply:
 // a path filter would make it refuse every route.
 func TestOlderAgentRoutes(t *testing.T) {
-	s, err := NewServer(testConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sel := labels.SelectorFromSet(labels.Set{"app": "echo"})
-	for _, ic := range []*intercept{
+	s := serverWithEchoIntercepts(t,
 		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testIntercept(t, bob, "echo", "echo", 8080, ":path^=/api/"),
-	} {
-		ic.selector, ic.mech = sel, mechNftables
-		s.intercepts[ic.id] = ic
-	}
+		testIntercept(t, bob, "echo", "echo", 8080, ":path^=/api/"))
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
 	for _, tc := range []struct {
 		hello *teleproto.AgentHello
