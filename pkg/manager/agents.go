@@ -495,23 +495,20 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 			break
 		}
 		name = agentName(fresh)
-		fresh.Spec.EphemeralContainers = append(fresh.Spec.EphemeralContainers, s.agentSpec(name, withCaps, newPod, addr))
-		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, fresh, metav1.UpdateOptions{})
+		err = addEphemeralContainer(ctx, pods, fresh, s.agentSpec(name, withCaps, newPod, addr))
 		switch {
 		case err == nil:
 		case apierrors.IsConflict(err):
 			continue
 		case withCaps && (apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) && strings.Contains(err.Error(), "PodSecurity"):
+			// Pod Security admission's Status carries no cause or detail
+			// that names it; its message is the only mark it leaves.
 			s.log.Info("Pod Security forbids NET_ADMIN: using the Service mechanism", "pod", pod.Name, "err", err)
 			withCaps = false
 			continue
+		case noEphemeralContainers(err):
+			return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
 		case apierrors.IsNotFound(err):
-			// An API server without the subresource answers 404 too
-			// ("the server could not find the requested resource"),
-			// as it does for a pod that is gone: the pod tells which.
-			if _, gerr := pods.Get(ctx, pod.Name, metav1.GetOptions{}); gerr == nil {
-				return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
-			}
 			return "", status.Errorf(codes.Unavailable, "pod %s/%s went away while its agent was being added: %v", s.cfg.Namespace, pod.Name, err)
 		default:
 			return "", status.Errorf(codes.Unavailable, "add the agent to pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)

@@ -660,12 +660,12 @@ func TestRunRejectsNonLoopback(t *testing.T) {
 func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
 	cfg := testConfig(t)
 	client := cfg.Client.(*fake.Clientset)
-	client.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() != "ephemeralcontainers" {
 			return false, nil, nil
 		}
 		// What client-go makes of an old API server's 404 page.
-		return true, nil, apierrors.NewGenericServerResponse(404, "PUT", schema.GroupResource{Resource: "pods"}, "web", "404 page not found", 0, true)
+		return true, nil, apierrors.NewGenericServerResponse(404, "PATCH", schema.GroupResource{Resource: "pods"}, "web", "404 page not found", 0, true)
 	})
 	s, err := NewServer(cfg)
 	if err != nil {

@@ -55,10 +55,11 @@ func Role(namespace, name string) *rbacv1.Role {
 			},
 			{
 				// Intercepts add the agent as an ephemeral container, as
-				// kubectl debug does, without restarting the pod.
+				// kubectl debug does (one patch of the subresource),
+				// without restarting the pod.
 				APIGroups: []string{""},
 				Resources: []string{"pods/ephemeralcontainers"},
-				Verbs:     []string{"update"},
+				Verbs:     []string{"patch"},
 			},
 			{
 				// Intercepts resolve deploy/x, rs/x and sts/x to their pods.
