@@ -17,9 +17,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
@@ -387,102 +384,6 @@ func pullSecrets(names []string) []corev1.LocalObjectReference {
 	return refs
 }
 
-// waitForPod watches the Job's pods until one is running, and fails fast on
-// what will not resolve by waiting (image missing, config errors, crashes).
-func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, error) {
-	pods := o.Client.CoreV1().Pods(o.Namespace)
-	sel := jobPodSelector
-	last := ""
-	step := func(s string) {
-		if s != last {
-			o.progress("%s", s)
-			last = s
-		}
-	}
-	for {
-		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return nil, explain(err, "list", "pods", o.Namespace)
-		}
-		for i := range list.Items {
-			p := &list.Items[i]
-			// A pod of a Job of the same name that was replaced is not ours.
-			if p.DeletionTimestamp != nil || !metav1.IsControlledBy(p, job) {
-				continue
-			}
-			done, err := podState(p, step)
-			if err != nil || done {
-				return p, err
-			}
-		}
-		if len(list.Items) == 0 {
-			step("waiting for the manager pod to be created")
-		}
-		// A Job that has finished makes no more pods: a manager that exits
-		// 0 (it does on SIGTERM, so a deleted pod) completes it. Look at the
-		// Job between short watches, so that is seen within seconds.
-		if err := jobRunning(ctx, o, job); err != nil {
-			return nil, err
-		}
-		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-		w, err := pods.Watch(wctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion, FieldSelector: fields.Everything().String()})
-		var p *corev1.Pod
-		if err == nil {
-			p, err = watchPods(wctx, w, job, step)
-			w.Stop()
-		} else if wctx.Err() != nil {
-			err = nil // the short watch's time ran out as it started
-		} else {
-			err = explain(err, "watch", "pods", o.Namespace)
-		}
-		wcancel()
-		if p != nil || err != nil {
-			return p, err
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for the manager pod: %w (last step: see above; kubectl describe pod -l batch.kubernetes.io/job-name=%s)", ctx.Err(), Name)
-		}
-		// The short watch ended: look at the Job, list again.
-	}
-}
-
-// jobRunning returns errJobEnded if job has finished or is gone.
-func jobRunning(ctx context.Context, o Options, job *batchv1.Job) error {
-	cur, err := o.Client.BatchV1().Jobs(o.Namespace).Get(ctx, Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return errJobEnded
-	case err != nil:
-		return explain(err, "get", "jobs.batch", o.Namespace)
-	case cur.UID != job.UID || jobFinished(cur):
-		return errJobEnded
-	}
-	return nil
-}
-
-// watchPods follows w until the manager pod runs (or fails for good), the
-// watch closes, or ctx ends; the last two return nil, nil.
-func watchPods(ctx context.Context, w watch.Interface, job *batchv1.Job, step func(string)) (*corev1.Pod, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return nil, nil
-			}
-			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod || ev.Type == watch.Deleted || p.DeletionTimestamp != nil || !metav1.IsControlledBy(p, job) {
-				continue
-			}
-			done, err := podState(p, step)
-			if err != nil || done {
-				return p, err
-			}
-		}
-	}
-}
-
 // Waiting reasons that do not resolve by themselves.
 var fatalReasons = map[string]string{
 	"ErrImagePull":               "the image cannot be pulled",
@@ -557,24 +458,6 @@ func deleteJobOf(ctx context.Context, c kubernetes.Interface, job *batchv1.Job, 
 		return nil
 	}
 	return explain(err, "delete", "jobs.batch", job.Namespace)
-}
-
-// waitGone waits until the Job with uid is gone from ns.
-func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.UID) error {
-	for {
-		j, err := c.BatchV1().Jobs(ns).Get(ctx, Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && j.UID != uid) {
-			return nil
-		}
-		if err != nil {
-			return explain(err, "get", "jobs.batch", ns)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the old manager Job %s/%s is not going away: %w", ns, Name, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // Remove deletes the manager and everything Ensure made for it in ns.

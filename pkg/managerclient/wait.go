@@ -1,0 +1,184 @@
+package managerclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
+)
+
+// waitForPod watches the Job's pods until one is running, and fails fast on
+// what will not resolve by waiting (image missing, config errors, crashes).
+// Meanwhile it watches the Job: one that finishes or goes makes no more
+// pods, and the wait ends with errJobEnded.
+func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobDone := make(chan struct{})
+	go func() {
+		defer close(jobDone)
+		err := untilJob(ctx, o.Client, o.Namespace, func(j *batchv1.Job) bool {
+			return j == nil || j.UID != job.UID || jobFinished(j)
+		})
+		if err == nil {
+			err = errJobEnded
+		}
+		cancel(err) // ends the pods' wait, unless that ended first
+	}()
+	defer func() { cancel(nil); <-jobDone }()
+
+	last := ""
+	step := func(s string) {
+		if s != last {
+			o.progress("%s", s)
+			last = s
+		}
+	}
+	var pod *corev1.Pod
+	ours := func(p *corev1.Pod) bool {
+		// A pod of a Job of the same name that was replaced is not ours.
+		return p.DeletionTimestamp == nil && metav1.IsControlledBy(p, job)
+	}
+	check := func(p *corev1.Pod) (bool, error) {
+		done, err := podState(p, step)
+		if done || err != nil {
+			pod = p
+		}
+		return done, err
+	}
+	pods := o.Client.CoreV1().Pods(o.Namespace)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.LabelSelector = jobPodSelector
+			return pods.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = jobPodSelector
+			return pods.Watch(ctx, opts)
+		},
+	}
+	err := until(ctx, cancel, lw, o.Client, &corev1.Pod{}, "pods", o.Namespace,
+		func(store cache.Store) (bool, error) {
+			mine := 0
+			for _, obj := range store.List() {
+				if p := obj.(*corev1.Pod); ours(p) {
+					mine++
+					if done, err := check(p); done || err != nil {
+						return true, err
+					}
+				}
+			}
+			if mine == 0 {
+				step("waiting for the manager pod to be created")
+			}
+			return false, nil
+		},
+		func(ev watch.Event) (bool, error) {
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod || ev.Type == watch.Deleted || !ours(p) {
+				return false, nil
+			}
+			return check(p)
+		})
+	switch {
+	case errors.Is(err, errJobEnded):
+		return nil, errJobEnded
+	case err != nil && ctx.Err() != nil && context.Cause(ctx) == ctx.Err():
+		return nil, fmt.Errorf("waiting for the manager pod: %w (last step: see above; kubectl describe pod -l %s)", err, jobPodSelector)
+	case err != nil:
+		return nil, err
+	}
+	return pod, nil
+}
+
+// waitGone waits until the Job with uid is gone from ns.
+func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.UID) error {
+	err := untilJob(ctx, c, ns, func(j *batchv1.Job) bool { return j == nil || j.UID != uid })
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("the old manager Job %s/%s is not going away: %w", ns, Name, err)
+	}
+	return err
+}
+
+// untilJob waits until gone holds for the manager Job of ns as it is (nil:
+// there is none).
+func untilJob(ctx context.Context, c kubernetes.Interface, ns string, gone func(*batchv1.Job) bool) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := c.BatchV1().Jobs(ns)
+	byName := fields.OneTermEqualSelector("metadata.name", Name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.FieldSelector = byName
+			return jobs.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = byName
+			return jobs.Watch(ctx, opts)
+		},
+	}
+	return until(ctx, cancel, lw, c, &batchv1.Job{}, "jobs.batch", ns,
+		func(store cache.Store) (bool, error) {
+			for _, obj := range store.List() {
+				if j := obj.(*batchv1.Job); j.Name == Name {
+					return gone(j), nil
+				}
+			}
+			return gone(nil), nil
+		},
+		func(ev watch.Event) (bool, error) {
+			j, isJob := ev.Object.(*batchv1.Job)
+			if !isJob || j.Name != Name {
+				return false, nil
+			}
+			if ev.Type == watch.Deleted {
+				return gone(nil), nil
+			}
+			return gone(j), nil
+		})
+}
+
+// until is client-go's watchtools.UntilWithSync, as kubectl wait uses it: an
+// informer on lw, pre on its first full list, then cond on each event, with
+// relists after a watch breaks. Its reflector retries a failed list or
+// watch forever and only logs why; a refusal that retrying cannot mend
+// (Forbidden, Unauthorized) ends the wait here instead (through cancel, the
+// cancel of ctx), with an error that says which verb the user lacks. The
+// reflector's logs are dropped: errors that matter come back as errors.
+// client is the clientset, which tells the reflector whether
+// it can stream the initial list as a watch (a fake clientset cannot).
+func until(ctx context.Context, cancel context.CancelCauseFunc, lw *cache.ListWatch, client any, obj runtime.Object, resource, ns string, pre watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
+	fatal := func(verb string, err error) error {
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			cancel(explain(err, verb, resource, ns))
+		}
+		return err
+	}
+	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		o, err := list(ctx, opts)
+		return o, fatal("list", err)
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, opts)
+		return w, fatal("watch", err)
+	}
+	_, err := watchtools.UntilWithSync(klog.NewContext(ctx, logr.Discard()), cache.ToListWatcherWithWatchListSemantics(lw, client), obj, pre, cond)
+	if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
+		return cause
+	}
+	return err
+}
