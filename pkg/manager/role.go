@@ -72,7 +72,7 @@ func Role(namespace, name string) *rbacv1.Role {
 				// EndpointSlices show the agents' port.
 				APIGroups: []string{"discovery.k8s.io"},
 				Resources: []string{"endpointslices"},
-				Verbs:     []string{"list"},
+				Verbs:     []string{"list", "watch"},
 			},
 		},
 	}

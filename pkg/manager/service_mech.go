@@ -13,8 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
 )
 
 // AnnotOriginalTargetPort (+ the port name) records a retargeted Service port's original targetPort,
@@ -84,22 +87,24 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []str
 func (s *Server) awaitEndpointSlices(ctx context.Context, name string, port int32) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	sel := metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name}
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		slices, err := s.cfg.Client.DiscoveryV1().EndpointSlices(s.cfg.Namespace).List(ctx, sel)
-		if err != nil {
-			return false, nil // retried until the timeout; logged below
-		}
-		if len(slices.Items) == 0 {
-			return false, nil
-		}
-		for _, sl := range slices.Items {
-			if !hasPort(sl.Ports, port) {
-				return false, nil
+	slices := s.cfg.Client.DiscoveryV1().EndpointSlices(s.cfg.Namespace)
+	sel := discoveryv1.LabelServiceName + "=" + name
+	lw := kubewait.ListWatch(slices.List, slices.Watch, func(o *metav1.ListOptions) { o.LabelSelector = sel })
+	// All slices must show the port: the condition looks at the whole store
+	// (the informer's view of the Service's slices), not at one event.
+	var store cache.Store
+	allShow := func() bool {
+		items := store.List()
+		for _, obj := range items {
+			if !hasPort(obj.(*discoveryv1.EndpointSlice).Ports, port) {
+				return false
 			}
 		}
-		return true, nil
-	})
+		return len(items) > 0
+	}
+	err := kubewait.Until(ctx, lw, s.cfg.Client, &discoveryv1.EndpointSlice{},
+		func(st cache.Store) (bool, error) { store = st; return allShow(), nil },
+		func(watch.Event) (bool, error) { return allShow(), nil })
 	if err != nil {
 		s.log.Warn("the Service's EndpointSlices do not show the agents' port yet; traffic may reach the app directly for a while", "service", name, "port", port, "err", err)
 	}

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,8 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
 	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/klog/v2"
 )
 
 // waitForPod watches the Job's pods until one is running, and fails fast on
@@ -60,17 +59,8 @@ func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, 
 		return done, err
 	}
 	pods := o.Client.CoreV1().Pods(o.Namespace)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.LabelSelector = jobPodSelector
-			return pods.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.LabelSelector = jobPodSelector
-			return pods.Watch(ctx, opts)
-		},
-	}
-	err := until(ctx, cancel, lw, o.Client, &corev1.Pod{}, "pods", o.Namespace,
+	lw := kubewait.ListWatch(pods.List, pods.Watch, func(o *metav1.ListOptions) { o.LabelSelector = jobPodSelector })
+	err := until(ctx, lw, o.Client, &corev1.Pod{}, "pods", o.Namespace,
 		func(store cache.Store) (bool, error) {
 			mine := 0
 			for _, obj := range store.List() {
@@ -116,21 +106,10 @@ func waitGone(ctx context.Context, c kubernetes.Interface, ns string, uid types.
 // untilJob waits until gone holds for the manager Job of ns as it is (nil:
 // there is none).
 func untilJob(ctx context.Context, c kubernetes.Interface, ns string, gone func(*batchv1.Job) bool) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	jobs := c.BatchV1().Jobs(ns)
 	byName := fields.OneTermEqualSelector("metadata.name", Name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.FieldSelector = byName
-			return jobs.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = byName
-			return jobs.Watch(ctx, opts)
-		},
-	}
-	return until(ctx, cancel, lw, c, &batchv1.Job{}, "jobs.batch", ns,
+	lw := kubewait.ListWatch(jobs.List, jobs.Watch, func(o *metav1.ListOptions) { o.FieldSelector = byName })
+	return until(ctx, lw, c, &batchv1.Job{}, "jobs.batch", ns,
 		func(store cache.Store) (bool, error) {
 			for _, obj := range store.List() {
 				if j := obj.(*batchv1.Job); j.Name == Name {
@@ -151,34 +130,12 @@ func untilJob(ctx context.Context, c kubernetes.Interface, ns string, gone func(
 		})
 }
 
-// until is client-go's watchtools.UntilWithSync, as kubectl wait uses it: an
-// informer on lw, pre on its first full list, then cond on each event, with
-// relists after a watch breaks. Its reflector retries a failed list or
-// watch forever and only logs why; a refusal that retrying cannot mend
-// (Forbidden, Unauthorized) ends the wait here instead (through cancel, the
-// cancel of ctx), with an error that says which verb the user lacks. The
-// reflector's logs are dropped: errors that matter come back as errors.
-// client is the clientset, which tells the reflector whether
-// it can stream the initial list as a watch (a fake clientset cannot).
-func until(ctx context.Context, cancel context.CancelCauseFunc, lw *cache.ListWatch, client any, obj runtime.Object, resource, ns string, pre watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
-	fatal := func(verb string, err error) error {
-		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-			cancel(explain(err, verb, resource, ns))
-		}
-		return err
-	}
-	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
-	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		o, err := list(ctx, opts)
-		return o, fatal("list", err)
-	}
-	lw.WatchFuncWithContext = func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-		w, err := watchFn(ctx, opts)
-		return w, fatal("watch", err)
-	}
-	_, err := watchtools.UntilWithSync(klog.NewContext(ctx, logr.Discard()), cache.ToListWatcherWithWatchListSemantics(lw, client), obj, pre, cond)
-	if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
-		return cause
+// until is kubewait.Until, with a refusal explained as what the user must
+// ask for.
+func until(ctx context.Context, lw *cache.ListWatch, clientset any, obj runtime.Object, resource, ns string, pre watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
+	err := kubewait.Until(ctx, lw, clientset, obj, pre, cond)
+	if r, ok := errors.AsType[*kubewait.RefusedError](err); ok {
+		return explain(r.Err, r.Verb, resource, ns)
 	}
 	return err
 }
