@@ -48,8 +48,8 @@ func (d *Daemon) ensureManager(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.cfg.Manager = *m
-	d.status.ManagerPod = m.Pod
 	d.mu.Unlock()
+	d.update(func(s *teleproto.DaemonStatus) { s.ManagerPod = m.Pod })
 	return nil
 }
 
@@ -80,7 +80,9 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 		d.log.Info("intercept restored", "intercept", r.GetName())
 	}
 	if len(lost) > 0 {
-		d.update(func(s *Status) { s.Error = "intercepts ended by a manager restart: " + strings.Join(lost, "; ") })
+		d.update(func(s *teleproto.DaemonStatus) {
+			s.Error = "intercepts ended by a manager restart: " + strings.Join(lost, "; ")
+		})
 	}
 }
 
@@ -130,9 +132,11 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	d.mu.Lock()
 	old := d.client
 	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
-	d.status.Session = resp.GetSessionId()
-	d.status.ManagerVersion = resp.GetManagerVersion()
 	d.mu.Unlock()
+	d.update(func(s *teleproto.DaemonStatus) {
+		s.Session = resp.GetSessionId()
+		s.ManagerVersion = resp.GetManagerVersion()
+	})
 	if old != nil {
 		old.Close()
 	}
@@ -167,7 +171,7 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 				continue
 			}
 		}
-		d.update(func(s *Status) { s.Phase = "reconnecting" })
+		d.setPhase(teleproto.ConnectPhase_CONNECT_PHASE_RECONNECTING)
 		for backoff := 300 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
 			if d.resume(ctx) {
 				break
@@ -184,7 +188,7 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 			if inc := (*managerclient.IncompatibleError)(nil); errors.As(err, &inc) {
 				// Another version's manager took the namespace while ours was
 				// gone: say so in status, and keep trying (it may be uninstalled).
-				d.update(func(s *Status) { s.Error = err.Error() })
+				d.update(func(s *teleproto.DaemonStatus) { s.Error = err.Error() })
 			}
 			select {
 			case <-ctx.Done():
@@ -192,6 +196,6 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 			case <-time.After(backoff):
 			}
 		}
-		d.update(func(s *Status) { s.Phase = "connected" })
+		d.setPhase(teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED)
 	}
 }
