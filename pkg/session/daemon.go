@@ -70,6 +70,11 @@ type Daemon struct {
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once
+	// heartbeat is how often keepAlive sends Remain (remainInterval), and
+	// redial one attempt to get the session back (redialManager): tests
+	// shorten and replace them.
+	heartbeat time.Duration
+	redial    func(context.Context) error
 	// intercepts are this session's, by name (unique per session, not per
 	// namespace), to create again on a new manager.
 	intercepts map[string]*teleproto.CreateInterceptRequest
@@ -88,7 +93,8 @@ func Run(ctx context.Context, cfg Config) error {
 // newDaemon is a daemon in phase starting.
 func newDaemon(cfg Config) *Daemon {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{}), changed: make(chan struct{}),
-		intercepts: map[string]*teleproto.CreateInterceptRequest{}}
+		heartbeat: remainInterval, intercepts: map[string]*teleproto.CreateInterceptRequest{}}
+	d.redial = d.redialManager
 	d.status = &teleproto.DaemonStatus{
 		Version: teleproto.CurrentControlVersion, Phase: teleproto.ConnectPhase_CONNECT_PHASE_STARTING,
 		Pid: int32(os.Getpid()), Context: cfg.Context, Server: cfg.RESTConfig.Host,
