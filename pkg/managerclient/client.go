@@ -32,7 +32,7 @@ type Client struct {
 
 // Dial opens a port-forward to the manager pod and a gRPC connection on it.
 func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m *Manager) (*Client, error) {
-	pf, err := DialPortForward(ctx, cfg, client, m.Namespace, m.Pod, ManagerPort)
+	pf, err := DialPortForward(ctx, cfg, client, m.Namespace, m.Pod, teleproto.ManagerPort)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,21 @@ type controlServer struct {
 	life context.Context
 }
 
+// checkVersion refuses a unary call of a plugin of another control
+// version: every request carries one. Quit passes whatever it carries.
+func (s *controlServer) checkVersion(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if r, ok := req.(interface {
+		GetVersion() teleproto.ControlVersion
+	}); ok && info.FullMethod != teleproto.Daemon_Quit_FullMethodName {
+		if err := s.checkPluginVersion(r.GetVersion()); err != nil {
+			return nil, err
+		}
+	} else if !ok {
+		return nil, status.Errorf(codes.Internal, "%s: a request without a version", info.FullMethod)
+	}
+	return handler(ctx, req)
+}
+
 // checkPluginVersion refuses a plugin of another control version.
 func (s *controlServer) checkPluginVersion(v teleproto.ControlVersion) error {
 	if v != teleproto.CurrentControlVersion {
@@ -33,10 +48,7 @@ func (s *controlServer) checkPluginVersion(v teleproto.ControlVersion) error {
 	return nil
 }
 
-func (s *controlServer) Status(_ context.Context, r *teleproto.StatusRequest) (*teleproto.DaemonStatus, error) {
-	if err := s.checkPluginVersion(r.GetVersion()); err != nil {
-		return nil, err
-	}
+func (s *controlServer) Status(context.Context, *teleproto.StatusRequest) (*teleproto.DaemonStatus, error) {
 	st, _ := s.d.snapshot()
 	return st, nil
 }
@@ -61,9 +73,6 @@ func (s *controlServer) Watch(r *teleproto.StatusRequest, stream grpc.ServerStre
 }
 
 func (s *controlServer) Intercept(ctx context.Context, r *teleproto.InterceptRequest) (*teleproto.Intercept, error) {
-	if err := s.checkPluginVersion(r.GetVersion()); err != nil {
-		return nil, err
-	}
 	c, id, err := s.d.connectedManager()
 	if err != nil {
 		return nil, err
@@ -85,9 +94,6 @@ func (s *controlServer) Intercept(ctx context.Context, r *teleproto.InterceptReq
 }
 
 func (s *controlServer) Leave(ctx context.Context, r *teleproto.LeaveRequest) (*teleproto.LeaveResponse, error) {
-	if err := s.checkPluginVersion(r.GetVersion()); err != nil {
-		return nil, err
-	}
 	c, id, err := s.d.connectedManager()
 	if err != nil {
 		return nil, err
@@ -101,10 +107,7 @@ func (s *controlServer) Leave(ctx context.Context, r *teleproto.LeaveRequest) (*
 	return &teleproto.LeaveResponse{}, nil
 }
 
-func (s *controlServer) List(ctx context.Context, r *teleproto.ListRequest) (*teleproto.ListInterceptsResponse, error) {
-	if err := s.checkPluginVersion(r.GetVersion()); err != nil {
-		return nil, err
-	}
+func (s *controlServer) List(ctx context.Context, _ *teleproto.ListRequest) (*teleproto.ListInterceptsResponse, error) {
 	c, id, err := s.d.connectedManager()
 	if err != nil {
 		return nil, err
@@ -123,8 +126,9 @@ func (s *controlServer) Quit(context.Context, *teleproto.QuitRequest) (*teleprot
 // whoever may use the socket (its user alone):
 // curl --unix-socket SOCKET http://daemon/debug/pprof/profile?seconds=10
 func serveControl(ctx context.Context, l net.Listener, d *Daemon) error {
-	gs := grpc.NewServer()
-	teleproto.RegisterDaemonServer(gs, &controlServer{d: d, life: ctx})
+	cs := &controlServer{d: d, life: ctx}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(cs.checkVersion))
+	teleproto.RegisterDaemonServer(gs, cs)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

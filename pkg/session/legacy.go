@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,21 +41,10 @@ func legacyClient(socket string) *http.Client {
 // probeLegacy returns a *LegacyDaemonError when an HTTP daemon answers on
 // socket, else nil.
 func probeLegacy(ctx context.Context, socket string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://daemon/status", nil)
-	if err != nil {
-		return nil
-	}
-	hc := legacyClient(socket)
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	var st struct {
 		ClientVersion string `json:"clientVersion"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil {
+	if legacyCall(ctx, socket, http.MethodGet, "/status", &st) != nil {
 		return nil
 	}
 	return &LegacyDaemonError{Version: st.ClientVersion}
@@ -62,7 +52,15 @@ func probeLegacy(ctx context.Context, socket string) error {
 
 // quitLegacy asks an HTTP daemon to end its session.
 func quitLegacy(ctx context.Context, socket string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://daemon/quit", nil)
+	if err := legacyCall(ctx, socket, http.MethodPost, "/quit", nil); err != nil {
+		return fmt.Errorf("ask the daemon at %s to quit: %w", socket, err)
+	}
+	return nil
+}
+
+// legacyCall is one request to an HTTP daemon, its JSON answer into out.
+func legacyCall(ctx context.Context, socket, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://daemon"+path, nil)
 	if err != nil {
 		return err
 	}
@@ -70,11 +68,14 @@ func quitLegacy(ctx context.Context, socket string) error {
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("ask the daemon at %s to quit: %w", socket, err)
+		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ask the daemon at %s to quit: %s", socket, resp.Status)
+		return errors.New(resp.Status)
 	}
-	return nil
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 }
