@@ -25,12 +25,15 @@ type controlServer struct {
 	life context.Context
 }
 
+// versioned is every request of the Daemon service.
+type versioned interface {
+	GetVersion() teleproto.ControlVersion
+}
+
 // checkVersion refuses a unary call of a plugin of another control
 // version: every request carries one. Quit passes whatever it carries.
 func (s *controlServer) checkVersion(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if r, ok := req.(interface {
-		GetVersion() teleproto.ControlVersion
-	}); ok && info.FullMethod != teleproto.Daemon_Quit_FullMethodName {
+	if r, ok := req.(versioned); ok && info.FullMethod != teleproto.Daemon_Quit_FullMethodName {
 		if err := s.checkPluginVersion(r.GetVersion()); err != nil {
 			return nil, err
 		}
