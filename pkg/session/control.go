@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -91,9 +91,6 @@ type Control struct {
 	socket string
 	conn   *grpc.ClientConn
 	rpc    teleproto.DaemonClient
-
-	mu      sync.Mutex
-	dialErr error // of the last dial, nil once one succeeds
 }
 
 // DefaultControl returns a client of this user's daemon, at the control
@@ -111,7 +108,15 @@ func NewControl(socket string) *Control {
 	c := &Control{socket: socket}
 	conn, err := grpc.NewClient("passthrough:///daemon",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(c.dial))
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}),
+		// A local socket: a daemon that starts listening is seen at once,
+		// not after gRPC's backoff for remote servers (up to 2 minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second,
+		}, MinConnectTimeout: time.Second}))
 	if err != nil { // only for a bad target or options, and these are fixed
 		panic(fmt.Sprintf("client of the daemon at %s: %v", socket, err))
 	}
@@ -122,29 +127,20 @@ func NewControl(socket string) *Control {
 // Close ends the connection to the daemon.
 func (c *Control) Close() error { return c.conn.Close() }
 
-func (c *Control) dial(ctx context.Context, _ string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
-	c.mu.Lock()
-	c.dialErr = err
-	c.mu.Unlock()
-	return conn, err
-}
-
 // explain turns an error of a call into what the plugin shows: no daemon,
 // a daemon of an older control protocol, or the daemon's (often the
-// manager's) gRPC status as it is, for the plugin to map its code.
+// manager's) gRPC status as it is, for the plugin to map its code. What
+// the socket is, it tells by dialing it again: gRPC's error is text.
 func (c *Control) explain(ctx context.Context, err error) error {
 	if err == nil || status.Code(err) != codes.Unavailable {
 		return err
 	}
-	c.mu.Lock()
-	dialErr := c.dialErr
-	c.mu.Unlock()
+	conn, dialErr := net.DialTimeout("unix", c.socket, time.Second)
 	if notRunning(dialErr) {
 		return ErrNotRunning
 	}
-	if dialErr == nil { // something listens, and does not speak gRPC
+	if dialErr == nil { // something listens: an older daemon that speaks HTTP?
+		conn.Close()
 		if old := probeLegacy(ctx, c.socket); old != nil {
 			return old
 		}
@@ -198,7 +194,7 @@ func (c *Control) Status(ctx context.Context) (*Status, error) {
 func (c *Control) Watch(ctx context.Context, f func(*Status) (bool, error)) error {
 	for {
 		seen, err := c.watchOnce(ctx, f)
-		if seen || !errors.Is(err, ErrNotRunning) {
+		if seen || !errors.Is(err, ErrNotRunning) && status.Code(err) != codes.Unavailable {
 			return err
 		}
 		select {
@@ -213,7 +209,7 @@ func (c *Control) Watch(ctx context.Context, f func(*Status) (bool, error)) erro
 func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) (seen bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := c.rpc.Watch(ctx, &teleproto.StatusRequest{Version: v})
+	st, err := c.rpc.Watch(ctx, &teleproto.StatusRequest{Version: v}, grpc.WaitForReady(true))
 	if err != nil {
 		return false, c.explain(ctx, err)
 	}
