@@ -132,6 +132,7 @@ func serveControl(ctx context.Context, l net.Listener, d *Daemon) error {
 	cs := &controlServer{d: d, life: ctx}
 	gs := grpc.NewServer(grpc.UnaryInterceptor(cs.checkVersion))
 	teleproto.RegisterDaemonServer(gs, cs)
+	defer gs.Stop() // after the HTTP server: ends what it still serves
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
