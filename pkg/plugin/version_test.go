@@ -97,3 +97,14 @@ func TestDaemonSameVersionQuiet(t *testing.T) {
 		t.Errorf("version: err %v, stderr %q, want none", err, errOut)
 	}
 }
+
+// status -o json and -o yaml keep the phase names scripts read.
+func TestStatusStructuredPhase(t *testing.T) {
+	fakeDaemon(t, &teleproto.DaemonStatus{Phase: teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE, Namespace: "demo", Pid: 1, ClientVersion: version.Version})
+	for format, want := range map[string]string{"json": `"phase": "waiting-for-device"`, "yaml": "phase: waiting-for-device"} {
+		out, _, err := runRoot(t, "status", "-o", format)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("status -o %s: %v\n%s", format, err, out)
+		}
+	}
+}
