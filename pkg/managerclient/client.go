@@ -32,7 +32,7 @@ type Client struct {
 
 // Dial opens a port-forward to the manager pod and a gRPC connection on it.
 func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m *Manager) (*Client, error) {
-	pf, err := DialPortForward(ctx, cfg, client, m.Namespace, m.Pod, ManagerPort)
+	pf, err := DialPortForward(ctx, cfg, client, m.Namespace, m.Pod, teleproto.ManagerPort)
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +64,14 @@ func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m 
 	return &Client{ManagerClient: teleproto.NewManagerClient(conn), pf: pf, conn: conn}, nil
 }
 
-// Done is closed when the port-forward under the client is gone.
-func (c *Client) Done() <-chan bool { return c.pf.Done() }
+// Done is closed when the port-forward under the client is gone; a Client
+// made of a ManagerClient alone (in tests) has none, and is never done.
+func (c *Client) Done() <-chan bool {
+	if c.pf == nil {
+		return nil
+	}
+	return c.pf.Done()
+}
 
 // Close ends the gRPC connection and the port-forward.
 func (c *Client) Close() error {

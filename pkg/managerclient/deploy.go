@@ -28,7 +28,6 @@ const (
 	Name          = "kubectl-tele-manager"
 	LabelName     = "app.kubernetes.io/name"
 	LabelManaged  = "app.kubernetes.io/managed-by"
-	ManagerPort   = 8081
 	jobTTLSeconds = 10
 	// jobPodSelector selects the manager Job's pods, of any incarnation of
 	// the Job: filter them with metav1.IsControlledBy.
@@ -349,7 +348,7 @@ func jobFor(o Options) *batchv1.Job {
 						Image:           o.Image,
 						ImagePullPolicy: o.PullPolicy,
 						Args: []string{"manager",
-							fmt.Sprintf("--listen=127.0.0.1:%d", ManagerPort),
+							fmt.Sprintf("--listen=127.0.0.1:%d", teleproto.ManagerPort),
 							idleTimeoutArg + idle.String()},
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
@@ -358,7 +357,7 @@ func jobFor(o Options) *batchv1.Job {
 							{Name: "TELE_IMAGE", Value: o.Image},
 							{Name: "TELE_IMAGE_PULL_SECRETS", Value: strings.Join(o.PullSecrets, ",")},
 						},
-						Ports:           []corev1.ContainerPort{{Name: "agents", ContainerPort: 8082}},
+						Ports:           []corev1.ContainerPort{{Name: "agents", ContainerPort: teleproto.AgentPort}},
 						SecurityContext: sc,
 					}},
 				},

@@ -40,6 +40,7 @@ var completionIntercepts = func(ctx context.Context) ([]*teleproto.Intercept, er
 	if err != nil {
 		return nil, err
 	}
+	defer ctl.Close()
 	return ctl.List(ctx)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
 	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
 
@@ -246,15 +247,16 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	ctl := session.NewControl(o.paths.ControlSocket())
+	defer ctl.Close()
 	if st, err := ctl.Status(ctx); err == nil {
-		if st.Context == o.contextName && st.Namespace == o.namespace && st.Phase == "connected" {
+		if st.Context == o.contextName && st.Namespace == o.namespace && st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
 			fmt.Fprintf(o.Streams.Out, "Already connected to namespace %s of context %s.\n", st.Namespace, st.Context)
 			if w := daemonSkew(st); w != "" {
 				fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
 			}
 			return nil
 		}
-		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.Namespace, st.Context, st.Phase)
+		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.Namespace, st.Context, st.Phase.Label())
 	} else if !errors.Is(err, session.ErrNotRunning) {
 		return err
 	}
@@ -284,7 +286,7 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 		return err
 	}
 	o.progress("daemon started; log: " + o.paths.DaemonLog())
-	st, err := waitPhase(ctx, ctl, "waiting-for-device", o.progress)
+	st, err := waitPhase(ctx, ctl, teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE)
 	if err != nil {
 		return o.failed(ctx, ctl, err)
 	}
@@ -292,7 +294,7 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if err := runHelper(ctx, "up", st.HelperRequest, o.paths, o.Streams.ErrOut); err != nil {
 		return o.failed(ctx, ctl, err)
 	}
-	st, err = waitPhase(ctx, ctl, "connected", o.progress)
+	st, err = waitPhase(ctx, ctl, teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED)
 	if err != nil {
 		return o.failed(ctx, ctl, err)
 	}
@@ -401,27 +403,34 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 	return cmd.Process.Release()
 }
 
-// waitPhase polls the daemon until it reaches phase, reporting changes.
-func waitPhase(ctx context.Context, ctl *session.Control, phase string, progress func(string)) (*session.Status, error) {
-	last := ""
-	for {
-		st, err := ctl.Status(ctx)
-		switch {
-		case err == nil && st.Phase == phase:
-			return st, nil
-		case err == nil && st.Phase == "failed":
-			return nil, errors.New(st.Error)
-		case err == nil && st.Phase != last:
-			last = st.Phase
-		case err != nil && !errors.Is(err, session.ErrNotRunning):
-			return nil, err
+// waitPhase watches the daemon until it reaches phase, or fails.
+func waitPhase(ctx context.Context, ctl *session.Control, phase teleproto.ConnectPhase) (*session.Status, error) {
+	var last, reached *session.Status
+	err := ctl.Watch(ctx, func(st *session.Status) (bool, error) {
+		last = st
+		switch st.Phase {
+		case phase:
+			reached = st
+			return true, nil
+		case teleproto.ConnectPhase_CONNECT_PHASE_FAILED:
+			return true, errors.New(st.Error)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the daemon to reach %s (it is %q): %w", phase, last, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if reached != nil {
+		return reached, nil
 	}
+	if err != nil && ctx.Err() != nil {
+		at := "not started"
+		if last != nil {
+			at = last.Phase.Label()
+		}
+		return nil, fmt.Errorf("waiting for the daemon to reach %s (it is %q): %w", phase.Label(), at, ctx.Err())
+	}
+	if err == nil {
+		err = errors.New("the daemon exited")
+	}
+	return nil, err
 }
 
 // newCmdDaemon is the session daemon: connect starts it in the background.

@@ -184,6 +184,7 @@ func (o *InterceptOptions) Validate() error {
 func (o *InterceptOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	defer o.ctl.Close()
 	st, err := o.ctl.Status(ctx)
 	if errors.Is(err, session.ErrNotRunning) {
 		return fmt.Errorf("not connected: run kubectl tele connect -n %s first", o.namespace)
@@ -388,6 +389,7 @@ intercept that is only someone else's is refused, naming its owner.`,
 			if err != nil {
 				return err
 			}
+			defer ctl.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			if err := ctl.Leave(ctx, args[0]); err != nil {

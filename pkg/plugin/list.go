@@ -39,6 +39,7 @@ developer, so two rows may share one.`,
 			if err != nil {
 				return err
 			}
+			defer ctl.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			st, err := ctl.Status(ctx)

@@ -40,7 +40,9 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err = session.NewControl(paths.ControlSocket()).Quit(ctx)
+	ctl := session.NewControl(paths.ControlSocket())
+	defer ctl.Close()
+	err = ctl.Quit(ctx)
 	running := !errors.Is(err, session.ErrNotRunning)
 	if running && err != nil {
 		return err

@@ -8,17 +8,55 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-// Exit codes: 1 for an error, 2 for bad usage (flags, arguments).
+// Exit codes: 1 for an error, 2 for bad usage (flags, arguments), and for
+// what the daemon or the manager refused, by its gRPC code, 3 to 6.
 const (
 	exitError = 1
 	exitUsage = 2
+	// exitConflict: the request conflicts with what is there (an intercept
+	// of that name or match; another version of the daemon or manager).
+	exitConflict = 3
+	// exitNotFound: no such intercept, workload or session.
+	exitNotFound = 4
+	// exitForbidden: Kubernetes RBAC or the owner of an intercept says no.
+	exitForbidden = 5
+	// exitUnavailable: the manager is not reachable now; try again.
+	exitUnavailable = 6
 )
+
+// exitCode is the exit code of a command's error: a gRPC status from the
+// daemon (the manager's, passed through) by its code.
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return exitError
+	}
+	switch se.GRPCStatus().Code() {
+	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		return exitConflict
+	case codes.NotFound:
+		return exitNotFound
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return exitForbidden
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return exitUnavailable
+	case codes.InvalidArgument, codes.OutOfRange:
+		return exitUsage
+	}
+	return exitError
+}
 
 // usageError marks an error the user fixes by changing the command line.
 type usageError struct{ error }
@@ -36,11 +74,19 @@ func Execute(ctx context.Context, args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(streams.ErrOut, "error:", err)
-	if errors.As(err, new(usageError)) {
-		return exitUsage
+	fmt.Fprintln(streams.ErrOut, "error:", errorText(err))
+	return exitCode(err)
+}
+
+// errorText is what the user reads of err: a gRPC status's own message
+// (the manager's words), without the "rpc error: code = ... desc =" frame.
+func errorText(err error) string {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return err.Error()
 	}
-	return exitError
+	frame := se.(error).Error()
+	return strings.Replace(err.Error(), frame, se.GRPCStatus().Message(), 1)
 }
 
 // NewRootCmd builds kubectl tele with all its subcommands.

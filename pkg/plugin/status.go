@@ -49,9 +49,10 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ctl := session.NewControl(paths.ControlSocket())
+	defer ctl.Close()
 	st, err := ctl.Status(sctx)
 	if errors.Is(err, session.ErrNotRunning) {
-		st = &session.Status{Phase: "disconnected", LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
+		st = &session.Status{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
 		// No daemon, yet its DNS settings or device may be left: a crashed
 		// session's resolv.conf sends every lookup to a server that is no
 		// longer there first. status is what a user runs when names stop
@@ -72,7 +73,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	}
 	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
-	if st.Phase == "disconnected" {
+	if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED {
 		fmt.Fprintln(w, disconnectedMessage(st.Repaired))
 		fmt.Fprintf(w, "Daemon log:\t%s\nHelper log:\t%s\n", st.LogFile, st.HelperLogFile)
 		return nil
@@ -82,7 +83,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(w, "%s:\t%s\n", k, v)
 		}
 	}
-	row("Status", st.Phase)
+	row("Status", st.Phase.Label())
 	row("Error", st.Error)
 	row("Context", st.Context)
 	row("API server", st.Server)
@@ -95,7 +96,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))
 	// Your intercepts, each with the requests it takes; list shows
 	// everyone's. Only a connected session can ask the manager.
-	if st.Phase == "connected" {
+	if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
 		ics, err := ctl.List(sctx)
 		if err != nil {
 			row("Intercepts", "unknown: "+err.Error())

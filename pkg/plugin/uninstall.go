@@ -49,7 +49,9 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	}
 	if paths, err := session.DefaultPaths(); err == nil {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := session.NewControl(paths.ControlSocket()).Status(sctx)
+		ctl := session.NewControl(paths.ControlSocket())
+		st, err := ctl.Status(sctx)
+		ctl.Close()
 		cancel()
 		if err == nil && st.ManagerNamespace == ns {
 			return fmt.Errorf("this machine is connected to namespace %s: run kubectl tele quit first", ns)

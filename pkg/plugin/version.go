@@ -44,7 +44,9 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := session.NewControl(paths.ControlSocket()).Status(ctx)
+	ctl := session.NewControl(paths.ControlSocket())
+	defer ctl.Close()
+	st, err := ctl.Status(ctx)
 	if err != nil {
 		return nil
 	}

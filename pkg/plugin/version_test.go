@@ -3,26 +3,26 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
 
-// fakeDaemon answers GET /status on this user's control socket with st. It
+// fakeDaemon answers Status on this user's control socket with st. It
 // points the session's paths at a temporary folder, so it runs only where
 // they do not lead to a real session's (/run/user/UID belongs to a logged-in
 // user who is not root).
-func fakeDaemon(t *testing.T, st session.Status) {
+func fakeDaemon(t *testing.T, st *teleproto.DaemonStatus) {
 	t.Helper()
 	if fi, err := os.Stat(filepath.Join("/run/user", strconv.Itoa(os.Getuid()))); err == nil && fi.IsDir() && os.Getuid() != 0 {
 		t.Skip("the control socket would be in /run/user: this test runs as root or without a user runtime dir")
@@ -38,15 +38,20 @@ func fakeDaemon(t *testing.T, st session.Status) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/status" {
-			http.NotFound(w, r)
-			return
-		}
-		json.NewEncoder(w).Encode(st)
-	})}
+	st.Version = teleproto.CurrentControlVersion
+	srv := grpc.NewServer()
+	teleproto.RegisterDaemonServer(srv, statusOnly{st: st})
 	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(srv.Stop)
+}
+
+type statusOnly struct {
+	teleproto.UnimplementedDaemonServer
+	st *teleproto.DaemonStatus
+}
+
+func (s statusOnly) Status(context.Context, *teleproto.StatusRequest) (*teleproto.DaemonStatus, error) {
+	return s.st, nil
 }
 
 func runRoot(t *testing.T, args ...string) (string, string, error) {
@@ -63,8 +68,8 @@ func runRoot(t *testing.T, args ...string) (string, string, error) {
 // A daemon started by another build keeps running its own code: status and
 // version say so, and how to restart it.
 func TestDaemonSkewWarned(t *testing.T) {
-	fakeDaemon(t, session.Status{
-		Phase: "connected", Namespace: "demo", PID: 4242,
+	fakeDaemon(t, &teleproto.DaemonStatus{
+		Phase: teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, Namespace: "demo", Pid: 4242,
 		ClientVersion: "v0.0.0-older", ManagerVersion: version.Version,
 		ManagerNamespace: "demo", ManagerPod: "tele-manager-abc",
 	})
@@ -82,7 +87,7 @@ func TestDaemonSkewWarned(t *testing.T) {
 }
 
 func TestDaemonSameVersionQuiet(t *testing.T) {
-	fakeDaemon(t, session.Status{Phase: "connected", Namespace: "demo", PID: 1, ClientVersion: version.Version})
+	fakeDaemon(t, &teleproto.DaemonStatus{Phase: teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, Namespace: "demo", Pid: 1, ClientVersion: version.Version})
 	out, _, err := runRoot(t, "status")
 	if err != nil || strings.Contains(out, "Warning") {
 		t.Errorf("status: err %v, output:\n%s\nwant no warning", err, out)
@@ -90,5 +95,16 @@ func TestDaemonSameVersionQuiet(t *testing.T) {
 	_, errOut, err := runRoot(t, "version")
 	if err != nil || errOut != "" {
 		t.Errorf("version: err %v, stderr %q, want none", err, errOut)
+	}
+}
+
+// status -o json and -o yaml keep the phase names scripts read.
+func TestStatusStructuredPhase(t *testing.T) {
+	fakeDaemon(t, &teleproto.DaemonStatus{Phase: teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE, Namespace: "demo", Pid: 1, ClientVersion: version.Version})
+	for format, want := range map[string]string{"json": `"phase": "waiting-for-device"`, "yaml": "phase: waiting-for-device"} {
+		out, _, err := runRoot(t, "status", "-o", format)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("status -o %s: %v\n%s", format, err, out)
+		}
 	}
 }

@@ -1,53 +1,52 @@
 package session
 
 import (
-	"bytes"
-	"net/url"
-	"strings"
-
-	"google.golang.org/protobuf/encoding/protojson"
-
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// Status is what the daemon reports on its control socket, and what
-// kubectl tele status prints.
+// Status is what kubectl tele status prints (its -o json is this struct),
+// made from the daemon's teleproto.DaemonStatus.
 type Status struct {
-	Phase            string   `json:"phase"` // starting, waiting-for-device, connected, reconnecting, ending
-	PID              int      `json:"pid"`
-	Context          string   `json:"context"`
-	Server           string   `json:"server"`
-	Namespace        string   `json:"namespace"`
-	ManagerNamespace string   `json:"managerNamespace"`
-	ManagerPod       string   `json:"managerPod,omitempty"`
-	ManagerVersion   string   `json:"managerVersion,omitempty"`
-	ClientVersion    string   `json:"clientVersion"`
-	Session          string   `json:"session,omitempty"`
-	Device           string   `json:"device,omitempty"`
-	Routes           []string `json:"routes,omitempty"`
-	DNS              DNS      `json:"dns"`
-	Discovery        []string `json:"discovery,omitempty"`
-	LogFile          string   `json:"logFile"`
-	HelperLogFile    string   `json:"helperLogFile"`
+	Phase            teleproto.ConnectPhase `json:"phase"` // by its Label: connected, ...
+	PID              int                    `json:"pid"`
+	Context          string                 `json:"context"`
+	Server           string                 `json:"server"`
+	Namespace        string                 `json:"namespace"`
+	ManagerNamespace string                 `json:"managerNamespace"`
+	ManagerPod       string                 `json:"managerPod,omitempty"`
+	ManagerVersion   string                 `json:"managerVersion,omitempty"`
+	ClientVersion    string                 `json:"clientVersion"`
+	Session          string                 `json:"session,omitempty"`
+	Device           string                 `json:"device,omitempty"`
+	Routes           []string               `json:"routes,omitempty"`
+	DNS              DNS                    `json:"dns"`
+	Discovery        []string               `json:"discovery,omitempty"`
+	LogFile          string                 `json:"logFile"`
+	HelperLogFile    string                 `json:"helperLogFile"`
 	// ControlSocket is the daemon's API, its user's alone; it also serves
 	// Go's profiles under /debug/pprof/.
 	ControlSocket string `json:"controlSocket,omitempty"`
 	Since         string `json:"since"`
 	Error         string `json:"error,omitempty"`
-	// HelperRequest is what the plugin passes to the privileged helper
-	// while the daemon waits for its device (phase waiting-for-device).
+	// HelperRequest is the teleproto.HelperRequest, in protojson, that the
+	// plugin passes to the privileged helper while the daemon waits for its
+	// device (phase waiting-for-device).
 	HelperRequest json.RawMessage `json:"helperRequest,omitempty"`
 	// Repaired says what status repaired, with no daemon running, of a
 	// session that died without quit (phase disconnected).
@@ -62,13 +61,36 @@ type DNS struct {
 	ClusterDomain string   `json:"clusterDomain,omitempty"`
 }
 
+// statusView is what status shows of a daemon's status.
+func statusView(s *teleproto.DaemonStatus) (*Status, error) {
+	v := &Status{
+		Phase: s.GetPhase(), PID: int(s.GetPid()), Context: s.GetContext(), Server: s.GetServer(),
+		Namespace: s.GetNamespace(), ManagerNamespace: s.GetManagerNamespace(), ManagerPod: s.GetManagerPod(),
+		ManagerVersion: s.GetManagerVersion(), ClientVersion: s.GetClientVersion(), Session: s.GetSession(),
+		Device: s.GetDevice(), Routes: s.GetRoutes(), Discovery: s.GetDiscovery(),
+		DNS: DNS{Mode: s.GetDns().GetMode(), Nameserver: s.GetDns().GetNameserver(),
+			Search: s.GetDns().GetSearch(), ClusterDomain: s.GetDns().GetClusterDomain()},
+		LogFile: s.GetLogFile(), HelperLogFile: s.GetHelperLogFile(), ControlSocket: s.GetControlSocket(),
+		Since: s.GetSince(), Error: s.GetError(),
+	}
+	if r := s.GetHelperRequest(); r != nil {
+		b, err := protojson.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encode the helper request: %w", err)
+		}
+		v.HelperRequest = b
+	}
+	return v, nil
+}
+
 // ErrNotRunning means no daemon answers on the control socket.
 var ErrNotRunning = errors.New("no session: kubectl tele connect starts one")
 
 // Control is the plugin's client of a daemon's control socket.
 type Control struct {
 	socket string
-	hc     *http.Client
+	conn   *grpc.ClientConn
+	rpc    teleproto.DaemonClient
 }
 
 // DefaultControl returns a client of this user's daemon, at the control
@@ -81,80 +103,167 @@ func DefaultControl() (*Control, error) {
 	return NewControl(paths.ControlSocket()), nil
 }
 
-// NewControl returns a client of the daemon at socket.
+// NewControl returns a client of the daemon at socket; it dials on first use.
 func NewControl(socket string) *Control {
-	return &Control{socket: socket, hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	c := &Control{socket: socket}
+	conn, err := grpc.NewClient("passthrough:///daemon",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
-		},
-	}}}
+		}),
+		// A local socket: a daemon that starts listening is seen at once,
+		// not after gRPC's backoff for remote servers (up to 2 minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second,
+		}, MinConnectTimeout: time.Second}))
+	if err != nil { // only for a bad target or options, and these are fixed
+		panic(fmt.Sprintf("client of the daemon at %s: %v", socket, err))
+	}
+	c.conn, c.rpc = conn, teleproto.NewDaemonClient(conn)
+	return c
 }
 
-func (c *Control) do(ctx context.Context, method, path string, out any) error {
-	return c.doBody(ctx, method, path, nil, func(b []byte) error {
-		if out == nil {
-			return nil
-		}
-		return json.Unmarshal(b, out)
-	})
-}
+// Close ends the connection to the daemon.
+func (c *Control) Close() error { return c.conn.Close() }
 
-func (c *Control) doBody(ctx context.Context, method, path string, in []byte, out func([]byte) error) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://daemon"+path, bytes.NewReader(in))
-	if err != nil {
+// explain turns an error of a call into what the plugin shows: no daemon,
+// a daemon of an older control protocol, or the daemon's (often the
+// manager's) gRPC status as it is, for the plugin to map its code. What
+// the socket is, it tells by dialing it again: gRPC's error is text.
+func (c *Control) explain(ctx context.Context, err error) error {
+	if err == nil || status.Code(err) != codes.Unavailable {
 		return err
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
-			return ErrNotRunning
+	conn, dialErr := net.DialTimeout("unix", c.socket, time.Second)
+	if notRunning(dialErr) {
+		return ErrNotRunning
+	}
+	if dialErr == nil { // something listens: an older daemon that speaks HTTP?
+		conn.Close()
+		if old := probeLegacy(ctx, c.socket); old != nil {
+			return old
 		}
-		return fmt.Errorf("daemon at %s: %w", c.socket, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(strings.TrimSpace(string(body)))
+	return fmt.Errorf("daemon at %s: %w", c.socket, err)
+}
+
+// notRunning reports whether a dial failed for want of a daemon: no socket,
+// or a socket a dead daemon left.
+func notRunning(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)
+}
+
+// checkDaemonVersion refuses a daemon that speaks another control version.
+func checkDaemonVersion(st *teleproto.DaemonStatus) error {
+	if v := st.GetVersion(); v != teleproto.CurrentControlVersion {
+		return versionMismatch(teleproto.CurrentControlVersion, v, st.GetClientVersion())
 	}
-	return out(body)
+	return nil
+}
+
+// versionMismatch is the refusal, by either end, of a plugin and a daemon of
+// different control versions; build is the daemon's, when known.
+func versionMismatch(plugin, daemon teleproto.ControlVersion, build string) error {
+	if build != "" {
+		build = " (kubectl-tele " + build + ")"
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"this kubectl-tele speaks control protocol %d and the running daemon%s speaks %d: run kubectl tele quit, then kubectl tele connect again",
+		int32(plugin), build, int32(daemon))
+}
+
+var v = teleproto.CurrentControlVersion
+
+// Status asks the daemon for its status.
+func (c *Control) Status(ctx context.Context) (*Status, error) {
+	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v})
+	if err != nil {
+		return nil, c.explain(ctx, err)
+	}
+	if err := checkDaemonVersion(st); err != nil {
+		return nil, err
+	}
+	return statusView(st)
+}
+
+// Watch calls f with the daemon's status now and on every change until f
+// returns true, an error, or ctx ends. It waits for a daemon that is not
+// listening yet (connect watches the daemon it just started); a daemon that
+// exits ends the watch with an error.
+func (c *Control) Watch(ctx context.Context, f func(*Status) (bool, error)) error {
+	for {
+		seen, err := c.watchOnce(ctx, f)
+		if seen || !errors.Is(err, ErrNotRunning) && status.Code(err) != codes.Unavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// watchOnce is one Watch stream; seen says it had a status.
+func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) (seen bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.rpc.Watch(ctx, &teleproto.StatusRequest{Version: v}, grpc.WaitForReady(true))
+	if err != nil {
+		return false, c.explain(ctx, err)
+	}
+	for {
+		s, err := st.Recv()
+		switch {
+		case err != nil && !seen:
+			return false, c.explain(ctx, err)
+		case err != nil && ctx.Err() != nil:
+			return true, ctx.Err()
+		case err != nil:
+			return true, fmt.Errorf("the daemon exited: %w", err)
+		}
+		seen = true
+		if err := checkDaemonVersion(s); err != nil {
+			return true, err
+		}
+		view, err := statusView(s)
+		if err != nil {
+			return true, err
+		}
+		if done, err := f(view); done || err != nil {
+			return true, err
+		}
+	}
 }
 
 // Intercept asks the daemon's manager for an intercept.
 func (c *Control) Intercept(ctx context.Context, req *teleproto.CreateInterceptRequest) (*teleproto.Intercept, error) {
-	in, err := protojson.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	ic := &teleproto.Intercept{}
-	err = c.doBody(ctx, http.MethodPost, "/intercepts", in, func(b []byte) error { return protojson.Unmarshal(b, ic) })
-	return ic, err
+	ic, err := c.rpc.Intercept(ctx, &teleproto.InterceptRequest{Version: v, Intercept: req})
+	return ic, c.explain(ctx, err)
 }
 
 // Leave ends one of the session's intercepts.
 func (c *Control) Leave(ctx context.Context, name string) error {
-	return c.doBody(ctx, http.MethodDelete, "/intercepts/"+url.PathEscape(name), nil, func([]byte) error { return nil })
+	_, err := c.rpc.Leave(ctx, &teleproto.LeaveRequest{Version: v, Name: name})
+	return c.explain(ctx, err)
 }
 
 // List lists the intercepts in the connected namespace.
 func (c *Control) List(ctx context.Context) ([]*teleproto.Intercept, error) {
-	out := &teleproto.ListInterceptsResponse{}
-	err := c.doBody(ctx, http.MethodGet, "/intercepts", nil, func(b []byte) error { return protojson.Unmarshal(b, out) })
-	return out.GetIntercepts(), err
-}
-
-// Status asks the daemon for its status.
-func (c *Control) Status(ctx context.Context) (*Status, error) {
-	var s Status
-	if err := c.do(ctx, http.MethodGet, "/status", &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	out, err := c.rpc.List(ctx, &teleproto.ListRequest{Version: v})
+	return out.GetIntercepts(), c.explain(ctx, err)
 }
 
 // Quit asks the daemon to end the session, and waits until it has exited.
+// A daemon of an older build that speaks HTTP is asked its old way.
 func (c *Control) Quit(ctx context.Context) error {
-	if err := c.do(ctx, http.MethodPost, "/quit", nil); err != nil {
+	_, err := c.rpc.Quit(ctx, &teleproto.QuitRequest{Version: v})
+	err = c.explain(ctx, err)
+	if old := (*LegacyDaemonError)(nil); errors.As(err, &old) {
+		err = quitLegacy(ctx, c.socket)
+	}
+	if err != nil {
 		return err
 	}
 	for {
@@ -167,34 +276,4 @@ func (c *Control) Quit(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// serveControl answers on the control socket until ctx is done.
-func serveControl(ctx context.Context, l net.Listener, status func() Status, quit func(), more func(*http.ServeMux)) error {
-	mux := http.NewServeMux()
-	more(mux)
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(status())
-	})
-	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, _ *http.Request) {
-		quit()
-		w.WriteHeader(http.StatusOK)
-	})
-	// Go's profiles, for whoever may use the socket (its user alone):
-	// curl --unix-socket SOCKET http://daemon/debug/pprof/profile?seconds=10
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -58,14 +60,21 @@ type Daemon struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	status    Status
+	mu     sync.Mutex
+	status *teleproto.DaemonStatus
+	// changed is closed, and replaced, on every change of status.
+	changed   chan struct{}
 	client    *managerclient.Client
 	sessionID string
 	acksDial  bool // the manager answers Open.ack_dial
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once
+	// heartbeat is how often keepAlive sends Remain (remainInterval), and
+	// redial one attempt to get the session back (redialManager): tests
+	// shorten and replace them.
+	heartbeat time.Duration
+	redial    func(context.Context) error
 	// intercepts are this session's, by name (unique per session, not per
 	// namespace), to create again on a new manager.
 	intercepts map[string]*teleproto.CreateInterceptRequest
@@ -73,23 +82,38 @@ type Daemon struct {
 
 // Run is the daemon: it returns when the session ends (quit, or ctx).
 func Run(ctx context.Context, cfg Config) error {
-	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{}), intercepts: map[string]*teleproto.CreateInterceptRequest{}}
-	d.status = Status{
-		Phase: "starting", PID: os.Getpid(), Context: cfg.Context, Server: cfg.RESTConfig.Host,
+	d := newDaemon(cfg)
+	ctl, err := listenUnix(cfg.Paths.ControlSocket())
+	if err != nil {
+		return err
+	}
+	return d.serve(ctx, ctl, d.run)
+}
+
+// newDaemon is a daemon in phase starting.
+func newDaemon(cfg Config) *Daemon {
+	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{}), changed: make(chan struct{}),
+		heartbeat: remainInterval, intercepts: map[string]*teleproto.CreateInterceptRequest{}}
+	d.redial = d.redialManager
+	d.status = &teleproto.DaemonStatus{
+		Version: teleproto.CurrentControlVersion, Phase: teleproto.ConnectPhase_CONNECT_PHASE_STARTING,
+		Pid: int32(os.Getpid()), Context: cfg.Context, Server: cfg.RESTConfig.Host,
 		Namespace: cfg.Namespace, ManagerNamespace: cfg.Manager.Namespace, ManagerPod: cfg.Manager.Pod,
 		ManagerVersion: cfg.Manager.Version, ClientVersion: cfg.Version,
 		LogFile: cfg.Paths.DaemonLog(), HelperLogFile: cfg.Paths.HelperLog(), ControlSocket: cfg.Paths.ControlSocket(),
 		Since: time.Now().UTC().Format(time.RFC3339),
 	}
-	ctl, err := listenUnix(cfg.Paths.ControlSocket())
-	if err != nil {
-		return err
-	}
+	return d
+}
+
+// serve answers on the control socket ctl while run runs, and a moment
+// after it fails, so that connect can read the error from status.
+func (d *Daemon) serve(ctx context.Context, ctl net.Listener, run func(context.Context) error) error {
 	var runErr error
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveControl(ctx, ctl, d.snapshot, d.Quit, d.interceptHandlers) })
+	g.Go(func() error { return serveControl(ctx, ctl, d) })
 	g.Go(func() error {
-		runErr = d.run(ctx)
+		runErr = run(ctx)
 		if runErr != nil {
 			d.setError(runErr)
 			d.log.Error("session failed", "err", runErr)
@@ -97,6 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 			select {
 			case <-time.After(3 * time.Second):
 			case <-d.quit:
+			case <-ctx.Done():
 			}
 		}
 		return errSessionOver // stops the control server
@@ -112,20 +137,30 @@ var errSessionOver = errors.New("session over")
 // Quit ends the session.
 func (d *Daemon) Quit() { d.quitOnce.Do(func() { close(d.quit) }) }
 
-func (d *Daemon) snapshot() Status {
+// snapshot is a copy of the status, and a channel closed on its next change.
+func (d *Daemon) snapshot() (*teleproto.DaemonStatus, <-chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.status
+	return proto.CloneOf(d.status), d.changed
 }
 
-func (d *Daemon) update(f func(*Status)) {
+func (d *Daemon) update(f func(*teleproto.DaemonStatus)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	f(&d.status)
+	f(d.status)
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *Daemon) setPhase(p teleproto.ConnectPhase) {
+	d.update(func(s *teleproto.DaemonStatus) { s.Phase = p })
 }
 
 func (d *Daemon) setError(err error) {
-	d.update(func(s *Status) { s.Phase = "failed"; s.Error = err.Error() })
+	d.update(func(s *teleproto.DaemonStatus) {
+		s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_FAILED
+		s.Error = err.Error()
+	})
 }
 
 func (d *Daemon) run(ctx context.Context) error {
@@ -152,16 +187,13 @@ func (d *Daemon) run(ctx context.Context) error {
 	// The OS resolver and our DNS server get the same search list, a
 	// pod's of the namespace.
 	search := dns.PodSearch(ns, domain)
-	req, err := helperRequest(d.cfg, routes, dnsIP, search, domain)
-	if err != nil {
-		return err
-	}
-	d.update(func(s *Status) {
-		s.Phase = "waiting-for-device"
+	req := helperRequest(d.cfg, routes, dnsIP, search, domain)
+	d.update(func(s *teleproto.DaemonStatus) {
+		s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
 		s.HelperRequest = req
 		s.Device = DeviceName
 		s.Routes = prefixStrings(routes)
-		s.DNS = DNS{Nameserver: dnsIP.String(), Search: search, ClusterDomain: domain}
+		s.Dns = &teleproto.SessionDNS{Nameserver: dnsIP.String(), Search: search, ClusterDomain: domain}
 		s.Discovery = info.GetDiscovery()
 	})
 	tdev, dnsMode, err := receiveDevice(ctx, d.cfg.Paths.HelperSocket(), d.quit)
@@ -174,7 +206,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err != nil || devName == "" {
 		devName = DeviceName
 	}
-	d.update(func(s *Status) { s.Device = devName })
+	d.update(func(s *teleproto.DaemonStatus) { s.Device = devName })
 	d.log.Info("device received", "device", devName, "routes", routes, "dnsMode", dnsMode)
 
 	stateDir, _ := helper.StateDir()
@@ -198,7 +230,11 @@ func (d *Daemon) run(ctx context.Context) error {
 		tdev.Close()
 		return err
 	}
-	d.update(func(s *Status) { s.Phase = "connected"; s.HelperRequest = nil; s.DNS.Mode = dnsMode })
+	d.update(func(s *teleproto.DaemonStatus) {
+		s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED
+		s.HelperRequest = nil
+		s.Dns.Mode = dnsMode
+	})
 	d.log.Info("connected", "namespace", ns, "routes", routes)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -212,7 +248,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		select {
 		case <-d.quit:
 			d.log.Info("quit requested")
-			d.update(func(s *Status) { s.Phase = "ending" })
+			d.setPhase(teleproto.ConnectPhase_CONNECT_PHASE_ENDING)
 			cancel()
 		case <-ctx.Done():
 		}

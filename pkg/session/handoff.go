@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,30 +10,28 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
-	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // The hand-off with the privileged helper: the request it is given, and
 // the TUN device it passes back over a Unix socket.
 
-func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string) (json.RawMessage, error) {
-	dev, err := json.Marshal(device.Request{
-		Version:                 device.RequestVersion,
-		Name:                    DeviceName,
-		MTU:                     deviceMTU,
-		Addr:                    deviceAddr.String(),
-		Routes:                  prefixStrings(routes),
-		SocketPath:              cfg.Paths.HelperSocket(),
-		AllowConflictingSubnets: cfg.AllowConflictingSubnets,
-	})
-	if err != nil {
-		return nil, err
+func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string) *teleproto.HelperRequest {
+	return &teleproto.HelperRequest{
+		Device: &teleproto.DeviceRequest{
+			Version:                 teleproto.CurrentHelperVersion,
+			Name:                    DeviceName,
+			Mtu:                     deviceMTU,
+			Addr:                    deviceAddr.String(),
+			Routes:                  prefixStrings(routes),
+			SocketPath:              cfg.Paths.HelperSocket(),
+			AllowConflictingSubnets: cfg.AllowConflictingSubnets,
+		},
+		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: []string{domain}},
 	}
-	return json.Marshal(helper.Request{Device: dev, DNS: helper.DNSRequest{
-		Nameserver: dnsIP.String(), Search: search, Domains: []string{domain},
-	}})
 }
 
 // listenUnix listens on a socket only its user may use, replacing a stale
@@ -100,10 +97,9 @@ func receiveDevice(ctx context.Context, path string, quit <-chan struct{}) (devT
 		}
 		c.Write([]byte{1}) // the helper waits for this before it exits
 		c.Close()
-		var m struct {
-			DNSMode string `json:"dnsMode"`
-		}
-		json.Unmarshal(meta, &m)
-		return tdev, strings.TrimSpace(m.DNSMode), nil
+		var m teleproto.DeviceHandoff
+		// Only shown by status: a note that does not parse leaves it empty.
+		_ = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(meta, &m)
+		return tdev, strings.TrimSpace(m.GetDnsMode()), nil
 	}
 }

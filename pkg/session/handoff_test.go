@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // TestListenUnix: the daemon's sockets are its user's only; a stale socket
@@ -68,25 +67,23 @@ func TestReceiveDeviceQuit(t *testing.T) {
 	}
 }
 
-// TestHelperRequest: what the daemon asks of the helper, as the helper reads it.
+// TestHelperRequest: what the daemon asks of the helper, as the helper reads
+// it from the plugin (the protojson status carries).
 func TestHelperRequest(t *testing.T) {
-	cfg := Config{Paths: Paths{RuntimeDir: "/run/user/1000/kubectl-tele"}}
-	raw, err := helperRequest(cfg, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, "cluster.local")
+	cfg := Config{Paths: Paths{RuntimeDir: "/tmp/kubectl-tele-1000"}}
+	req := helperRequest(cfg, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, "cluster.local")
+	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var req helper.Request
-	if err := json.Unmarshal(raw, &req); err != nil {
-		t.Fatal(err)
+	dev, spec, rc, err := helper.Parse(view.HelperRequest, 1000)
+	if err != nil {
+		t.Fatalf("the helper refuses %s: %v", view.HelperRequest, err)
 	}
-	var dev device.Request
-	if err := json.Unmarshal(req.Device, &dev); err != nil {
-		t.Fatal(err)
-	}
-	if dev.Version != device.RequestVersion || dev.Name != DeviceName || dev.MTU != deviceMTU || strings.Join(dev.Routes, ",") != "10.96.0.0/16" || dev.SocketPath != cfg.Paths.HelperSocket() {
+	if dev.Name != DeviceName || dev.MTU != deviceMTU || strings.Join(dev.Routes, ",") != "10.96.0.0/16" || dev.SocketPath != cfg.Paths.HelperSocket() || spec.Addr != deviceAddr {
 		t.Errorf("device request %+v", dev)
 	}
-	if req.DNS.Nameserver != "10.96.0.10" || strings.Join(req.DNS.Domains, ",") != "cluster.local" || strings.Join(req.DNS.Search, ",") != "ns.svc.cluster.local" {
-		t.Errorf("DNS request %+v", req.DNS)
+	if rc.Nameserver.String() != "10.96.0.10" || strings.Join(rc.Domains, ",") != "cluster.local" || strings.Join(rc.Search, ",") != "ns.svc.cluster.local" {
+		t.Errorf("DNS request %+v", rc)
 	}
 }

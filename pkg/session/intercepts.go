@@ -3,14 +3,11 @@ package session
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -95,73 +92,12 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 	}
 }
 
-// interceptHandlers serves the plugin's intercept, leave and list.
-func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("POST /intercepts", func(w http.ResponseWriter, r *http.Request) {
-		var req teleproto.CreateInterceptRequest
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := protojson.Unmarshal(body, &req); err != nil {
-			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		c, id, ok := d.managerOrError(w)
-		if !ok {
-			return
-		}
-		req.SessionId = id
-		ic, err := c.CreateIntercept(r.Context(), &req)
-		if err == nil {
-			req.Name = ic.GetName()
-			d.mu.Lock()
-			d.intercepts[ic.GetName()] = &req
-			d.mu.Unlock()
-		}
-		writeProto(w, ic, err)
-	})
-	mux.HandleFunc("DELETE /intercepts/{name}", func(w http.ResponseWriter, r *http.Request) {
-		c, id, ok := d.managerOrError(w)
-		if !ok {
-			return
-		}
-		resp, err := c.RemoveIntercept(r.Context(), &teleproto.RemoveInterceptRequest{SessionId: id, Name: r.PathValue("name")})
-		if err == nil {
-			d.mu.Lock()
-			delete(d.intercepts, r.PathValue("name"))
-			d.mu.Unlock()
-		}
-		writeProto(w, resp, err)
-	})
-	mux.HandleFunc("GET /intercepts", func(w http.ResponseWriter, r *http.Request) {
-		c, id, ok := d.managerOrError(w)
-		if !ok {
-			return
-		}
-		resp, err := c.ListIntercepts(r.Context(), &teleproto.SessionRequest{SessionId: id})
-		writeProto(w, resp, err)
-	})
-}
-
-// managerOrError returns the current manager client and session, or
-// answers 503 while the daemon is between connections.
-func (d *Daemon) managerOrError(w http.ResponseWriter) (*managerclient.Client, string, bool) {
+// connectedManager returns the current manager client and session, or
+// Unavailable while the daemon is between connections.
+func (d *Daemon) connectedManager() (*managerclient.Client, string, error) {
 	c, id := d.manager()
 	if c == nil {
-		http.Error(w, "not connected to the manager (reconnecting); try again", http.StatusServiceUnavailable)
-		return nil, "", false
+		return nil, "", status.Error(codes.Unavailable, "not connected to the manager (reconnecting); try again")
 	}
-	return c, id, true
-}
-
-func writeProto(w http.ResponseWriter, m proto.Message, err error) {
-	if err != nil {
-		http.Error(w, status.Convert(err).Message(), http.StatusConflict)
-		return
-	}
-	b, err := protojson.Marshal(m)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	return c, id, nil
 }

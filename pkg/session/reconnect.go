@@ -48,8 +48,8 @@ func (d *Daemon) ensureManager(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.cfg.Manager = *m
-	d.status.ManagerPod = m.Pod
 	d.mu.Unlock()
+	d.update(func(s *teleproto.DaemonStatus) { s.ManagerPod = m.Pod })
 	return nil
 }
 
@@ -80,7 +80,9 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 		d.log.Info("intercept restored", "intercept", r.GetName())
 	}
 	if len(lost) > 0 {
-		d.update(func(s *Status) { s.Error = "intercepts ended by a manager restart: " + strings.Join(lost, "; ") })
+		d.update(func(s *teleproto.DaemonStatus) {
+			s.Error = "intercepts ended by a manager restart: " + strings.Join(lost, "; ")
+		})
 	}
 }
 
@@ -130,9 +132,11 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	d.mu.Lock()
 	old := d.client
 	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
-	d.status.Session = resp.GetSessionId()
-	d.status.ManagerVersion = resp.GetManagerVersion()
 	d.mu.Unlock()
+	d.update(func(s *teleproto.DaemonStatus) {
+		s.Session = resp.GetSessionId()
+		s.ManagerVersion = resp.GetManagerVersion()
+	})
 	if old != nil {
 		old.Close()
 	}
@@ -143,10 +147,21 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	return resp.GetCluster(), nil
 }
 
+// heartbeatLost reports whether a failed Remain means the session or the
+// link to its manager is gone, so the daemon reconnects; any other error
+// (the manager refused this once) waits for the next heartbeat.
+func heartbeatLost(err error) bool {
+	switch status.Code(err) {
+	case codes.NotFound, codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
 // keepAlive sends Remain often enough for the manager's heartbeat timeout and
 // reconnects when the port-forward or the session is lost.
 func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error {
-	t := time.NewTicker(remainInterval)
+	t := time.NewTicker(d.heartbeat)
 	defer t.Stop()
 	for {
 		c, id := d.manager()
@@ -162,36 +177,55 @@ func (d *Daemon) keepAlive(ctx context.Context, _ *teleproto.ClusterInfo) error 
 			if err == nil {
 				continue
 			}
-			d.log.Warn("heartbeat failed; reconnecting", "err", err, "code", status.Code(err))
-			if status.Code(err) != codes.NotFound && status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
+			if !heartbeatLost(err) {
+				d.log.Warn("heartbeat refused", "err", err, "code", status.Code(err))
 				continue
 			}
+			d.log.Warn("heartbeat failed; reconnecting", "err", err, "code", status.Code(err))
 		}
-		d.update(func(s *Status) { s.Phase = "reconnecting" })
-		for backoff := 300 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
-			if d.resume(ctx) {
-				break
-			}
-			err := d.ensureManager(ctx)
-			if err == nil {
-				_, err = d.connectManager(ctx)
-			}
-			if err == nil {
-				d.restoreIntercepts(ctx)
-				break
-			}
-			d.log.Warn("reconnect failed", "err", err)
-			if inc := (*managerclient.IncompatibleError)(nil); errors.As(err, &inc) {
-				// Another version's manager took the namespace while ours was
-				// gone: say so in status, and keep trying (it may be uninstalled).
-				d.update(func(s *Status) { s.Error = err.Error() })
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
-			}
+		d.setPhase(teleproto.ConnectPhase_CONNECT_PHASE_RECONNECTING)
+		if err := d.reconnect(ctx); err != nil {
+			return err
 		}
-		d.update(func(s *Status) { s.Phase = "connected" })
+		d.setPhase(teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED)
 	}
+}
+
+// reconnect tries, with a backoff, until the session is back (resumed, or
+// anew with its intercepts restored) or ctx ends.
+func (d *Daemon) reconnect(ctx context.Context) error {
+	for backoff := 300 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
+		err := d.redial(ctx)
+		if err == nil {
+			return nil
+		}
+		d.log.Warn("reconnect failed", "err", err)
+		if inc := (*managerclient.IncompatibleError)(nil); errors.As(err, &inc) {
+			// Another version's manager took the namespace while ours was
+			// gone: say so in status, and keep trying (it may be uninstalled).
+			d.update(func(s *teleproto.DaemonStatus) { s.Error = err.Error() })
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// redialManager is one attempt of reconnect: resume the session on the
+// same manager, else start the manager if need be, arrive anew and create
+// the session's intercepts again.
+func (d *Daemon) redialManager(ctx context.Context) error {
+	if d.resume(ctx) {
+		return nil
+	}
+	err := d.ensureManager(ctx)
+	if err == nil {
+		_, err = d.connectManager(ctx)
+	}
+	if err == nil {
+		d.restoreIntercepts(ctx)
+	}
+	return err
 }

@@ -1,42 +1,39 @@
 package device
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"path/filepath"
 	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// RequestVersion is the version of [Request] this package speaks. Both ends
-// reject any other version with an error.
-const RequestVersion = 1
-
-// MaxRequestSize bounds the JSON the root helper will read.
+// MaxRequestSize bounds the request the root helper will read.
 const MaxRequestSize = 64 << 10
 
 // maxSocketPathLen is the longest path that fits sun_path on every platform we
 // build for (104 bytes on darwin including the NUL; Linux allows 108).
 const maxSocketPathLen = 103
 
-// Request is what the daemon asks the root helper to do, as JSON. Addresses
-// are strings so that the wire form is what a person would type and so that
-// parsing (and its errors) happen in one place, [ParseRequest].
+// Request is a teleproto.DeviceRequest that [CheckRequest] accepted: what
+// the daemon asks the root helper to do. Addresses are strings so that the
+// wire form is what a person would type and so that parsing (and its errors)
+// happen in one place.
 type Request struct {
-	Version int      `json:"version"`
-	Name    string   `json:"name"`
-	MTU     int      `json:"mtu"`
-	Addr    string   `json:"addr"`
-	Routes  []string `json:"routes"`
+	Name   string
+	MTU    int
+	Addr   string
+	Routes []string
 	// SocketPath is the daemon's Unix socket the helper connects to in order
 	// to hand over the device's descriptor.
-	SocketPath string `json:"socketPath"`
+	SocketPath string
 	// AllowConflictingSubnets skips the check against the host's routes
 	// (--allow-conflicting-subnets).
-	AllowConflictingSubnets bool `json:"allowConflictingSubnets,omitempty"`
+	AllowConflictingSubnets bool
 }
 
 // Spec converts the request's device fields. It checks syntax only; use
@@ -61,27 +58,31 @@ func (r Request) Spec() (Spec, error) {
 	return s, nil
 }
 
-// ParseRequest decodes and validates a request from the daemon. It rejects
-// oversize input, unknown fields, trailing data, other versions, an invalid
-// spec and a socket path that is not absolute and clean. Whether the socket
-// path is in an allowed directory and owned by the invoking user is checked
-// separately by [ValidateSocketPath], which needs that user's uid.
+// ParseRequest decodes a teleproto.DeviceRequest in protojson and checks it
+// (CheckRequest), rejecting oversize input and unknown fields.
 func ParseRequest(data []byte) (Request, error) {
 	if len(data) > MaxRequestSize {
 		return Request{}, fmt.Errorf("helper request: %d bytes exceeds the limit of %d", len(data), MaxRequestSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var r Request
-	if err := dec.Decode(&r); err != nil {
+	var pb teleproto.DeviceRequest
+	if err := protojson.Unmarshal(data, &pb); err != nil {
 		return Request{}, fmt.Errorf("helper request: decode JSON: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Request{}, errors.New("helper request: trailing data after the JSON object")
+	return CheckRequest(&pb)
+}
+
+// CheckRequest validates a request from the daemon. It rejects other
+// versions, an invalid spec and a socket path that is not absolute and
+// clean. Whether the socket path is in an allowed directory and owned by
+// the invoking user is checked separately by [ValidateSocketPath], which
+// needs that user's uid.
+func CheckRequest(pb *teleproto.DeviceRequest) (Request, error) {
+	if v := pb.GetVersion(); v != teleproto.CurrentHelperVersion {
+		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks version %d); use the same kubectl-tele binary for the daemon and the helper",
+			int32(v), int32(teleproto.CurrentHelperVersion))
 	}
-	if r.Version != RequestVersion {
-		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks version %d); use the same kubectl-tele binary for the daemon and the helper", r.Version, RequestVersion)
-	}
+	r := Request{Name: pb.GetName(), MTU: int(pb.GetMtu()), Addr: pb.GetAddr(), Routes: pb.GetRoutes(),
+		SocketPath: pb.GetSocketPath(), AllowConflictingSubnets: pb.GetAllowConflictingSubnets()}
 	s, err := r.Spec()
 	if err != nil {
 		return Request{}, fmt.Errorf("helper request: %w", err)

@@ -1,10 +1,13 @@
 package device
 
 import (
-	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 const validRequestJSON = `{"version":1,"name":"tele0","mtu":1400,"addr":"198.18.0.1/32",` +
@@ -18,23 +21,29 @@ func TestParseRequest(t *testing.T) {
 		wantErr string
 	}{
 		{"valid", validRequestJSON, Request{
-			Version: 1, Name: "tele0", MTU: 1400, Addr: "198.18.0.1/32",
+			Name: "tele0", MTU: 1400, Addr: "198.18.0.1/32",
 			Routes:     []string{"10.96.0.0/12", "172.20.0.0/16"},
 			SocketPath: "/run/user/1000/kubectl-tele/daemon.sock",
 		}, ""},
 		{"allow conflicts", `{"version":1,"name":"tele3","mtu":1280,"addr":"fd00::1/128","routes":["fd00:96::/108"],` +
 			`"socketPath":"/tmp/kubectl-tele-1000/d.sock","allowConflictingSubnets":true}`, Request{
-			Version: 1, Name: "tele3", MTU: 1280, Addr: "fd00::1/128", Routes: []string{"fd00:96::/108"},
+			Name: "tele3", MTU: 1280, Addr: "fd00::1/128", Routes: []string{"fd00:96::/108"},
 			SocketPath: "/tmp/kubectl-tele-1000/d.sock", AllowConflictingSubnets: true,
 		}, ""},
 		{"empty", ``, Request{}, "decode JSON"},
-		{"null", `null`, Request{}, "version 0"},
+		{"null", `null`, Request{}, "decode JSON"},
+		{"no version", `{}`, Request{}, "version 0"},
 		{"not an object", `[1]`, Request{}, "decode JSON"},
 		{"unknown field", strings.Replace(validRequestJSON, `"version":1`, `"version":1,"command":"rm -rf /"`, 1), Request{}, "unknown field"},
-		{"trailing object", validRequestJSON + `{}`, Request{}, "trailing data"},
-		{"trailing garbage", validRequestJSON + `x`, Request{}, "trailing data"},
+		{"trailing object", validRequestJSON + `{}`, Request{}, "decode JSON"},
+		{"trailing garbage", validRequestJSON + `x`, Request{}, "decode JSON"},
+		{"version by name", strings.Replace(validRequestJSON, `"version":1`, `"version":"HELPER_VERSION_1"`, 1), Request{
+			Name: "tele0", MTU: 1400, Addr: "198.18.0.1/32",
+			Routes:     []string{"10.96.0.0/12", "172.20.0.0/16"},
+			SocketPath: "/run/user/1000/kubectl-tele/daemon.sock",
+		}, ""},
 		{"newer version", strings.Replace(validRequestJSON, `"version":1`, `"version":2`, 1), Request{}, "version 2 is not supported"},
-		{"mtu as string", strings.Replace(validRequestJSON, `"mtu":1400`, `"mtu":"1400"`, 1), Request{}, "decode JSON"},
+		{"mtu not a number", strings.Replace(validRequestJSON, `"mtu":1400`, `"mtu":"big"`, 1), Request{}, "decode JSON"},
 		{"bad addr", strings.Replace(validRequestJSON, `198.18.0.1/32`, `198.18.0.1`, 1), Request{}, "address \"198.18.0.1\""},
 		{"bad route", strings.Replace(validRequestJSON, `10.96.0.0/12`, `10.96.0.0/33`, 1), Request{}, "route \"10.96.0.0/33\""},
 		{"zoned route", strings.Replace(validRequestJSON, `10.96.0.0/12`, `fe80::%eth0/64`, 1), Request{}, "route \"fe80::%eth0/64\""},
@@ -89,7 +98,8 @@ func FuzzParseRequest(f *testing.F) {
 		if err := checkSocketPathSyntax(r.SocketPath); err != nil {
 			t.Fatalf("accepted request %q has a bad socket path: %v", data, err)
 		}
-		out, err := json.Marshal(r)
+		out, err := protojson.Marshal(&teleproto.DeviceRequest{Version: teleproto.CurrentHelperVersion, Name: r.Name, Mtu: uint32(r.MTU),
+			Addr: r.Addr, Routes: r.Routes, SocketPath: r.SocketPath, AllowConflictingSubnets: r.AllowConflictingSubnets})
 		if err != nil {
 			t.Fatalf("marshal %+v: %v", r, err)
 		}

@@ -6,9 +6,7 @@
 package helper
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,25 +21,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
-
-// Request is what connect asks of the helper (JSON on its stdin).
-type Request struct {
-	// Device is validated by device.ParseRequest: name, MTU, address,
-	// routes and the daemon's socket.
-	Device json.RawMessage `json:"device"`
-	DNS    DNSRequest      `json:"dns"`
-}
-
-// DNSRequest is the resolver part of a Request.
-type DNSRequest struct {
-	Nameserver string   `json:"nameserver"`
-	Search     []string `json:"search"`
-	Domains    []string `json:"domains"`
-}
 
 // Limits on what the helper accepts.
 const (
@@ -96,20 +81,19 @@ func resolverFor(ctx context.Context, log *slog.Logger) (resolver.Configurator, 
 	return resolver.Detect(ctx, resolver.Options{StateDir: dir, Logger: log}), nil
 }
 
-// Parse decodes and validates a request. uid is the user the helper acts
-// for (SUDO_UID): the socket must be theirs.
+// Parse decodes and validates a request, a teleproto.HelperRequest in
+// protojson (what connect writes on the helper's stdin). uid is the user the
+// helper acts for (SUDO_UID): the socket must be theirs.
 func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, error) {
 	var zero resolver.Config
 	if len(data) > maxRequest {
 		return device.Request{}, device.Spec{}, zero, fmt.Errorf("request of %d bytes is over the limit of %d", len(data), maxRequest)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var r Request
-	if err := dec.Decode(&r); err != nil {
+	var r teleproto.HelperRequest
+	if err := protojson.Unmarshal(data, &r); err != nil {
 		return device.Request{}, device.Spec{}, zero, fmt.Errorf("decode request: %w", err)
 	}
-	dr, err := device.ParseRequest(r.Device)
+	dr, err := device.CheckRequest(r.GetDevice())
 	if err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
@@ -117,7 +101,7 @@ func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, 
 	if err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
-	rc, err := validateDNS(r.DNS, spec)
+	rc, err := validateDNS(r.GetDns(), spec)
 	if err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
@@ -128,10 +112,10 @@ func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, 
 // validateDNS accepts a nameserver only inside the device's routes, so the
 // helper never points the resolver anywhere but into the session, and only
 // well-formed domain names.
-func validateDNS(d DNSRequest, spec device.Spec) (resolver.Config, error) {
-	ns, err := netip.ParseAddr(d.Nameserver)
+func validateDNS(d *teleproto.HelperDNS, spec device.Spec) (resolver.Config, error) {
+	ns, err := netip.ParseAddr(d.GetNameserver())
 	if err != nil {
-		return resolver.Config{}, fmt.Errorf("dns nameserver %q: %w", d.Nameserver, err)
+		return resolver.Config{}, fmt.Errorf("dns nameserver %q: %w", d.GetNameserver(), err)
 	}
 	inside := false
 	for _, r := range spec.Routes {
@@ -140,16 +124,16 @@ func validateDNS(d DNSRequest, spec device.Spec) (resolver.Config, error) {
 	if !inside {
 		return resolver.Config{}, fmt.Errorf("dns nameserver %s is not inside the session's routes", ns)
 	}
-	if len(d.Search) > maxDomains || len(d.Domains) > maxDomains {
+	if len(d.GetSearch()) > maxDomains || len(d.GetDomains()) > maxDomains {
 		return resolver.Config{}, fmt.Errorf("at most %d search and routing domains are allowed", maxDomains)
 	}
-	for _, n := range append(append([]string{}, d.Search...), d.Domains...) {
+	for _, n := range append(append([]string{}, d.GetSearch()...), d.GetDomains()...) {
 		// No slash either: on macOS each domain names a file in /etc/resolver.
 		if _, ok := dns.IsDomainName(n); !ok || n == "" || !printable(n) || strings.ContainsAny(n, "\\\"'/") || len(n) > 253 {
 			return resolver.Config{}, fmt.Errorf("dns domain %q is not a valid name", n)
 		}
 	}
-	return resolver.Config{Nameserver: ns, Search: d.Search, Domains: d.Domains}, nil
+	return resolver.Config{Nameserver: ns, Search: d.GetSearch(), Domains: d.GetDomains()}, nil
 }
 
 // printable reports whether s is visible ASCII only: a domain written into
@@ -230,7 +214,7 @@ func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error)
 	if err := device.CheckPeer(uc, uid); err != nil {
 		return err
 	}
-	meta, _ := json.Marshal(map[string]string{"device": spec.Name, "dnsMode": res.Mode()})
+	meta, _ := protojson.Marshal(&teleproto.DeviceHandoff{Device: spec.Name, DnsMode: res.Mode()})
 	if err := device.SendFile(uc, f, meta); err != nil {
 		return fmt.Errorf("hand the device to the daemon: %w", err)
 	}

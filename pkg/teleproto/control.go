@@ -1,0 +1,47 @@
+package teleproto
+
+import "fmt"
+
+// CurrentControlVersion is the version of the Daemon service (control.proto)
+// this build speaks: plugin to daemon.
+const CurrentControlVersion = ControlVersion_CONTROL_VERSION_1
+
+// CurrentHelperVersion is the version of HelperRequest this build speaks:
+// daemon (through the plugin) to the privileged helper.
+const CurrentHelperVersion = HelperVersion_HELPER_VERSION_1
+
+// phaseLabels are the names kubectl tele status shows, in text and in
+// -o json: they predate the enum and scripts read them.
+var phaseLabels = map[ConnectPhase]string{
+	ConnectPhase_CONNECT_PHASE_STARTING:           "starting",
+	ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE: "waiting-for-device",
+	ConnectPhase_CONNECT_PHASE_CONNECTED:          "connected",
+	ConnectPhase_CONNECT_PHASE_RECONNECTING:       "reconnecting",
+	ConnectPhase_CONNECT_PHASE_ENDING:             "ending",
+	ConnectPhase_CONNECT_PHASE_FAILED:             "failed",
+	ConnectPhase_CONNECT_PHASE_DISCONNECTED:       "disconnected",
+}
+
+// Label is the phase as kubectl tele status shows it ("waiting-for-device");
+// a phase this build has no name for (a newer daemon's) is its number.
+func (p ConnectPhase) Label() string {
+	if l, ok := phaseLabels[p]; ok {
+		return l
+	}
+	return fmt.Sprintf("phase-%d", int32(p))
+}
+
+// MarshalText writes the phase's Label, so that status -o json and -o yaml
+// keep the names scripts read (encoding/json uses it; protojson does not).
+func (p ConnectPhase) MarshalText() ([]byte, error) { return []byte(p.Label()), nil }
+
+// UnmarshalText reads a Label.
+func (p *ConnectPhase) UnmarshalText(b []byte) error {
+	for k, l := range phaseLabels {
+		if l == string(b) {
+			*p = k
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown phase %q", b)
+}

@@ -1,0 +1,15 @@
+package teleproto
+
+// Ports and header keys of the manager's two services, shared by the
+// manager, the agents and the laptop's client: declared here only.
+const (
+	// ManagerPort is where the manager serves laptops (the Manager
+	// service), on its pod's loopback: laptops reach it by port-forward.
+	ManagerPort = 8081
+	// AgentPort is where the manager serves agents (AgentService), on its
+	// pod's IP, authenticated by AgentTokenHeader.
+	AgentPort = 8082
+	// AgentTokenHeader is the gRPC metadata key of the agents' shared
+	// token, which the manager checks on every AgentService call.
+	AgentTokenHeader = "x-tele-agent-token"
+)
