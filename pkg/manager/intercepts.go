@@ -602,7 +602,8 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
 			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
 			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
-			Tls:                  ic.tls, LocalTls: ic.localTLS,
+			Tls:                  ic.tls,
+			LocalTls:             ic.localTLS,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })
