@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 

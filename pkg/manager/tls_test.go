@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
 )
 
 func TestReadTLSSecret(t *testing.T) {

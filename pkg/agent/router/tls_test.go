@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
-	"github.com/kubectl-tele/kubectl-tele/pkg/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
 )
 
 const tlsName = "echo.ns.svc"
