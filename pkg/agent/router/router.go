@@ -245,7 +245,7 @@ func (r *Router) SetRoutes(routes []Route) {
 	// Idle upstream connections of replaced routes close now; busy ones
 	// close when their request ends (see http.Transport.CloseIdleConnections).
 	old.closeIdle()
-	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil)
+	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil, "tls", next.tls != nil)
 }
 
 func (t *table) closeIdle() {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 )
 
 const tlsName = "echo.ns.svc"
