@@ -223,7 +223,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
-		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH},
+		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS},
 	}})
 	if err != nil {
 		// The manager's refusal, if any, is the stream's status.
@@ -271,7 +271,11 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 		if r.GetResetIdleConnections() {
 			resetIdle[r.GetPort()] = true
 		}
-		byPort[r.GetPort()] = append(byPort[r.GetPort()], router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept())})
+		rt := router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept()), LocalTLS: r.GetLocalTls()}
+		if rt.TLS, err = routeCertificate(r); err != nil {
+			return nil, err
+		}
+		byPort[r.GetPort()] = append(byPort[r.GetPort()], rt)
 		if r.GetMechanism() == "nftables" && !redirected[r.GetPort()] {
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})

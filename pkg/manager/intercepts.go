@@ -41,6 +41,11 @@ type intercept struct {
 	// resetIdle asks the agents to reset idle connections that bypass
 	// their redirect (nftables only).
 	resetIdle bool
+	// tls, in memory only, is what the agents terminate TLS with
+	// (tls.go); localTLS sends the matching requests on to the laptop
+	// over TLS.
+	tls      *teleproto.TLSCertificate
+	localTLS bool
 }
 
 // AgentPort is where an agent listens for the app port port: fixed per port
@@ -65,6 +70,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if req.GetPort() == 0 || req.GetPort() > 65535 || req.GetLocalPort() == 0 || req.GetLocalPort() > 65535 {
 		return nil, status.Errorf(codes.InvalidArgument, "ports must be 1..65535 (port %d, local port %d)", req.GetPort(), req.GetLocalPort())
 	}
+	cert, err := interceptTLS(req)
+	if err != nil {
+		return nil, err
+	}
 	name := req.GetName()
 	if name == "" {
 		name = req.GetWorkloadName()
@@ -78,9 +87,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			Name: name, Namespace: s.cfg.Namespace,
 			WorkloadKind: req.GetWorkloadKind(), WorkloadName: req.GetWorkloadName(),
 			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
-			Owner: ss.user + "@" + ss.hostname,
+			Owner: ss.user + "@" + ss.hostname, TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(),
 		},
 		session: ss, selector: sel, match: m, resetIdle: req.GetResetIdleConnections(),
+		tls: cert, localTLS: req.GetLocalTls(),
 	}
 	s.imu.Lock()
 	if err := conflict(s.intercepts, ic); err != nil {
@@ -117,6 +127,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent; nothing was changed",
 				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
 		}
+		if ac := s.agent(p.Name); ac != nil && !canApplyTLS(ac.hello, ic) {
+			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates TLS interception (--tls-secret): restart the workload's pods (kubectl rollout restart) so that they get a current agent, or intercept without --tls-secret; nothing was changed",
+				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
+		}
 	}
 	s.imu.Lock()
 	ic.mech = mech
@@ -140,7 +154,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	out := cloneIntercept(ic, ss)
 	s.imu.Unlock()
 	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", ic.id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names,
+		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
@@ -231,6 +245,7 @@ func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
 		Port: ic.pb.Port, LocalPort: ic.pb.LocalPort, HttpMatch: append([]string(nil), ic.pb.HttpMatch...),
 		Mechanism: ic.pb.Mechanism, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...), State: ic.pb.State,
 		BypassingConnections: ic.pb.BypassingConnections, ResetConnections: ic.pb.ResetConnections,
+		TlsSecret: ic.pb.TlsSecret, LocalTls: ic.pb.LocalTls,
 		Mine: viewer != nil && ic.session == viewer,
 	}
 	return out
@@ -580,13 +595,15 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 		if ic.mech == "" || ic.removing || !selects(ic.selector, pod) {
 			continue // not attached yet
 		}
-		if !canApply(hello, ic.match) {
+		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) {
 			continue
 		}
 		out = append(out, &teleproto.AgentRoute{
 			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
 			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
 			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
+			Tls:                  ic.tls,
+			LocalTls:             ic.localTLS,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })

@@ -46,6 +46,11 @@ type InterceptOptions struct {
 	// ResetIdle resets the idle connections that were open to the port
 	// before the redirect, so their clients reconnect through the agent.
 	ResetIdle bool
+	// TLSSecret names the kubernetes.io/tls Secret whose certificate the
+	// agents terminate the clients' TLS with; LocalTLS sends the matching
+	// requests to the local server over TLS (see intercepttls.go).
+	TLSSecret string
+	LocalTLS  bool
 
 	workloadArg string
 	namespace   string
@@ -86,6 +91,16 @@ lines for . FILE in any POSIX shell) or powershell (for . FILE in PowerShell).
 A variable the syntax cannot carry is left out with a warning naming it;
 --env-json writes every one.
 
+A port where the app serves TLS itself: with --tls-secret NAME (a
+kubernetes.io/tls Secret of the namespace holding the certificate the app's
+clients expect, which intercept reads with your credentials), the agents
+terminate TLS with it and match requests as in cleartext; the others reach
+the app over TLS again, and the matching ones your local server in
+cleartext, or over TLS with --local-tls (your server's own certificate, e.g.
+self-signed, is not verified). Without --tls-secret, filters cannot see
+inside TLS and intercept refuses them on a TLS port; without filters the
+whole port comes to your server, which must speak TLS itself.
+
 An intercept's name is yours: it is unique among your intercepts, not the
 namespace's, so teammates intercepting one workload with their own
 --http-match each get one named after it, and each ends theirs with
@@ -93,6 +108,7 @@ kubectl tele leave NAME.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
   kubectl tele intercept deploy/my-service --port 8080 --http-path-prefix /api/orders/ --http-method POST
   kubectl tele intercept deploy/grpc-api --port 9000 --http-path /orders.v1.Orders/Create --http-match x-dev=alice
+  kubectl tele intercept deploy/web --port 8443:https --tls-secret web-tls --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env
   kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh`,
 		Args:              cobra.ExactArgs(1),
@@ -124,6 +140,8 @@ kubectl tele leave NAME.`,
 	f.StringVar(&o.EnvJSON, "env-json", "", "write the intercepted container's environment here as JSON")
 	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
 	f.BoolVar(&o.ResetIdle, "reset-idle-connections", false, "reset the connections to the port that were open before the intercept and idle for 1s, so their clients (pooled HTTP, gRPC) reconnect through it (nftables mechanism)")
+	f.StringVar(&o.TLSSecret, "tls-secret", "", "a kubernetes.io/tls Secret with the certificate the app's clients expect: the agents terminate TLS with it, so filters apply to a port where the app serves TLS")
+	f.BoolVar(&o.LocalTLS, "local-tls", false, "with --tls-secret: send the matching requests to the local server over TLS (its certificate is not verified) instead of cleartext")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
 }
@@ -171,6 +189,9 @@ func (o *InterceptOptions) Validate() error {
 	if o.Mechanism != "" && o.Mechanism != "nftables" && o.Mechanism != "service" {
 		return usagef("--mechanism %q: use nftables or service", o.Mechanism)
 	}
+	if o.LocalTLS && o.TLSSecret == "" {
+		return usagef("--local-tls needs --tls-secret NAME: without it the agents do not terminate TLS, and a TLS port reaches your server whole, in TLS already")
+	}
 	if o.envSyntax, err = target.ParseEnvSyntax(o.EnvSyntax); err != nil {
 		return usagef("--env-syntax: %w", err)
 	}
@@ -206,6 +227,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	for _, wmsg := range warnings {
 		fmt.Fprintln(o.Streams.ErrOut, "warning:", wmsg)
 	}
+	cert, err := o.checkTLS(ctx, w, t)
+	if err != nil {
+		return err
+	}
 	if o.EnvFile != "" || o.EnvJSON != "" {
 		pod, err := target.RunningPod(ctx, o.client, w)
 		if err != nil {
@@ -239,12 +264,13 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
 		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle,
+		Tls: cert, LocalTls: o.LocalTLS,
 	})
 	if err != nil {
 		return fmt.Errorf("intercept %s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
 	}
-	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d (mechanism %s, pods %s).\n",
-		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
+		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}

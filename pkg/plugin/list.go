@@ -130,7 +130,7 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			n++
 		}
 		for _, ic := range r.ics {
-			m := matchColumn(ic.GetHttpMatch())
+			m := matchColumn(ic.GetHttpMatch()) + tlsColumn(ic)
 			owner := ic.GetOwner()
 			if ic.GetMine() {
 				owner += " (you)"

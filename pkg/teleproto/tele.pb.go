@@ -32,6 +32,9 @@ const (
 	// Match terms on the request line: :path and :method (--http-path,
 	// --http-path-prefix, --http-path-regex, --http-method).
 	AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH AgentFeature = 1
+	// Routes with a TLS certificate (AgentRoute.tls): the agent terminates
+	// TLS, matches, and re-encrypts to the app (or to a --local-tls laptop).
+	AgentFeature_AGENT_FEATURE_TLS AgentFeature = 3
 )
 
 // Enum value maps for AgentFeature.
@@ -39,10 +42,12 @@ var (
 	AgentFeature_name = map[int32]string{
 		0: "AGENT_FEATURE_UNSPECIFIED",
 		1: "AGENT_FEATURE_REQUEST_LINE_MATCH",
+		3: "AGENT_FEATURE_TLS",
 	}
 	AgentFeature_value = map[string]int32{
 		"AGENT_FEATURE_UNSPECIFIED":        0,
 		"AGENT_FEATURE_REQUEST_LINE_MATCH": 1,
+		"AGENT_FEATURE_TLS":                3,
 	}
 )
 
@@ -246,8 +251,18 @@ type CreateInterceptRequest struct {
 	// Reset the idle connections to port that were opened before the
 	// agent's redirect (nftables only), so their clients reconnect through it.
 	ResetIdleConnections bool `protobuf:"varint,11,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The certificate the app's clients expect, from the kubernetes.io/tls
+	// Secret --tls-secret names, which the laptop read with its user's own
+	// credentials: the agents terminate TLS with it to match requests on a
+	// port where the app serves TLS itself. The manager keeps it in memory
+	// only, and never shows it (Intercept has the Secret's name alone).
+	// Numbered from 20 so that other additions of this release keep theirs.
+	Tls *TLSCertificate `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
+	// With tls: matching requests reach the laptop's local server over TLS
+	// (its own certificate, not verified) instead of cleartext.
+	LocalTls      bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateInterceptRequest) Reset() {
@@ -357,6 +372,83 @@ func (x *CreateInterceptRequest) GetResetIdleConnections() bool {
 	return false
 }
 
+func (x *CreateInterceptRequest) GetTls() *TLSCertificate {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *CreateInterceptRequest) GetLocalTls() bool {
+	if x != nil {
+		return x.LocalTls
+	}
+	return false
+}
+
+// TLSCertificate is a certificate chain and its private key, PEM-encoded
+// as in a kubernetes.io/tls Secret's tls.crt and tls.key.
+type TLSCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Secret it came from, for messages and list.
+	Secret        string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	CertPem       []byte `protobuf:"bytes,2,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
+	KeyPem        []byte `protobuf:"bytes,3,opt,name=key_pem,json=keyPem,proto3" json:"key_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TLSCertificate) Reset() {
+	*x = TLSCertificate{}
+	mi := &file_tele_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TLSCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TLSCertificate) ProtoMessage() {}
+
+func (x *TLSCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TLSCertificate.ProtoReflect.Descriptor instead.
+func (*TLSCertificate) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TLSCertificate) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *TLSCertificate) GetCertPem() []byte {
+	if x != nil {
+		return x.CertPem
+	}
+	return nil
+}
+
+func (x *TLSCertificate) GetKeyPem() []byte {
+	if x != nil {
+		return x.KeyPem
+	}
+	return nil
+}
+
 type Intercept struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -380,13 +472,17 @@ type Intercept struct {
 	// (yet): a pod of a rollout or scale-up that its agent is joining. Their
 	// requests reach the app whatever they carry; pods lists the others.
 	UncoveredPods []string `protobuf:"bytes,15,rep,name=uncovered_pods,json=uncoveredPods,proto3" json:"uncovered_pods,omitempty"`
+	// The Secret whose certificate the agents terminate TLS with (never the
+	// certificate or key), and whether the laptop's server gets TLS.
+	TlsSecret     string `protobuf:"bytes,20,opt,name=tls_secret,json=tlsSecret,proto3" json:"tls_secret,omitempty"`
+	LocalTls      bool   `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Intercept) Reset() {
 	*x = Intercept{}
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +494,7 @@ func (x *Intercept) String() string {
 func (*Intercept) ProtoMessage() {}
 
 func (x *Intercept) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +507,7 @@ func (x *Intercept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intercept.ProtoReflect.Descriptor instead.
 func (*Intercept) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Intercept) GetName() string {
@@ -519,6 +615,20 @@ func (x *Intercept) GetUncoveredPods() []string {
 	return nil
 }
 
+func (x *Intercept) GetTlsSecret() string {
+	if x != nil {
+		return x.TlsSecret
+	}
+	return ""
+}
+
+func (x *Intercept) GetLocalTls() bool {
+	if x != nil {
+		return x.LocalTls
+	}
+	return false
+}
+
 type RemoveInterceptRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -529,7 +639,7 @@ type RemoveInterceptRequest struct {
 
 func (x *RemoveInterceptRequest) Reset() {
 	*x = RemoveInterceptRequest{}
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +651,7 @@ func (x *RemoveInterceptRequest) String() string {
 func (*RemoveInterceptRequest) ProtoMessage() {}
 
 func (x *RemoveInterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +664,7 @@ func (x *RemoveInterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveInterceptRequest.ProtoReflect.Descriptor instead.
 func (*RemoveInterceptRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RemoveInterceptRequest) GetSessionId() string {
@@ -579,7 +689,7 @@ type RemoveInterceptResponse struct {
 
 func (x *RemoveInterceptResponse) Reset() {
 	*x = RemoveInterceptResponse{}
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +701,7 @@ func (x *RemoveInterceptResponse) String() string {
 func (*RemoveInterceptResponse) ProtoMessage() {}
 
 func (x *RemoveInterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +714,7 @@ func (x *RemoveInterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveInterceptResponse.ProtoReflect.Descriptor instead.
 func (*RemoveInterceptResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{4}
 }
 
 type ListInterceptsResponse struct {
@@ -616,7 +726,7 @@ type ListInterceptsResponse struct {
 
 func (x *ListInterceptsResponse) Reset() {
 	*x = ListInterceptsResponse{}
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +738,7 @@ func (x *ListInterceptsResponse) String() string {
 func (*ListInterceptsResponse) ProtoMessage() {}
 
 func (x *ListInterceptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +751,7 @@ func (x *ListInterceptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInterceptsResponse.ProtoReflect.Descriptor instead.
 func (*ListInterceptsResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{4}
+	return file_tele_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListInterceptsResponse) GetIntercepts() []*Intercept {
@@ -664,7 +774,7 @@ type DialRequest struct {
 
 func (x *DialRequest) Reset() {
 	*x = DialRequest{}
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +786,7 @@ func (x *DialRequest) String() string {
 func (*DialRequest) ProtoMessage() {}
 
 func (x *DialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +799,7 @@ func (x *DialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialRequest.ProtoReflect.Descriptor instead.
 func (*DialRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{5}
+	return file_tele_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DialRequest) GetDialId() string {
@@ -735,7 +845,7 @@ type AgentReport struct {
 
 func (x *AgentReport) Reset() {
 	*x = AgentReport{}
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +857,7 @@ func (x *AgentReport) String() string {
 func (*AgentReport) ProtoMessage() {}
 
 func (x *AgentReport) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +870,7 @@ func (x *AgentReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentReport.ProtoReflect.Descriptor instead.
 func (*AgentReport) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{6}
+	return file_tele_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AgentReport) GetHello() *AgentHello {
@@ -795,7 +905,7 @@ type PortConnections struct {
 
 func (x *PortConnections) Reset() {
 	*x = PortConnections{}
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +917,7 @@ func (x *PortConnections) String() string {
 func (*PortConnections) ProtoMessage() {}
 
 func (x *PortConnections) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +930,7 @@ func (x *PortConnections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConnections.ProtoReflect.Descriptor instead.
 func (*PortConnections) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{7}
+	return file_tele_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PortConnections) GetPort() uint32 {
@@ -863,7 +973,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +985,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +998,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
@@ -950,7 +1060,7 @@ type AgentRoutes struct {
 
 func (x *AgentRoutes) Reset() {
 	*x = AgentRoutes{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1072,7 @@ func (x *AgentRoutes) String() string {
 func (*AgentRoutes) ProtoMessage() {}
 
 func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1085,7 @@ func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
 func (*AgentRoutes) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentRoutes) GetVersion() uint64 {
@@ -1004,13 +1114,18 @@ type AgentRoute struct {
 	HttpMatch []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
 	// Reset the idle connections to port that bypass the redirect.
 	ResetIdleConnections bool `protobuf:"varint,6,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Terminate TLS with this certificate, then route requests as in
+	// cleartext; sent only to agents with AGENT_FEATURE_TLS.
+	Tls *TLSCertificate `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
+	// With tls: to the laptop over TLS too (its certificate is not verified).
+	LocalTls      bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentRoute) Reset() {
 	*x = AgentRoute{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1137,7 @@ func (x *AgentRoute) String() string {
 func (*AgentRoute) ProtoMessage() {}
 
 func (x *AgentRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1150,7 @@ func (x *AgentRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
 func (*AgentRoute) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentRoute) GetIntercept() string {
@@ -1080,6 +1195,20 @@ func (x *AgentRoute) GetResetIdleConnections() bool {
 	return false
 }
 
+func (x *AgentRoute) GetTls() *TLSCertificate {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *AgentRoute) GetLocalTls() bool {
+	if x != nil {
+		return x.LocalTls
+	}
+	return false
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1095,7 +1224,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1236,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1249,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{11}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -1174,7 +1303,7 @@ type ArriveResponse struct {
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1315,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1328,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{12}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -1262,7 +1391,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1403,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1416,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{13}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -1334,7 +1463,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1475,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1488,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{14}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -1377,7 +1506,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1518,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1531,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{15}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 type DepartResponse struct {
@@ -1413,7 +1542,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1554,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1567,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{16}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 type TunnelMessage struct {
@@ -1455,7 +1584,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1596,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1609,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -1566,7 +1695,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1707,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1720,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Open) GetSessionId() string {
@@ -1670,7 +1799,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1811,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1824,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Close) GetError() string {
@@ -1722,7 +1851,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1863,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1876,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -1773,7 +1902,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1914,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1927,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{21}
+	return file_tele_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -1813,7 +1942,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xf5\x02\n" +
+	"tele.proto\x12\atele.v1\"\xbd\x03\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1829,7 +1958,13 @@ const file_tele_proto_rawDesc = "" +
 	"\tmechanism\x18\t \x01(\tR\tmechanism\x12\x1a\n" +
 	"\bservices\x18\n" +
 	" \x03(\tR\bservices\x124\n" +
-	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\"\xd4\x03\n" +
+	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\x12)\n" +
+	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"a\n" +
+	"\x0eTLSCertificate\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x19\n" +
+	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x1c\n" +
+	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\x90\x04\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -1848,7 +1983,10 @@ const file_tele_proto_rawDesc = "" +
 	"\x05state\x18\f \x01(\tR\x05state\x123\n" +
 	"\x15bypassing_connections\x18\r \x01(\rR\x14bypassingConnections\x12+\n" +
 	"\x11reset_connections\x18\x0e \x01(\rR\x10resetConnections\x12%\n" +
-	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\"K\n" +
+	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\x12\x1d\n" +
+	"\n" +
+	"tls_secret\x18\x14 \x01(\tR\ttlsSecret\x12\x1b\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1883,7 +2021,7 @@ const file_tele_proto_rawDesc = "" +
 	"\bfeatures\x18\a \x03(\x0e2\x15.tele.v1.AgentFeatureR\bfeatures\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xd0\x01\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\x98\x02\n" +
 	"\n" +
 	"AgentRoute\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
@@ -1893,7 +2031,9 @@ const file_tele_proto_rawDesc = "" +
 	"\tmechanism\x18\x04 \x01(\tR\tmechanism\x12\x1d\n" +
 	"\n" +
 	"http_match\x18\x05 \x03(\tR\thttpMatch\x124\n" +
-	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\"\xc9\x01\n" +
+	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\x12)\n" +
+	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
@@ -1945,10 +2085,11 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*S\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*j\n" +
 	"\fAgentFeature\x12\x1d\n" +
 	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
-	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01*K\n" +
+	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01\x12\x15\n" +
+	"\x11AGENT_FEATURE_TLS\x10\x03*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
@@ -1987,76 +2128,79 @@ func file_tele_proto_rawDescGZIP() []byte {
 }
 
 var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tele_proto_goTypes = []any{
 	(AgentFeature)(0),               // 0: tele.v1.AgentFeature
 	(ProtocolVersion)(0),            // 1: tele.v1.ProtocolVersion
 	(Protocol)(0),                   // 2: tele.v1.Protocol
 	(CloseReason)(0),                // 3: tele.v1.CloseReason
 	(*CreateInterceptRequest)(nil),  // 4: tele.v1.CreateInterceptRequest
-	(*Intercept)(nil),               // 5: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 6: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 7: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 8: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 9: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 10: tele.v1.AgentReport
-	(*PortConnections)(nil),         // 11: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 12: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 13: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 14: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 15: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 16: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 17: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 18: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 19: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 20: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 21: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 22: tele.v1.Open
-	(*Close)(nil),                   // 23: tele.v1.Close
-	(*DNSRequest)(nil),              // 24: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 25: tele.v1.DNSResponse
+	(*TLSCertificate)(nil),          // 5: tele.v1.TLSCertificate
+	(*Intercept)(nil),               // 6: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 7: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 8: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 9: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 10: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 11: tele.v1.AgentReport
+	(*PortConnections)(nil),         // 12: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 13: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 14: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 15: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 16: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 17: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 18: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 19: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 20: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 21: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 22: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 23: tele.v1.Open
+	(*Close)(nil),                   // 24: tele.v1.Close
+	(*DNSRequest)(nil),              // 25: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 26: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	5,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	12, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	11, // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	1,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 4: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	14, // 5: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	1,  // 6: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	1,  // 7: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	17, // 8: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	22, // 9: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	23, // 10: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	2,  // 11: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	3,  // 12: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	15, // 13: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	18, // 14: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	18, // 15: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	21, // 16: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	24, // 17: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	4,  // 18: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	6,  // 19: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	18, // 20: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	18, // 21: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	10, // 22: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	21, // 23: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	16, // 24: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	19, // 25: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	20, // 26: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	21, // 27: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	25, // 28: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	5,  // 29: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	7,  // 30: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	8,  // 31: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	9,  // 32: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	13, // 33: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	21, // 34: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
+	6,  // 1: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	13, // 2: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	12, // 3: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	1,  // 4: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	0,  // 5: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	15, // 6: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	5,  // 7: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
+	1,  // 8: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	1,  // 9: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	18, // 10: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	23, // 11: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	24, // 12: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	2,  // 13: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	3,  // 14: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	16, // 15: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	19, // 16: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	19, // 17: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	22, // 18: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	25, // 19: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	4,  // 20: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	7,  // 21: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	19, // 22: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	19, // 23: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	11, // 24: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	22, // 25: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	17, // 26: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	20, // 27: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	21, // 28: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	22, // 29: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	26, // 30: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	6,  // 31: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	8,  // 32: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	9,  // 33: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	10, // 34: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	14, // 35: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	22, // 36: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2064,7 +2208,7 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[17].OneofWrappers = []any{
+	file_tele_proto_msgTypes[18].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -2075,7 +2219,7 @@ func file_tele_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

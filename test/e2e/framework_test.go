@@ -195,8 +195,9 @@ func (c *cluster) deployEcho(t *testing.T, ns, name string, replicas int32) {
 
 // deploy runs container (named name, with POD_NAME set) as a Deployment
 // with a Service of the same name for each of its ports, waits for its pods
-// to be ready, and returns the Service.
-func (c *cluster) deploy(t *testing.T, ns, name string, replicas int32, container corev1.Container) *corev1.Service {
+// to be ready, and returns the Service. Each of specs, if any, edits the pod
+// template's spec (volumes, say) before the Deployment is created.
+func (c *cluster) deploy(t *testing.T, ns, name string, replicas int32, container corev1.Container, specs ...func(*corev1.PodSpec)) *corev1.Service {
 	t.Helper()
 	ctx := ctxFor(t, 2*time.Minute)
 	labels := map[string]string{"app": name}
@@ -216,6 +217,9 @@ func (c *cluster) deploy(t *testing.T, ns, name string, replicas int32, containe
 				},
 			},
 		},
+	}
+	for _, edit := range specs {
+		edit(&dep.Spec.Template.Spec)
 	}
 	if _, err := c.client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create deployment %s/%s: %v", ns, name, err)

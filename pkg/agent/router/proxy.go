@@ -32,6 +32,10 @@ type dest struct {
 
 	h1, h2 *httputil.ReverseProxy
 	t1, t2 *http.Transport
+	// tls serves the requests that came over TLS (tls.go); localTLS: a
+	// route's laptop gets them over TLS too.
+	tls      *tlsProxies
+	localTLS bool
 }
 
 func (d *dest) name() string {
@@ -63,6 +67,7 @@ func (d *dest) dialRaw(ctx context.Context) (net.Conn, error) {
 func (d *dest) closeIdle() {
 	d.t1.CloseIdleConnections()
 	d.t2.CloseIdleConnections()
+	d.tls.closeIdle()
 }
 
 // dialError marks a failure to reach a laptop, told apart from failures later
@@ -96,7 +101,8 @@ func (r *Router) newAppDest() *dest {
 }
 
 func (r *Router) newRouteDest(rt Route) *dest {
-	d := &dest{id: rt.ID, match: rt.Match, dial: rt.Dial, timeout: r.cfg.LaptopDialTimeout, c: r.counter(rt.ID)}
+	d := &dest{id: rt.ID, match: rt.Match, dial: rt.Dial, timeout: r.cfg.LaptopDialTimeout, c: r.counter(rt.ID),
+		localTLS: rt.TLS != nil && rt.LocalTLS}
 	// The host only names the transports' connection pool; the dial
 	// function ignores it.
 	r.initProxies(d, "laptop.invalid")
@@ -120,6 +126,7 @@ func (r *Router) initProxies(d *dest, host string) {
 	}
 	d.h1 = r.newReverseProxy(d, host, t1)
 	d.h2 = r.newReverseProxy(d, host, t2)
+	d.tls = r.newTLSProxies(d, host, dial)
 }
 
 // fallback sends a route's request to its laptop, and to the application
@@ -288,6 +295,7 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 		MaxHeaderBytes:    r.cfg.MaxHeaderBytes,
 		// Requests end when Serve's ctx does.
 		BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: markTLS,
 		// Clients that misbehave are not the agent's problem to report loudly.
 		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}
@@ -320,9 +328,8 @@ func (r *Router) handler(track *tracker) http.Handler {
 			req.Header.Del("Http2-Settings")
 		}
 		dest.c.requests.Add(1)
-		proxy := dest.h2
+		proxy := dest.proxy(req)
 		if req.ProtoMajor == 1 {
-			proxy = dest.h1
 			// Let the upstream answer while the client is still sending, as
 			// it could without the agent; net/http refuses by default.
 			http.NewResponseController(w).EnableFullDuplex()

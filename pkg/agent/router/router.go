@@ -45,6 +45,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,14 @@ type Route struct {
 	// listens on its local port): a request gets a 502 saying so, as the
 	// developer should learn that their server is down.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// TLS, when set, is the certificate the app's clients expect: the
+	// router terminates their TLS with it and routes the requests inside
+	// as in cleartext (see tls.go). Such a route is never global: even
+	// without terms it takes requests, not raw connections.
+	TLS *tls.Certificate
+	// LocalTLS: the requests this route takes reach its laptop over TLS
+	// too (with TLS only); otherwise in cleartext.
+	LocalTLS bool
 }
 
 // ErrLaptopGone is what a Route's Dial wraps when the intercept has no
@@ -166,6 +175,8 @@ type Router struct {
 type table struct {
 	global *dest   // takes everything when set
 	routes []*dest // header routes in priority order
+	// tls terminates clients' TLS when a route has a certificate.
+	tls *tls.Config
 }
 
 // New returns a Router with no routes: it passes everything to cfg.AppAddr.
@@ -204,7 +215,7 @@ func (r *Router) SetRoutes(routes []Route) {
 		}
 		seen[rt.ID] = true
 		d := r.newRouteDest(rt)
-		if rt.Match.Global() {
+		if rt.Match.Global() && rt.TLS == nil {
 			if next.global != nil {
 				r.log.Warn("two global routes; the first takes all traffic", "intercept", rt.ID, "winner", next.global.id)
 				continue
@@ -214,6 +225,7 @@ func (r *Router) SetRoutes(routes []Route) {
 		}
 		next.routes = append(next.routes, d)
 	}
+	next.tls = serverTLSConfig(routes)
 	if next.global != nil && len(next.routes) > 0 {
 		r.log.Warn("a global route takes all traffic; header routes are idle", "intercept", next.global.id)
 	}
@@ -233,7 +245,7 @@ func (r *Router) SetRoutes(routes []Route) {
 	// Idle upstream connections of replaced routes close now; busy ones
 	// close when their request ends (see http.Transport.CloseIdleConnections).
 	old.closeIdle()
-	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil)
+	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil, "tls", next.tls != nil)
 }
 
 func (t *table) closeIdle() {
@@ -432,7 +444,15 @@ func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener
 		return // ctx is done and c closed
 	}
 	log := r.log.With("client", c.RemoteAddr().String())
+	if p == protoTLS && t.tls == nil {
+		p = protoOther // no certificate: TLS goes raw to the app
+	}
 	switch p {
+	case protoTLS:
+		if up != nil {
+			up.Close()
+		}
+		r.serveTLS(ctx, c, prefix, t.tls, hl, track)
 	case protoUnknown:
 		c.Close() // silent both ways until IdleTimeout, or the app is down
 	case protoHTTP1, protoH2:

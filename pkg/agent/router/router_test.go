@@ -458,7 +458,9 @@ func TestSniff(t *testing.T) {
 		{"GET /\x00 HTTP/1.1", protoOther},
 		{"GET /a\rb", protoOther},
 		{" GET / HTTP/1.1\r\n", protoOther},
-		{"\x16\x03\x01\x02\x00", protoOther}, // TLS ClientHello
+		{"\x16\x03\x01\x02\x00\x01", protoTLS}, // TLS ClientHello
+		{"\x16\x03\x01\x02\x00", protoUnknown},
+		{"\x16\x03\x01\x02\x00\x02", protoOther}, // a ServerHello
 		{strings.Repeat("A", maxMethodLen+1), protoOther},
 		{"P", protoUnknown},
 		{"PRI * HTTP/2.0\r\n", protoUnknown},

@@ -12,6 +12,7 @@ const (
 	protoHTTP1
 	protoH2 // HTTP/2 with prior knowledge (h2c)
 	protoOther
+	protoTLS // a TLS ClientHello (see sniffTLS)
 )
 
 func (p proto) String() string {
@@ -22,6 +23,8 @@ func (p proto) String() string {
 		return "h2c"
 	case protoOther:
 		return "other"
+	case protoTLS:
+		return "tls"
 	}
 	return "unknown"
 }
@@ -41,6 +44,9 @@ const (
 func sniff(b []byte) proto {
 	if len(b) == 0 {
 		return protoUnknown
+	}
+	if b[0] == recordTypeHandshake {
+		return sniffTLS(b)
 	}
 	if n := min(len(b), len(h2Preface)); string(b[:n]) == h2Preface[:n] {
 		if n == len(h2Preface) {
@@ -79,6 +85,9 @@ func sniff(b []byte) proto {
 		return undecided(b)
 	}
 	line := bytes.TrimSuffix(rest[:nl], []byte("\r"))
+	if bytes.ContainsFunc(line, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return protoOther // as the undecided prefix said (found by FuzzSniff)
+	}
 	if bytes.HasSuffix(line, []byte(" HTTP/1.1")) || bytes.HasSuffix(line, []byte(" HTTP/1.0")) {
 		return protoHTTP1
 	}

@@ -2,8 +2,9 @@
 // cleartext HTTP/2) that answers with who served the request, a UDP echo
 // server, and the client modes the e2e tests run inside the cluster.
 //
-//	echo serve [-http :8080] [-udp :9090] [-name NAME]
+//	echo serve [-http :8080] [-udp :9090] [-name NAME] [-tls-cert F -tls-key F]   (with both: HTTPS, h2 and http/1.1)
 //	echo get [-h2c] [-H k=v]... URL...   (all URLs over one connection)
+//	echo get -ca F [-h2] URL...   (https URLs, verified against the CA in F by their host; prints the client's protocol too)
 //	echo load -url URL -rps N -duration D [-H k=v]
 //	echo udp ADDR MESSAGE
 //	echo bench -url URL -n N -c C [-H k=v]   (latency client: JSON p50, p99, rps, errors)
@@ -13,6 +14,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -83,7 +86,12 @@ func serve(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http", ":8080", "HTTP listen address")
 	udpAddr := fs.String("udp", ":9090", "UDP echo listen address (empty: none)")
 	name := fs.String("name", os.Getenv("POD_NAME"), "name to answer with")
+	tlsCert := fs.String("tls-cert", "", "with -tls-key: serve HTTPS (h2 and http/1.1) with this certificate chain (PEM)")
+	tlsKey := fs.String("tls-key", "", "the key of -tls-cert (PEM)")
 	fs.Parse(args)
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("serve: -tls-cert and -tls-key go together")
+	}
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
@@ -114,7 +122,12 @@ func serve(ctx context.Context, args []string) error {
 	srv.Protocols.SetUnencryptedHTTP2(true)
 
 	errc := make(chan error, 2)
-	go func() { errc <- srv.ListenAndServe() }()
+	if *tlsCert != "" {
+		srv.Protocols.SetHTTP2(true)
+		go func() { errc <- srv.ListenAndServeTLS(*tlsCert, *tlsKey) }()
+	} else {
+		go func() { errc <- srv.ListenAndServe() }()
+	}
 	var pc net.PacketConn
 	if *udpAddr != "" {
 		var err error
@@ -169,6 +182,27 @@ func client(h2c bool) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
+// tlsClient verifies servers against the CAs in caFile alone, over HTTP/2
+// only (h2) or HTTP/1.1 only.
+func tlsClient(caFile string, h2 bool) (*http.Client, error) {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("no CA certificate in %s", caFile)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, TLSClientConfig: &tls.Config{RootCAs: roots}}
+	tr.Protocols = new(http.Protocols)
+	if h2 {
+		tr.Protocols.SetHTTP2(true)
+	} else {
+		tr.Protocols.SetHTTP1(true)
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
+}
+
 // get sends one request per URL, in order, over one kept-alive connection, and
 // prints one line per answer: the server's name, or "error: ...".
 func get(ctx context.Context, args []string) error {
@@ -177,11 +211,19 @@ func get(ctx context.Context, args []string) error {
 	interval := fs.Duration("interval", 0, "wait this long between requests (at most 1m), the connection idle")
 	var hs headers
 	fs.Var(&hs, "H", "header NAME=VALUE for every request; NAME=VALUE@i for request i only")
+	caFile := fs.String("ca", "", "verify https URLs against the CA certificates in this PEM file only (by the URL's host); each line then ends with the client's protocol")
+	h2 := fs.Bool("h2", false, "with -ca: HTTP/2 over TLS (ALPN h2) only")
 	fs.Parse(args)
 	if *interval < 0 || *interval > time.Minute {
 		return errors.New("get: -interval must be in [0, 1m]")
 	}
 	c := client(*h2c)
+	if *caFile != "" {
+		var err error
+		if c, err = tlsClient(*caFile, *h2); err != nil {
+			return err
+		}
+	}
 	for i, u := range fs.Args() {
 		if i > 0 && *interval > 0 {
 			select {
@@ -213,7 +255,11 @@ func get(ctx context.Context, args []string) error {
 			fmt.Printf("status %d: %s\n", resp.StatusCode, strings.TrimSpace(string(body)))
 			continue
 		}
-		fmt.Printf("%s %s\n", rep.Server, rep.Proto)
+		if *caFile != "" {
+			fmt.Printf("%s %s client=%s\n", rep.Server, rep.Proto, resp.Proto)
+		} else {
+			fmt.Printf("%s %s\n", rep.Server, rep.Proto)
+		}
 		os.Stdout.Sync()
 	}
 	return nil
