@@ -25,6 +25,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// InterceptKind says what an intercept does with its matching requests.
+// Peers that predate it send UNSPECIFIED, which means INTERCEPT.
+type InterceptKind int32
+
+const (
+	InterceptKind_INTERCEPT_KIND_UNSPECIFIED InterceptKind = 0
+	// The laptop answers the matching requests instead of the app.
+	InterceptKind_INTERCEPT_KIND_INTERCEPT InterceptKind = 1
+	// The app still answers every request; a copy of each matching one goes
+	// to the laptop, whose answer is discarded. Copies are best effort: an
+	// agent drops (and counts) those it cannot send without holding the
+	// real request. Wiretaps never conflict with each other or intercepts.
+	InterceptKind_INTERCEPT_KIND_WIRETAP InterceptKind = 2
+)
+
+// Enum value maps for InterceptKind.
+var (
+	InterceptKind_name = map[int32]string{
+		0: "INTERCEPT_KIND_UNSPECIFIED",
+		1: "INTERCEPT_KIND_INTERCEPT",
+		2: "INTERCEPT_KIND_WIRETAP",
+	}
+	InterceptKind_value = map[string]int32{
+		"INTERCEPT_KIND_UNSPECIFIED": 0,
+		"INTERCEPT_KIND_INTERCEPT":   1,
+		"INTERCEPT_KIND_WIRETAP":     2,
+	}
+)
+
+func (x InterceptKind) Enum() *InterceptKind {
+	p := new(InterceptKind)
+	*p = x
+	return p
+}
+
+func (x InterceptKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InterceptKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[0].Descriptor()
+}
+
+func (InterceptKind) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[0]
+}
+
+func (x InterceptKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InterceptKind.Descriptor instead.
+func (InterceptKind) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
 type AgentFeature int32
 
 const (
@@ -32,6 +88,8 @@ const (
 	// Match terms on the request line: :path and :method (--http-path,
 	// --http-path-prefix, --http-path-regex, --http-method).
 	AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH AgentFeature = 1
+	// Wiretap routes (AgentRoute.kind WIRETAP) and their counters.
+	AgentFeature_AGENT_FEATURE_WIRETAP AgentFeature = 2
 )
 
 // Enum value maps for AgentFeature.
@@ -39,10 +97,12 @@ var (
 	AgentFeature_name = map[int32]string{
 		0: "AGENT_FEATURE_UNSPECIFIED",
 		1: "AGENT_FEATURE_REQUEST_LINE_MATCH",
+		2: "AGENT_FEATURE_WIRETAP",
 	}
 	AgentFeature_value = map[string]int32{
 		"AGENT_FEATURE_UNSPECIFIED":        0,
 		"AGENT_FEATURE_REQUEST_LINE_MATCH": 1,
+		"AGENT_FEATURE_WIRETAP":            2,
 	}
 )
 
@@ -57,11 +117,11 @@ func (x AgentFeature) String() string {
 }
 
 func (AgentFeature) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[0].Descriptor()
+	return file_tele_proto_enumTypes[1].Descriptor()
 }
 
 func (AgentFeature) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[0]
+	return &file_tele_proto_enumTypes[1]
 }
 
 func (x AgentFeature) Number() protoreflect.EnumNumber {
@@ -70,7 +130,7 @@ func (x AgentFeature) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentFeature.Descriptor instead.
 func (AgentFeature) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{1}
 }
 
 // ProtocolVersion values. Bump on any change an older peer would misread.
@@ -104,11 +164,11 @@ func (x ProtocolVersion) String() string {
 }
 
 func (ProtocolVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[1].Descriptor()
+	return file_tele_proto_enumTypes[2].Descriptor()
 }
 
 func (ProtocolVersion) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[1]
+	return &file_tele_proto_enumTypes[2]
 }
 
 func (x ProtocolVersion) Number() protoreflect.EnumNumber {
@@ -117,7 +177,7 @@ func (x ProtocolVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProtocolVersion.Descriptor instead.
 func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 type Protocol int32
@@ -153,11 +213,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[2].Descriptor()
+	return file_tele_proto_enumTypes[3].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[2]
+	return &file_tele_proto_enumTypes[3]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -166,7 +226,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{3}
 }
 
 // CloseReason tells an agent what a failed dial to a laptop means. Peers that
@@ -208,11 +268,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[3].Descriptor()
+	return file_tele_proto_enumTypes[4].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[3]
+	return &file_tele_proto_enumTypes[4]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -221,7 +281,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{4}
 }
 
 type CreateInterceptRequest struct {
@@ -246,8 +306,11 @@ type CreateInterceptRequest struct {
 	// Reset the idle connections to port that were opened before the
 	// agent's redirect (nftables only), so their clients reconnect through it.
 	ResetIdleConnections bool `protobuf:"varint,11,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// An intercept takes its requests; a wiretap copies them (see
+	// InterceptKind).
+	Kind          InterceptKind `protobuf:"varint,12,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateInterceptRequest) Reset() {
@@ -357,6 +420,13 @@ func (x *CreateInterceptRequest) GetResetIdleConnections() bool {
 	return false
 }
 
+func (x *CreateInterceptRequest) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
 type Intercept struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -379,7 +449,13 @@ type Intercept struct {
 	// Running pods of the workload whose agent does not apply the intercept
 	// (yet): a pod of a rollout or scale-up that its agent is joining. Their
 	// requests reach the app whatever they carry; pods lists the others.
-	UncoveredPods []string `protobuf:"bytes,15,rep,name=uncovered_pods,json=uncoveredPods,proto3" json:"uncovered_pods,omitempty"`
+	UncoveredPods []string      `protobuf:"bytes,15,rep,name=uncovered_pods,json=uncoveredPods,proto3" json:"uncovered_pods,omitempty"`
+	Kind          InterceptKind `protobuf:"varint,16,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	// A wiretap's copies, summed over its pods' agents: sent to the laptop,
+	// and dropped (the queue was full, the body too big, the laptop's
+	// server down).
+	CopiesSent    uint64 `protobuf:"varint,17,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
+	CopiesDropped uint64 `protobuf:"varint,18,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +593,27 @@ func (x *Intercept) GetUncoveredPods() []string {
 		return x.UncoveredPods
 	}
 	return nil
+}
+
+func (x *Intercept) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
+func (x *Intercept) GetCopiesSent() uint64 {
+	if x != nil {
+		return x.CopiesSent
+	}
+	return 0
+}
+
+func (x *Intercept) GetCopiesDropped() uint64 {
+	if x != nil {
+		return x.CopiesDropped
+	}
+	return 0
 }
 
 type RemoveInterceptRequest struct {
@@ -728,7 +825,10 @@ type AgentReport struct {
 	Applied uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
 	// With applied: per redirected port, the connections that bypass the
 	// agent (opened before its redirect) and those it reset.
-	Connections   []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
+	Connections []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
+	// The agent's wiretaps' counters since each was applied, sent with
+	// applied and every few seconds while it has wiretaps.
+	Wiretaps      []*WiretapCounters `protobuf:"bytes,4,rep,name=wiretaps,proto3" json:"wiretaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -784,6 +884,73 @@ func (x *AgentReport) GetConnections() []*PortConnections {
 	return nil
 }
 
+func (x *AgentReport) GetWiretaps() []*WiretapCounters {
+	if x != nil {
+		return x.Wiretaps
+	}
+	return nil
+}
+
+type WiretapCounters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Intercept     string                 `protobuf:"bytes,1,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Sent          uint64                 `protobuf:"varint,2,opt,name=sent,proto3" json:"sent,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WiretapCounters) Reset() {
+	*x = WiretapCounters{}
+	mi := &file_tele_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WiretapCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WiretapCounters) ProtoMessage() {}
+
+func (x *WiretapCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WiretapCounters.ProtoReflect.Descriptor instead.
+func (*WiretapCounters) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WiretapCounters) GetIntercept() string {
+	if x != nil {
+		return x.Intercept
+	}
+	return ""
+}
+
+func (x *WiretapCounters) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *WiretapCounters) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 type PortConnections struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Port             uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -795,7 +962,7 @@ type PortConnections struct {
 
 func (x *PortConnections) Reset() {
 	*x = PortConnections{}
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +974,7 @@ func (x *PortConnections) String() string {
 func (*PortConnections) ProtoMessage() {}
 
 func (x *PortConnections) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +987,7 @@ func (x *PortConnections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConnections.ProtoReflect.Descriptor instead.
 func (*PortConnections) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{7}
+	return file_tele_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PortConnections) GetPort() uint32 {
@@ -863,7 +1030,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1042,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1055,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
@@ -950,7 +1117,7 @@ type AgentRoutes struct {
 
 func (x *AgentRoutes) Reset() {
 	*x = AgentRoutes{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1129,7 @@ func (x *AgentRoutes) String() string {
 func (*AgentRoutes) ProtoMessage() {}
 
 func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1142,7 @@ func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
 func (*AgentRoutes) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentRoutes) GetVersion() uint64 {
@@ -1004,13 +1171,16 @@ type AgentRoute struct {
 	HttpMatch []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
 	// Reset the idle connections to port that bypass the redirect.
 	ResetIdleConnections bool `protobuf:"varint,6,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// INTERCEPT (or UNSPECIFIED) or WIRETAP; sent only to agents with
+	// AGENT_FEATURE_WIRETAP.
+	Kind          InterceptKind `protobuf:"varint,7,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentRoute) Reset() {
 	*x = AgentRoute{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1192,7 @@ func (x *AgentRoute) String() string {
 func (*AgentRoute) ProtoMessage() {}
 
 func (x *AgentRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1205,7 @@ func (x *AgentRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
 func (*AgentRoute) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentRoute) GetIntercept() string {
@@ -1080,6 +1250,13 @@ func (x *AgentRoute) GetResetIdleConnections() bool {
 	return false
 }
 
+func (x *AgentRoute) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1095,7 +1272,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1284,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1297,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{11}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -1174,7 +1351,7 @@ type ArriveResponse struct {
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1363,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1376,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{12}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -1262,7 +1439,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1451,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1464,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{13}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -1334,7 +1511,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1523,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1536,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{14}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -1377,7 +1554,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1566,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1579,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{15}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 type DepartResponse struct {
@@ -1413,7 +1590,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1602,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1615,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{16}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 type TunnelMessage struct {
@@ -1455,7 +1632,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1644,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1657,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -1566,7 +1743,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1755,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1768,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Open) GetSessionId() string {
@@ -1670,7 +1847,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1859,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1872,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Close) GetError() string {
@@ -1722,7 +1899,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1911,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1924,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -1773,7 +1950,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1962,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1975,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{21}
+	return file_tele_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -1813,7 +1990,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xf5\x02\n" +
+	"tele.proto\x12\atele.v1\"\xa1\x03\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1829,7 +2006,8 @@ const file_tele_proto_rawDesc = "" +
 	"\tmechanism\x18\t \x01(\tR\tmechanism\x12\x1a\n" +
 	"\bservices\x18\n" +
 	" \x03(\tR\bservices\x124\n" +
-	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\"\xd4\x03\n" +
+	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\x12*\n" +
+	"\x04kind\x18\f \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc8\x04\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -1848,7 +2026,11 @@ const file_tele_proto_rawDesc = "" +
 	"\x05state\x18\f \x01(\tR\x05state\x123\n" +
 	"\x15bypassing_connections\x18\r \x01(\rR\x14bypassingConnections\x12+\n" +
 	"\x11reset_connections\x18\x0e \x01(\rR\x10resetConnections\x12%\n" +
-	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\"K\n" +
+	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\x12*\n" +
+	"\x04kind\x18\x10 \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12\x1f\n" +
+	"\vcopies_sent\x18\x11 \x01(\x04R\n" +
+	"copiesSent\x12%\n" +
+	"\x0ecopies_dropped\x18\x12 \x01(\x04R\rcopiesDropped\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1863,11 +2045,16 @@ const file_tele_proto_rawDesc = "" +
 	"\tintercept\x18\x02 \x01(\tR\tintercept\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x03 \x01(\rR\tlocalPort\x12\x16\n" +
-	"\x06client\x18\x04 \x01(\tR\x06client\"\x8e\x01\n" +
+	"\x06client\x18\x04 \x01(\tR\x06client\"\xc4\x01\n" +
 	"\vAgentReport\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12:\n" +
-	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\"p\n" +
+	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\x124\n" +
+	"\bwiretaps\x18\x04 \x03(\v2\x18.tele.v1.WiretapCountersR\bwiretaps\"]\n" +
+	"\x0fWiretapCounters\x12\x1c\n" +
+	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
+	"\x04sent\x18\x02 \x01(\x04R\x04sent\x12\x18\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped\"p\n" +
 	"\x0fPortConnections\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1c\n" +
 	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12+\n" +
@@ -1883,7 +2070,7 @@ const file_tele_proto_rawDesc = "" +
 	"\bfeatures\x18\a \x03(\x0e2\x15.tele.v1.AgentFeatureR\bfeatures\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xd0\x01\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xfc\x01\n" +
 	"\n" +
 	"AgentRoute\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
@@ -1893,7 +2080,8 @@ const file_tele_proto_rawDesc = "" +
 	"\tmechanism\x18\x04 \x01(\tR\tmechanism\x12\x1d\n" +
 	"\n" +
 	"http_match\x18\x05 \x03(\tR\thttpMatch\x124\n" +
-	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\"\xc9\x01\n" +
+	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\x12*\n" +
+	"\x04kind\x18\a \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
@@ -1945,10 +2133,15 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*S\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*i\n" +
+	"\rInterceptKind\x12\x1e\n" +
+	"\x1aINTERCEPT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18INTERCEPT_KIND_INTERCEPT\x10\x01\x12\x1a\n" +
+	"\x16INTERCEPT_KIND_WIRETAP\x10\x02*n\n" +
 	"\fAgentFeature\x12\x1d\n" +
 	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
-	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01*K\n" +
+	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01\x12\x19\n" +
+	"\x15AGENT_FEATURE_WIRETAP\x10\x02*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
@@ -1986,77 +2179,83 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tele_proto_goTypes = []any{
-	(AgentFeature)(0),               // 0: tele.v1.AgentFeature
-	(ProtocolVersion)(0),            // 1: tele.v1.ProtocolVersion
-	(Protocol)(0),                   // 2: tele.v1.Protocol
-	(CloseReason)(0),                // 3: tele.v1.CloseReason
-	(*CreateInterceptRequest)(nil),  // 4: tele.v1.CreateInterceptRequest
-	(*Intercept)(nil),               // 5: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 6: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 7: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 8: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 9: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 10: tele.v1.AgentReport
-	(*PortConnections)(nil),         // 11: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 12: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 13: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 14: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 15: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 16: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 17: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 18: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 19: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 20: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 21: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 22: tele.v1.Open
-	(*Close)(nil),                   // 23: tele.v1.Close
-	(*DNSRequest)(nil),              // 24: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 25: tele.v1.DNSResponse
+	(InterceptKind)(0),              // 0: tele.v1.InterceptKind
+	(AgentFeature)(0),               // 1: tele.v1.AgentFeature
+	(ProtocolVersion)(0),            // 2: tele.v1.ProtocolVersion
+	(Protocol)(0),                   // 3: tele.v1.Protocol
+	(CloseReason)(0),                // 4: tele.v1.CloseReason
+	(*CreateInterceptRequest)(nil),  // 5: tele.v1.CreateInterceptRequest
+	(*Intercept)(nil),               // 6: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 7: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 8: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 9: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 10: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 11: tele.v1.AgentReport
+	(*WiretapCounters)(nil),         // 12: tele.v1.WiretapCounters
+	(*PortConnections)(nil),         // 13: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 14: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 15: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 16: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 17: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 18: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 19: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 20: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 21: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 22: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 23: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 24: tele.v1.Open
+	(*Close)(nil),                   // 25: tele.v1.Close
+	(*DNSRequest)(nil),              // 26: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 27: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	5,  // 0: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	12, // 1: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	11, // 2: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	1,  // 3: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 4: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	14, // 5: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	1,  // 6: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	1,  // 7: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	17, // 8: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	22, // 9: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	23, // 10: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	2,  // 11: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	3,  // 12: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	15, // 13: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	18, // 14: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	18, // 15: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	21, // 16: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	24, // 17: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	4,  // 18: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	6,  // 19: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	18, // 20: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	18, // 21: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	10, // 22: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	21, // 23: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	16, // 24: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	19, // 25: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	20, // 26: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	21, // 27: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	25, // 28: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	5,  // 29: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	7,  // 30: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	8,  // 31: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	9,  // 32: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	13, // 33: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	21, // 34: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	0,  // 0: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
+	0,  // 1: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
+	6,  // 2: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	14, // 3: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	13, // 4: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	12, // 5: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
+	2,  // 6: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	1,  // 7: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	16, // 8: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	0,  // 9: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
+	2,  // 10: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	2,  // 11: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	19, // 12: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	24, // 13: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	25, // 14: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	3,  // 15: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	4,  // 16: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	17, // 17: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	20, // 18: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	20, // 19: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	23, // 20: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	26, // 21: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	5,  // 22: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	7,  // 23: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	20, // 24: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	20, // 25: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	11, // 26: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	23, // 27: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	18, // 28: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	21, // 29: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	22, // 30: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	23, // 31: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	27, // 32: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	6,  // 33: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	8,  // 34: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	9,  // 35: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	10, // 36: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	15, // 37: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	23, // 38: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	28, // [28:39] is the sub-list for method output_type
+	17, // [17:28] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2064,7 +2263,7 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[17].OneofWrappers = []any{
+	file_tele_proto_msgTypes[18].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -2074,8 +2273,8 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   22,
+			NumEnums:      5,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -308,9 +308,13 @@ func (r *Router) handler(track *tracker) http.Handler {
 		}
 		defer track.done()
 
-		dest := r.table.Load().pick(req)
+		t := r.table.Load()
+		dest := t.pick(req)
 		if dest == nil {
 			dest = r.app
+		}
+		if len(t.taps) > 0 {
+			defer t.tee(req)()
 		}
 		if req.ProtoMajor == 1 && strings.EqualFold(req.Header.Get("Upgrade"), "h2c") {
 			// Upgrading to h2c mid-connection would pin the connection to
