@@ -223,7 +223,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
-		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH},
+		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
 	}})
 	if err != nil {
 		// The manager's refusal, if any, is the stream's status.
@@ -233,6 +233,18 @@ func (a *Agent) watch(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("connected to the manager", "addr", a.cfg.ManagerAddr)
+	var sendMu sync.Mutex // a stream's Send is not safe for concurrent use
+	sendReport := func(r *teleproto.AgentReport) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(r)
+	}
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		a.reportWiretaps(ctx, sendReport)
+	}()
 	for {
 		u, err := st.Recv()
 		if err != nil {
@@ -243,7 +255,7 @@ func (a *Agent) watch(ctx context.Context) error {
 			a.log.Error("apply routes", "version", u.GetVersion(), "err", err)
 			continue // not acknowledged: the manager reports the timeout
 		}
-		if err := st.Send(&teleproto.AgentReport{Applied: u.GetVersion(), Connections: conns}); err != nil {
+		if err := sendReport(&teleproto.AgentReport{Applied: u.GetVersion(), Connections: conns, Wiretaps: a.wiretapCounters()}); err != nil {
 			return err
 		}
 	}
@@ -271,12 +283,13 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 		if r.GetResetIdleConnections() {
 			resetIdle[r.GetPort()] = true
 		}
-		byPort[r.GetPort()] = append(byPort[r.GetPort()], router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept())})
+		wiretap := r.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+		byPort[r.GetPort()] = append(byPort[r.GetPort()], router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept()), Wiretap: wiretap})
 		if r.GetMechanism() == "nftables" && !redirected[r.GetPort()] {
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
 		}
-		if r.GetMechanism() == "nftables" && len(r.GetHttpMatch()) > 0 {
+		if r.GetMechanism() == "nftables" && (len(r.GetHttpMatch()) > 0 || wiretap) {
 			a.held[r.GetPort()] = true
 		}
 	}

@@ -53,6 +53,8 @@ type agentConn struct {
 	lastSent []*teleproto.AgentRoute
 	// sentVersion is the version lastSent went with.
 	sentVersion uint64
+	// taps are the counters its wiretaps last reported, by intercept id.
+	taps map[string]*teleproto.WiretapCounters
 }
 
 // sendRoutes sends routes to the agent, unless they equal what it was last
@@ -181,6 +183,7 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 				return
 			}
 			ac.mu.Lock()
+			ac.noteWiretaps(r.GetWiretaps())
 			if r.GetApplied() > ac.applied {
 				ac.applied = r.GetApplied()
 				ac.conns = r.GetConnections()
