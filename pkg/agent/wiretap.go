@@ -10,7 +10,7 @@ import (
 
 // wiretapReportEvery is how often the agent reports its wiretaps' counters
 // to the manager, for kubectl tele list, while it has any.
-const wiretapReportEvery = time.Second
+var wiretapReportEvery = time.Second // a var for tests
 
 // wiretapCounters returns the counters of every wiretap the agent's
 // routers run, by intercept id.
