@@ -109,6 +109,10 @@ func (d *Daemon) interceptHandlers(mux *http.ServeMux) {
 			return
 		}
 		req.SessionId = id
+		if err := d.refuseWiretap(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		ic, err := c.CreateIntercept(r.Context(), &req)
 		if err == nil {
 			req.Name = ic.GetName()

@@ -89,20 +89,20 @@ const (
 	// --http-path-prefix, --http-path-regex, --http-method).
 	AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH AgentFeature = 1
 	// Wiretap routes (AgentRoute.kind WIRETAP) and their counters.
-	AgentFeature_AGENT_FEATURE_WIRETAP AgentFeature = 2
+	AgentFeature_AGENT_FEATURE_WIRETAP AgentFeature = 20
 )
 
 // Enum value maps for AgentFeature.
 var (
 	AgentFeature_name = map[int32]string{
-		0: "AGENT_FEATURE_UNSPECIFIED",
-		1: "AGENT_FEATURE_REQUEST_LINE_MATCH",
-		2: "AGENT_FEATURE_WIRETAP",
+		0:  "AGENT_FEATURE_UNSPECIFIED",
+		1:  "AGENT_FEATURE_REQUEST_LINE_MATCH",
+		20: "AGENT_FEATURE_WIRETAP",
 	}
 	AgentFeature_value = map[string]int32{
 		"AGENT_FEATURE_UNSPECIFIED":        0,
 		"AGENT_FEATURE_REQUEST_LINE_MATCH": 1,
-		"AGENT_FEATURE_WIRETAP":            2,
+		"AGENT_FEATURE_WIRETAP":            20,
 	}
 )
 
@@ -308,7 +308,7 @@ type CreateInterceptRequest struct {
 	ResetIdleConnections bool `protobuf:"varint,11,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
 	// An intercept takes its requests; a wiretap copies them (see
 	// InterceptKind).
-	Kind          InterceptKind `protobuf:"varint,12,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	Kind          InterceptKind `protobuf:"varint,20,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,12 +450,12 @@ type Intercept struct {
 	// (yet): a pod of a rollout or scale-up that its agent is joining. Their
 	// requests reach the app whatever they carry; pods lists the others.
 	UncoveredPods []string      `protobuf:"bytes,15,rep,name=uncovered_pods,json=uncoveredPods,proto3" json:"uncovered_pods,omitempty"`
-	Kind          InterceptKind `protobuf:"varint,16,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	Kind          InterceptKind `protobuf:"varint,20,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	// A wiretap's copies, summed over its pods' agents: sent to the laptop,
 	// and dropped (the queue was full, the body too big, the laptop's
 	// server down).
-	CopiesSent    uint64 `protobuf:"varint,17,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
-	CopiesDropped uint64 `protobuf:"varint,18,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
+	CopiesSent    uint64 `protobuf:"varint,21,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
+	CopiesDropped uint64 `protobuf:"varint,22,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -828,7 +828,7 @@ type AgentReport struct {
 	Connections []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
 	// The agent's wiretaps' counters since each was applied, sent with
 	// applied and every few seconds while it has wiretaps.
-	Wiretaps      []*WiretapCounters `protobuf:"bytes,4,rep,name=wiretaps,proto3" json:"wiretaps,omitempty"`
+	Wiretaps      []*WiretapCounters `protobuf:"bytes,20,rep,name=wiretaps,proto3" json:"wiretaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1173,7 +1173,7 @@ type AgentRoute struct {
 	ResetIdleConnections bool `protobuf:"varint,6,opt,name=reset_idle_connections,json=resetIdleConnections,proto3" json:"reset_idle_connections,omitempty"`
 	// INTERCEPT (or UNSPECIFIED) or WIRETAP; sent only to agents with
 	// AGENT_FEATURE_WIRETAP.
-	Kind          InterceptKind `protobuf:"varint,7,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	Kind          InterceptKind `protobuf:"varint,20,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1344,7 +1344,11 @@ type ArriveResponse struct {
 	// A session with no Remain for this long ends.
 	HeartbeatTimeoutMs int64 `protobuf:"varint,5,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
 	// The manager honours Open.ack_dial.
-	AcksDial      bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
+	AcksDial bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
+	// The manager knows CreateInterceptRequest.kind WIRETAP: an older one
+	// would take a wiretap for an intercept, so the daemon refuses to ask
+	// it for one.
+	Wiretaps      bool `protobuf:"varint,20,opt,name=wiretaps,proto3" json:"wiretaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1417,6 +1421,13 @@ func (x *ArriveResponse) GetHeartbeatTimeoutMs() int64 {
 func (x *ArriveResponse) GetAcksDial() bool {
 	if x != nil {
 		return x.AcksDial
+	}
+	return false
+}
+
+func (x *ArriveResponse) GetWiretaps() bool {
+	if x != nil {
+		return x.Wiretaps
 	}
 	return false
 }
@@ -2007,7 +2018,7 @@ const file_tele_proto_rawDesc = "" +
 	"\bservices\x18\n" +
 	" \x03(\tR\bservices\x124\n" +
 	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\x12*\n" +
-	"\x04kind\x18\f \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc8\x04\n" +
+	"\x04kind\x18\x14 \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc8\x04\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -2027,10 +2038,10 @@ const file_tele_proto_rawDesc = "" +
 	"\x15bypassing_connections\x18\r \x01(\rR\x14bypassingConnections\x12+\n" +
 	"\x11reset_connections\x18\x0e \x01(\rR\x10resetConnections\x12%\n" +
 	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\x12*\n" +
-	"\x04kind\x18\x10 \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12\x1f\n" +
-	"\vcopies_sent\x18\x11 \x01(\x04R\n" +
+	"\x04kind\x18\x14 \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12\x1f\n" +
+	"\vcopies_sent\x18\x15 \x01(\x04R\n" +
 	"copiesSent\x12%\n" +
-	"\x0ecopies_dropped\x18\x12 \x01(\x04R\rcopiesDropped\"K\n" +
+	"\x0ecopies_dropped\x18\x16 \x01(\x04R\rcopiesDropped\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2050,7 +2061,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12:\n" +
 	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\x124\n" +
-	"\bwiretaps\x18\x04 \x03(\v2\x18.tele.v1.WiretapCountersR\bwiretaps\"]\n" +
+	"\bwiretaps\x18\x14 \x03(\v2\x18.tele.v1.WiretapCountersR\bwiretaps\"]\n" +
 	"\x0fWiretapCounters\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
 	"\x04sent\x18\x02 \x01(\x04R\x04sent\x12\x18\n" +
@@ -2081,13 +2092,13 @@ const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"http_match\x18\x05 \x03(\tR\thttpMatch\x124\n" +
 	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\x12*\n" +
-	"\x04kind\x18\a \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc9\x01\n" +
+	"\x04kind\x18\x14 \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x1c\n" +
-	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\x9c\x02\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xb8\x02\n" +
 	"\x0eArriveResponse\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12'\n" +
 	"\x0fmanager_version\x18\x02 \x01(\tR\x0emanagerVersion\x12\x1d\n" +
@@ -2095,7 +2106,8 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12.\n" +
 	"\acluster\x18\x04 \x01(\v2\x14.tele.v1.ClusterInfoR\acluster\x120\n" +
 	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\x12\x1b\n" +
-	"\tacks_dial\x18\x06 \x01(\bR\backsDial\"\xb3\x01\n" +
+	"\tacks_dial\x18\x06 \x01(\bR\backsDial\x12\x1a\n" +
+	"\bwiretaps\x18\x14 \x01(\bR\bwiretaps\"\xb3\x01\n" +
 	"\vClusterInfo\x12%\n" +
 	"\x0ecluster_domain\x18\x01 \x01(\tR\rclusterDomain\x12#\n" +
 	"\rservice_cidrs\x18\x02 \x03(\tR\fserviceCidrs\x12\x1b\n" +
@@ -2141,7 +2153,7 @@ const file_tele_proto_rawDesc = "" +
 	"\fAgentFeature\x12\x1d\n" +
 	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
 	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01\x12\x19\n" +
-	"\x15AGENT_FEATURE_WIRETAP\x10\x02*K\n" +
+	"\x15AGENT_FEATURE_WIRETAP\x10\x14*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
