@@ -21,9 +21,10 @@ import (
 //
 // A copy never slows or fails the real request: the handler only tees the
 // body as the application's transport reads it and, once the request is
-// done, offers the copy to the wiretap's bounded queue without waiting. A
-// sender goroutine per wiretap, stopped with the route, replays the queue
-// to the laptop one copy at a time. A copy that cannot be made or sent
+// done, offers the copy to the wiretap's bounded queue without waiting.
+// CopySenders goroutines per wiretap, stopped with the route, replay the
+// queue to the laptop, each one copy at a time (so copies may reach the
+// laptop in another order than the app got the requests). A copy that cannot be made or sent
 // (a bigger body, a full queue, a laptop whose server is down) is dropped
 // and counted.
 const (
@@ -32,6 +33,11 @@ const (
 	MaxCopyBody = 64 << 10
 	// CopyQueue bounds the copies waiting for one wiretap's laptop.
 	CopyQueue = 64
+	// CopySenders is how many copies of one wiretap may be in flight to
+	// its laptop at once: a copy takes a round trip through the manager
+	// and the laptop's port-forward, which one sender alone would make
+	// the bound on the copies sent per second.
+	CopySenders = 4
 	// copyTimeout bounds sending one copy and reading its answer.
 	copyTimeout = 5 * time.Second
 	// maxCopyAnswer bounds the laptop's answer read (to reuse its
@@ -82,9 +88,11 @@ type wireCopy struct {
 
 // hopHeaders are not forwarded to a copy's laptop: they were about the
 // client's connection (RFC 9110, 7.6.1). TE: trailers is kept for gRPC.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Transfer-Encoding", "Upgrade", "Http2-Settings"}
+// Expect is dropped too: the copy's body is at hand, and waiting for a
+// 100 Continue would only delay it.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Transfer-Encoding", "Upgrade", "Http2-Settings", "Expect"}
 
-// newTap starts the sender of a wiretap.
+// newTap starts the senders of a wiretap.
 func (r *Router) newTap(rt Route) *tap {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &tap{id: rt.ID, dial: rt.Dial, timeout: r.cfg.LaptopDialTimeout, queue: make(chan *wireCopy, CopyQueue), cancel: cancel, done: make(chan struct{})}
@@ -95,14 +103,19 @@ func (r *Router) newTap(rt Route) *tap {
 	}
 	t.t1 = r.newTransport(dial, false)
 	t.t2 = r.newTransport(dial, true)
+	var wg sync.WaitGroup
+	for range CopySenders {
+		wg.Go(func() { r.sendCopies(ctx, t) })
+	}
 	go func() {
-		defer close(t.done)
-		r.sendCopies(ctx, t)
+		wg.Wait()
+		close(t.done)
 	}()
 	return t
 }
 
-// stop ends the tap's sender and waits for it; queued copies are dropped.
+// stop ends the tap's senders and waits for them; queued copies are
+// dropped.
 func (t *tap) stop() {
 	t.cancel()
 	<-t.done
