@@ -237,7 +237,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	for _, sp := range t.ServicePorts {
 		services = append(services, sp.Service)
 	}
-	fmt.Fprintf(o.Streams.ErrOut, "  %sing %s/%s port %d (container %s): attaching agents\n", o.verb(), strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
+	fmt.Fprintf(o.Streams.ErrOut, "  %s %s/%s port %d (container %s): attaching agents\n", o.doing(), strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,

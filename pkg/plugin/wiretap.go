@@ -64,6 +64,14 @@ func (o *InterceptOptions) verb() string {
 	return "intercept"
 }
 
+// doing is verb's -ing form, for progress lines.
+func (o *InterceptOptions) doing() string {
+	if o.kind == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP {
+		return "wiretapping"
+	}
+	return "intercepting"
+}
+
 // reportWiretap tells the user what a new wiretap does.
 func (o *InterceptOptions) reportWiretap(ctx context.Context, ic *teleproto.Intercept, kind, name string) {
 	fmt.Fprintf(o.Streams.Out, "Wiretap %s: copies of %s to %s/%s port %d now reach localhost:%d; the pods still answer them (mechanism %s, pods %s).\n",

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,9 +21,10 @@ import (
 // requestLog is a laptop server (echo serve -log-requests) that counts the
 // requests it answered, by path.
 type requestLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	cmd *exec.Cmd
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	cmd  *exec.Cmd
+	once sync.Once
 }
 
 func (r *requestLog) Write(p []byte) (int, error) {
@@ -44,9 +46,13 @@ func (r *requestLog) count(prefix string) int {
 	return n
 }
 
+// stop kills the server: its whole process group, as runuser leaves the
+// server a child of its own that would outlive it (and hold stdout open).
 func (r *requestLog) stop() {
-	r.cmd.Process.Kill()
-	r.cmd.Wait()
+	r.once.Do(func() {
+		syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		r.cmd.Wait()
+	})
 }
 
 // countingServer runs echo serve -log-requests on the laptop's
@@ -58,6 +64,8 @@ func (l *laptop) countingServer(t *testing.T, u *teleUser, port int, name string
 	r.cmd = exec.Command("ip", "netns", "exec", l.name, "runuser", "-u", u.name, "--",
 		echoBin, "serve", "-http", fmt.Sprintf("127.0.0.1:%d", port), "-udp", "", "-name", name, "-log-requests")
 	r.cmd.Stdout = r
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r.cmd.WaitDelay = 5 * time.Second
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +207,9 @@ func TestWiretap(t *testing.T) {
 	t.Run("the laptop's server stopped: drops counted, nothing fails", func(t *testing.T) {
 		wiretap(t)
 		copies.stop()
+		if _, err := la.curl(ctx, "http://127.0.0.1:7090/ready"); err == nil {
+			t.Fatal("the laptop's server still answers after stop")
+		}
 		r := load(t, "laptop server stopped", 5*time.Second)
 		eventually(t, 15*time.Second, "list counts the drops", func() error {
 			sent, dropped, out := wiretapCopies(t, ctx, la, ua)

@@ -314,7 +314,9 @@ func (r *Router) handler(track *tracker) http.Handler {
 			dest = r.app
 		}
 		if len(t.taps) > 0 {
-			defer t.tee(req)()
+			if queue := t.tee(req); queue != nil {
+				defer afterAnswer(w, req, queue)
+			}
 		}
 		if req.ProtoMajor == 1 && strings.EqualFold(req.Header.Get("Upgrade"), "h2c") {
 			// Upgrading to h2c mid-connection would pin the connection to

@@ -250,10 +250,25 @@ func (r *Router) WiretapStats() map[string]WiretapCounters {
 	return out
 }
 
+// afterAnswer runs queue once the answer to req is on its way to the
+// client: waking a sender before would let it compete with the rest of
+// the answer for the CPU (seen in the e2e test's p99). The answer is
+// complete when the handler returns, so the flush changes nothing a client
+// sees but when the bytes leave (an HTTP/2 answer may end with an empty
+// DATA frame). A request that ends in a panic (the client went away) is
+// not flushed; its copies are still queued.
+func afterAnswer(w http.ResponseWriter, req *http.Request, queue func()) {
+	if req.Context().Err() == nil {
+		_ = http.NewResponseController(w).Flush()
+	}
+	queue()
+}
+
 // tee prepares copies of req for the wiretaps whose matcher accepts it. It
 // may wrap req.Body to keep what the application's transport reads; the
 // function it returns, called once the request has been served, queues the
-// copies (or drops them when the body was not kept whole).
+// copies (or drops them when the body was not kept whole). It returns nil
+// when no wiretap wants a copy.
 func (t *table) tee(req *http.Request) func() {
 	var hits []*tap
 	for i := range t.taps {
@@ -262,7 +277,7 @@ func (t *table) tee(req *http.Request) func() {
 		}
 	}
 	if len(hits) == 0 {
-		return func() {}
+		return nil
 	}
 	drop := func() {
 		for _, h := range hits {
@@ -271,7 +286,7 @@ func (t *table) tee(req *http.Request) func() {
 	}
 	if req.ContentLength > MaxCopyBody {
 		drop()
-		return func() {}
+		return nil
 	}
 	h := req.Header.Clone()
 	for _, k := range hopHeaders {
