@@ -387,6 +387,7 @@ func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOSt
 		Use:   "leave NAME",
 		Short: "End an intercept: its traffic goes to the workload's pods again",
 		Long: `End your intercept NAME: its traffic goes to the workload's pods again.
+A wiretap (kubectl tele wiretap) ends the same way: its copies stop.
 Another developer's intercept of the same name is theirs and stays; leaving an
 intercept that is only someone else's is refused, naming its owner.`,
 		Args:              cobra.ExactArgs(1),
