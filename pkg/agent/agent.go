@@ -184,7 +184,7 @@ func (a *Agent) openRedirect(ctx context.Context) *redirect.Redirector {
 }
 
 func (a *Agent) authed(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "x-tele-agent-token", a.cfg.Token)
+	return metadata.AppendToOutgoingContext(ctx, teleproto.AgentTokenHeader, a.cfg.Token)
 }
 
 // watchLoop keeps the Watch stream, and fails open while it is down.
@@ -223,7 +223,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		ProtocolVersion: teleproto.CurrentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
-		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS},
+		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
 	}})
 	if err != nil {
 		// The manager's refusal, if any, is the stream's status.
@@ -233,6 +233,18 @@ func (a *Agent) watch(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("connected to the manager", "addr", a.cfg.ManagerAddr)
+	var sendMu sync.Mutex // a stream's Send is not safe for concurrent use
+	sendReport := func(r *teleproto.AgentReport) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(r)
+	}
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		a.reportWiretaps(ctx, sendReport)
+	}()
 	for {
 		u, err := st.Recv()
 		if err != nil {
@@ -243,7 +255,7 @@ func (a *Agent) watch(ctx context.Context) error {
 			a.log.Error("apply routes", "version", u.GetVersion(), "err", err)
 			continue // not acknowledged: the manager reports the timeout
 		}
-		if err := st.Send(&teleproto.AgentReport{Applied: u.GetVersion(), Connections: conns}); err != nil {
+		if err := sendReport(&teleproto.AgentReport{Applied: u.GetVersion(), Connections: conns, Wiretaps: a.wiretapCounters()}); err != nil {
 			return err
 		}
 	}
@@ -271,7 +283,8 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 		if r.GetResetIdleConnections() {
 			resetIdle[r.GetPort()] = true
 		}
-		rt := router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept()), LocalTLS: r.GetLocalTls()}
+		wiretap := r.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+		rt := router.Route{ID: r.GetIntercept(), Match: m, Dial: a.dialer(r.GetIntercept()), LocalTLS: r.GetLocalTls(), Wiretap: wiretap}
 		if rt.TLS, err = routeCertificate(r); err != nil {
 			return nil, err
 		}
@@ -280,7 +293,7 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
 		}
-		if r.GetMechanism() == "nftables" && len(r.GetHttpMatch()) > 0 {
+		if r.GetMechanism() == "nftables" && (len(r.GetHttpMatch()) > 0 || wiretap) {
 			a.held[r.GetPort()] = true
 		}
 	}

@@ -32,11 +32,10 @@ import (
 // Agent plumbing: names of what the manager keeps in its namespace for the
 // agents, and the metadata key of their token.
 const (
-	AgentSecret      = "kubectl-tele-agent"
-	AgentService     = "kubectl-tele-manager"
-	AgentTokenHeader = "x-tele-agent-token"
-	agentTokenKey    = "token"
-	agentContainer   = "tele-agent"
+	AgentSecret    = "kubectl-tele-agent"
+	AgentService   = "kubectl-tele-manager"
+	agentTokenKey  = "token"
+	agentContainer = "tele-agent"
 )
 
 // agentConn is a registered agent: one per pod.
@@ -53,6 +52,8 @@ type agentConn struct {
 	lastSent []*teleproto.AgentRoute
 	// sentVersion is the version lastSent went with.
 	sentVersion uint64
+	// taps are the counters its wiretaps last reported, by intercept id.
+	taps map[string]*teleproto.WiretapCounters
 }
 
 // sendRoutes sends routes to the agent, unless they equal what it was last
@@ -127,7 +128,7 @@ type agentServer struct {
 // authInterceptor admits only callers holding the namespace's agent token.
 func (s *Server) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	tok := md.Get(AgentTokenHeader)
+	tok := md.Get(teleproto.AgentTokenHeader)
 	if len(tok) != 1 || s.agentToken == "" || subtle.ConstantTimeCompare([]byte(tok[0]), []byte(s.agentToken)) != 1 {
 		return status.Error(codes.Unauthenticated, "not an agent of this namespace")
 	}
@@ -181,6 +182,7 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 				return
 			}
 			ac.mu.Lock()
+			ac.noteWiretaps(r.GetWiretaps())
 			if r.GetApplied() > ac.applied {
 				ac.applied = r.GetApplied()
 				ac.conns = r.GetConnections()

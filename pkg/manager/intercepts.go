@@ -67,6 +67,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	kind, err := interceptKind(req.GetKind())
+	if err != nil {
+		return nil, err
+	}
 	if req.GetPort() == 0 || req.GetPort() > 65535 || req.GetLocalPort() == 0 || req.GetLocalPort() > 65535 {
 		return nil, status.Errorf(codes.InvalidArgument, "ports must be 1..65535 (port %d, local port %d)", req.GetPort(), req.GetLocalPort())
 	}
@@ -87,7 +91,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			Name: name, Namespace: s.cfg.Namespace,
 			WorkloadKind: req.GetWorkloadKind(), WorkloadName: req.GetWorkloadName(),
 			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
-			Owner: ss.user + "@" + ss.hostname, TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(),
+			Owner: ss.user + "@" + ss.hostname, TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(), Kind: kind,
 		},
 		session: ss, selector: sel, match: m, resetIdle: req.GetResetIdleConnections(),
 		tls: cert, localTLS: req.GetLocalTls(),
@@ -123,7 +127,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		if mech == "" {
 			mech = got
 		}
-		if ac := s.agent(p.Name); ac != nil && !canApply(ac.hello, m) {
+		if ac := s.agent(p.Name); ac != nil && !canApply(ac.hello, m) && !ic.wiretap() {
 			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent; nothing was changed",
 				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
 		}
@@ -148,6 +152,11 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	ok = true
 	bypassing, reset := s.bypassing(names, req.GetPort())
 	s.imu.Lock()
+	if ic.wiretap() {
+		// Agents without wiretaps are not sent the route: their pods
+		// are the uncovered ones.
+		names, ic.pb.UncoveredPods = s.coverage(ctx, ic.id, sel)
+	}
 	ic.pb.Pods = names
 	ic.pb.State = "ACTIVE"
 	ic.pb.BypassingConnections, ic.pb.ResetConnections = bypassing, reset
@@ -198,8 +207,8 @@ func conflict(ics map[string]*intercept, ic *intercept) error {
 			ic.pb.Name, strings.ToLower(old.pb.WorkloadKind), old.pb.WorkloadName)
 	}
 	for _, old := range olds {
-		if old.removing {
-			continue
+		if old.removing || old.wiretap() || ic.wiretap() {
+			continue // a wiretap takes nothing from anyone
 		}
 		if old.pb.WorkloadKind != ic.pb.WorkloadKind || old.pb.WorkloadName != ic.pb.WorkloadName || old.pb.Port != ic.pb.Port {
 			continue
@@ -246,7 +255,7 @@ func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
 		Mechanism: ic.pb.Mechanism, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...), State: ic.pb.State,
 		BypassingConnections: ic.pb.BypassingConnections, ResetConnections: ic.pb.ResetConnections,
 		TlsSecret: ic.pb.TlsSecret, LocalTls: ic.pb.LocalTls,
-		Mine: viewer != nil && ic.session == viewer,
+		Mine: viewer != nil && ic.session == viewer, Kind: ic.pb.Kind, UncoveredPods: append([]string(nil), ic.pb.UncoveredPods...),
 	}
 	return out
 }
@@ -342,6 +351,9 @@ func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionReque
 		s.imu.Unlock()
 		if ic.mech != "" {
 			pb.Pods, pb.UncoveredPods = covered, uncovered
+		}
+		if ic.wiretap() {
+			pb.CopiesSent, pb.CopiesDropped = s.wiretapCopies(ic.id)
 		}
 		out.Intercepts = append(out.Intercepts, pb)
 	}
@@ -595,16 +607,21 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 		if ic.mech == "" || ic.removing || !selects(ic.selector, pod) {
 			continue // not attached yet
 		}
-		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) {
+		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) || ic.wiretap() && !canWiretap(hello) {
 			continue
 		}
-		out = append(out, &teleproto.AgentRoute{
+		r := &teleproto.AgentRoute{
 			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
 			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
 			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
 			Tls:                  ic.tls,
 			LocalTls:             ic.localTLS,
-		})
+		}
+		if ic.wiretap() {
+			// Intercepts' routes stay as older managers sent them.
+			r.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+		}
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })
 	return out

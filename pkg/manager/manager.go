@@ -27,7 +27,6 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultListenAddr  = "127.0.0.1:8081"
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultHeartbeatTimeout ends the session of a laptop gone silent
 	// within a few seconds, and its intercepts with it; the daemon sends
@@ -80,7 +79,11 @@ type Config struct {
 }
 
 // DefaultAgentPort is the port agents reach the manager on.
-const DefaultAgentPort = 8082
+const DefaultAgentPort = teleproto.AgentPort
+
+// DefaultListenAddr is where the manager serves laptops: its pod's
+// loopback, which the laptops reach by port-forward.
+var DefaultListenAddr = fmt.Sprintf("127.0.0.1:%d", teleproto.ManagerPort)
 
 func (c Config) withDefaults() Config {
 	if c.ListenAddr == "" {

@@ -321,6 +321,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		Cluster:            info,
 		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
 		AcksDial:           true,
+		Wiretaps:           true,
 	}, nil
 }
 

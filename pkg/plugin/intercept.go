@@ -59,6 +59,7 @@ type InterceptOptions struct {
 	envSyntax   target.EnvSyntax
 	terms       []string // the match terms sent, in package match's grammar
 	ctl         *session.Control
+	kind        teleproto.InterceptKind // UNSPECIFIED: an intercept
 }
 
 // NewCmdIntercept builds kubectl tele intercept.
@@ -113,15 +114,7 @@ kubectl tele leave NAME.`,
   kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeWorkloads(flags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              o.runE,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "name of the intercept, unique among yours (default: the workload's name)")
@@ -144,6 +137,17 @@ kubectl tele leave NAME.`,
 	f.BoolVar(&o.LocalTLS, "local-tls", false, "with --tls-secret: send the matching requests to the local server over TLS (its certificate is not verified) instead of cleartext")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
+}
+
+// runE is the commands' RunE: Complete, Validate, Run.
+func (o *InterceptOptions) runE(cmd *cobra.Command, args []string) error {
+	if err := o.Complete(args); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return o.Run(cmd.Context())
 }
 
 // addMatchFlags binds the flags that choose which requests the intercept
@@ -259,22 +263,26 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	for _, sp := range t.ServicePorts {
 		services = append(services, sp.Service)
 	}
-	fmt.Fprintf(o.Streams.ErrOut, "  intercepting %s/%s port %d (container %s): attaching agents\n", strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
+	fmt.Fprintf(o.Streams.ErrOut, "  %s %s/%s port %d (container %s): attaching agents\n", o.doing(), strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
-		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle,
+		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
 		Tls: cert, LocalTls: o.LocalTLS,
 	})
 	if err != nil {
-		return fmt.Errorf("intercept %s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
+		return fmt.Errorf("%s %s/%s: %w", o.verb(), strings.ToLower(w.Kind), w.Name, err)
+	}
+	if o.kind == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP {
+		o.reportWiretap(ctx, ic, w.Kind, w.Name)
+		return nil
 	}
 	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
 		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
-	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()))
+	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()), "intercepted requests get a 502 until your server does")
 	return nil
 }
 
@@ -406,6 +414,7 @@ func NewCmdLeave(_ *genericclioptions.ConfigFlags, streams genericiooptions.IOSt
 		Use:   "leave NAME",
 		Short: "End an intercept: its traffic goes to the workload's pods again",
 		Long: `End your intercept NAME: its traffic goes to the workload's pods again.
+A wiretap (kubectl tele wiretap) ends the same way: its copies stop.
 Another developer's intercept of the same name is theirs and stays; leaving an
 intercept that is only someone else's is refused, naming its owner.`,
 		Args:              cobra.ExactArgs(1),
@@ -431,14 +440,15 @@ intercept that is only someone else's is refused, naming its owner.`,
 }
 
 // warnIfNothingListens tells the user when the intercept's requests have
-// nowhere to go yet: they get a 502 until a server listens on the port.
-func warnIfNothingListens(ctx context.Context, w io.Writer, port int) {
+// nowhere to go yet, and what follows: for an intercept, a 502 until a
+// server listens on the port.
+func warnIfNothingListens(ctx context.Context, w io.Writer, port int, then string) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		fmt.Fprintf(w, "warning: nothing listens on localhost:%d yet; intercepted requests get a 502 until your server does\n", port)
+		fmt.Fprintf(w, "warning: nothing listens on localhost:%d yet; %s\n", port, then)
 		return
 	}
 	c.Close()

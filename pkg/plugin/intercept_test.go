@@ -24,12 +24,12 @@ func TestWarnIfNothingListens(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	var out bytes.Buffer
-	warnIfNothingListens(context.Background(), &out, port)
+	warnIfNothingListens(context.Background(), &out, port, "intercepted requests get a 502 until your server does")
 	if out.Len() != 0 {
 		t.Errorf("with a listener: %q, want nothing", out.String())
 	}
 	l.Close()
-	warnIfNothingListens(context.Background(), &out, port)
+	warnIfNothingListens(context.Background(), &out, port, "intercepted requests get a 502 until your server does")
 	if !strings.Contains(out.String(), "nothing listens on localhost:") || !strings.Contains(out.String(), "502") {
 		t.Errorf("without a listener: %q", out.String())
 	}

@@ -28,9 +28,10 @@ func NewCmdList(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Long: `List the workloads of the connected namespace that kubectl tele can intercept
 (Deployments, StatefulSets, and ReplicaSets and Pods that nothing else
 controls), with their ready pods, their TCP ports, and one line per
-intercept: its name, port, match, local port, mechanism and owner. Every
-developer's intercepts are listed, yours marked (you); names are per
-developer, so two rows may share one.`,
+intercept: its name, port, match, local port, mechanism, owner, pods, kind
+(intercept or wiretap) and, for a wiretap, the copies its agents sent to
+the laptop and dropped. Every developer's intercepts are listed, yours
+marked (you); names are per developer, so two rows may share one.`,
 		Example: `  kubectl tele list
   kubectl tele list --intercepts`,
 		Args: cobra.NoArgs,
@@ -123,10 +124,10 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			continue
 		}
 		if n == 0 {
-			fmt.Fprintln(w, "WORKLOAD\tREADY\tPORTS\tINTERCEPT\tPORT\tMATCH\tLOCAL\tMECHANISM\tOWNER\tPODS")
+			fmt.Fprintln(w, "WORKLOAD\tREADY\tPORTS\tINTERCEPT\tPORT\tMATCH\tLOCAL\tMECHANISM\tOWNER\tPODS\tKIND\tCOPIES")
 		}
 		if len(r.ics) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t%s\t-\t\t\t\t\t\t\n", r.workload, r.ready, r.ports)
+			fmt.Fprintf(w, "%s\t%s\t%s\t-\t\t\t\t\t\t\t\t\n", r.workload, r.ready, r.ports)
 			n++
 		}
 		for _, ic := range r.ics {
@@ -135,8 +136,8 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 			if ic.GetMine() {
 				owner += " (you)"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.workload, r.ready, r.ports,
-				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), ic.GetMechanism(), owner, coveredPods(ic))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.workload, r.ready, r.ports,
+				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), ic.GetMechanism(), owner, coveredPods(ic), kindColumn(ic), copiesColumn(ic))
 			n++
 		}
 	}

@@ -19,6 +19,9 @@ func TestWriteList(t *testing.T) {
 		// Names are per developer: Bob's default-named intercept is echo too.
 		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop",
 			Pods: []string{"echo-1"}, UncoveredPods: []string{"echo-2"}},
+		// A wiretap shows its copies.
+		{Name: "tap", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7072, Mechanism: "nftables", Owner: "carol@laptop", Pods: []string{"echo-1", "echo-2"},
+			Kind: teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP, CopiesSent: 120, CopiesDropped: 3},
 		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop", Pods: []string{"solo"}},
 		// Filters show as terms, in canonical order.
 		{Name: "db", WorkloadKind: "StatefulSet", WorkloadName: "db", Port: 80, LocalPort: 8001, HttpMatch: []string{"x-dev=bob", ":path^=/api/", ":method=POST"}, Mechanism: "nftables", Owner: "bob@laptop"},
@@ -28,18 +31,20 @@ func TestWriteList(t *testing.T) {
 		want []string
 	}{
 		{false, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)",
-			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0",
-			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS                   KIND       COPIES",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2                    intercept  -",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)  intercept  -",
+			"deployment/echo  2/2    8080/http  tap        8080  (all)                                7072   nftables   carol@laptop        2/2                    wiretap    120 sent, 3 dropped",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0                    intercept  -",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1                    intercept  -",
 		}},
 		{true, []string{
-			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2",
-			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)",
-			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0",
-			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1",
+			"WORKLOAD         READY  PORTS      INTERCEPT  PORT  MATCH                                LOCAL  MECHANISM  OWNER               PODS                   KIND       COPIES",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=alice                          7070   nftables   alice@laptop (you)  2/2                    intercept  -",
+			"deployment/echo  2/2    8080/http  echo       8080  x-dev=bob                            7071   nftables   bob@laptop          1/2 (joining: echo-2)  intercept  -",
+			"deployment/echo  2/2    8080/http  tap        8080  (all)                                7072   nftables   carol@laptop        2/2                    wiretap    120 sent, 3 dropped",
+			"statefulset/db   0/1    -          db         80    :method=POST,:path^=/api/,x-dev=bob  8001   nftables   bob@laptop          0/0                    intercept  -",
+			"pod/solo         ?      ?          solo       80    (all)                                8000   service    bob@laptop          1/1                    intercept  -",
 		}},
 	} {
 		var out bytes.Buffer

@@ -117,7 +117,11 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 
 // interceptLine is one of status's Intercept rows.
 func interceptLine(ic *teleproto.Intercept) string {
-	return fmt.Sprintf("%s: %s to %s/%s port %d reach localhost:%d", ic.GetName(), describeMatch(ic.GetHttpMatch()),
+	what := describeMatch(ic.GetHttpMatch())
+	if ic.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP {
+		what = "copies of " + what // the pods still answer them
+	}
+	return fmt.Sprintf("%s: %s to %s/%s port %d reach localhost:%d", ic.GetName(), what,
 		strings.ToLower(ic.GetWorkloadKind()), ic.GetWorkloadName(), ic.GetPort(), ic.GetLocalPort())
 }
 

@@ -85,6 +85,9 @@ func (s *controlServer) Intercept(ctx context.Context, r *teleproto.InterceptReq
 		return nil, status.Error(codes.InvalidArgument, "no intercept in the request")
 	}
 	req.SessionId = id
+	if err := s.d.refuseWiretap(req); err != nil {
+		return nil, err
+	}
 	ic, err := c.CreateIntercept(ctx, req)
 	if err != nil {
 		return nil, err

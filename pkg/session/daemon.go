@@ -67,6 +67,7 @@ type Daemon struct {
 	client    *managerclient.Client
 	sessionID string
 	acksDial  bool // the manager answers Open.ack_dial
+	wiretaps  bool // the manager knows wiretaps (ArriveResponse.wiretaps)
 	dnsIP     netip.Addr
 	quit      chan struct{}
 	quitOnce  sync.Once

@@ -66,9 +66,12 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 	var lost []string
 	for _, r := range reqs {
 		r.SessionId = id
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		_, err := c.CreateIntercept(cctx, r)
-		cancel()
+		err := d.refuseWiretap(r)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			_, err = c.CreateIntercept(cctx, r)
+			cancel()
+		}
 		if err != nil {
 			d.log.Error("intercept not restored", "intercept", r.GetName(), "err", err)
 			lost = append(lost, fmt.Sprintf("%s (%v)", r.GetName(), status.Convert(err).Message()))
@@ -132,6 +135,7 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	d.mu.Lock()
 	old := d.client
 	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
+	d.wiretaps = resp.GetWiretaps()
 	d.mu.Unlock()
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Session = resp.GetSessionId()

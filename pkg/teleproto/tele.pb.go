@@ -25,6 +25,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// InterceptKind says what an intercept does with its matching requests.
+// Peers that predate it send UNSPECIFIED, which means INTERCEPT.
+type InterceptKind int32
+
+const (
+	InterceptKind_INTERCEPT_KIND_UNSPECIFIED InterceptKind = 0
+	// The laptop answers the matching requests instead of the app.
+	InterceptKind_INTERCEPT_KIND_INTERCEPT InterceptKind = 1
+	// The app still answers every request; a copy of each matching one goes
+	// to the laptop, whose answer is discarded. Copies are best effort: an
+	// agent drops (and counts) those it cannot send without holding the
+	// real request. Wiretaps never conflict with each other or intercepts.
+	InterceptKind_INTERCEPT_KIND_WIRETAP InterceptKind = 2
+)
+
+// Enum value maps for InterceptKind.
+var (
+	InterceptKind_name = map[int32]string{
+		0: "INTERCEPT_KIND_UNSPECIFIED",
+		1: "INTERCEPT_KIND_INTERCEPT",
+		2: "INTERCEPT_KIND_WIRETAP",
+	}
+	InterceptKind_value = map[string]int32{
+		"INTERCEPT_KIND_UNSPECIFIED": 0,
+		"INTERCEPT_KIND_INTERCEPT":   1,
+		"INTERCEPT_KIND_WIRETAP":     2,
+	}
+)
+
+func (x InterceptKind) Enum() *InterceptKind {
+	p := new(InterceptKind)
+	*p = x
+	return p
+}
+
+func (x InterceptKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InterceptKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[0].Descriptor()
+}
+
+func (InterceptKind) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[0]
+}
+
+func (x InterceptKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InterceptKind.Descriptor instead.
+func (InterceptKind) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
 type AgentFeature int32
 
 const (
@@ -35,6 +91,8 @@ const (
 	// Routes with a TLS certificate (AgentRoute.tls): the agent terminates
 	// TLS, matches, and re-encrypts to the app (or to a --local-tls laptop).
 	AgentFeature_AGENT_FEATURE_TLS AgentFeature = 3
+	// Wiretap routes (AgentRoute.kind WIRETAP) and their counters.
+	AgentFeature_AGENT_FEATURE_WIRETAP AgentFeature = 2
 )
 
 // Enum value maps for AgentFeature.
@@ -43,11 +101,13 @@ var (
 		0: "AGENT_FEATURE_UNSPECIFIED",
 		1: "AGENT_FEATURE_REQUEST_LINE_MATCH",
 		3: "AGENT_FEATURE_TLS",
+		2: "AGENT_FEATURE_WIRETAP",
 	}
 	AgentFeature_value = map[string]int32{
 		"AGENT_FEATURE_UNSPECIFIED":        0,
 		"AGENT_FEATURE_REQUEST_LINE_MATCH": 1,
 		"AGENT_FEATURE_TLS":                3,
+		"AGENT_FEATURE_WIRETAP":            2,
 	}
 )
 
@@ -62,11 +122,11 @@ func (x AgentFeature) String() string {
 }
 
 func (AgentFeature) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[0].Descriptor()
+	return file_tele_proto_enumTypes[1].Descriptor()
 }
 
 func (AgentFeature) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[0]
+	return &file_tele_proto_enumTypes[1]
 }
 
 func (x AgentFeature) Number() protoreflect.EnumNumber {
@@ -75,7 +135,7 @@ func (x AgentFeature) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentFeature.Descriptor instead.
 func (AgentFeature) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{1}
 }
 
 // ProtocolVersion values. Bump on any change an older peer would misread.
@@ -109,11 +169,11 @@ func (x ProtocolVersion) String() string {
 }
 
 func (ProtocolVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[1].Descriptor()
+	return file_tele_proto_enumTypes[2].Descriptor()
 }
 
 func (ProtocolVersion) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[1]
+	return &file_tele_proto_enumTypes[2]
 }
 
 func (x ProtocolVersion) Number() protoreflect.EnumNumber {
@@ -122,7 +182,7 @@ func (x ProtocolVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProtocolVersion.Descriptor instead.
 func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 type Protocol int32
@@ -158,11 +218,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[2].Descriptor()
+	return file_tele_proto_enumTypes[3].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[2]
+	return &file_tele_proto_enumTypes[3]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -171,7 +231,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{3}
 }
 
 // CloseReason tells an agent what a failed dial to a laptop means. Peers that
@@ -213,11 +273,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[3].Descriptor()
+	return file_tele_proto_enumTypes[4].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[3]
+	return &file_tele_proto_enumTypes[4]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -226,7 +286,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{4}
 }
 
 type CreateInterceptRequest struct {
@@ -256,11 +316,13 @@ type CreateInterceptRequest struct {
 	// credentials: the agents terminate TLS with it to match requests on a
 	// port where the app serves TLS itself. The manager keeps it in memory
 	// only, and never shows it (Intercept has the Secret's name alone).
-	// Numbered from 20 so that other additions of this release keep theirs.
 	Tls *TLSCertificate `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	// With tls: matching requests reach the laptop's local server over TLS
 	// (its own certificate, not verified) instead of cleartext.
-	LocalTls      bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	LocalTls bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	// An intercept takes its requests; a wiretap copies them (see
+	// InterceptKind).
+	Kind          InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +448,13 @@ func (x *CreateInterceptRequest) GetLocalTls() bool {
 	return false
 }
 
+func (x *CreateInterceptRequest) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
 // TLSCertificate is a certificate chain and its private key, PEM-encoded
 // as in a kubernetes.io/tls Secret's tls.crt and tls.key.
 type TLSCertificate struct {
@@ -474,8 +543,14 @@ type Intercept struct {
 	UncoveredPods []string `protobuf:"bytes,15,rep,name=uncovered_pods,json=uncoveredPods,proto3" json:"uncovered_pods,omitempty"`
 	// The Secret whose certificate the agents terminate TLS with (never the
 	// certificate or key), and whether the laptop's server gets TLS.
-	TlsSecret     string `protobuf:"bytes,20,opt,name=tls_secret,json=tlsSecret,proto3" json:"tls_secret,omitempty"`
-	LocalTls      bool   `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	TlsSecret string        `protobuf:"bytes,20,opt,name=tls_secret,json=tlsSecret,proto3" json:"tls_secret,omitempty"`
+	LocalTls  bool          `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	Kind      InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	// A wiretap's copies, summed over its pods' agents: sent to the laptop,
+	// and dropped (the queue was full, the body too big, the laptop's
+	// server down).
+	CopiesSent    uint64 `protobuf:"varint,31,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
+	CopiesDropped uint64 `protobuf:"varint,32,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +702,27 @@ func (x *Intercept) GetLocalTls() bool {
 		return x.LocalTls
 	}
 	return false
+}
+
+func (x *Intercept) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
+func (x *Intercept) GetCopiesSent() uint64 {
+	if x != nil {
+		return x.CopiesSent
+	}
+	return 0
+}
+
+func (x *Intercept) GetCopiesDropped() uint64 {
+	if x != nil {
+		return x.CopiesDropped
+	}
+	return 0
 }
 
 type RemoveInterceptRequest struct {
@@ -838,7 +934,10 @@ type AgentReport struct {
 	Applied uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
 	// With applied: per redirected port, the connections that bypass the
 	// agent (opened before its redirect) and those it reset.
-	Connections   []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
+	Connections []*PortConnections `protobuf:"bytes,3,rep,name=connections,proto3" json:"connections,omitempty"`
+	// The agent's wiretaps' counters since each was applied, sent with
+	// applied and every few seconds while it has wiretaps.
+	Wiretaps      []*WiretapCounters `protobuf:"bytes,20,rep,name=wiretaps,proto3" json:"wiretaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -894,6 +993,73 @@ func (x *AgentReport) GetConnections() []*PortConnections {
 	return nil
 }
 
+func (x *AgentReport) GetWiretaps() []*WiretapCounters {
+	if x != nil {
+		return x.Wiretaps
+	}
+	return nil
+}
+
+type WiretapCounters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Intercept     string                 `protobuf:"bytes,1,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Sent          uint64                 `protobuf:"varint,2,opt,name=sent,proto3" json:"sent,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WiretapCounters) Reset() {
+	*x = WiretapCounters{}
+	mi := &file_tele_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WiretapCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WiretapCounters) ProtoMessage() {}
+
+func (x *WiretapCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WiretapCounters.ProtoReflect.Descriptor instead.
+func (*WiretapCounters) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WiretapCounters) GetIntercept() string {
+	if x != nil {
+		return x.Intercept
+	}
+	return ""
+}
+
+func (x *WiretapCounters) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *WiretapCounters) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 type PortConnections struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Port             uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -905,7 +1071,7 @@ type PortConnections struct {
 
 func (x *PortConnections) Reset() {
 	*x = PortConnections{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1083,7 @@ func (x *PortConnections) String() string {
 func (*PortConnections) ProtoMessage() {}
 
 func (x *PortConnections) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1096,7 @@ func (x *PortConnections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConnections.ProtoReflect.Descriptor instead.
 func (*PortConnections) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PortConnections) GetPort() uint32 {
@@ -973,7 +1139,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1151,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1164,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
@@ -1060,7 +1226,7 @@ type AgentRoutes struct {
 
 func (x *AgentRoutes) Reset() {
 	*x = AgentRoutes{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1238,7 @@ func (x *AgentRoutes) String() string {
 func (*AgentRoutes) ProtoMessage() {}
 
 func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1251,7 @@ func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
 func (*AgentRoutes) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentRoutes) GetVersion() uint64 {
@@ -1118,14 +1284,17 @@ type AgentRoute struct {
 	// cleartext; sent only to agents with AGENT_FEATURE_TLS.
 	Tls *TLSCertificate `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	// With tls: to the laptop over TLS too (its certificate is not verified).
-	LocalTls      bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	LocalTls bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
+	// INTERCEPT (or UNSPECIFIED) or WIRETAP; sent only to agents with
+	// AGENT_FEATURE_WIRETAP.
+	Kind          InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentRoute) Reset() {
 	*x = AgentRoute{}
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1306,7 @@ func (x *AgentRoute) String() string {
 func (*AgentRoute) ProtoMessage() {}
 
 func (x *AgentRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1319,7 @@ func (x *AgentRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
 func (*AgentRoute) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{11}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AgentRoute) GetIntercept() string {
@@ -1209,6 +1378,13 @@ func (x *AgentRoute) GetLocalTls() bool {
 	return false
 }
 
+func (x *AgentRoute) GetKind() InterceptKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1224,7 +1400,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1412,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1425,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{12}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -1296,14 +1472,18 @@ type ArriveResponse struct {
 	// A session with no Remain for this long ends.
 	HeartbeatTimeoutMs int64 `protobuf:"varint,5,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
 	// The manager honours Open.ack_dial.
-	AcksDial      bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
+	AcksDial bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
+	// The manager knows CreateInterceptRequest.kind WIRETAP: an older one
+	// would take a wiretap for an intercept, so the daemon refuses to ask
+	// it for one.
+	Wiretaps      bool `protobuf:"varint,20,opt,name=wiretaps,proto3" json:"wiretaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1495,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1508,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{13}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -1373,6 +1553,13 @@ func (x *ArriveResponse) GetAcksDial() bool {
 	return false
 }
 
+func (x *ArriveResponse) GetWiretaps() bool {
+	if x != nil {
+		return x.Wiretaps
+	}
+	return false
+}
+
 // ClusterInfo is what the laptop needs to route and resolve like a pod.
 type ClusterInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1391,7 +1578,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1590,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1603,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{14}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -1463,7 +1650,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1662,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1675,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{15}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -1506,7 +1693,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1705,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1718,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{16}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 type DepartResponse struct {
@@ -1542,7 +1729,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1741,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1754,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 type TunnelMessage struct {
@@ -1584,7 +1771,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1783,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1796,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -1695,7 +1882,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1894,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1907,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Open) GetSessionId() string {
@@ -1799,7 +1986,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1998,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2011,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Close) GetError() string {
@@ -1851,7 +2038,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2050,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2063,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{21}
+	return file_tele_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -1902,7 +2089,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2101,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2114,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{22}
+	return file_tele_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -1942,7 +2129,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xbd\x03\n" +
+	"tele.proto\x12\atele.v1\"\xe9\x03\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1960,11 +2147,12 @@ const file_tele_proto_rawDesc = "" +
 	" \x03(\tR\bservices\x124\n" +
 	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\x12)\n" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
-	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"a\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
+	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"a\n" +
 	"\x0eTLSCertificate\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x1c\n" +
-	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\x90\x04\n" +
+	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\x84\x05\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -1986,7 +2174,11 @@ const file_tele_proto_rawDesc = "" +
 	"\x0euncovered_pods\x18\x0f \x03(\tR\runcoveredPods\x12\x1d\n" +
 	"\n" +
 	"tls_secret\x18\x14 \x01(\tR\ttlsSecret\x12\x1b\n" +
-	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"K\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
+	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12\x1f\n" +
+	"\vcopies_sent\x18\x1f \x01(\x04R\n" +
+	"copiesSent\x12%\n" +
+	"\x0ecopies_dropped\x18  \x01(\x04R\rcopiesDropped\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2001,11 +2193,16 @@ const file_tele_proto_rawDesc = "" +
 	"\tintercept\x18\x02 \x01(\tR\tintercept\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x03 \x01(\rR\tlocalPort\x12\x16\n" +
-	"\x06client\x18\x04 \x01(\tR\x06client\"\x8e\x01\n" +
+	"\x06client\x18\x04 \x01(\tR\x06client\"\xc4\x01\n" +
 	"\vAgentReport\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.tele.v1.AgentHelloR\x05hello\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12:\n" +
-	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\"p\n" +
+	"\vconnections\x18\x03 \x03(\v2\x18.tele.v1.PortConnectionsR\vconnections\x124\n" +
+	"\bwiretaps\x18\x14 \x03(\v2\x18.tele.v1.WiretapCountersR\bwiretaps\"]\n" +
+	"\x0fWiretapCounters\x12\x1c\n" +
+	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
+	"\x04sent\x18\x02 \x01(\x04R\x04sent\x12\x18\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped\"p\n" +
 	"\x0fPortConnections\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1c\n" +
 	"\tbypassing\x18\x02 \x01(\rR\tbypassing\x12+\n" +
@@ -2021,7 +2218,7 @@ const file_tele_proto_rawDesc = "" +
 	"\bfeatures\x18\a \x03(\x0e2\x15.tele.v1.AgentFeatureR\bfeatures\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\x98\x02\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xc4\x02\n" +
 	"\n" +
 	"AgentRoute\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
@@ -2033,13 +2230,14 @@ const file_tele_proto_rawDesc = "" +
 	"http_match\x18\x05 \x03(\tR\thttpMatch\x124\n" +
 	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\x12)\n" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
-	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\"\xc9\x01\n" +
+	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
+	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x1c\n" +
-	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\x9c\x02\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xb8\x02\n" +
 	"\x0eArriveResponse\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12'\n" +
 	"\x0fmanager_version\x18\x02 \x01(\tR\x0emanagerVersion\x12\x1d\n" +
@@ -2047,7 +2245,8 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12.\n" +
 	"\acluster\x18\x04 \x01(\v2\x14.tele.v1.ClusterInfoR\acluster\x120\n" +
 	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\x12\x1b\n" +
-	"\tacks_dial\x18\x06 \x01(\bR\backsDial\"\xb3\x01\n" +
+	"\tacks_dial\x18\x06 \x01(\bR\backsDial\x12\x1a\n" +
+	"\bwiretaps\x18\x14 \x01(\bR\bwiretaps\"\xb3\x01\n" +
 	"\vClusterInfo\x12%\n" +
 	"\x0ecluster_domain\x18\x01 \x01(\tR\rclusterDomain\x12#\n" +
 	"\rservice_cidrs\x18\x02 \x03(\tR\fserviceCidrs\x12\x1b\n" +
@@ -2085,11 +2284,16 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*j\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*i\n" +
+	"\rInterceptKind\x12\x1e\n" +
+	"\x1aINTERCEPT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18INTERCEPT_KIND_INTERCEPT\x10\x01\x12\x1a\n" +
+	"\x16INTERCEPT_KIND_WIRETAP\x10\x02*\x85\x01\n" +
 	"\fAgentFeature\x12\x1d\n" +
 	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
 	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01\x12\x15\n" +
-	"\x11AGENT_FEATURE_TLS\x10\x03*K\n" +
+	"\x11AGENT_FEATURE_TLS\x10\x03\x12\x19\n" +
+	"\x15AGENT_FEATURE_WIRETAP\x10\x02*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
@@ -2127,80 +2331,86 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tele_proto_goTypes = []any{
-	(AgentFeature)(0),               // 0: tele.v1.AgentFeature
-	(ProtocolVersion)(0),            // 1: tele.v1.ProtocolVersion
-	(Protocol)(0),                   // 2: tele.v1.Protocol
-	(CloseReason)(0),                // 3: tele.v1.CloseReason
-	(*CreateInterceptRequest)(nil),  // 4: tele.v1.CreateInterceptRequest
-	(*TLSCertificate)(nil),          // 5: tele.v1.TLSCertificate
-	(*Intercept)(nil),               // 6: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 7: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 8: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 9: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 10: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 11: tele.v1.AgentReport
-	(*PortConnections)(nil),         // 12: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 13: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 14: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 15: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 16: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 17: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 18: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 19: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 20: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 21: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 22: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 23: tele.v1.Open
-	(*Close)(nil),                   // 24: tele.v1.Close
-	(*DNSRequest)(nil),              // 25: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 26: tele.v1.DNSResponse
+	(InterceptKind)(0),              // 0: tele.v1.InterceptKind
+	(AgentFeature)(0),               // 1: tele.v1.AgentFeature
+	(ProtocolVersion)(0),            // 2: tele.v1.ProtocolVersion
+	(Protocol)(0),                   // 3: tele.v1.Protocol
+	(CloseReason)(0),                // 4: tele.v1.CloseReason
+	(*CreateInterceptRequest)(nil),  // 5: tele.v1.CreateInterceptRequest
+	(*TLSCertificate)(nil),          // 6: tele.v1.TLSCertificate
+	(*Intercept)(nil),               // 7: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 8: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 9: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 10: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 11: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 12: tele.v1.AgentReport
+	(*WiretapCounters)(nil),         // 13: tele.v1.WiretapCounters
+	(*PortConnections)(nil),         // 14: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 15: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 16: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 17: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 18: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 19: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 20: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 21: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 22: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 23: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 24: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 25: tele.v1.Open
+	(*Close)(nil),                   // 26: tele.v1.Close
+	(*DNSRequest)(nil),              // 27: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 28: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	5,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
-	6,  // 1: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	13, // 2: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	12, // 3: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	1,  // 4: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	0,  // 5: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	15, // 6: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	5,  // 7: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
-	1,  // 8: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	1,  // 9: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	18, // 10: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	23, // 11: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	24, // 12: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	2,  // 13: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	3,  // 14: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	16, // 15: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	19, // 16: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	19, // 17: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	22, // 18: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	25, // 19: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	4,  // 20: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	7,  // 21: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	19, // 22: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	19, // 23: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	11, // 24: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	22, // 25: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	17, // 26: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	20, // 27: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	21, // 28: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	22, // 29: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	26, // 30: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	6,  // 31: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	8,  // 32: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	9,  // 33: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	10, // 34: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	14, // 35: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	22, // 36: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
+	0,  // 1: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
+	0,  // 2: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
+	7,  // 3: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	15, // 4: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	14, // 5: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	13, // 6: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
+	2,  // 7: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	1,  // 8: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	17, // 9: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	6,  // 10: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
+	0,  // 11: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
+	2,  // 12: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	2,  // 13: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	20, // 14: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	25, // 15: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	26, // 16: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	3,  // 17: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	4,  // 18: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	18, // 19: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	21, // 20: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	21, // 21: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	24, // 22: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	27, // 23: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	5,  // 24: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	8,  // 25: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	21, // 26: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	21, // 27: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	12, // 28: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	24, // 29: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	19, // 30: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	22, // 31: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	23, // 32: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	24, // 33: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	28, // 34: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	7,  // 35: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	9,  // 36: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	10, // 37: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	11, // 38: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	16, // 39: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	24, // 40: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2208,7 +2418,7 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[18].OneofWrappers = []any{
+	file_tele_proto_msgTypes[19].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -2218,8 +2428,8 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   23,
+			NumEnums:      5,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

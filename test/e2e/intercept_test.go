@@ -125,12 +125,12 @@ func TestIntercept(t *testing.T) {
 			res []string
 		}{
 			{la, ua, []string{
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2$`,
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ +2/2$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ +2/2 +intercept +-$`,
 			}},
 			{lb, ub, []string{
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ +2/2$`,
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ \(you\) +2/2$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ \(you\) +2/2 +intercept +-$`,
 			}},
 		} {
 			out, _ = x.l.tele(ctx, x.u, "list")
@@ -168,7 +168,7 @@ func TestIntercept(t *testing.T) {
 			t.Errorf("after B's leave: answered by %v, want LAPTOP-A echo-*", who)
 		}
 		out, _ := la.tele(ctx, ua, "list")
-		if !regexp.MustCompile(`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2$`).MatchString(out) ||
+		if !regexp.MustCompile(`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2 +intercept +-$`).MatchString(out) ||
 			strings.Contains(out, "x-dev=bob") {
 			t.Errorf("list after B's leave, want A's echo only:\n%s", out)
 		}

@@ -95,7 +95,7 @@ func TestManagerNoPolling(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	out, _ := l.tele(ctx, u, "list")
-	if !regexp.MustCompile(`(?m)^deployment/echo .* 2/2$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^deployment/echo .* 2/2 +intercept +-$`).MatchString(out) {
 		t.Errorf("list, want the intercept on both pods (the new one too):\n%s", out)
 	}
 	initial := lists(t, user, start)

@@ -189,7 +189,7 @@ func TestRolloutIntercept(t *testing.T) {
 
 	// list names the pods covered: all three.
 	out, _ := l.tele(ctx, u, "list")
-	if !regexp.MustCompile(`(?m)^deployment/echo +3/3 .* 3/3$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^deployment/echo +3/3 .* 3/3 +intercept +-$`).MatchString(out) {
 		t.Errorf("list after the scale-up, want 3/3 pods covered:\n%s", out)
 	}
 }

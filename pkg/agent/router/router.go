@@ -85,6 +85,10 @@ type Route struct {
 	// LocalTLS: the requests this route takes reach its laptop over TLS
 	// too (with TLS only); otherwise in cleartext.
 	LocalTLS bool
+	// Wiretap: the application still answers the matching requests, and
+	// a copy of each goes to the laptop (see wiretap.go). A wiretap never
+	// takes a connection whole, whatever its matcher.
+	Wiretap bool
 }
 
 // ErrLaptopGone is what a Route's Dial wraps when the intercept has no
@@ -167,8 +171,10 @@ type Router struct {
 	// and stays served request by request (see the package doc).
 	headerRoutesSeen atomic.Bool
 
-	mu       sync.Mutex // guards counters
+	mu       sync.Mutex // guards counters, taps and closed
 	counters map[string]*counters
+	taps     map[string]*tap // by route ID
+	closed   bool            // Serve ended: no new taps
 }
 
 // table is an immutable snapshot of the routes; SetRoutes swaps in a new one.
@@ -176,7 +182,8 @@ type table struct {
 	global *dest   // takes everything when set
 	routes []*dest // header routes in priority order
 	// tls terminates clients' TLS when a route has a certificate.
-	tls *tls.Config
+	tls  *tls.Config
+	taps []tapRoute
 }
 
 // New returns a Router with no routes: it passes everything to cfg.AppAddr.
@@ -186,6 +193,7 @@ func New(cfg Config) *Router {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		counters: map[string]*counters{},
+		taps:     map[string]*tap{},
 	}
 	r.app = r.newAppDest()
 	r.table.Store(&table{})
@@ -201,6 +209,7 @@ func New(cfg Config) *Router {
 func (r *Router) SetRoutes(routes []Route) {
 	next := &table{}
 	seen := map[string]bool{}
+	var taps []Route
 	for _, rt := range routes {
 		switch {
 		case rt.ID == "":
@@ -214,6 +223,10 @@ func (r *Router) SetRoutes(routes []Route) {
 			continue
 		}
 		seen[rt.ID] = true
+		if rt.Wiretap {
+			taps = append(taps, rt)
+			continue
+		}
 		d := r.newRouteDest(rt)
 		if rt.Match.Global() && rt.TLS == nil {
 			if next.global != nil {
@@ -238,14 +251,15 @@ func (r *Router) SetRoutes(routes []Route) {
 	}
 	r.mu.Unlock()
 
-	if len(next.routes) > 0 {
+	next.taps = r.setTaps(taps)
+	if len(next.routes) > 0 || len(next.taps) > 0 {
 		r.headerRoutesSeen.Store(true)
 	}
 	old := r.table.Swap(next)
 	// Idle upstream connections of replaced routes close now; busy ones
 	// close when their request ends (see http.Transport.CloseIdleConnections).
 	old.closeIdle()
-	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil, "tls", next.tls != nil)
+	r.log.Info("routes set", "header_routes", len(next.routes), "global", next.global != nil, "tls", next.tls != nil, "wiretaps", len(next.taps))
 }
 
 func (t *table) closeIdle() {
@@ -362,6 +376,7 @@ func (r *Router) Serve(ctx context.Context, l net.Listener) error {
 	track.closeAndWait()
 	r.app.closeIdle()
 	r.table.Load().closeIdle()
+	r.stopTaps()
 	return err
 }
 
@@ -420,7 +435,7 @@ func (r *Router) handleConn(ctx context.Context, c net.Conn, hl *handoffListener
 	case t.global != nil:
 		r.pipe(ctx, c, nil, t.global)
 		return
-	case len(t.routes) == 0 && !r.headerRoutesSeen.Load():
+	case len(t.routes) == 0 && len(t.taps) == 0 && !r.headerRoutesSeen.Load():
 		r.pipe(ctx, c, nil, r.app)
 		return
 	}

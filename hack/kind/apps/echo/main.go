@@ -2,10 +2,10 @@
 // cleartext HTTP/2) that answers with who served the request, a UDP echo
 // server, and the client modes the e2e tests run inside the cluster.
 //
-//	echo serve [-http :8080] [-udp :9090] [-name NAME] [-tls-cert F -tls-key F]   (with both: HTTPS, h2 and http/1.1)
+//	echo serve [-http :8080] [-udp :9090] [-name NAME] [-tls-cert F -tls-key F] [-log-requests]   (with both TLS flags: HTTPS, h2 and http/1.1)
 //	echo get [-h2c] [-H k=v]... URL...   (all URLs over one connection)
 //	echo get -ca F [-h2] URL...   (https URLs, verified against the CA in F by their host; prints the client's protocol too)
-//	echo load -url URL -rps N -duration D [-H k=v]
+//	echo load -url URL -rps N -duration D [-H k=v] [-latency]   (-latency: also p50/p99/max of the answered requests)
 //	echo udp ADDR MESSAGE
 //	echo bench -url URL -n N -c C [-H k=v]   (latency client: JSON p50, p99, rps, errors)
 //	echo dns -name NAME -n N [-unique] [-server ADDR]   (lookup latency: JSON p50, p99, errors)
@@ -88,6 +88,7 @@ func serve(ctx context.Context, args []string) error {
 	name := fs.String("name", os.Getenv("POD_NAME"), "name to answer with")
 	tlsCert := fs.String("tls-cert", "", "with -tls-key: serve HTTPS (h2 and http/1.1) with this certificate chain (PEM)")
 	tlsKey := fs.String("tls-key", "", "the key of -tls-cert (PEM)")
+	logRequests := fs.Bool("log-requests", false, "print \"METHOD PATH\" on stdout for each request answered, to count what arrived")
 	fs.Parse(args)
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("serve: -tls-cert and -tls-key go together")
@@ -115,6 +116,9 @@ func serve(ctx context.Context, args []string) error {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Served-By", *name)
 		json.NewEncoder(w).Encode(Reply{Server: *name, Proto: r.Proto, Method: r.Method, Path: r.URL.Path, Header: r.Header})
+		if *logRequests {
+			fmt.Fprintf(os.Stdout, "%s %s\n", r.Method, r.URL.Path) // one write: lines do not interleave
+		}
 	})
 	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv.Protocols = new(http.Protocols)
@@ -273,6 +277,7 @@ func load(ctx context.Context, args []string) error {
 	rps := fs.Int("rps", 200, "requests per second (at most 5000)")
 	dur := fs.Duration("duration", 10*time.Second, "how long (at most 5m)")
 	timeline := fs.Bool("timeline", false, "also count per second (of sending, Unix time) in \"timeline\"")
+	latency := fs.Bool("latency", false, "also report p50_ms, p99_ms and max_ms of the requests answered 2xx")
 	var hs headers
 	fs.Var(&hs, "H", "header NAME=VALUE")
 	fs.Parse(args)
@@ -298,7 +303,8 @@ func load(ctx context.Context, args []string) error {
 		}
 		return sec
 	}
-	var errs []string // the first few failures, with when and on what connection
+	var errs []string        // the first few failures, with when and on what connection
+	var lats []time.Duration // of the answered requests, when -latency
 	tick := time.NewTicker(time.Second / time.Duration(*rps))
 	defer tick.Stop()
 	end := time.After(*dur)
@@ -344,6 +350,9 @@ loop:
 			}
 			ok.Add(1)
 			mu.Lock()
+			if *latency {
+				lats = append(lats, time.Since(sent))
+			}
 			servers[resp.Header.Get("X-Served-By")]++
 			if *timeline {
 				sec := at(sent)
@@ -359,6 +368,10 @@ loop:
 		fe = strings.Join(errs, "; ")
 	}
 	out := map[string]any{"ok": ok.Load(), "failed": failed.Load(), "servers": servers, "first_error": fe}
+	if *latency {
+		r := summarize(lats, 0, 0)
+		out["p50_ms"], out["p99_ms"], out["max_ms"] = r.P50, r.P99, r.Max
+	}
 	if *timeline {
 		tl := slices.SortedFunc(maps.Values(seconds), func(a, b *second) int { return int(a.T - b.T) })
 		out["timeline"] = tl

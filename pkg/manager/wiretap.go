@@ -1,0 +1,68 @@
+package manager
+
+import (
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// Wiretaps are intercepts of kind WIRETAP: their agents copy the matching
+// requests to the laptop while the app answers them. They never conflict
+// with other wiretaps or intercepts (see conflict), are sent only to agents
+// that said they can apply them (canWiretap: the others' pods are listed
+// as uncovered), and their copy counters come from the agents' reports.
+
+// interceptKind validates a requested kind; UNSPECIFIED, from laptops that
+// predate kinds, is an intercept.
+func interceptKind(k teleproto.InterceptKind) (teleproto.InterceptKind, error) {
+	switch k {
+	case teleproto.InterceptKind_INTERCEPT_KIND_UNSPECIFIED, teleproto.InterceptKind_INTERCEPT_KIND_INTERCEPT:
+		return teleproto.InterceptKind_INTERCEPT_KIND_INTERCEPT, nil
+	case teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP:
+		return k, nil
+	}
+	return 0, status.Errorf(codes.InvalidArgument, "unknown intercept kind %v: this manager knows intercept and wiretap", k)
+}
+
+func (ic *intercept) wiretap() bool {
+	return ic.pb.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+}
+
+// canWiretap reports whether an agent that said hello applies wiretap
+// routes: an older one would take them for intercepts.
+func canWiretap(hello *teleproto.AgentHello) bool {
+	return slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_WIRETAP)
+}
+
+// noteWiretaps keeps the counters an agent reported; ac.mu is held. The
+// counters are cumulative per wiretap, so the latest replaces the earlier.
+func (ac *agentConn) noteWiretaps(cs []*teleproto.WiretapCounters) {
+	if len(cs) == 0 {
+		return
+	}
+	if ac.taps == nil {
+		ac.taps = map[string]*teleproto.WiretapCounters{}
+	}
+	for _, c := range cs {
+		ac.taps[c.GetIntercept()] = c
+	}
+}
+
+// wiretapCopies sums, over the connected agents, the copies of the
+// wiretap id sent and dropped.
+func (s *Server) wiretapCopies(id string) (sent, dropped uint64) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	for _, ac := range s.agents {
+		ac.mu.Lock()
+		if c := ac.taps[id]; c != nil {
+			sent += c.GetSent()
+			dropped += c.GetDropped()
+		}
+		ac.mu.Unlock()
+	}
+	return sent, dropped
+}
