@@ -56,6 +56,14 @@ const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 //
 // container "" means the pod's default container: the one named by the
 // kubectl.kubernetes.io/default-container annotation, or the only one.
+//
+// Why not k8s.io/kubectl's pkg/cmd/set/env (GetEnvVarRefValue), which
+// kubectl set env --from uses: it answers what that command needs, not what
+// the container sees. It resolves one valueFrom at a time, with no envFrom,
+// no $(VAR) expansion, no service links, no optional sources (a missing one
+// is an error), and of pod fields only metadata.* (not spec.nodeName,
+// spec.serviceAccountName, status.podIP(s) or status.hostIP(s)); everything
+// here would still be needed around it.
 func Env(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, container string) ([]EnvVar, error) {
 	c, err := findContainer(pod, container)
 	if err != nil {
