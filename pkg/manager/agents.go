@@ -465,19 +465,19 @@ func pullAdvice(secrets []string) string {
 // capability (the Service mechanism). It returns the mechanism the pod's
 // agent supports. newPod tells the agent that its pod has just started (see
 // the agent's --new-pod).
-func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, newPod bool) (string, error) {
+func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleproto.Mechanism, newPod bool) (teleproto.Mechanism, error) {
 	if ac := s.agent(pod.Name); ac != nil {
 		return mechOf(ac.hello, mech), nil
 	}
 	pod, ac, err := s.adoptAgent(ctx, pod)
 	if err != nil {
-		return "", err
+		return mechNone, err
 	}
 	if ac != nil {
 		return mechOf(ac.hello, mech), nil
 	}
 	if missing := missingPullSecrets(pod, s.cfg.ImagePullSecrets); len(missing) > 0 {
-		return "", status.Errorf(codes.FailedPrecondition, "the agent cannot be added to pod %s/%s: the image %s needs the pull Secret %s, and the pod's imagePullSecrets (%s) lack it, so its agent could not pull the image%s; nothing was changed",
+		return mechNone, status.Errorf(codes.FailedPrecondition, "the agent cannot be added to pod %s/%s: the image %s needs the pull Secret %s, and the pod's imagePullSecrets (%s) lack it, so its agent could not pull the image%s; nothing was changed",
 			s.cfg.Namespace, pod.Name, s.cfg.Image, strings.Join(missing, ", "), secretNames(pod), pullAdvice(missing))
 	}
 	pods := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace)
@@ -490,7 +490,7 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 	for {
 		fresh, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
-			return "", status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
+			return mechNone, status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
 		}
 		if n := newestAgent(fresh); n != nil && (seen == nil || n.Name != seen.Name) && agentLive(agentStatus(fresh, n.Name)) {
 			name = n.Name // another attach (the controller's, CreateIntercept's) was first
@@ -509,11 +509,11 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 			withCaps = false
 			continue
 		case noEphemeralContainers(err):
-			return "", status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
+			return mechNone, status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
 		case apierrors.IsNotFound(err):
-			return "", status.Errorf(codes.Unavailable, "pod %s/%s went away while its agent was being added: %v", s.cfg.Namespace, pod.Name, err)
+			return mechNone, status.Errorf(codes.Unavailable, "pod %s/%s went away while its agent was being added: %v", s.cfg.Namespace, pod.Name, err)
 		default:
-			return "", status.Errorf(codes.Unavailable, "add the agent to pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
+			return mechNone, status.Errorf(codes.Unavailable, "add the agent to pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
 		}
 		break
 	}
@@ -523,10 +523,10 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech string, 
 	s.dropAgent(pod.Name, name)
 	ac, err = s.waitAgent(ctx, pod.Name, name)
 	if errors.Is(err, errAgentEnded) {
-		return "", status.Errorf(codes.Unavailable, "%v (kubectl logs -n %s %s -c %s)", err, s.cfg.Namespace, pod.Name, name)
+		return mechNone, status.Errorf(codes.Unavailable, "%v (kubectl logs -n %s %s -c %s)", err, s.cfg.Namespace, pod.Name, name)
 	}
 	if err != nil {
-		return "", err
+		return mechNone, err
 	}
 	return mechOf(ac.hello, mech), nil
 }
@@ -603,8 +603,8 @@ func (s *Server) dropAgent(pod, container string) {
 	}
 }
 
-func mechOf(h *teleproto.AgentHello, want string) string {
-	if want != "" {
+func mechOf(h *teleproto.AgentHello, want teleproto.Mechanism) teleproto.Mechanism {
+	if want != mechNone {
 		return want
 	}
 	if h.GetCanRedirect() {
@@ -883,18 +883,18 @@ func agentServiceHost(ns string, search []string) string {
 	return host
 }
 
-// mechFor returns the mechanism of the intercepts that select pod, "" if
+// mechFor returns the mechanism of the intercepts that select pod, mechNone if
 // none does (or none has been attached yet: CreateIntercept attaches its
 // first pods itself).
-func (s *Server) mechFor(pod *corev1.Pod) string {
+func (s *Server) mechFor(pod *corev1.Pod) teleproto.Mechanism {
 	s.imu.Lock()
 	defer s.imu.Unlock()
 	for _, ic := range s.intercepts {
-		if ic.mech != "" && !ic.removing && selects(ic.selector, pod) {
+		if ic.mech != mechNone && !ic.removing && selects(ic.selector, pod) {
 			return ic.mech
 		}
 	}
-	return ""
+	return mechNone
 }
 
 // kick asks the controller to reconcile every pod: an intercept came or went.
