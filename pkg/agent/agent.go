@@ -289,11 +289,13 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 			return nil, err
 		}
 		byPort[r.GetPort()] = append(byPort[r.GetPort()], rt)
-		if r.GetMechanism() == "nftables" && !redirected[r.GetPort()] {
+		// MechanismOf: a manager that predates the enum sends the word.
+		nft := teleproto.MechanismOf(r) == teleproto.Mechanism_MECHANISM_NFTABLES
+		if nft && !redirected[r.GetPort()] {
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
 		}
-		if r.GetMechanism() == "nftables" && (len(r.GetHttpMatch()) > 0 || wiretap) {
+		if nft && (len(r.GetHttpMatch()) > 0 || wiretap) {
 			a.held[r.GetPort()] = true
 		}
 	}

@@ -75,7 +75,7 @@ func TestRedirectHeldAfterHeaderRoutes(t *testing.T) {
 	a, red := newTestAgent(t)
 	web, raw := freePort(t), freePort(t)
 	route := func(id string, port, agentPort uint32, match ...string) *teleproto.AgentRoute {
-		return &teleproto.AgentRoute{Intercept: id, Port: port, AgentPort: agentPort, Mechanism: "nftables", HttpMatch: match}
+		return &teleproto.AgentRoute{Intercept: id, Port: port, AgentPort: agentPort, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, HttpMatch: match}
 	}
 	header := route("alice", 8080, web, "x-dev=alice")
 	global := route("bob", 9090, raw)
@@ -117,8 +117,8 @@ func TestBypassingReported(t *testing.T) {
 	red.open = map[uint16]int{8080: 3, 9090: 2}
 	web, raw := freePort(t), freePort(t)
 	routes := []*teleproto.AgentRoute{
-		{Intercept: "alice", Port: 8080, AgentPort: web, Mechanism: "nftables", HttpMatch: []string{"x-dev=alice"}, ResetIdleConnections: true},
-		{Intercept: "bob", Port: 9090, AgentPort: raw, Mechanism: "nftables"},
+		{Intercept: "alice", Port: 8080, AgentPort: web, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, HttpMatch: []string{"x-dev=alice"}, ResetIdleConnections: true},
+		{Intercept: "bob", Port: 9090, AgentPort: raw, Mech: teleproto.Mechanism_MECHANISM_NFTABLES},
 	}
 	got, err := a.apply(routes)
 	if err != nil {
@@ -141,7 +141,7 @@ func TestNewPodResetsEarlyConnections(t *testing.T) {
 		a, red := newTestAgent(t)
 		a.cfg.NewPod = newPod
 		red.open = map[uint16]int{8080: 2}
-		route := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: freePort(t), Mechanism: "nftables", HttpMatch: []string{"x-dev=alice"}}
+		route := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: freePort(t), Mech: teleproto.Mechanism_MECHANISM_NFTABLES, HttpMatch: []string{"x-dev=alice"}}
 		got, err := a.apply([]*teleproto.AgentRoute{route})
 		if err != nil {
 			t.Fatal(err)
@@ -193,5 +193,41 @@ func TestCloseError(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.text) {
 			t.Errorf("%v: %q does not say %q", tc.reason, err, tc.text)
 		}
+	}
+}
+
+// TestRedirectByMechanism: the agent redirects a route's port for the
+// nftables mechanism only, whether the manager says it in the enum or, as
+// managers that predate it do, in the legacy word.
+func TestRedirectByMechanism(t *testing.T) {
+	nft, svc := teleproto.Mechanism_MECHANISM_NFTABLES, teleproto.Mechanism_MECHANISM_SERVICE
+	for _, tc := range []struct {
+		name     string
+		mech     teleproto.Mechanism
+		legacy   string
+		redirect bool
+	}{
+		{"new manager, nftables", nft, nft.Legacy(), true},
+		{"new manager, service", svc, svc.Legacy(), false},
+		{"old manager, nftables", 0, nft.Legacy(), true},
+		{"old manager, service", 0, svc.Legacy(), false},
+		{"enum wins over the word", nft, svc.Legacy(), true},
+		{"neither", 0, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, red := newTestAgent(t)
+			ap := freePort(t)
+			r := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: ap, Mech: tc.mech, Mechanism: tc.legacy}
+			if _, err := a.apply([]*teleproto.AgentRoute{r}); err != nil {
+				t.Fatal(err)
+			}
+			var want []redirect.Rule
+			if tc.redirect {
+				want = []redirect.Rule{{Port: 8080, ToPort: uint16(ap)}}
+			}
+			if !slices.Equal(red.rules, want) {
+				t.Errorf("rules %v, want %v", red.rules, want)
+			}
+		})
 	}
 }

@@ -17,7 +17,7 @@ import (
 func TestWiretapRoute(t *testing.T) {
 	a, red := newTestAgent(t)
 	web := freePort(t)
-	tap := &teleproto.AgentRoute{Intercept: "tap", Port: 8080, AgentPort: web, Mechanism: "nftables", Kind: teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP}
+	tap := &teleproto.AgentRoute{Intercept: "tap", Port: 8080, AgentPort: web, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Kind: teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP}
 	if _, err := a.apply([]*teleproto.AgentRoute{tap}); err != nil {
 		t.Fatal(err)
 	}

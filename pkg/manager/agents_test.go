@@ -181,7 +181,7 @@ func TestAttachAgentTakesOverFromStale(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := s.attachAgent(ctx, pod, "", false)
+	_, err := s.attachAgent(ctx, pod, mechNone, false)
 	// Nothing registers in this test: the wait for the new agent ends with
 	// ctx, and the hint names it.
 	wantCode(t, "attach", err, codes.DeadlineExceeded, "-c tele-agent-2", "waits for the earlier agent tele-agent")
@@ -216,7 +216,7 @@ func TestAttachAgentAdopts(t *testing.T) {
 		s.agents["web"] = &agentConn{hello: &teleproto.AgentHello{Pod: "web", Container: "tele-agent", CanRedirect: true}, done: make(chan struct{})}
 		s.amu.Unlock()
 	}()
-	mech, err := s.attachAgent(context.Background(), pod, "", false)
+	mech, err := s.attachAgent(context.Background(), pod, mechNone, false)
 	if err != nil || mech != mechNftables {
 		t.Fatalf("attach: %q, %v", mech, err)
 	}
@@ -274,7 +274,7 @@ func TestAttachAgentWaitsForStarting(t *testing.T) {
 	s, client := agentTestServer(t, pod)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	_, err := s.attachAgent(ctx, pod, "", false)
+	_, err := s.attachAgent(ctx, pod, mechNone, false)
 	wantCode(t, "attach", err, codes.DeadlineExceeded, "-c tele-agent)")
 	got, _ := client.CoreV1().Pods(testNS).Get(context.Background(), "web", metav1.GetOptions{})
 	if c := newestAgent(got); c == nil || c.Name != "tele-agent" {

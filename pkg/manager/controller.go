@@ -15,6 +15,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // controllerResync is the informer's resync: a safety net that replays
@@ -134,7 +136,7 @@ func (c *controller) sync(ctx context.Context, name string) {
 		return
 	}
 	mech := c.s.mechFor(p)
-	if mech == "" || !attachable(p) {
+	if mech == mechNone || !attachable(p) {
 		return
 	}
 	c.attach(ctx, p, mech)
@@ -142,7 +144,7 @@ func (c *controller) sync(ctx context.Context, name string) {
 
 // attach adds the agent to p in a goroutine of its own: the wait for the
 // agent to start and connect must not hold up the other pods.
-func (c *controller) attach(ctx context.Context, p *corev1.Pod, mech string) {
+func (c *controller) attach(ctx context.Context, p *corev1.Pod, mech teleproto.Mechanism) {
 	c.mu.Lock()
 	busy := c.attaching[p.Name]
 	c.attaching[p.Name] = true

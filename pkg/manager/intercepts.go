@@ -35,7 +35,7 @@ type intercept struct {
 	session  *session
 	selector labels.Selector
 	match    match.Matcher
-	mech     string
+	mech     teleproto.Mechanism
 	services []string // retargeted by the Service mechanism
 	removing bool     // agents are dropping it; connections still reach the laptop
 	// resetIdle asks the agents to reset idle connections that bypass
@@ -52,9 +52,12 @@ type intercept struct {
 // so a Service can target it on every pod (the no-capability mechanism).
 func AgentPort(port uint32) uint32 { return 40000 + port%20000 }
 
+// The mechanisms, short: mechNone is an intercept's before its first
+// pods' agents are attached (and, in a request, "the manager chooses").
 const (
-	mechNftables = "nftables"
-	mechService  = "service"
+	mechNone     = teleproto.Mechanism_MECHANISM_UNSPECIFIED
+	mechNftables = teleproto.Mechanism_MECHANISM_NFTABLES
+	mechService  = teleproto.Mechanism_MECHANISM_SERVICE
 )
 
 // CreateIntercept implements teleproto.ManagerServer.
@@ -118,13 +121,13 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if len(pods) == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
 	}
-	mech := req.GetMechanism()
+	mech := teleproto.MechanismOf(req)
 	for _, p := range pods {
 		got, err := s.attachAgent(ctx, p, mech, false)
 		if err != nil {
 			return nil, err
 		}
-		if mech == "" {
+		if mech == mechNone {
 			mech = got
 		}
 		if ac := s.agent(p.Name); ac != nil && !canApply(ac.hello, m) && !ic.wiretap() {
@@ -138,7 +141,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	}
 	s.imu.Lock()
 	ic.mech = mech
-	ic.pb.Mechanism = mech
+	ic.pb.Mech, ic.pb.Mechanism = mech, mech.Legacy()
 	s.imu.Unlock()
 	if mech == mechService {
 		if err := s.retargetServices(ctx, ic, req.GetServices()); err != nil {
@@ -158,12 +161,12 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		names, ic.pb.UncoveredPods = s.coverage(ctx, ic.id, sel)
 	}
 	ic.pb.Pods = names
-	ic.pb.State = "ACTIVE"
+	setState(ic.pb, len(names) > 0)
 	ic.pb.BypassingConnections, ic.pb.ResetConnections = bypassing, reset
 	out := cloneIntercept(ic, ss)
 	s.imu.Unlock()
 	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", ic.id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech, "owner", ic.pb.Owner, "pods", names,
+		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.pb.Owner, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
@@ -252,7 +255,8 @@ func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
 	*out = teleproto.Intercept{
 		Name: ic.pb.Name, Namespace: ic.pb.Namespace, WorkloadKind: ic.pb.WorkloadKind, WorkloadName: ic.pb.WorkloadName,
 		Port: ic.pb.Port, LocalPort: ic.pb.LocalPort, HttpMatch: append([]string(nil), ic.pb.HttpMatch...),
-		Mechanism: ic.pb.Mechanism, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...), State: ic.pb.State,
+		Mechanism: ic.pb.Mechanism, Mech: ic.pb.Mech, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...),
+		State: ic.pb.State, InterceptState: ic.pb.InterceptState,
 		BypassingConnections: ic.pb.BypassingConnections, ResetConnections: ic.pb.ResetConnections,
 		TlsSecret: ic.pb.TlsSecret, LocalTls: ic.pb.LocalTls,
 		Mine: viewer != nil && ic.session == viewer, Kind: ic.pb.Kind, UncoveredPods: append([]string(nil), ic.pb.UncoveredPods...),
@@ -293,7 +297,7 @@ func (s *Server) removeIntercept(id, reason string) {
 	}
 	dctx, cancel := context.WithTimeout(s.drain, 20*time.Second)
 	defer cancel()
-	if ic.mech != "" && dctx.Err() == nil {
+	if ic.mech != mechNone && dctx.Err() == nil {
 		pods, _ := s.runningPods(dctx, ic.selector)
 		if _, err := s.pushRoutes(dctx, pods, 15*time.Second); err != nil {
 			s.log.Warn("agents slow to drop intercept", "intercept", id, "err", err)
@@ -349,8 +353,9 @@ func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionReque
 		s.imu.Lock()
 		pb := cloneIntercept(ic, ss)
 		s.imu.Unlock()
-		if ic.mech != "" {
+		if ic.mech != mechNone {
 			pb.Pods, pb.UncoveredPods = covered, uncovered
+			setState(pb, len(covered) > 0)
 		}
 		if ic.wiretap() {
 			pb.CopiesSent, pb.CopiesDropped = s.wiretapCopies(ic.id)
@@ -604,7 +609,7 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 	defer s.imu.Unlock()
 	var out []*teleproto.AgentRoute
 	for _, ic := range s.intercepts {
-		if ic.mech == "" || ic.removing || !selects(ic.selector, pod) {
+		if ic.mech == mechNone || ic.removing || !selects(ic.selector, pod) {
 			continue // not attached yet
 		}
 		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) || ic.wiretap() && !canWiretap(hello) {
@@ -612,7 +617,7 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 		}
 		r := &teleproto.AgentRoute{
 			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
-			Mechanism: ic.mech, HttpMatch: ic.pb.HttpMatch,
+			Mech: ic.mech, Mechanism: ic.mech.Legacy(), HttpMatch: ic.pb.HttpMatch,
 			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
 			Tls:                  ic.tls,
 			LocalTls:             ic.localTLS,
@@ -638,4 +643,14 @@ func selects(sel labels.Selector, pod *corev1.Pod) bool {
 // matcher m.
 func canApply(hello *teleproto.AgentHello, m match.Matcher) bool {
 	return !m.OnRequestLine() || slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH)
+}
+
+// setState says in pb whether a running pod's agent applies the intercept,
+// in the enum and, for laptops that predate it, the legacy string.
+func setState(pb *teleproto.Intercept, applied bool) {
+	pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_WAITING
+	if applied {
+		pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_ACTIVE
+	}
+	pb.State = pb.InterceptState.Legacy()
 }

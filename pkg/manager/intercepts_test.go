@@ -386,3 +386,93 @@ func TestWorkloadSelector(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutesMechanism: every route carries its mechanism in the enum and,
+// for agents of older images (which read only the word, and stay in their
+// pods for the pods' life), in the legacy word they compare with.
+func TestRoutesMechanism(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
+	for _, tc := range []struct {
+		mech      teleproto.Mechanism
+		oldWord   string // what an older agent compares GetMechanism with
+		resetIdle bool
+	}{
+		{mechNftables, `nftables`, true},
+		{mechService, `service`, false},
+	} {
+		ic := testIntercept(t, alice, "echo", "echo", 8080)
+		ic.resetIdle = true
+		s := serverWithEchoIntercepts(t, ic)
+		ic.mech = tc.mech
+		routes := s.routesFor(pod, &teleproto.AgentHello{})
+		if len(routes) != 1 {
+			t.Fatalf("%v: %d routes, want 1", tc.mech, len(routes))
+		}
+		r := routes[0]
+		if r.GetMech() != tc.mech || r.GetMechanism() != tc.oldWord || r.GetResetIdleConnections() != tc.resetIdle {
+			t.Errorf("%v: route mech %v, word %q, reset idle %v; want %v, %q, %v", tc.mech, r.GetMech(), r.GetMechanism(), r.GetResetIdleConnections(), tc.mech, tc.oldWord, tc.resetIdle)
+		}
+	}
+	ic := testIntercept(t, alice, "echo", "echo", 8080)
+	s := serverWithEchoIntercepts(t, ic)
+	ic.mech = mechNone // its first pods' agents are being attached
+	if routes := s.routesFor(pod, &teleproto.AgentHello{}); len(routes) != 0 {
+		t.Errorf("unattached intercept: routes %v, want none", routes)
+	}
+}
+
+// TestMechOf: an intercept that insists on a mechanism gets it; one that
+// leaves it to the manager gets nftables where the agent can redirect.
+func TestMechOf(t *testing.T) {
+	redirects, cannot := &teleproto.AgentHello{CanRedirect: true}, &teleproto.AgentHello{}
+	for _, tc := range []struct {
+		hello     *teleproto.AgentHello
+		want, got teleproto.Mechanism
+		name      string
+	}{
+		{redirects, mechNone, mechNftables, "the manager chooses: nftables"},
+		{cannot, mechNone, mechService, "no NET_ADMIN: service"},
+		{redirects, mechService, mechService, "asked for service"},
+		{cannot, mechNftables, mechNftables, "asked for nftables (the agent then fails to redirect)"},
+	} {
+		if got := mechOf(tc.hello, tc.want); got != tc.got {
+			t.Errorf("%s: mechOf = %v, want %v", tc.name, got, tc.got)
+		}
+	}
+}
+
+// TestListState: list says WAITING, in the enum and in the word older
+// laptops read, while no running pod's agent applies an intercept, and
+// ACTIVE once one does.
+func TestListState(t *testing.T) {
+	s, c, id, _ := retargetedEcho(t)
+	list := func() *teleproto.Intercept {
+		t.Helper()
+		resp, err := c.ListIntercepts(context.Background(), &teleproto.SessionRequest{SessionId: id})
+		if err != nil || len(resp.GetIntercepts()) != 1 {
+			t.Fatalf("list: %v, %v", resp, err)
+		}
+		return resp.GetIntercepts()[0]
+	}
+	ic := list()
+	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_WAITING || ic.GetState() != `WAITING` {
+		t.Errorf("no agent: state %v %q, want WAITING", ic.GetInterceptState(), ic.GetState())
+	}
+	if ic.GetMech() != mechService || ic.GetMechanism() != `service` {
+		t.Errorf("mechanism %v %q, want service in both", ic.GetMech(), ic.GetMechanism())
+	}
+	s.imu.Lock()
+	var icID string
+	for k := range s.intercepts {
+		icID = k
+	}
+	s.imu.Unlock()
+	s.amu.Lock()
+	s.agents["echo-1"] = &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, done: make(chan struct{}),
+		lastSent: []*teleproto.AgentRoute{{Intercept: icID}}}
+	s.amu.Unlock()
+	ic = list()
+	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_ACTIVE || ic.GetState() != `ACTIVE` {
+		t.Errorf("agent applies it: state %v %q, want ACTIVE", ic.GetInterceptState(), ic.GetState())
+	}
+}

@@ -675,12 +675,12 @@ func TestAttachAgentWithoutEphemeralContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.attachAgent(context.Background(), pod, "", false)
+	_, err = s.attachAgent(context.Background(), pod, mechNone, false)
 	wantCode(t, "attach without ephemeral containers", err, codes.Unimplemented, "does not support ephemeral containers", "1.25")
 
 	if err := client.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "web"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.attachAgent(context.Background(), pod, "", false)
+	_, err = s.attachAgent(context.Background(), pod, mechNone, false)
 	wantCode(t, "attach to a deleted pod", err, codes.Unavailable)
 }

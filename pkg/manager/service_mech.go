@@ -68,7 +68,7 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []str
 		}
 		ic.services = append(ic.services, svc.Name)
 		n++
-		s.log.Info("service retargeted to the agents", "service", svc.Name, "intercept", ic.pb.Name)
+		s.log.Info("service retargeted to the agents", "svc", svc.Name, "intercept", ic.pb.Name)
 	}
 	if n == 0 {
 		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.pb.Port, ic.pb.WorkloadKind, ic.pb.WorkloadName)
@@ -106,7 +106,7 @@ func (s *Server) awaitEndpointSlices(ctx context.Context, name string, port int3
 		func(st cache.Store) (bool, error) { store = st; return allShow(), nil },
 		func(watch.Event) (bool, error) { return allShow(), nil })
 	if err != nil {
-		s.log.Warn("the Service's EndpointSlices do not show the agents' port yet; traffic may reach the app directly for a while", "service", name, "port", port, "err", err)
+		s.log.Warn("the Service's EndpointSlices do not show the agents' port yet; traffic may reach the app directly for a while", "svc", name, "port", port, "err", err)
 	}
 }
 
@@ -136,10 +136,10 @@ func (s *Server) restoreServices(ctx context.Context, ic *intercept) {
 			err = restoreService(ctx, s.cfg.Client, svc)
 		}
 		if err != nil {
-			s.log.Warn("restore service", "service", name, "err", err)
+			s.log.Warn("restore service", "svc", name, "err", err)
 			continue
 		}
-		s.log.Info("service restored", "service", name, "intercept", ic.pb.Name)
+		s.log.Info("service restored", "svc", name, "intercept", ic.pb.Name)
 	}
 }
 

@@ -51,7 +51,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 	}
 	ic := testIntercept(t, ss, "echo", "echo", 8080)
 	ic.selector = labels.SelectorFromSet(echo)
-	ic.mech, ic.pb.Mechanism = mechService, mechService
+	ic.mech, ic.pb.Mech, ic.pb.Mechanism = mechService, mechService, mechService.Legacy()
 	ic.services = []string{"echo"}
 	s.imu.Lock()
 	s.intercepts[ic.id] = ic

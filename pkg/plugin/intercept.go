@@ -60,6 +60,7 @@ type InterceptOptions struct {
 	terms       []string // the match terms sent, in package match's grammar
 	ctl         *session.Control
 	kind        teleproto.InterceptKind // UNSPECIFIED: an intercept
+	mech        teleproto.Mechanism     // Mechanism's; UNSPECIFIED: the manager chooses
 }
 
 // NewCmdIntercept builds kubectl tele intercept.
@@ -190,8 +191,9 @@ func (o *InterceptOptions) Validate() error {
 	if o.terms, err = o.matchTerms(); err != nil {
 		return usageError{err}
 	}
-	if o.Mechanism != "" && o.Mechanism != "nftables" && o.Mechanism != "service" {
-		return usagef("--mechanism %q: use nftables or service", o.Mechanism)
+	var known bool
+	if o.mech, known = teleproto.MechanismFromLegacy(o.Mechanism); !known {
+		return usagef("--mechanism %q: use %s", o.Mechanism, strings.Join(mechanismWords(), " or "))
 	}
 	if o.LocalTLS && o.TLSSecret == "" {
 		return usagef("--local-tls needs --tls-secret NAME: without it the agents do not terminate TLS, and a TLS port reaches your server whole, in TLS already")
@@ -267,7 +269,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
-		Mechanism: o.Mechanism, Services: services, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
+		Mech: o.mech, Mechanism: o.mech.Legacy(), Services: services, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
 		Tls: cert, LocalTls: o.LocalTLS,
 	})
 	if err != nil {
@@ -278,7 +280,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
-		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), ic.GetMechanism(), strings.Join(ic.GetPods(), ", "))
+		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), mechanismWord(ic), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
@@ -382,8 +384,8 @@ func (s *onceString) Set(v string) error {
 // port before the agent's redirect: they still reach the app (the redirect
 // takes new connections only), and a pooled client may hold one for hours.
 func bypassNote(ic *teleproto.Intercept, resetAsked bool) string {
-	if resetAsked && ic.GetMechanism() != "nftables" {
-		return fmt.Sprintf("Warning: --reset-idle-connections needs the nftables mechanism; with %s, connections open before the intercept stay on the app until their clients reconnect.", ic.GetMechanism())
+	if nft := teleproto.Mechanism_MECHANISM_NFTABLES; resetAsked && teleproto.MechanismOf(ic) != nft {
+		return fmt.Sprintf("Warning: --reset-idle-connections needs the %s mechanism; with %s, connections open before the intercept stay on the app until their clients reconnect.", nft.Legacy(), mechanismWord(ic))
 	}
 	open, reset := ic.GetBypassingConnections(), ic.GetResetConnections()
 	var lines []string
@@ -452,4 +454,21 @@ func warnIfNothingListens(ctx context.Context, w io.Writer, port int, then strin
 		return
 	}
 	c.Close()
+}
+
+// mechanismWord is an intercept's mechanism as kubectl tele prints it
+// (nftables), from a manager of any age.
+func mechanismWord(ic *teleproto.Intercept) string {
+	return teleproto.MechanismOf(ic).Legacy()
+}
+
+// mechanismWords are the values --mechanism takes, in the enum's order.
+func mechanismWords() []string {
+	var out []string
+	for m := range len(teleproto.Mechanism_name) {
+		if w := teleproto.Mechanism(m).Legacy(); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }

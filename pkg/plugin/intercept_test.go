@@ -36,8 +36,8 @@ func TestWarnIfNothingListens(t *testing.T) {
 }
 
 func TestBypassNote(t *testing.T) {
-	ic := func(mech string, open, reset uint32) *teleproto.Intercept {
-		return &teleproto.Intercept{Port: 8080, Mechanism: mech, BypassingConnections: open, ResetConnections: reset}
+	ic := func(mech teleproto.Mechanism, open, reset uint32) *teleproto.Intercept {
+		return &teleproto.Intercept{Port: 8080, Mech: mech, BypassingConnections: open, ResetConnections: reset}
 	}
 	tests := []struct {
 		name  string
@@ -45,13 +45,13 @@ func TestBypassNote(t *testing.T) {
 		reset bool
 		want  []string // substrings, in order; none: an empty note
 	}{
-		{"nothing open", ic("nftables", 0, 0), false, nil},
-		{"nothing open, reset asked", ic("nftables", 0, 0), true, nil},
-		{"open, no reset asked", ic("nftables", 3, 0), false, []string{"Warning: opened before the intercept, so not through the agent: 3 connections to port 8080.", "--reset-idle-connections resets the idle ones"}},
-		{"one open", ic("nftables", 1, 0), false, []string{": 1 connection to port 8080."}},
-		{"all reset", ic("nftables", 2, 2), true, []string{"  reset, idle since before the intercept: 2 connections; their clients reconnect through it"}},
-		{"some busy", ic("nftables", 3, 1), true, []string{"1 connection;", "\nWarning: busy, so not reset: 2 connections to port 8080"}},
-		{"service mechanism", ic("service", 0, 0), true, []string{"Warning: --reset-idle-connections needs the nftables mechanism; with service,"}},
+		{"nothing open", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 0, 0), false, nil},
+		{"nothing open, reset asked", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 0, 0), true, nil},
+		{"open, no reset asked", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 3, 0), false, []string{"Warning: opened before the intercept, so not through the agent: 3 connections to port 8080.", "--reset-idle-connections resets the idle ones"}},
+		{"one open", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 1, 0), false, []string{": 1 connection to port 8080."}},
+		{"all reset", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 2, 2), true, []string{"  reset, idle since before the intercept: 2 connections; their clients reconnect through it"}},
+		{"some busy", ic(teleproto.Mechanism_MECHANISM_NFTABLES, 3, 1), true, []string{"1 connection;", "\nWarning: busy, so not reset: 2 connections to port 8080"}},
+		{"service mechanism", ic(teleproto.Mechanism_MECHANISM_SERVICE, 0, 0), true, []string{"Warning: --reset-idle-connections needs the nftables mechanism; with service,"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,5 +177,51 @@ func TestInterceptValidateEnvSyntax(t *testing.T) {
 	cmd := NewCmdIntercept(genericclioptions.NewConfigFlags(false), genericiooptions.NewTestIOStreamsDiscard())
 	if f := cmd.Flags().Lookup("env-syntax"); f == nil || f.DefValue != "dotenv" {
 		t.Errorf("--env-syntax flag: %+v", f)
+	}
+}
+
+// TestMechanismWords: --mechanism takes the enum's words, and an
+// intercept's mechanism prints as that word from a manager of any age (an
+// older one sends the word alone).
+func TestMechanismWords(t *testing.T) {
+	if got := strings.Join(mechanismWords(), " or "); got != `nftables or service` {
+		t.Errorf("mechanismWords: %q", got)
+	}
+	for _, tc := range []struct {
+		ic   *teleproto.Intercept
+		want string
+	}{
+		{&teleproto.Intercept{Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Mechanism: `nftables`}, `nftables`},
+		{&teleproto.Intercept{Mechanism: `service`}, `service`},
+		{&teleproto.Intercept{Mech: teleproto.Mechanism_MECHANISM_SERVICE}, `service`},
+		{&teleproto.Intercept{}, ""},
+	} {
+		if got := mechanismWord(tc.ic); got != tc.want {
+			t.Errorf("mechanismWord(%v) = %q, want %q", tc.ic, got, tc.want)
+		}
+	}
+}
+
+func TestInterceptValidateMechanism(t *testing.T) {
+	for _, tt := range []struct {
+		flag    string
+		want    teleproto.Mechanism
+		wantErr string
+	}{
+		{"", teleproto.Mechanism_MECHANISM_UNSPECIFIED, ""},
+		{`nftables`, teleproto.Mechanism_MECHANISM_NFTABLES, ""},
+		{`service`, teleproto.Mechanism_MECHANISM_SERVICE, ""},
+		{"iptables", 0, `--mechanism "iptables": use nftables or service`},
+		{"NFTABLES", 0, `--mechanism "NFTABLES": use nftables or service`},
+		{"unspecified", 0, `--mechanism "unspecified": use nftables or service`},
+	} {
+		o := &InterceptOptions{Port: "8080", EnvSyntax: string(target.EnvSyntaxDotenv), Mechanism: tt.flag}
+		err := o.Validate()
+		switch {
+		case tt.wantErr == "" && (err != nil || o.mech != tt.want):
+			t.Errorf("--mechanism %q: %v, error %v; want %v", tt.flag, o.mech, err, tt.want)
+		case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr || !errors.As(err, new(usageError))):
+			t.Errorf("--mechanism %q: error %v, want usage error %q", tt.flag, err, tt.wantErr)
+		}
 	}
 }

@@ -15,16 +15,16 @@ func TestWriteList(t *testing.T) {
 		{Kind: "StatefulSet", Name: "db", Ready: 0, Want: 1},
 	}
 	ics := []*teleproto.Intercept{
-		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mechanism: "nftables", Owner: "alice@laptop", Mine: true, Pods: []string{"echo-1", "echo-2"}},
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Owner: "alice@laptop", Mine: true, Pods: []string{"echo-1", "echo-2"}},
 		// Names are per developer: Bob's default-named intercept is echo too.
-		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mechanism: "nftables", Owner: "bob@laptop",
+		{Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"}, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Owner: "bob@laptop",
 			Pods: []string{"echo-1"}, UncoveredPods: []string{"echo-2"}},
 		// A wiretap shows its copies.
-		{Name: "tap", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7072, Mechanism: "nftables", Owner: "carol@laptop", Pods: []string{"echo-1", "echo-2"},
+		{Name: "tap", WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7072, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Owner: "carol@laptop", Pods: []string{"echo-1", "echo-2"},
 			Kind: teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP, CopiesSent: 120, CopiesDropped: 3},
-		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mechanism: "service", Owner: "bob@laptop", Pods: []string{"solo"}},
+		{Name: "solo", WorkloadKind: "Pod", WorkloadName: "solo", Port: 80, LocalPort: 8000, Mech: teleproto.Mechanism_MECHANISM_SERVICE, Owner: "bob@laptop", Pods: []string{"solo"}},
 		// Filters show as terms, in canonical order.
-		{Name: "db", WorkloadKind: "StatefulSet", WorkloadName: "db", Port: 80, LocalPort: 8001, HttpMatch: []string{"x-dev=bob", ":path^=/api/", ":method=POST"}, Mechanism: "nftables", Owner: "bob@laptop"},
+		{Name: "db", WorkloadKind: "StatefulSet", WorkloadName: "db", Port: 80, LocalPort: 8001, HttpMatch: []string{"x-dev=bob", ":path^=/api/", ":method=POST"}, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Owner: "bob@laptop"},
 	}
 	for _, tc := range []struct {
 		only bool

@@ -25,6 +25,118 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Mechanism is how an intercepted port's traffic reaches the agent.
+// Peers that predate it send and read the string fields named mechanism,
+// which carry these names in lower case without the prefix (Mechanism.Legacy
+// and MechanismFromLegacy in Go).
+type Mechanism int32
+
+const (
+	// Not said: in a request, the manager chooses (nftables where Pod
+	// Security allows NET_ADMIN, else service).
+	Mechanism_MECHANISM_UNSPECIFIED Mechanism = 0
+	// The agent redirects the app's port to itself with nftables (it needs
+	// the NET_ADMIN capability).
+	Mechanism_MECHANISM_NFTABLES Mechanism = 1
+	// The agent listens on its own port and the manager retargets the
+	// Services that lead to the app's port to it (no capability).
+	Mechanism_MECHANISM_SERVICE Mechanism = 2
+)
+
+// Enum value maps for Mechanism.
+var (
+	Mechanism_name = map[int32]string{
+		0: "MECHANISM_UNSPECIFIED",
+		1: "MECHANISM_NFTABLES",
+		2: "MECHANISM_SERVICE",
+	}
+	Mechanism_value = map[string]int32{
+		"MECHANISM_UNSPECIFIED": 0,
+		"MECHANISM_NFTABLES":    1,
+		"MECHANISM_SERVICE":     2,
+	}
+)
+
+func (x Mechanism) Enum() *Mechanism {
+	p := new(Mechanism)
+	*p = x
+	return p
+}
+
+func (x Mechanism) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Mechanism) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[0].Descriptor()
+}
+
+func (Mechanism) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[0]
+}
+
+func (x Mechanism) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Mechanism.Descriptor instead.
+func (Mechanism) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
+// InterceptState is where an intercept stands, as ListIntercepts sees it.
+type InterceptState int32
+
+const (
+	InterceptState_INTERCEPT_STATE_UNSPECIFIED InterceptState = 0
+	// At least one running pod's agent applies it.
+	InterceptState_INTERCEPT_STATE_ACTIVE InterceptState = 1
+	// No running pod's agent applies it (yet): the workload has no running
+	// pod, or its pods' agents are joining.
+	InterceptState_INTERCEPT_STATE_WAITING InterceptState = 2
+)
+
+// Enum value maps for InterceptState.
+var (
+	InterceptState_name = map[int32]string{
+		0: "INTERCEPT_STATE_UNSPECIFIED",
+		1: "INTERCEPT_STATE_ACTIVE",
+		2: "INTERCEPT_STATE_WAITING",
+	}
+	InterceptState_value = map[string]int32{
+		"INTERCEPT_STATE_UNSPECIFIED": 0,
+		"INTERCEPT_STATE_ACTIVE":      1,
+		"INTERCEPT_STATE_WAITING":     2,
+	}
+)
+
+func (x InterceptState) Enum() *InterceptState {
+	p := new(InterceptState)
+	*p = x
+	return p
+}
+
+func (x InterceptState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InterceptState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[1].Descriptor()
+}
+
+func (InterceptState) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[1]
+}
+
+func (x InterceptState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InterceptState.Descriptor instead.
+func (InterceptState) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{1}
+}
+
 // InterceptKind says what an intercept does with its matching requests.
 // Peers that predate it send UNSPECIFIED, which means INTERCEPT.
 type InterceptKind int32
@@ -65,11 +177,11 @@ func (x InterceptKind) String() string {
 }
 
 func (InterceptKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[0].Descriptor()
+	return file_tele_proto_enumTypes[2].Descriptor()
 }
 
 func (InterceptKind) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[0]
+	return &file_tele_proto_enumTypes[2]
 }
 
 func (x InterceptKind) Number() protoreflect.EnumNumber {
@@ -78,7 +190,7 @@ func (x InterceptKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InterceptKind.Descriptor instead.
 func (InterceptKind) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 type AgentFeature int32
@@ -122,11 +234,11 @@ func (x AgentFeature) String() string {
 }
 
 func (AgentFeature) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[1].Descriptor()
+	return file_tele_proto_enumTypes[3].Descriptor()
 }
 
 func (AgentFeature) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[1]
+	return &file_tele_proto_enumTypes[3]
 }
 
 func (x AgentFeature) Number() protoreflect.EnumNumber {
@@ -135,7 +247,7 @@ func (x AgentFeature) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentFeature.Descriptor instead.
 func (AgentFeature) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{3}
 }
 
 // ProtocolVersion values. Bump on any change an older peer would misread.
@@ -169,11 +281,11 @@ func (x ProtocolVersion) String() string {
 }
 
 func (ProtocolVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[2].Descriptor()
+	return file_tele_proto_enumTypes[4].Descriptor()
 }
 
 func (ProtocolVersion) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[2]
+	return &file_tele_proto_enumTypes[4]
 }
 
 func (x ProtocolVersion) Number() protoreflect.EnumNumber {
@@ -182,7 +294,7 @@ func (x ProtocolVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProtocolVersion.Descriptor instead.
 func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{4}
 }
 
 type Protocol int32
@@ -218,11 +330,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[3].Descriptor()
+	return file_tele_proto_enumTypes[5].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[3]
+	return &file_tele_proto_enumTypes[5]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -231,7 +343,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{5}
 }
 
 // CloseReason tells an agent what a failed dial to a laptop means. Peers that
@@ -273,11 +385,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[4].Descriptor()
+	return file_tele_proto_enumTypes[6].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[4]
+	return &file_tele_proto_enumTypes[6]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -286,7 +398,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{4}
+	return file_tele_proto_rawDescGZIP(), []int{6}
 }
 
 type CreateInterceptRequest struct {
@@ -303,8 +415,10 @@ type CreateInterceptRequest struct {
 	LocalPort uint32 `protobuf:"varint,7,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	// Header match terms (NAME=VALUE, NAME~=REGEX); none: a global intercept.
 	HttpMatch []string `protobuf:"bytes,8,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
-	// Mechanism: "" chooses (nftables where NET_ADMIN is allowed, else
-	// service); "nftables" or "service" insist.
+	// Deprecated: use mech. The mechanism as a word (Mechanism.Legacy), for
+	// managers that predate mech: the laptop sends both, and the manager
+	// reads this one only when mech is UNSPECIFIED, from laptops that
+	// predate mech.
 	Mechanism string `protobuf:"bytes,9,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
 	// Services whose targetPort leads to port, for the service mechanism.
 	Services []string `protobuf:"bytes,10,rep,name=services,proto3" json:"services,omitempty"`
@@ -322,7 +436,9 @@ type CreateInterceptRequest struct {
 	LocalTls bool `protobuf:"varint,21,opt,name=local_tls,json=localTls,proto3" json:"local_tls,omitempty"`
 	// An intercept takes its requests; a wiretap copies them (see
 	// InterceptKind).
-	Kind          InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	Kind InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	// How traffic reaches the agents; UNSPECIFIED lets the manager choose.
+	Mech          Mechanism `protobuf:"varint,40,opt,name=mech,proto3,enum=tele.v1.Mechanism" json:"mech,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -455,6 +571,13 @@ func (x *CreateInterceptRequest) GetKind() InterceptKind {
 	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
 }
 
+func (x *CreateInterceptRequest) GetMech() Mechanism {
+	if x != nil {
+		return x.Mech
+	}
+	return Mechanism_MECHANISM_UNSPECIFIED
+}
+
 // TLSCertificate is a certificate chain and its private key, PEM-encoded
 // as in a kubernetes.io/tls Secret's tls.crt and tls.key.
 type TLSCertificate struct {
@@ -527,11 +650,16 @@ type Intercept struct {
 	Port         uint32                 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
 	LocalPort    uint32                 `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	HttpMatch    []string               `protobuf:"bytes,7,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
-	Mechanism    string                 `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
-	Owner        string                 `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
-	Mine         bool                   `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
-	Pods         []string               `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"`   // pods whose agent applies it
-	State        string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"` // ACTIVE, WAITING (no running pod), ...
+	// Deprecated: use mech. The mechanism as a word (Mechanism.Legacy), for
+	// laptops that predate mech; set beside it.
+	Mechanism string   `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	Owner     string   `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
+	Mine      bool     `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
+	Pods      []string `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"` // pods whose agent applies it
+	// Deprecated: use intercept_state. Its name without the prefix
+	// (InterceptState.Legacy: ACTIVE, WAITING), for laptops that predate
+	// intercept_state; set beside it.
+	State string `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"`
 	// When the intercept was applied (nftables only): connections to port,
 	// summed over its pods, opened before the redirect and so not passing
 	// the agent, and how many of them were reset (reset_idle_connections).
@@ -549,10 +677,12 @@ type Intercept struct {
 	// A wiretap's copies, summed over its pods' agents: sent to the laptop,
 	// and dropped (the queue was full, the body too big, the laptop's
 	// server down).
-	CopiesSent    uint64 `protobuf:"varint,31,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
-	CopiesDropped uint64 `protobuf:"varint,32,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CopiesSent     uint64         `protobuf:"varint,31,opt,name=copies_sent,json=copiesSent,proto3" json:"copies_sent,omitempty"`
+	CopiesDropped  uint64         `protobuf:"varint,32,opt,name=copies_dropped,json=copiesDropped,proto3" json:"copies_dropped,omitempty"`
+	Mech           Mechanism      `protobuf:"varint,40,opt,name=mech,proto3,enum=tele.v1.Mechanism" json:"mech,omitempty"`
+	InterceptState InterceptState `protobuf:"varint,41,opt,name=intercept_state,json=interceptState,proto3,enum=tele.v1.InterceptState" json:"intercept_state,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Intercept) Reset() {
@@ -723,6 +853,20 @@ func (x *Intercept) GetCopiesDropped() uint64 {
 		return x.CopiesDropped
 	}
 	return 0
+}
+
+func (x *Intercept) GetMech() Mechanism {
+	if x != nil {
+		return x.Mech
+	}
+	return Mechanism_MECHANISM_UNSPECIFIED
+}
+
+func (x *Intercept) GetInterceptState() InterceptState {
+	if x != nil {
+		return x.InterceptState
+	}
+	return InterceptState_INTERCEPT_STATE_UNSPECIFIED
 }
 
 type RemoveInterceptRequest struct {
@@ -1275,6 +1419,10 @@ type AgentRoute struct {
 	// listens on agent_port for a Service that targets it.
 	Port      uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
 	AgentPort uint32 `protobuf:"varint,3,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
+	// Deprecated: use mech. The mechanism as a word (Mechanism.Legacy), for
+	// agents that predate mech, which stay in their pods for the pod's
+	// life: the manager sends both, and an agent reads this one only when
+	// mech is UNSPECIFIED, from managers that predate mech.
 	Mechanism string `protobuf:"bytes,4,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
 	// Header match terms; none: every connection goes to the laptop.
 	HttpMatch []string `protobuf:"bytes,5,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
@@ -1288,6 +1436,7 @@ type AgentRoute struct {
 	// INTERCEPT (or UNSPECIFIED) or WIRETAP; sent only to agents with
 	// AGENT_FEATURE_WIRETAP.
 	Kind          InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
+	Mech          Mechanism     `protobuf:"varint,40,opt,name=mech,proto3,enum=tele.v1.Mechanism" json:"mech,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1383,6 +1532,13 @@ func (x *AgentRoute) GetKind() InterceptKind {
 		return x.Kind
 	}
 	return InterceptKind_INTERCEPT_KIND_UNSPECIFIED
+}
+
+func (x *AgentRoute) GetMech() Mechanism {
+	if x != nil {
+		return x.Mech
+	}
+	return Mechanism_MECHANISM_UNSPECIFIED
 }
 
 type ArriveRequest struct {
@@ -2129,7 +2285,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\xe9\x03\n" +
+	"tele.proto\x12\atele.v1\"\x91\x04\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2148,11 +2304,12 @@ const file_tele_proto_rawDesc = "" +
 	"\x16reset_idle_connections\x18\v \x01(\bR\x14resetIdleConnections\x12)\n" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
 	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
-	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"a\n" +
+	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12&\n" +
+	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\"a\n" +
 	"\x0eTLSCertificate\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x1c\n" +
-	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\x84\x05\n" +
+	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\xee\x05\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -2178,7 +2335,9 @@ const file_tele_proto_rawDesc = "" +
 	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12\x1f\n" +
 	"\vcopies_sent\x18\x1f \x01(\x04R\n" +
 	"copiesSent\x12%\n" +
-	"\x0ecopies_dropped\x18  \x01(\x04R\rcopiesDropped\"K\n" +
+	"\x0ecopies_dropped\x18  \x01(\x04R\rcopiesDropped\x12&\n" +
+	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\x12@\n" +
+	"\x0fintercept_state\x18) \x01(\x0e2\x17.tele.v1.InterceptStateR\x0einterceptState\"K\n" +
 	"\x16RemoveInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2218,7 +2377,7 @@ const file_tele_proto_rawDesc = "" +
 	"\bfeatures\x18\a \x03(\x0e2\x15.tele.v1.AgentFeatureR\bfeatures\"T\n" +
 	"\vAgentRoutes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xc4\x02\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.tele.v1.AgentRouteR\x06routes\"\xec\x02\n" +
 	"\n" +
 	"AgentRoute\x12\x1c\n" +
 	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x12\n" +
@@ -2231,7 +2390,8 @@ const file_tele_proto_rawDesc = "" +
 	"\x16reset_idle_connections\x18\x06 \x01(\bR\x14resetIdleConnections\x12)\n" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
 	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
-	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\"\xc9\x01\n" +
+	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12&\n" +
+	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\"\xc9\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
@@ -2284,7 +2444,15 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*i\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*U\n" +
+	"\tMechanism\x12\x19\n" +
+	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12MECHANISM_NFTABLES\x10\x01\x12\x15\n" +
+	"\x11MECHANISM_SERVICE\x10\x02*j\n" +
+	"\x0eInterceptState\x12\x1f\n" +
+	"\x1bINTERCEPT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16INTERCEPT_STATE_ACTIVE\x10\x01\x12\x1b\n" +
+	"\x17INTERCEPT_STATE_WAITING\x10\x02*i\n" +
 	"\rInterceptKind\x12\x1e\n" +
 	"\x1aINTERCEPT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INTERCEPT_KIND_INTERCEPT\x10\x01\x12\x1a\n" +
@@ -2331,86 +2499,92 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tele_proto_goTypes = []any{
-	(InterceptKind)(0),              // 0: tele.v1.InterceptKind
-	(AgentFeature)(0),               // 1: tele.v1.AgentFeature
-	(ProtocolVersion)(0),            // 2: tele.v1.ProtocolVersion
-	(Protocol)(0),                   // 3: tele.v1.Protocol
-	(CloseReason)(0),                // 4: tele.v1.CloseReason
-	(*CreateInterceptRequest)(nil),  // 5: tele.v1.CreateInterceptRequest
-	(*TLSCertificate)(nil),          // 6: tele.v1.TLSCertificate
-	(*Intercept)(nil),               // 7: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 8: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 9: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 10: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 11: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 12: tele.v1.AgentReport
-	(*WiretapCounters)(nil),         // 13: tele.v1.WiretapCounters
-	(*PortConnections)(nil),         // 14: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 15: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 16: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 17: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 18: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 19: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 20: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 21: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 22: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 23: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 24: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 25: tele.v1.Open
-	(*Close)(nil),                   // 26: tele.v1.Close
-	(*DNSRequest)(nil),              // 27: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 28: tele.v1.DNSResponse
+	(Mechanism)(0),                  // 0: tele.v1.Mechanism
+	(InterceptState)(0),             // 1: tele.v1.InterceptState
+	(InterceptKind)(0),              // 2: tele.v1.InterceptKind
+	(AgentFeature)(0),               // 3: tele.v1.AgentFeature
+	(ProtocolVersion)(0),            // 4: tele.v1.ProtocolVersion
+	(Protocol)(0),                   // 5: tele.v1.Protocol
+	(CloseReason)(0),                // 6: tele.v1.CloseReason
+	(*CreateInterceptRequest)(nil),  // 7: tele.v1.CreateInterceptRequest
+	(*TLSCertificate)(nil),          // 8: tele.v1.TLSCertificate
+	(*Intercept)(nil),               // 9: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),  // 10: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil), // 11: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),  // 12: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),             // 13: tele.v1.DialRequest
+	(*AgentReport)(nil),             // 14: tele.v1.AgentReport
+	(*WiretapCounters)(nil),         // 15: tele.v1.WiretapCounters
+	(*PortConnections)(nil),         // 16: tele.v1.PortConnections
+	(*AgentHello)(nil),              // 17: tele.v1.AgentHello
+	(*AgentRoutes)(nil),             // 18: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),              // 19: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),           // 20: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),          // 21: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),             // 22: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),          // 23: tele.v1.SessionRequest
+	(*RemainResponse)(nil),          // 24: tele.v1.RemainResponse
+	(*DepartResponse)(nil),          // 25: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),           // 26: tele.v1.TunnelMessage
+	(*Open)(nil),                    // 27: tele.v1.Open
+	(*Close)(nil),                   // 28: tele.v1.Close
+	(*DNSRequest)(nil),              // 29: tele.v1.DNSRequest
+	(*DNSResponse)(nil),             // 30: tele.v1.DNSResponse
 }
 var file_tele_proto_depIdxs = []int32{
-	6,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
-	0,  // 1: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
-	0,  // 2: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
-	7,  // 3: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	15, // 4: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	14, // 5: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	13, // 6: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
-	2,  // 7: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	1,  // 8: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	17, // 9: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	6,  // 10: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
-	0,  // 11: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
-	2,  // 12: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	2,  // 13: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	20, // 14: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	25, // 15: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	26, // 16: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	3,  // 17: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	4,  // 18: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	18, // 19: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	21, // 20: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	21, // 21: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	24, // 22: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	27, // 23: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	5,  // 24: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	8,  // 25: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	21, // 26: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	21, // 27: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	12, // 28: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	24, // 29: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	19, // 30: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	22, // 31: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	23, // 32: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	24, // 33: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	28, // 34: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	7,  // 35: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	9,  // 36: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	10, // 37: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	11, // 38: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	16, // 39: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	24, // 40: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	30, // [30:41] is the sub-list for method output_type
-	19, // [19:30] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	8,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
+	2,  // 1: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
+	0,  // 2: tele.v1.CreateInterceptRequest.mech:type_name -> tele.v1.Mechanism
+	2,  // 3: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
+	0,  // 4: tele.v1.Intercept.mech:type_name -> tele.v1.Mechanism
+	1,  // 5: tele.v1.Intercept.intercept_state:type_name -> tele.v1.InterceptState
+	9,  // 6: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	17, // 7: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	16, // 8: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	15, // 9: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
+	4,  // 10: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	3,  // 11: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	19, // 12: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	8,  // 13: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
+	2,  // 14: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
+	0,  // 15: tele.v1.AgentRoute.mech:type_name -> tele.v1.Mechanism
+	4,  // 16: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	4,  // 17: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	22, // 18: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	27, // 19: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	28, // 20: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	5,  // 21: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	6,  // 22: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	20, // 23: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	23, // 24: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	23, // 25: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	26, // 26: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	29, // 27: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	7,  // 28: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	10, // 29: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	23, // 30: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	23, // 31: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	14, // 32: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	26, // 33: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	21, // 34: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	24, // 35: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	25, // 36: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	26, // 37: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	30, // 38: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	9,  // 39: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	11, // 40: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	12, // 41: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	13, // 42: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	18, // 43: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	26, // 44: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2428,7 +2602,7 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      7,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -33,7 +33,7 @@ func TestCandidates(t *testing.T) {
 		q    string
 		want []string
 	}{
-		{"service", "web.", []string{
+		{"service alone", "web.", []string{
 			"C web.demo.svc.cluster.local.", "C web.svc.cluster.local.", "C web.cluster.local.", "U web."}},
 		{"service.namespace", "web.other.", []string{
 			"C web.other.demo.svc.cluster.local.", "C web.other.svc.cluster.local.", "C web.other.cluster.local.", "U web.other."}},
