@@ -8,11 +8,13 @@ package kubewait
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -75,10 +77,33 @@ func Until(ctx context.Context, lw *cache.ListWatch, clientset any, obj runtime.
 			return w, refuse("watch", err)
 		},
 	}
-	_, err := watchtools.UntilWithSync(klog.NewContext(ctx, logr.Discard()),
+	err := untilWithSync(klog.NewContext(ctx, logr.Discard()),
 		cache.ToListWatcherWithWatchListSemantics(guarded, clientset), obj, pre, cond)
 	if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
 		return cause
 	}
+	return err
+}
+
+// untilWithSync is watchtools.UntilWithSync but for how often it looks
+// whether the informer has synced before pre: UntilWithSync asks
+// cache.WaitForCacheSync, which looks every 100 ms, so a wait whose answer
+// is in the first list (connect to a running manager) took 100 ms more
+// than the list; this looks every 5 ms.
+func untilWithSync(ctx context.Context, lw cache.ListerWatcher, obj runtime.Object, pre watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
+	indexer, informer, w, done := watchtools.NewIndexerInformerWatcherWithLogger(klog.FromContext(ctx), lw, obj)
+	defer func() { <-done }() // the informer has stopped when this returns
+	defer w.Stop()
+	if pre != nil {
+		if err := wait.PollUntilContextCancel(ctx, 5*time.Millisecond, true, func(context.Context) (bool, error) {
+			return informer.HasSynced(), nil
+		}); err != nil {
+			return fmt.Errorf("list before the watch: %w", err)
+		}
+		if ok, err := pre(indexer); ok || err != nil {
+			return err
+		}
+	}
+	_, err := watchtools.UntilWithoutRetry(ctx, w, cond)
 	return err
 }
