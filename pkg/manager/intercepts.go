@@ -130,13 +130,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		if mech == mechNone {
 			mech = got
 		}
-		if ac := s.agent(p.Name); ac != nil && !canApply(ac.hello, m) && !ic.wiretap() {
-			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent; nothing was changed",
-				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
-		}
-		if ac := s.agent(p.Name); ac != nil && !canApplyTLS(ac.hello, ic) {
-			return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) predates TLS interception (--tls-secret): restart the workload's pods (kubectl rollout restart) so that they get a current agent, or intercept without --tls-secret; nothing was changed",
-				s.cfg.Namespace, p.Name, ac.hello.GetVersion())
+		if ac := s.agent(p.Name); ac != nil {
+			if err := agentRefusal(ac.hello, ic, mech); err != nil {
+				return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) %v; nothing was changed", s.cfg.Namespace, p.Name, ac.hello.GetVersion(), err)
+			}
 		}
 	}
 	s.imu.Lock()
@@ -507,6 +504,25 @@ func (s *Server) answerDial(stream teleproto.Manager_TunnelServer, ss *session, 
 	select {
 	case <-w.done:
 	case <-ss.ctx.Done():
+	}
+	return nil
+}
+
+// agentRefusal says why the agent that said hello cannot take ic (nil: it
+// can), where its pod must not be left to the app: an intercept whose
+// filters or TLS it would not apply would leave its pod's matching requests
+// to the app, and a wiretap it would not apply, with the Service mechanism,
+// would leave its pod refusing every client (the Service points at the
+// agents' port, where it does not listen). An older agent merely left out
+// of a wiretap otherwise is an uncovered pod.
+func agentRefusal(hello *teleproto.AgentHello, ic *intercept, mech teleproto.Mechanism) error {
+	switch {
+	case !ic.wiretap() && !canApply(hello, ic.match):
+		return errors.New("predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent")
+	case ic.wiretap() && mech == mechService && !canWiretap(hello):
+		return errors.New("predates wiretaps, and with the Service mechanism its pod would stop answering: restart the workload's pods (kubectl rollout restart) so that they get a current agent")
+	case !canApplyTLS(hello, ic):
+		return errors.New("predates TLS interception (--tls-secret): restart the workload's pods (kubectl rollout restart) so that they get a current agent, or intercept without --tls-secret")
 	}
 	return nil
 }

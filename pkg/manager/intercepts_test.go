@@ -476,3 +476,44 @@ func TestListState(t *testing.T) {
 		t.Errorf("agent applies it: state %v %q, want ACTIVE", ic.GetInterceptState(), ic.GetState())
 	}
 }
+
+// TestAgentRefusal: which agents CreateIntercept refuses a pod for, rather
+// than leave it to the app (or, for a wiretap with the Service mechanism,
+// refusing every client).
+func TestAgentRefusal(t *testing.T) {
+	var (
+		old    = &teleproto.AgentHello{}
+		filter = &teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}}
+		all    = &teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP}}
+	)
+	header := testIntercept(t, alice, "h", "echo", 8080, "x-dev=alice")
+	path := testIntercept(t, alice, "p", "echo", 8080, ":path^=/api/")
+	tap := testIntercept(t, alice, "t", "echo", 8080, ":path^=/api/")
+	tap.pb.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+	secure := testIntercept(t, alice, "s", "echo", 8443, "x-dev=alice")
+	secure.tls = &teleproto.TLSCertificate{Secret: "echo-tls"}
+	for _, tc := range []struct {
+		name  string
+		hello *teleproto.AgentHello
+		ic    *intercept
+		mech  teleproto.Mechanism
+		want  string // "" : taken
+	}{
+		{"header match, oldest agent", old, header, mechNftables, ""},
+		{"path filter, oldest agent", old, path, mechNftables, "predates path and method filters"},
+		{"path filter, current agent", filter, path, mechNftables, ""},
+		{"wiretap, old agent, nftables: its pod is uncovered", filter, tap, mechNftables, ""},
+		{"wiretap, old agent, Service mechanism", filter, tap, mechService, "predates wiretaps"},
+		{"wiretap, current agent, Service mechanism", all, tap, mechService, ""},
+		{"tls, agent without it", filter, secure, mechNftables, "predates TLS"},
+		{"tls, current agent", all, secure, mechService, ""},
+	} {
+		err := agentRefusal(tc.hello, tc.ic, tc.mech)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -322,6 +322,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
 		AcksDial:           true,
 		Wiretaps:           true,
+		TlsIntercepts:      true,
 	}, nil
 }
 

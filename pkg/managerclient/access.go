@@ -28,6 +28,7 @@ func (a access) String() string {
 var (
 	useAccess = []access{
 		{"get", "batch", "jobs", ""},
+		{"watch", "batch", "jobs", ""}, // waitForPod watches the Job beside its pods
 		{"list", "", "pods", ""},
 		{"create", "", "pods", "portforward"},
 	}

@@ -27,7 +27,10 @@ import (
 // the probe's time (a pod IP this laptop does not route, a server that
 // waits) is not refused: the intercept goes ahead as before.
 func (o *InterceptOptions) checkTLS(ctx context.Context, w *target.Workload, t target.Target) (*teleproto.TLSCertificate, error) {
-	filters := len(o.terms) > 0
+	wiretap := o.kind == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+	// A wiretap copies requests, which it cannot see inside TLS, with or
+	// without filters.
+	filters := len(o.terms) > 0 || wiretap
 	if o.TLSSecret == "" && !filters {
 		return nil, nil // the whole port, TLS or not, as before
 	}
@@ -49,6 +52,10 @@ func (o *InterceptOptions) checkTLS(ctx context.Context, w *target.Workload, t t
 	}
 	switch speaksTLS(ctx, addr, 3*time.Second) {
 	case tlsYes:
+		if cert == nil && wiretap {
+			return nil, fmt.Errorf("port %d of %s/%s serves TLS (a pod at %s answered a TLS handshake): a wiretap cannot see the requests inside it, and wiretaps do not terminate TLS; nothing was changed",
+				t.Port, strings.ToLower(w.Kind), w.Name, addr)
+		}
 		if cert == nil {
 			return nil, fmt.Errorf("port %d of %s/%s serves TLS (a pod at %s answered a TLS handshake): header, path and method filters cannot see the requests inside it. "+
 				"Give the certificate its clients expect with --tls-secret NAME (a kubernetes.io/tls Secret in namespace %s), or intercept the whole port without filters (your local server must then speak TLS itself); nothing was changed",

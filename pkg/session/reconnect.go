@@ -66,7 +66,7 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 	var lost []string
 	for _, r := range reqs {
 		r.SessionId = id
-		err := d.refuseWiretap(r)
+		err := d.refuseUnknown(c, r)
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			_, err = c.CreateIntercept(cctx, r)
@@ -135,7 +135,7 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	d.mu.Lock()
 	old := d.client
 	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
-	d.wiretaps = resp.GetWiretaps()
+	d.wiretaps, d.tlsIntercepts = resp.GetWiretaps(), resp.GetTlsIntercepts()
 	d.mu.Unlock()
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Session = resp.GetSessionId()

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -14,13 +15,28 @@ import (
 // wiretap only copies.
 var errNoWiretaps = errors.New("the traffic manager predates wiretaps: it would intercept instead; upgrade it (kubectl tele uninstall, then kubectl tele connect) to wiretap")
 
-// refuseWiretap refuses a wiretap that the current manager cannot make.
-func (d *Daemon) refuseWiretap(req *teleproto.CreateInterceptRequest) error {
+// errNoTLS: a manager that predates TLS intercepts drops the certificate.
+var errNoTLS = errors.New("the traffic manager predates TLS intercepts (--tls-secret): it would route the port's TLS without the certificate; upgrade it (kubectl tele uninstall, then kubectl tele connect)")
+
+// refuseUnknown refuses what the manager of client c would misread: a
+// wiretap, or a TLS intercept, where its ArriveResponse did not say it knows
+// them. That answer is c's own: if the daemon has reconnected since c was
+// taken, nothing is sent through c at all.
+func (d *Daemon) refuseUnknown(c *managerclient.Client, req *teleproto.CreateInterceptRequest) error {
+	wiretap := req.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+	if !wiretap && req.GetTls() == nil {
+		return nil
+	}
 	d.mu.Lock()
-	ok := d.wiretaps
+	current, taps, tls := d.client == c, d.wiretaps, d.tlsIntercepts
 	d.mu.Unlock()
-	if req.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP && !ok {
+	switch {
+	case !current:
+		return status.Error(codes.Unavailable, "the daemon reconnected to the manager meanwhile; try again")
+	case wiretap && !taps:
 		return status.Error(codes.FailedPrecondition, errNoWiretaps.Error())
+	case req.GetTls() != nil && !tls:
+		return status.Error(codes.FailedPrecondition, errNoTLS.Error())
 	}
 	return nil
 }

@@ -1632,7 +1632,11 @@ type ArriveResponse struct {
 	// The manager knows CreateInterceptRequest.kind WIRETAP: an older one
 	// would take a wiretap for an intercept, so the daemon refuses to ask
 	// it for one.
-	Wiretaps      bool `protobuf:"varint,20,opt,name=wiretaps,proto3" json:"wiretaps,omitempty"`
+	Wiretaps bool `protobuf:"varint,20,opt,name=wiretaps,proto3" json:"wiretaps,omitempty"`
+	// The manager knows CreateInterceptRequest.tls: an older one would drop
+	// the certificate and route the port's TLS raw (or match nothing), so
+	// the daemon refuses to ask it for a --tls-secret intercept.
+	TlsIntercepts bool `protobuf:"varint,21,opt,name=tls_intercepts,json=tlsIntercepts,proto3" json:"tls_intercepts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1712,6 +1716,13 @@ func (x *ArriveResponse) GetAcksDial() bool {
 func (x *ArriveResponse) GetWiretaps() bool {
 	if x != nil {
 		return x.Wiretaps
+	}
+	return false
+}
+
+func (x *ArriveResponse) GetTlsIntercepts() bool {
+	if x != nil {
+		return x.TlsIntercepts
 	}
 	return false
 }
@@ -2397,7 +2408,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x1c\n" +
-	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xb8\x02\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xdf\x02\n" +
 	"\x0eArriveResponse\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12'\n" +
 	"\x0fmanager_version\x18\x02 \x01(\tR\x0emanagerVersion\x12\x1d\n" +
@@ -2406,7 +2417,8 @@ const file_tele_proto_rawDesc = "" +
 	"\acluster\x18\x04 \x01(\v2\x14.tele.v1.ClusterInfoR\acluster\x120\n" +
 	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\x12\x1b\n" +
 	"\tacks_dial\x18\x06 \x01(\bR\backsDial\x12\x1a\n" +
-	"\bwiretaps\x18\x14 \x01(\bR\bwiretaps\"\xb3\x01\n" +
+	"\bwiretaps\x18\x14 \x01(\bR\bwiretaps\x12%\n" +
+	"\x0etls_intercepts\x18\x15 \x01(\bR\rtlsIntercepts\"\xb3\x01\n" +
 	"\vClusterInfo\x12%\n" +
 	"\x0ecluster_domain\x18\x01 \x01(\tR\rclusterDomain\x12#\n" +
 	"\rservice_cidrs\x18\x02 \x03(\tR\fserviceCidrs\x12\x1b\n" +

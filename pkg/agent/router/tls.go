@@ -281,7 +281,7 @@ func (r *Router) newTLSTransport(dial func(context.Context, string, string) (net
 type grpcOverH2C struct{ h1, h2c http.RoundTripper }
 
 func (g grpcOverH2C) RoundTrip(req *http.Request) (*http.Response, error) {
-	if strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc") {
+	if isGRPC(req) {
 		return g.h2c.RoundTrip(req)
 	}
 	return g.h1.RoundTrip(req)
@@ -300,4 +300,8 @@ func (h httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 	u.Scheme = "https"
 	out.URL = &u
 	return h.rt.RoundTrip(out)
+}
+
+func isGRPC(req *http.Request) bool {
+	return strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc")
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,12 @@ func (r *Router) sendCopies(ctx context.Context, t *tap) {
 					continue
 				}
 				if !t.failing.Swap(true) {
+					// A url.Error names the URL, whose query may carry a
+					// client's secrets: log only what went wrong.
+					var uerr *url.Error
+					if errors.As(err, &uerr) {
+						err = uerr.Err
+					}
 					r.log.Warn("wiretap: the laptop did not take a copy; copies are dropped until it does", "intercept", t.id, "err", err)
 				}
 				continue
@@ -295,7 +302,11 @@ func (t *table) tee(req *http.Request) func() {
 	if te := h.Get("Te"); te != "" && te != "trailers" {
 		h.Del("Te")
 	}
-	c := &wireCopy{h2: req.ProtoMajor == 2, method: req.Method, url: req.URL.RequestURI(), host: req.Host, header: h}
+	// Over TLS the client chose HTTP/2 by ALPN with the agent, not with the
+	// laptop's cleartext server, which need not speak h2c: copies go as
+	// the takers' requests go (see newTLSProxies), gRPC alone over h2c.
+	h2 := req.ProtoMajor == 2 && (!tlsIn(req) || isGRPC(req))
+	c := &wireCopy{h2: h2, method: req.Method, url: req.URL.RequestURI(), host: req.Host, header: h}
 	queue := func() {
 		for _, h := range hits {
 			h.offer(c)
