@@ -77,7 +77,6 @@ const (
 	inetDiagMsgLen   = 72 // struct inet_diag_msg
 
 	// Offsets in struct tcp_info (stable ABI: fields are only appended).
-	tcpiUnacked      = 24
 	tcpiLastDataSent = 44
 	tcpiLastDataRecv = 52
 )
@@ -91,18 +90,22 @@ type diagSock struct {
 	remote     netip.Addr
 	iface      uint32
 	cookie     [2]uint32
-	queued     uint32 // receive queue + send queue
+	rqueue     uint32 // received, not yet read by the app
 	// From tcp_info; ok is false when the kernel sent none.
 	info                   bool
-	unacked                uint32
 	lastSentMs, lastRecvMs uint32
 }
 
-// idleFor reports whether nothing moved on the socket for d and nothing is
-// waiting in either direction.
+// idleFor reports whether no request is under way on the socket: nothing
+// moved either way for d, and the app has read all it received. Bytes the
+// app sent d ago or more and the client has not acknowledged are not
+// waited for: on the pod network the round trip is far below d, so they
+// have arrived, and the client is delaying its ACK, which a client that
+// sends its next request before its delayed-ACK timer fires (every 25 ms,
+// say) never sends on its own, so such a connection would never look idle.
 func (s diagSock) idleFor(d time.Duration) bool {
 	ms := uint32(d.Milliseconds())
-	return s.info && s.queued == 0 && s.unacked == 0 && s.lastSentMs >= ms && s.lastRecvMs >= ms
+	return s.info && s.rqueue == 0 && s.lastSentMs >= ms && s.lastRecvMs >= ms
 }
 
 // diagReq encodes struct inet_diag_req_v2. The socket id's ports and
@@ -167,7 +170,7 @@ func parseDiagMsg(b []byte) (diagSock, error) {
 		remotePort: binary.BigEndian.Uint16(b[6:]),
 		iface:      binary.NativeEndian.Uint32(b[40:]),
 		cookie:     [2]uint32{binary.NativeEndian.Uint32(b[44:]), binary.NativeEndian.Uint32(b[48:])},
-		queued:     binary.NativeEndian.Uint32(b[56:]) + binary.NativeEndian.Uint32(b[60:]),
+		rqueue:     binary.NativeEndian.Uint32(b[56:]),
 	}
 	if s.family == unix.AF_INET {
 		s.local = netip.AddrFrom4([4]byte(b[8:12]))
@@ -186,7 +189,6 @@ func parseDiagMsg(b []byte) (diagSock, error) {
 		}
 		if ti := ad.Bytes(); len(ti) >= tcpiLastDataRecv+4 {
 			s.info = true
-			s.unacked = binary.NativeEndian.Uint32(ti[tcpiUnacked:])
 			s.lastSentMs = binary.NativeEndian.Uint32(ti[tcpiLastDataSent:])
 			s.lastRecvMs = binary.NativeEndian.Uint32(ti[tcpiLastDataRecv:])
 		}
