@@ -442,7 +442,7 @@ func (s *Server) mechFor(pod *corev1.Pod) teleproto.Mechanism {
 	s.imu.Lock()
 	defer s.imu.Unlock()
 	for _, ic := range s.intercepts {
-		if ic.mech != mechNone && !ic.removing && selects(ic.selector, pod) {
+		if ic.mech != mechNone && !ic.removing && ic.selector.has(pod) {
 			return ic.mech
 		}
 	}

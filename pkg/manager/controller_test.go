@@ -48,7 +48,7 @@ func TestControllerAttachesNewPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
-	ic.id, ic.selector, ic.mech = "echo-alice", labels.SelectorFromSet(labels.Set{"app": "echo"}), mechNftables
+	ic.id, ic.selector, ic.mech = "echo-alice", podSet{selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
 	s.intercepts[ic.id] = ic
 	startController(t, s)
 
@@ -115,7 +115,7 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
-	ic.id, ic.selector, ic.mech = "echo-alice", labels.SelectorFromSet(labels.Set{"app": "echo"}), mechNftables
+	ic.id, ic.selector, ic.mech = "echo-alice", podSet{selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
 	s.intercepts[ic.id] = ic
 	ac := &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
 	s.agents["echo-1"] = ac

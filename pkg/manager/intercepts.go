@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -33,7 +32,7 @@ type intercept struct {
 	id       string
 	pb       *teleproto.Intercept
 	session  *session
-	selector labels.Selector
+	selector podSet
 	match    match.Matcher
 	mech     teleproto.Mechanism
 	services []string // retargeted by the Service mechanism
@@ -85,9 +84,12 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if name == "" {
 		name = req.GetWorkloadName()
 	}
-	sel, err := s.workloadSelector(ctx, req.GetWorkloadKind(), req.GetWorkloadName())
-	if err != nil {
-		return nil, err
+	sel, err := podSetOf(req.GetTarget())
+	if errors.Is(err, errNoTarget) {
+		return nil, status.Errorf(codes.FailedPrecondition, "kubectl-tele %s predates resolving the workload on the laptop, which this manager (version %s) needs: upgrade kubectl-tele to %s or later, or intercept with a kubectl-tele of that version",
+			orUnknown(ss.version), orUnknown(s.cfg.Version), orUnknown(s.cfg.Version))
+	} else if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s/%s: %v", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), err)
 	}
 	ic := &intercept{
 		pb: &teleproto.Intercept{
@@ -141,7 +143,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	ic.pb.Mech, ic.pb.Mechanism = mech, mech.Legacy()
 	s.imu.Unlock()
 	if mech == mechService {
-		if err := s.retargetServices(ctx, ic, req.GetServices()); err != nil {
+		if err := s.retargetServices(ctx, ic, req.GetTarget().GetServicePorts()); err != nil {
 			return nil, err
 		}
 	}
@@ -527,70 +529,10 @@ func agentRefusal(hello *teleproto.AgentHello, ic *intercept, mech teleproto.Mec
 	return nil
 }
 
-// workloadSelector returns the pod selector of a workload.
-func (s *Server) workloadSelector(ctx context.Context, kind, name string) (labels.Selector, error) {
-	var ls *metav1.LabelSelector
-	var err error
-	c := s.cfg.Client
-	ns := s.cfg.Namespace
-	switch kind {
-	case "Deployment":
-		d, e := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if e == nil {
-			ls = d.Spec.Selector
-		}
-		err = e
-	case "StatefulSet":
-		d, e := c.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if e == nil {
-			ls = d.Spec.Selector
-		}
-		err = e
-	case "ReplicaSet":
-		d, e := c.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if e == nil {
-			ls = d.Spec.Selector
-		}
-		err = e
-	case "Pod":
-		p, e := c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if e != nil {
-			err = e
-			break
-		}
-		// A bare pod: select it alone by name.
-		return labels.SelectorFromSet(labels.Set{}).Add(mustNameReq(p.Name)), nil
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "cannot intercept a %s: use a Deployment, StatefulSet, ReplicaSet or Pod", kind)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, status.Errorf(codes.NotFound, "%s %s not found in namespace %s", strings.ToLower(kind), name, ns)
-	}
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "get %s %s/%s: %v", kind, ns, name, err)
-	}
-	sel, err := metav1.LabelSelectorAsSelector(ls)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "selector of %s %s: %v", kind, name, err)
-	}
-	return sel, nil
-}
-
-// podNameLabel is not a real label: runningPods treats it as a name filter.
-const podNameLabel = "kubectl-tele.io/pod-name"
-
-func mustNameReq(name string) labels.Requirement {
-	r, err := labels.NewRequirement(podNameLabel, "=", []string{name})
-	if err != nil {
-		panic(err)
-	}
-	return *r
-}
-
 // runningPods returns the running, not terminating pods a selector selects:
 // from the controller's informer once it has synced, else (before, and in
 // tests without one) from the API server.
-func (s *Server) runningPods(ctx context.Context, sel labels.Selector) ([]*corev1.Pod, error) {
+func (s *Server) runningPods(ctx context.Context, sel podSet) ([]*corev1.Pod, error) {
 	all, ok := s.ctl.cached()
 	if !ok {
 		list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
@@ -603,7 +545,7 @@ func (s *Server) runningPods(ctx context.Context, sel labels.Selector) ([]*corev
 	}
 	var out []*corev1.Pod
 	for _, p := range all {
-		if podRunning(p) && selects(sel, p) {
+		if podRunning(p) && sel.has(p) {
 			out = append(out, p)
 		}
 	}
@@ -625,7 +567,7 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 	defer s.imu.Unlock()
 	var out []*teleproto.AgentRoute
 	for _, ic := range s.intercepts {
-		if ic.mech == mechNone || ic.removing || !selects(ic.selector, pod) {
+		if ic.mech == mechNone || ic.removing || !ic.selector.has(pod) {
 			continue // not attached yet
 		}
 		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) || ic.wiretap() && !canWiretap(hello) {
@@ -648,11 +590,60 @@ func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*tele
 	return out
 }
 
-func selects(sel labels.Selector, pod *corev1.Pod) bool {
-	if reqs, _ := sel.Requirements(); len(reqs) == 1 && reqs[0].Key() == podNameLabel {
-		return reqs[0].Values().Has(pod.Name)
+// podSet is the pods an intercept covers, as the laptop resolved them
+// (InterceptTarget.pods): those a workload's selector selects, or one pod
+// by name.
+type podSet struct {
+	selector labels.Selector // nil: the pod named name alone
+	name     string
+}
+
+// errNoTarget: the request has no InterceptTarget, as a laptop's that
+// predates it.
+var errNoTarget = errors.New("no target")
+
+// podSetOf reads the pods of a request's target.
+func podSetOf(t *teleproto.InterceptTarget) (podSet, error) {
+	switch p := t.GetPods().(type) {
+	case *teleproto.InterceptTarget_Selector:
+		sel, err := p.Selector.Selector()
+		if err != nil {
+			return podSet{}, fmt.Errorf("the workload's selector: %w", err)
+		}
+		return podSet{selector: sel}, nil
+	case *teleproto.InterceptTarget_PodName:
+		if p.PodName == "" {
+			return podSet{}, errors.New("an empty pod name")
+		}
+		return podSet{name: p.PodName}, nil
+	case nil:
+		if t == nil {
+			return podSet{}, errNoTarget
+		}
+		return podSet{}, errors.New("the target names no pods")
 	}
-	return !sel.Empty() && sel.Matches(labels.Set(pod.Labels))
+	return podSet{}, fmt.Errorf("a target of unknown kind %T", t.GetPods())
+}
+
+func (p podSet) has(pod *corev1.Pod) bool {
+	if p.selector == nil {
+		return p.name != "" && pod.Name == p.name
+	}
+	return p.selector.Matches(labels.Set(pod.Labels))
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "(version unknown)"
+	}
+	return v
+}
+
+func (p podSet) String() string {
+	if p.selector == nil {
+		return "pod " + p.name
+	}
+	return p.selector.String()
 }
 
 // canApply reports whether an agent that said hello can apply routes with

@@ -231,8 +231,16 @@ func TestTwoDevelopersOneName(t *testing.T) {
 	create := func(id string, terms ...string) error {
 		_, err := c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{
 			SessionId: id, WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: terms,
+			Target: echoTarget,
 		})
 		return err
+	}
+	noTarget, err := c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{
+		SessionId: bid, WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"},
+	})
+	wantCode(t, "a laptop that predates targets", err, codes.FailedPrecondition, "predates resolving the workload on the laptop")
+	if noTarget != nil {
+		t.Errorf("got %v", noTarget)
 	}
 	// Past the name and conflict checks, the deployment has no running pod.
 	wantCode(t, "Bob intercepts echo with his own match", create(bid, "x-dev=bob"), codes.FailedPrecondition, "no running pod")
@@ -267,7 +275,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 		}
 	}
 
-	_, err := c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: bid, Name: "echo"})
+	_, err = c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: bid, Name: "echo"})
 	if err != nil {
 		t.Fatalf("Bob leaves echo: %v", err)
 	}
@@ -296,7 +304,7 @@ func serverWithEchoIntercepts(t *testing.T, ics ...*intercept) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	sel := labels.SelectorFromSet(labels.Set{"app": "echo"})
+	sel := podSet{selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}
 	for _, ic := range ics {
 		ic.id = newInterceptID(s.intercepts, ic.pb.Name, ic.pb.Owner)
 		ic.selector, ic.mech = sel, mechNftables
@@ -347,42 +355,62 @@ func TestOlderAgentRoutes(t *testing.T) {
 	}
 }
 
-// TestWorkloadSelector: each kind intercept accepts resolves to the pods it
-// owns; a bare pod to itself alone; others are refused, a missing one named.
-func TestWorkloadSelector(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}
-	cfg := testConfig(t)
-	cfg.Client = newFakeClientset(
-		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: testNS}, Spec: appsv1.DeploymentSpec{Selector: sel}},
-		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: testNS}, Spec: appsv1.StatefulSetSpec{Selector: sel}},
-		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: testNS}, Spec: appsv1.ReplicaSetSpec{Selector: sel}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "solo", Namespace: testNS, Labels: map[string]string{"app": "echo"}}},
-	)
-	s, err := NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
+// echoTarget is deploy/echo as the laptop resolves it.
+var echoTarget = &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_Selector{
+	Selector: &teleproto.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}}}
+
+// TestPodSetOf: the manager takes the pods as the laptop resolved them: a
+// workload's selector selects its pods, a bare pod is itself alone (not its
+// siblings with the same labels); a target that names no pods, or would
+// name every pod, is refused, and a request without one (a laptop that
+// predates targets) is told apart.
+func TestPodSetOf(t *testing.T) {
+	echo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo", "tier": "web"}}}
 	solo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "solo", Labels: map[string]string{"app": "echo"}}}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other", Labels: map[string]string{"app": "other"}}}
+	selector := func(ls *teleproto.LabelSelector) *teleproto.InterceptTarget {
+		return &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_Selector{Selector: ls}}
+	}
+	expr := func(key string, op teleproto.SelectorOperator, values ...string) *teleproto.LabelSelectorRequirement {
+		return &teleproto.LabelSelectorRequirement{Key: key, Operator: op, Values: values}
+	}
 	for _, tc := range []struct {
-		kind, name string
-		echo, solo bool
-		code       codes.Code
+		name              string
+		target            *teleproto.InterceptTarget
+		echo, solo, other bool
+		err               string // "" ok; errNoTarget's text for none
 	}{
-		{"Deployment", "d", true, true, codes.OK},
-		{"StatefulSet", "s", true, true, codes.OK},
-		{"ReplicaSet", "r", true, true, codes.OK},
-		{"Pod", "solo", false, true, codes.OK},
-		{"Deployment", "gone", false, false, codes.NotFound},
-		{"DaemonSet", "ds", false, false, codes.InvalidArgument},
+		{"match labels", echoTarget, true, true, false, ""},
+		{"match expressions", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
+			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_IN, "echo", "x"),
+			expr("tier", teleproto.SelectorOperator_SELECTOR_OPERATOR_EXISTS)}}), true, false, false, ""},
+		{"not in and does not exist", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
+			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_NOT_IN, "other"),
+			expr("tier", teleproto.SelectorOperator_SELECTOR_OPERATOR_DOES_NOT_EXIST)}}), false, true, false, ""},
+		{"a bare pod", &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_PodName{PodName: "solo"}}, false, true, false, ""},
+		{"no target", nil, false, false, false, errNoTarget.Error()},
+		{"no pods", &teleproto.InterceptTarget{}, false, false, false, "names no pods"},
+		{"empty pod name", &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_PodName{}}, false, false, false, "empty pod name"},
+		{"empty selector", selector(&teleproto.LabelSelector{}), false, false, false, "every pod"},
+		{"unknown operator", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{expr("app", 9, "echo")}}), false, false, false, "operator"},
+		{"In without values", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
+			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_IN)}}), false, false, false, "values"},
+		{"bad label key", selector(&teleproto.LabelSelector{MatchLabels: map[string]string{"a b": "c"}}), false, false, false, "name part"},
 	} {
-		got, err := s.workloadSelector(context.Background(), tc.kind, tc.name)
-		if status.Code(err) != tc.code {
-			t.Errorf("%s/%s: %v, want code %v", tc.kind, tc.name, err, tc.code)
+		got, err := podSetOf(tc.target)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.err)
+			}
 			continue
 		}
-		if err == nil && (selects(got, echo) != tc.echo || selects(got, solo) != tc.solo) {
-			t.Errorf("%s/%s selects echo-1 %v, solo %v; want %v, %v", tc.kind, tc.name, selects(got, echo), selects(got, solo), tc.echo, tc.solo)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got.has(echo) != tc.echo || got.has(solo) != tc.solo || got.has(other) != tc.other {
+			t.Errorf("%s (%s): has echo-1 %v, solo %v, other %v; want %v, %v, %v", tc.name, got,
+				got.has(echo), got.has(solo), got.has(other), tc.echo, tc.solo, tc.other)
 		}
 	}
 }

@@ -62,12 +62,6 @@ func Role(namespace, name string) *rbacv1.Role {
 				Verbs:     []string{"patch"},
 			},
 			{
-				// Intercepts resolve deploy/x, rs/x and sts/x to their pods.
-				APIGroups: []string{"apps"},
-				Resources: []string{"deployments", "replicasets", "statefulsets"},
-				Verbs:     []string{"get"},
-			},
-			{
 				// The Service mechanism waits until a retargeted Service's
 				// EndpointSlices show the agents' port.
 				APIGroups: []string{"discovery.k8s.io"},

@@ -87,6 +87,7 @@ type session struct {
 	id       string
 	hostname string
 	user     string
+	version  string // the laptop's build (ArriveRequest.client_version)
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	lastSeen time.Time
@@ -297,6 +298,7 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		id:       rand.Text(),
 		hostname: req.GetHostname(),
 		user:     req.GetUser(),
+		version:  req.GetClientVersion(),
 		ctx:      sctx,
 		cancel:   cancel,
 		lastSeen: s.now(),

@@ -4,79 +4,106 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // AnnotOriginalTargetPort (+ the port name) records a retargeted Service port's original targetPort,
 // so that it can be restored also by a later manager.
 const AnnotOriginalTargetPort = "kubectl-tele.io/original-target-port-"
 
-// retargetServices is the no-capability mechanism: the Services that lead to
-// the intercepted port are pointed at the agents' port (every pod of the
-// workload has an agent, which passes what it does not route on to the app).
-func (s *Server) retargetServices(ctx context.Context, ic *intercept, only []string) error {
-	pods, err := s.runningPods(ctx, ic.selector)
-	if err != nil || len(pods) == 0 {
-		return status.Errorf(codes.FailedPrecondition, "no running pod to find the Services of")
+// retargetServices is the no-capability mechanism: the Service ports the
+// laptop found leading to the intercepted port (InterceptTarget's
+// service_ports) are pointed at the agents' port (every pod of the workload
+// has an agent, which passes what it does not route on to the app). Each
+// port is retargeted only while its targetPort is still the one the laptop
+// saw (or an earlier intercept of the same port recorded as the original),
+// so that a Service changed in between is refused, not guessed at.
+func (s *Server) retargetServices(ctx context.Context, ic *intercept, refs []*teleproto.ServicePortRef) error {
+	if len(refs) == 0 {
+		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.pb.Port, ic.pb.WorkloadKind, ic.pb.WorkloadName)
 	}
-	pod := pods[0]
-	svcs, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "list services: %v", err)
+	byService := map[string][]*teleproto.ServicePortRef{}
+	var names []string
+	for _, r := range refs {
+		if _, seen := byService[r.GetService()]; !seen {
+			names = append(names, r.GetService())
+		}
+		byService[r.GetService()] = append(byService[r.GetService()], r)
 	}
-	n := 0
-	for _, svc := range svcs.Items {
-		if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
-			continue
+	agentPort := intstr.FromInt32(int32(AgentPort(ic.pb.Port)))
+	for _, name := range names {
+		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return status.Errorf(codes.FailedPrecondition, "Service %s/%s is gone since kubectl tele looked: intercept again", s.cfg.Namespace, name)
+		} else if err != nil {
+			return status.Errorf(codes.Unavailable, "get Service %s/%s: %v", s.cfg.Namespace, name, err)
 		}
-		if len(only) > 0 && !contains(only, svc.Name) {
-			continue
+		if err := retargetPorts(svc, byService[name], agentPort); err != nil {
+			return status.Errorf(codes.FailedPrecondition, "Service %s/%s: %v", s.cfg.Namespace, name, err)
 		}
-		changed := false
-		for i, p := range svc.Spec.Ports {
-			if p.Protocol != corev1.ProtocolTCP || !targets(pod, p.TargetPort, p.Port, int32(ic.pb.Port)) {
-				continue
-			}
-			if svc.Annotations == nil {
-				svc.Annotations = map[string]string{}
-			}
-			key := AnnotOriginalTargetPort + portKey(p)
-			if _, done := svc.Annotations[key]; !done {
-				svc.Annotations[key] = p.TargetPort.String()
-			}
-			svc.Spec.Ports[i].TargetPort = intstr.FromInt32(int32(AgentPort(ic.pb.Port)))
-			changed = true
-		}
-		if !changed {
-			continue
-		}
-		if _, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Update(ctx, &svc, metav1.UpdateOptions{}); err != nil {
+		if _, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			return status.Errorf(codes.Unavailable, "point Service %s at the agents: %v", svc.Name, err)
 		}
 		ic.services = append(ic.services, svc.Name)
-		n++
 		s.log.Info("service retargeted to the agents", "svc", svc.Name, "intercept", ic.pb.Name)
 	}
-	if n == 0 {
-		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.pb.Port, ic.pb.WorkloadKind, ic.pb.WorkloadName)
-	}
 	for _, name := range ic.services {
-		s.awaitEndpointSlices(ctx, name, int32(AgentPort(ic.pb.Port)))
+		s.awaitEndpointSlices(ctx, name, agentPort.IntVal)
 	}
 	return nil
+}
+
+// retargetPorts points svc's ports refs at to, recording each port's
+// original targetPort in svc's annotations (an earlier intercept of the
+// same port may have done so already). It fails, changing nothing that
+// matters (svc is only written by the caller), when a port is gone or no
+// longer has the targetPort the laptop resolved it with.
+func retargetPorts(svc *corev1.Service, refs []*teleproto.ServicePortRef, to intstr.IntOrString) error {
+	for _, r := range refs {
+		i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool {
+			return p.Name == r.GetName() && uint32(p.Port) == r.GetPort() && p.Protocol == corev1.ProtocolTCP
+		})
+		if i < 0 {
+			return fmt.Errorf("it has no TCP port %s any more: intercept again", describeRef(r))
+		}
+		p := &svc.Spec.Ports[i]
+		key := AnnotOriginalTargetPort + portKey(*p)
+		now, recorded := svc.Annotations[key]
+		if !recorded {
+			now = p.TargetPort.String()
+		}
+		if now != r.GetTargetPort() {
+			return fmt.Errorf("port %s now targets %s, not %s as when kubectl tele resolved it: intercept again", describeRef(r), now, r.GetTargetPort())
+		}
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations[key] = now
+		p.TargetPort = to
+	}
+	return nil
+}
+
+func describeRef(r *teleproto.ServicePortRef) string {
+	if r.GetName() == "" {
+		return fmt.Sprint(r.GetPort())
+	}
+	return fmt.Sprintf("%s (%d)", r.GetName(), r.GetPort())
 }
 
 // awaitEndpointSlices waits, for at most 10 s, until every EndpointSlice of
@@ -182,34 +209,6 @@ func portKey(p corev1.ServicePort) string {
 		return p.Name
 	}
 	return fmt.Sprint(p.Port)
-}
-
-// targets reports whether a Service port's targetPort is the container port.
-func targets(pod *corev1.Pod, tp intstr.IntOrString, port, want int32) bool {
-	switch {
-	case tp.Type == intstr.String && tp.StrVal != "":
-		for _, c := range pod.Spec.Containers {
-			for _, cp := range c.Ports {
-				if cp.Name == tp.StrVal {
-					return cp.ContainerPort == want
-				}
-			}
-		}
-		return false
-	case tp.IntVal == 0:
-		return port == want
-	default:
-		return tp.IntVal == want
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func netipFromSlice(b []byte) (netip.Addr, bool) {

@@ -50,7 +50,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, ss, "echo", "echo", 8080)
-	ic.selector = labels.SelectorFromSet(echo)
+	ic.selector = podSet{selector: labels.SelectorFromSet(echo)}
 	ic.mech, ic.pb.Mech, ic.pb.Mechanism = mechService, mechService, mechService.Legacy()
 	ic.services = []string{"echo"}
 	s.imu.Lock()
@@ -172,15 +172,23 @@ func TestServiceMechanism(t *testing.T) {
 			slice("web"), slice("direct"),
 		}
 	}
+	ref := func(svc string, p corev1.ServicePort, targetPort string) *teleproto.ServicePortRef {
+		return &teleproto.ServicePortRef{Service: svc, Name: p.Name, Port: uint32(p.Port), TargetPort: targetPort}
+	}
+	direct, web := ref("direct", samePort, "0"), ref("web", byName, "http")
 	for _, tc := range []struct {
 		name       string
-		only       []string
+		refs       []*teleproto.ServicePortRef
 		retargeted []string
 		code       codes.Code
 	}{
-		{"every Service leading to the port", nil, []string{"direct", "web"}, codes.OK},
-		{"only the one asked for", []string{"direct"}, []string{"direct"}, codes.OK},
-		{"none asked leads there", []string{"other"}, nil, codes.FailedPrecondition},
+		{"every port the laptop found", []*teleproto.ServicePortRef{direct, web}, []string{"direct", "web"}, codes.OK},
+		{"only those", []*teleproto.ServicePortRef{direct}, []string{"direct"}, codes.OK},
+		{"none leads there", nil, nil, codes.FailedPrecondition},
+		{"targetPort changed since", []*teleproto.ServicePortRef{ref("web", byName, "8080")}, nil, codes.FailedPrecondition},
+		{"port gone since", []*teleproto.ServicePortRef{ref("web", corev1.ServicePort{Name: "grpc", Port: 81}, "http")}, nil, codes.FailedPrecondition},
+		{"UDP port", []*teleproto.ServicePortRef{ref("direct", udp, "8080")}, nil, codes.FailedPrecondition},
+		{"Service gone since", []*teleproto.ServicePortRef{ref("gone", samePort, "0")}, nil, codes.FailedPrecondition},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -191,9 +199,9 @@ func TestServiceMechanism(t *testing.T) {
 				t.Fatal(err)
 			}
 			ic := testIntercept(t, alice, "echo", "echo", 8080)
-			ic.selector, ic.mech = labels.SelectorFromSet(echo), mechService
+			ic.selector, ic.mech = podSet{selector: labels.SelectorFromSet(echo)}, mechService
 			ctx := context.Background()
-			err = s.retargetServices(ctx, ic, tc.only)
+			err = s.retargetServices(ctx, ic, tc.refs)
 			if status.Code(err) != tc.code {
 				t.Fatalf("retarget: %v, want %v", err, tc.code)
 			}
@@ -238,7 +246,8 @@ func TestServiceMechanism(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("restored by uninstall")
-			if err := s.retargetServices(ctx, ic, tc.only); err != nil {
+			ic.services = nil
+			if err := s.retargetServices(ctx, ic, tc.refs); err != nil {
 				t.Fatal(err)
 			}
 			s.restoreServices(ctx, ic)

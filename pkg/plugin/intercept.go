@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,16 +262,22 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	var services []string
+	wire, err := w.InterceptTarget(t)
+	if err != nil {
+		return err
+	}
+	var services []string // for managers that predate wire
 	for _, sp := range t.ServicePorts {
-		services = append(services, sp.Service)
+		if !slices.Contains(services, sp.Service) {
+			services = append(services, sp.Service)
+		}
 	}
 	fmt.Fprintf(o.Streams.ErrOut, "  %s %s/%s port %d (container %s): attaching agents\n", o.doing(), strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
 		Mech: o.mech, Mechanism: o.mech.Legacy(), Services: services, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
-		Tls: cert, LocalTls: o.LocalTLS,
+		Tls: cert, LocalTls: o.LocalTLS, Target: wire,
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s/%s: %w", o.verb(), strings.ToLower(w.Kind), w.Name, err)

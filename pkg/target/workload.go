@@ -34,6 +34,9 @@ type Workload struct {
 	// labels, as kubectl's SelectorsForObject does, so it can also match
 	// sibling pods: use Name to address the pod itself.
 	Selector labels.Selector
+	// LabelSelector is Selector as the workload's spec.selector has it; nil
+	// for a Pod.
+	LabelSelector *metav1.LabelSelector
 	// Template is the pod template's spec (for a Pod, the pod's spec).
 	Template corev1.PodSpec
 	// TemplateLabels are the labels the workload's pods carry (for a Pod,
@@ -219,7 +222,7 @@ func workloadFromObject(obj runtime.Object) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s has an invalid label selector: %w", strings.ToLower(w.Kind), w.Name, err)
 	}
-	w.Selector = s
+	w.Selector, w.LabelSelector = s, sel
 	w.Template = tpl.Spec
 	w.TemplateLabels = tpl.Labels
 	w.Object = obj

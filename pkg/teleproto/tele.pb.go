@@ -25,6 +25,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SelectorOperator is metav1.LabelSelectorOperator.
+type SelectorOperator int32
+
+const (
+	SelectorOperator_SELECTOR_OPERATOR_UNSPECIFIED    SelectorOperator = 0
+	SelectorOperator_SELECTOR_OPERATOR_IN             SelectorOperator = 1
+	SelectorOperator_SELECTOR_OPERATOR_NOT_IN         SelectorOperator = 2
+	SelectorOperator_SELECTOR_OPERATOR_EXISTS         SelectorOperator = 3
+	SelectorOperator_SELECTOR_OPERATOR_DOES_NOT_EXIST SelectorOperator = 4
+)
+
+// Enum value maps for SelectorOperator.
+var (
+	SelectorOperator_name = map[int32]string{
+		0: "SELECTOR_OPERATOR_UNSPECIFIED",
+		1: "SELECTOR_OPERATOR_IN",
+		2: "SELECTOR_OPERATOR_NOT_IN",
+		3: "SELECTOR_OPERATOR_EXISTS",
+		4: "SELECTOR_OPERATOR_DOES_NOT_EXIST",
+	}
+	SelectorOperator_value = map[string]int32{
+		"SELECTOR_OPERATOR_UNSPECIFIED":    0,
+		"SELECTOR_OPERATOR_IN":             1,
+		"SELECTOR_OPERATOR_NOT_IN":         2,
+		"SELECTOR_OPERATOR_EXISTS":         3,
+		"SELECTOR_OPERATOR_DOES_NOT_EXIST": 4,
+	}
+)
+
+func (x SelectorOperator) Enum() *SelectorOperator {
+	p := new(SelectorOperator)
+	*p = x
+	return p
+}
+
+func (x SelectorOperator) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SelectorOperator) Descriptor() protoreflect.EnumDescriptor {
+	return file_tele_proto_enumTypes[0].Descriptor()
+}
+
+func (SelectorOperator) Type() protoreflect.EnumType {
+	return &file_tele_proto_enumTypes[0]
+}
+
+func (x SelectorOperator) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SelectorOperator.Descriptor instead.
+func (SelectorOperator) EnumDescriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{0}
+}
+
 // Mechanism is how an intercepted port's traffic reaches the agent.
 // Peers that predate it send and read the string fields named mechanism,
 // which carry these names in lower case without the prefix (Mechanism.Legacy
@@ -68,11 +124,11 @@ func (x Mechanism) String() string {
 }
 
 func (Mechanism) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[0].Descriptor()
+	return file_tele_proto_enumTypes[1].Descriptor()
 }
 
 func (Mechanism) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[0]
+	return &file_tele_proto_enumTypes[1]
 }
 
 func (x Mechanism) Number() protoreflect.EnumNumber {
@@ -81,7 +137,7 @@ func (x Mechanism) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mechanism.Descriptor instead.
 func (Mechanism) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{0}
+	return file_tele_proto_rawDescGZIP(), []int{1}
 }
 
 // InterceptState is where an intercept stands, as ListIntercepts sees it.
@@ -121,11 +177,11 @@ func (x InterceptState) String() string {
 }
 
 func (InterceptState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[1].Descriptor()
+	return file_tele_proto_enumTypes[2].Descriptor()
 }
 
 func (InterceptState) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[1]
+	return &file_tele_proto_enumTypes[2]
 }
 
 func (x InterceptState) Number() protoreflect.EnumNumber {
@@ -134,7 +190,7 @@ func (x InterceptState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InterceptState.Descriptor instead.
 func (InterceptState) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{2}
 }
 
 // InterceptKind says what an intercept does with its matching requests.
@@ -177,11 +233,11 @@ func (x InterceptKind) String() string {
 }
 
 func (InterceptKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[2].Descriptor()
+	return file_tele_proto_enumTypes[3].Descriptor()
 }
 
 func (InterceptKind) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[2]
+	return &file_tele_proto_enumTypes[3]
 }
 
 func (x InterceptKind) Number() protoreflect.EnumNumber {
@@ -190,7 +246,7 @@ func (x InterceptKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InterceptKind.Descriptor instead.
 func (InterceptKind) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{3}
 }
 
 type AgentFeature int32
@@ -234,11 +290,11 @@ func (x AgentFeature) String() string {
 }
 
 func (AgentFeature) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[3].Descriptor()
+	return file_tele_proto_enumTypes[4].Descriptor()
 }
 
 func (AgentFeature) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[3]
+	return &file_tele_proto_enumTypes[4]
 }
 
 func (x AgentFeature) Number() protoreflect.EnumNumber {
@@ -247,7 +303,7 @@ func (x AgentFeature) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentFeature.Descriptor instead.
 func (AgentFeature) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{4}
 }
 
 // ProtocolVersion values. Bump on any change an older peer would misread.
@@ -281,11 +337,11 @@ func (x ProtocolVersion) String() string {
 }
 
 func (ProtocolVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[4].Descriptor()
+	return file_tele_proto_enumTypes[5].Descriptor()
 }
 
 func (ProtocolVersion) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[4]
+	return &file_tele_proto_enumTypes[5]
 }
 
 func (x ProtocolVersion) Number() protoreflect.EnumNumber {
@@ -294,7 +350,7 @@ func (x ProtocolVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProtocolVersion.Descriptor instead.
 func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{4}
+	return file_tele_proto_rawDescGZIP(), []int{5}
 }
 
 type Protocol int32
@@ -330,11 +386,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[5].Descriptor()
+	return file_tele_proto_enumTypes[6].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[5]
+	return &file_tele_proto_enumTypes[6]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -343,7 +399,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{5}
+	return file_tele_proto_rawDescGZIP(), []int{6}
 }
 
 // CloseReason tells an agent what a failed dial to a laptop means. Peers that
@@ -385,11 +441,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tele_proto_enumTypes[6].Descriptor()
+	return file_tele_proto_enumTypes[7].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_tele_proto_enumTypes[6]
+	return &file_tele_proto_enumTypes[7]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -398,7 +454,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{6}
+	return file_tele_proto_rawDescGZIP(), []int{7}
 }
 
 type CreateInterceptRequest struct {
@@ -420,7 +476,8 @@ type CreateInterceptRequest struct {
 	// reads this one only when mech is UNSPECIFIED, from laptops that
 	// predate mech.
 	Mechanism string `protobuf:"bytes,9,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
-	// Services whose targetPort leads to port, for the service mechanism.
+	// Deprecated: target.service_ports. The Services whose targetPort leads
+	// to port, for managers that predate target.
 	Services []string `protobuf:"bytes,10,rep,name=services,proto3" json:"services,omitempty"`
 	// Reset the idle connections to port that were opened before the
 	// agent's redirect (nftables only), so their clients reconnect through it.
@@ -438,7 +495,16 @@ type CreateInterceptRequest struct {
 	// InterceptKind).
 	Kind InterceptKind `protobuf:"varint,30,opt,name=kind,proto3,enum=tele.v1.InterceptKind" json:"kind,omitempty"`
 	// How traffic reaches the agents; UNSPECIFIED lets the manager choose.
-	Mech          Mechanism `protobuf:"varint,40,opt,name=mech,proto3,enum=tele.v1.Mechanism" json:"mech,omitempty"`
+	Mech Mechanism `protobuf:"varint,40,opt,name=mech,proto3,enum=tele.v1.Mechanism" json:"mech,omitempty"`
+	// The workload as the laptop resolved it (pkg/target), with the user's
+	// own credentials: the manager uses it as given and reads no workload
+	// object, so its Role needs no access to Deployments, StatefulSets or
+	// ReplicaSets. workload_kind and workload_name stay for messages and
+	// list, and for managers that predate target and resolve them
+	// themselves; container and port are the target's container and
+	// container port. A manager refuses a request without target (a laptop
+	// that predates it) with FAILED_PRECONDITION, naming both versions.
+	Target        *InterceptTarget `protobuf:"bytes,50,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +644,297 @@ func (x *CreateInterceptRequest) GetMech() Mechanism {
 	return Mechanism_MECHANISM_UNSPECIFIED
 }
 
+func (x *CreateInterceptRequest) GetTarget() *InterceptTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// InterceptTarget is a workload's pods and the Service ports that lead to
+// its intercepted container port, resolved once, on the laptop.
+type InterceptTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Pods:
+	//
+	//	*InterceptTarget_Selector
+	//	*InterceptTarget_PodName
+	Pods isInterceptTarget_Pods `protobuf_oneof:"pods"`
+	// The ports of Services that select the pods and send to the container
+	// port, as the laptop found them: what the Service mechanism retargets.
+	ServicePorts  []*ServicePortRef `protobuf:"bytes,3,rep,name=service_ports,json=servicePorts,proto3" json:"service_ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InterceptTarget) Reset() {
+	*x = InterceptTarget{}
+	mi := &file_tele_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InterceptTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InterceptTarget) ProtoMessage() {}
+
+func (x *InterceptTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InterceptTarget.ProtoReflect.Descriptor instead.
+func (*InterceptTarget) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InterceptTarget) GetPods() isInterceptTarget_Pods {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *InterceptTarget) GetSelector() *LabelSelector {
+	if x != nil {
+		if x, ok := x.Pods.(*InterceptTarget_Selector); ok {
+			return x.Selector
+		}
+	}
+	return nil
+}
+
+func (x *InterceptTarget) GetPodName() string {
+	if x != nil {
+		if x, ok := x.Pods.(*InterceptTarget_PodName); ok {
+			return x.PodName
+		}
+	}
+	return ""
+}
+
+func (x *InterceptTarget) GetServicePorts() []*ServicePortRef {
+	if x != nil {
+		return x.ServicePorts
+	}
+	return nil
+}
+
+type isInterceptTarget_Pods interface {
+	isInterceptTarget_Pods()
+}
+
+type InterceptTarget_Selector struct {
+	// The pods a label selector selects: a Deployment's, StatefulSet's or
+	// ReplicaSet's spec.selector, as it is.
+	Selector *LabelSelector `protobuf:"bytes,1,opt,name=selector,proto3,oneof"`
+}
+
+type InterceptTarget_PodName struct {
+	// One pod by name: a bare Pod (its labels may select its siblings).
+	PodName string `protobuf:"bytes,2,opt,name=pod_name,json=podName,proto3,oneof"`
+}
+
+func (*InterceptTarget_Selector) isInterceptTarget_Pods() {}
+
+func (*InterceptTarget_PodName) isInterceptTarget_Pods() {}
+
+// LabelSelector is metav1.LabelSelector, field for field.
+type LabelSelector struct {
+	state            protoimpl.MessageState      `protogen:"open.v1"`
+	MatchLabels      map[string]string           `protobuf:"bytes,1,rep,name=match_labels,json=matchLabels,proto3" json:"match_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	MatchExpressions []*LabelSelectorRequirement `protobuf:"bytes,2,rep,name=match_expressions,json=matchExpressions,proto3" json:"match_expressions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LabelSelector) Reset() {
+	*x = LabelSelector{}
+	mi := &file_tele_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelSelector) ProtoMessage() {}
+
+func (x *LabelSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelSelector.ProtoReflect.Descriptor instead.
+func (*LabelSelector) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LabelSelector) GetMatchLabels() map[string]string {
+	if x != nil {
+		return x.MatchLabels
+	}
+	return nil
+}
+
+func (x *LabelSelector) GetMatchExpressions() []*LabelSelectorRequirement {
+	if x != nil {
+		return x.MatchExpressions
+	}
+	return nil
+}
+
+type LabelSelectorRequirement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Operator      SelectorOperator       `protobuf:"varint,2,opt,name=operator,proto3,enum=tele.v1.SelectorOperator" json:"operator,omitempty"`
+	Values        []string               `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelSelectorRequirement) Reset() {
+	*x = LabelSelectorRequirement{}
+	mi := &file_tele_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelSelectorRequirement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelSelectorRequirement) ProtoMessage() {}
+
+func (x *LabelSelectorRequirement) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelSelectorRequirement.ProtoReflect.Descriptor instead.
+func (*LabelSelectorRequirement) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LabelSelectorRequirement) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LabelSelectorRequirement) GetOperator() SelectorOperator {
+	if x != nil {
+		return x.Operator
+	}
+	return SelectorOperator_SELECTOR_OPERATOR_UNSPECIFIED
+}
+
+func (x *LabelSelectorRequirement) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// ServicePortRef is one port of a Service, and the targetPort that leads
+// it to the intercepted container port when the laptop resolved it.
+type ServicePortRef struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The port's name ("" for a Service's only, unnamed port) and number.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// The targetPort as the Service spells it: a number, or a container
+	// port's name ("" when it defaults to port). The manager retargets the
+	// port only while it still says so, and restores it to this.
+	TargetPort    string `protobuf:"bytes,4,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServicePortRef) Reset() {
+	*x = ServicePortRef{}
+	mi := &file_tele_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServicePortRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServicePortRef) ProtoMessage() {}
+
+func (x *ServicePortRef) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServicePortRef.ProtoReflect.Descriptor instead.
+func (*ServicePortRef) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ServicePortRef) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServicePortRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServicePortRef) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ServicePortRef) GetTargetPort() string {
+	if x != nil {
+		return x.TargetPort
+	}
+	return ""
+}
+
 // TLSCertificate is a certificate chain and its private key, PEM-encoded
 // as in a kubernetes.io/tls Secret's tls.crt and tls.key.
 type TLSCertificate struct {
@@ -592,7 +949,7 @@ type TLSCertificate struct {
 
 func (x *TLSCertificate) Reset() {
 	*x = TLSCertificate{}
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +961,7 @@ func (x *TLSCertificate) String() string {
 func (*TLSCertificate) ProtoMessage() {}
 
 func (x *TLSCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[1]
+	mi := &file_tele_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +974,7 @@ func (x *TLSCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TLSCertificate.ProtoReflect.Descriptor instead.
 func (*TLSCertificate) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{1}
+	return file_tele_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TLSCertificate) GetSecret() string {
@@ -687,7 +1044,7 @@ type Intercept struct {
 
 func (x *Intercept) Reset() {
 	*x = Intercept{}
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1056,7 @@ func (x *Intercept) String() string {
 func (*Intercept) ProtoMessage() {}
 
 func (x *Intercept) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[2]
+	mi := &file_tele_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1069,7 @@ func (x *Intercept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intercept.ProtoReflect.Descriptor instead.
 func (*Intercept) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{2}
+	return file_tele_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Intercept) GetName() string {
@@ -879,7 +1236,7 @@ type RemoveInterceptRequest struct {
 
 func (x *RemoveInterceptRequest) Reset() {
 	*x = RemoveInterceptRequest{}
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1248,7 @@ func (x *RemoveInterceptRequest) String() string {
 func (*RemoveInterceptRequest) ProtoMessage() {}
 
 func (x *RemoveInterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[3]
+	mi := &file_tele_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1261,7 @@ func (x *RemoveInterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveInterceptRequest.ProtoReflect.Descriptor instead.
 func (*RemoveInterceptRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{3}
+	return file_tele_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveInterceptRequest) GetSessionId() string {
@@ -929,7 +1286,7 @@ type RemoveInterceptResponse struct {
 
 func (x *RemoveInterceptResponse) Reset() {
 	*x = RemoveInterceptResponse{}
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1298,7 @@ func (x *RemoveInterceptResponse) String() string {
 func (*RemoveInterceptResponse) ProtoMessage() {}
 
 func (x *RemoveInterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[4]
+	mi := &file_tele_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1311,7 @@ func (x *RemoveInterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveInterceptResponse.ProtoReflect.Descriptor instead.
 func (*RemoveInterceptResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{4}
+	return file_tele_proto_rawDescGZIP(), []int{8}
 }
 
 type ListInterceptsResponse struct {
@@ -966,7 +1323,7 @@ type ListInterceptsResponse struct {
 
 func (x *ListInterceptsResponse) Reset() {
 	*x = ListInterceptsResponse{}
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1335,7 @@ func (x *ListInterceptsResponse) String() string {
 func (*ListInterceptsResponse) ProtoMessage() {}
 
 func (x *ListInterceptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[5]
+	mi := &file_tele_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1348,7 @@ func (x *ListInterceptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInterceptsResponse.ProtoReflect.Descriptor instead.
 func (*ListInterceptsResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{5}
+	return file_tele_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListInterceptsResponse) GetIntercepts() []*Intercept {
@@ -1014,7 +1371,7 @@ type DialRequest struct {
 
 func (x *DialRequest) Reset() {
 	*x = DialRequest{}
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1383,7 @@ func (x *DialRequest) String() string {
 func (*DialRequest) ProtoMessage() {}
 
 func (x *DialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[6]
+	mi := &file_tele_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1396,7 @@ func (x *DialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialRequest.ProtoReflect.Descriptor instead.
 func (*DialRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{6}
+	return file_tele_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DialRequest) GetDialId() string {
@@ -1088,7 +1445,7 @@ type AgentReport struct {
 
 func (x *AgentReport) Reset() {
 	*x = AgentReport{}
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1457,7 @@ func (x *AgentReport) String() string {
 func (*AgentReport) ProtoMessage() {}
 
 func (x *AgentReport) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[7]
+	mi := &file_tele_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1470,7 @@ func (x *AgentReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentReport.ProtoReflect.Descriptor instead.
 func (*AgentReport) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{7}
+	return file_tele_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentReport) GetHello() *AgentHello {
@@ -1155,7 +1512,7 @@ type WiretapCounters struct {
 
 func (x *WiretapCounters) Reset() {
 	*x = WiretapCounters{}
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1524,7 @@ func (x *WiretapCounters) String() string {
 func (*WiretapCounters) ProtoMessage() {}
 
 func (x *WiretapCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[8]
+	mi := &file_tele_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1537,7 @@ func (x *WiretapCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WiretapCounters.ProtoReflect.Descriptor instead.
 func (*WiretapCounters) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{8}
+	return file_tele_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WiretapCounters) GetIntercept() string {
@@ -1215,7 +1572,7 @@ type PortConnections struct {
 
 func (x *PortConnections) Reset() {
 	*x = PortConnections{}
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1584,7 @@ func (x *PortConnections) String() string {
 func (*PortConnections) ProtoMessage() {}
 
 func (x *PortConnections) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[9]
+	mi := &file_tele_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1597,7 @@ func (x *PortConnections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConnections.ProtoReflect.Descriptor instead.
 func (*PortConnections) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{9}
+	return file_tele_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PortConnections) GetPort() uint32 {
@@ -1283,7 +1640,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1652,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[10]
+	mi := &file_tele_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1665,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{10}
+	return file_tele_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AgentHello) GetProtocolVersion() ProtocolVersion {
@@ -1370,7 +1727,7 @@ type AgentRoutes struct {
 
 func (x *AgentRoutes) Reset() {
 	*x = AgentRoutes{}
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1739,7 @@ func (x *AgentRoutes) String() string {
 func (*AgentRoutes) ProtoMessage() {}
 
 func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[11]
+	mi := &file_tele_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1752,7 @@ func (x *AgentRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoutes.ProtoReflect.Descriptor instead.
 func (*AgentRoutes) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{11}
+	return file_tele_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AgentRoutes) GetVersion() uint64 {
@@ -1443,7 +1800,7 @@ type AgentRoute struct {
 
 func (x *AgentRoute) Reset() {
 	*x = AgentRoute{}
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1812,7 @@ func (x *AgentRoute) String() string {
 func (*AgentRoute) ProtoMessage() {}
 
 func (x *AgentRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[12]
+	mi := &file_tele_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1825,7 @@ func (x *AgentRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRoute.ProtoReflect.Descriptor instead.
 func (*AgentRoute) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{12}
+	return file_tele_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgentRoute) GetIntercept() string {
@@ -1556,7 +1913,7 @@ type ArriveRequest struct {
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1925,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[13]
+	mi := &file_tele_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1938,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{13}
+	return file_tele_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -1643,7 +2000,7 @@ type ArriveResponse struct {
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2012,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[14]
+	mi := &file_tele_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2025,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{14}
+	return file_tele_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -1745,7 +2102,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +2114,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[15]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +2127,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{15}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -1817,7 +2174,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +2186,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[16]
+	mi := &file_tele_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2199,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{16}
+	return file_tele_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -1860,7 +2217,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2229,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2242,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{21}
 }
 
 type DepartResponse struct {
@@ -1896,7 +2253,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2265,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2278,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{22}
 }
 
 type TunnelMessage struct {
@@ -1938,7 +2295,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2307,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2320,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -2049,7 +2406,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2418,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2431,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Open) GetSessionId() string {
@@ -2153,7 +2510,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2522,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2535,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{21}
+	return file_tele_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Close) GetError() string {
@@ -2205,7 +2562,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2574,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2587,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{22}
+	return file_tele_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -2256,7 +2613,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[23]
+	mi := &file_tele_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2625,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[23]
+	mi := &file_tele_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2638,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{23}
+	return file_tele_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -2296,7 +2653,7 @@ var File_tele_proto protoreflect.FileDescriptor
 const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tele.proto\x12\atele.v1\"\x91\x04\n" +
+	"tele.proto\x12\atele.v1\"\xc3\x04\n" +
 	"\x16CreateInterceptRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2316,7 +2673,29 @@ const file_tele_proto_rawDesc = "" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
 	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
 	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12&\n" +
-	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\"a\n" +
+	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\x120\n" +
+	"\x06target\x182 \x01(\v2\x18.tele.v1.InterceptTargetR\x06target\"\xaa\x01\n" +
+	"\x0fInterceptTarget\x124\n" +
+	"\bselector\x18\x01 \x01(\v2\x16.tele.v1.LabelSelectorH\x00R\bselector\x12\x1b\n" +
+	"\bpod_name\x18\x02 \x01(\tH\x00R\apodName\x12<\n" +
+	"\rservice_ports\x18\x03 \x03(\v2\x17.tele.v1.ServicePortRefR\fservicePortsB\x06\n" +
+	"\x04pods\"\xeb\x01\n" +
+	"\rLabelSelector\x12J\n" +
+	"\fmatch_labels\x18\x01 \x03(\v2'.tele.v1.LabelSelector.MatchLabelsEntryR\vmatchLabels\x12N\n" +
+	"\x11match_expressions\x18\x02 \x03(\v2!.tele.v1.LabelSelectorRequirementR\x10matchExpressions\x1a>\n" +
+	"\x10MatchLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
+	"\x18LabelSelectorRequirement\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\boperator\x18\x02 \x01(\x0e2\x19.tele.v1.SelectorOperatorR\boperator\x12\x16\n" +
+	"\x06values\x18\x03 \x03(\tR\x06values\"s\n" +
+	"\x0eServicePortRef\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1f\n" +
+	"\vtarget_port\x18\x04 \x01(\tR\n" +
+	"targetPort\"a\n" +
 	"\x0eTLSCertificate\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x1c\n" +
@@ -2456,7 +2835,13 @@ const file_tele_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\fR\x05query\"%\n" +
 	"\vDNSResponse\x12\x16\n" +
-	"\x06answer\x18\x01 \x01(\fR\x06answer*U\n" +
+	"\x06answer\x18\x01 \x01(\fR\x06answer*\xb1\x01\n" +
+	"\x10SelectorOperator\x12!\n" +
+	"\x1dSELECTOR_OPERATOR_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14SELECTOR_OPERATOR_IN\x10\x01\x12\x1c\n" +
+	"\x18SELECTOR_OPERATOR_NOT_IN\x10\x02\x12\x1c\n" +
+	"\x18SELECTOR_OPERATOR_EXISTS\x10\x03\x12$\n" +
+	" SELECTOR_OPERATOR_DOES_NOT_EXIST\x10\x04*U\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MECHANISM_NFTABLES\x10\x01\x12\x15\n" +
@@ -2511,92 +2896,104 @@ func file_tele_proto_rawDescGZIP() []byte {
 	return file_tele_proto_rawDescData
 }
 
-var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_tele_proto_goTypes = []any{
-	(Mechanism)(0),                  // 0: tele.v1.Mechanism
-	(InterceptState)(0),             // 1: tele.v1.InterceptState
-	(InterceptKind)(0),              // 2: tele.v1.InterceptKind
-	(AgentFeature)(0),               // 3: tele.v1.AgentFeature
-	(ProtocolVersion)(0),            // 4: tele.v1.ProtocolVersion
-	(Protocol)(0),                   // 5: tele.v1.Protocol
-	(CloseReason)(0),                // 6: tele.v1.CloseReason
-	(*CreateInterceptRequest)(nil),  // 7: tele.v1.CreateInterceptRequest
-	(*TLSCertificate)(nil),          // 8: tele.v1.TLSCertificate
-	(*Intercept)(nil),               // 9: tele.v1.Intercept
-	(*RemoveInterceptRequest)(nil),  // 10: tele.v1.RemoveInterceptRequest
-	(*RemoveInterceptResponse)(nil), // 11: tele.v1.RemoveInterceptResponse
-	(*ListInterceptsResponse)(nil),  // 12: tele.v1.ListInterceptsResponse
-	(*DialRequest)(nil),             // 13: tele.v1.DialRequest
-	(*AgentReport)(nil),             // 14: tele.v1.AgentReport
-	(*WiretapCounters)(nil),         // 15: tele.v1.WiretapCounters
-	(*PortConnections)(nil),         // 16: tele.v1.PortConnections
-	(*AgentHello)(nil),              // 17: tele.v1.AgentHello
-	(*AgentRoutes)(nil),             // 18: tele.v1.AgentRoutes
-	(*AgentRoute)(nil),              // 19: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),           // 20: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),          // 21: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),             // 22: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),          // 23: tele.v1.SessionRequest
-	(*RemainResponse)(nil),          // 24: tele.v1.RemainResponse
-	(*DepartResponse)(nil),          // 25: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),           // 26: tele.v1.TunnelMessage
-	(*Open)(nil),                    // 27: tele.v1.Open
-	(*Close)(nil),                   // 28: tele.v1.Close
-	(*DNSRequest)(nil),              // 29: tele.v1.DNSRequest
-	(*DNSResponse)(nil),             // 30: tele.v1.DNSResponse
+	(SelectorOperator)(0),            // 0: tele.v1.SelectorOperator
+	(Mechanism)(0),                   // 1: tele.v1.Mechanism
+	(InterceptState)(0),              // 2: tele.v1.InterceptState
+	(InterceptKind)(0),               // 3: tele.v1.InterceptKind
+	(AgentFeature)(0),                // 4: tele.v1.AgentFeature
+	(ProtocolVersion)(0),             // 5: tele.v1.ProtocolVersion
+	(Protocol)(0),                    // 6: tele.v1.Protocol
+	(CloseReason)(0),                 // 7: tele.v1.CloseReason
+	(*CreateInterceptRequest)(nil),   // 8: tele.v1.CreateInterceptRequest
+	(*InterceptTarget)(nil),          // 9: tele.v1.InterceptTarget
+	(*LabelSelector)(nil),            // 10: tele.v1.LabelSelector
+	(*LabelSelectorRequirement)(nil), // 11: tele.v1.LabelSelectorRequirement
+	(*ServicePortRef)(nil),           // 12: tele.v1.ServicePortRef
+	(*TLSCertificate)(nil),           // 13: tele.v1.TLSCertificate
+	(*Intercept)(nil),                // 14: tele.v1.Intercept
+	(*RemoveInterceptRequest)(nil),   // 15: tele.v1.RemoveInterceptRequest
+	(*RemoveInterceptResponse)(nil),  // 16: tele.v1.RemoveInterceptResponse
+	(*ListInterceptsResponse)(nil),   // 17: tele.v1.ListInterceptsResponse
+	(*DialRequest)(nil),              // 18: tele.v1.DialRequest
+	(*AgentReport)(nil),              // 19: tele.v1.AgentReport
+	(*WiretapCounters)(nil),          // 20: tele.v1.WiretapCounters
+	(*PortConnections)(nil),          // 21: tele.v1.PortConnections
+	(*AgentHello)(nil),               // 22: tele.v1.AgentHello
+	(*AgentRoutes)(nil),              // 23: tele.v1.AgentRoutes
+	(*AgentRoute)(nil),               // 24: tele.v1.AgentRoute
+	(*ArriveRequest)(nil),            // 25: tele.v1.ArriveRequest
+	(*ArriveResponse)(nil),           // 26: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),              // 27: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),           // 28: tele.v1.SessionRequest
+	(*RemainResponse)(nil),           // 29: tele.v1.RemainResponse
+	(*DepartResponse)(nil),           // 30: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),            // 31: tele.v1.TunnelMessage
+	(*Open)(nil),                     // 32: tele.v1.Open
+	(*Close)(nil),                    // 33: tele.v1.Close
+	(*DNSRequest)(nil),               // 34: tele.v1.DNSRequest
+	(*DNSResponse)(nil),              // 35: tele.v1.DNSResponse
+	nil,                              // 36: tele.v1.LabelSelector.MatchLabelsEntry
 }
 var file_tele_proto_depIdxs = []int32{
-	8,  // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
-	2,  // 1: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
-	0,  // 2: tele.v1.CreateInterceptRequest.mech:type_name -> tele.v1.Mechanism
-	2,  // 3: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
-	0,  // 4: tele.v1.Intercept.mech:type_name -> tele.v1.Mechanism
-	1,  // 5: tele.v1.Intercept.intercept_state:type_name -> tele.v1.InterceptState
-	9,  // 6: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
-	17, // 7: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
-	16, // 8: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
-	15, // 9: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
-	4,  // 10: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
-	3,  // 11: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
-	19, // 12: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
-	8,  // 13: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
-	2,  // 14: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
-	0,  // 15: tele.v1.AgentRoute.mech:type_name -> tele.v1.Mechanism
-	4,  // 16: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	4,  // 17: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	22, // 18: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	27, // 19: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	28, // 20: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	5,  // 21: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	6,  // 22: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	20, // 23: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	23, // 24: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	23, // 25: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	26, // 26: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	29, // 27: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	7,  // 28: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	10, // 29: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	23, // 30: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	23, // 31: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	14, // 32: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	26, // 33: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	21, // 34: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	24, // 35: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	25, // 36: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	26, // 37: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	30, // 38: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	9,  // 39: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	11, // 40: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	12, // 41: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	13, // 42: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	18, // 43: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	26, // 44: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	13, // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
+	3,  // 1: tele.v1.CreateInterceptRequest.kind:type_name -> tele.v1.InterceptKind
+	1,  // 2: tele.v1.CreateInterceptRequest.mech:type_name -> tele.v1.Mechanism
+	9,  // 3: tele.v1.CreateInterceptRequest.target:type_name -> tele.v1.InterceptTarget
+	10, // 4: tele.v1.InterceptTarget.selector:type_name -> tele.v1.LabelSelector
+	12, // 5: tele.v1.InterceptTarget.service_ports:type_name -> tele.v1.ServicePortRef
+	36, // 6: tele.v1.LabelSelector.match_labels:type_name -> tele.v1.LabelSelector.MatchLabelsEntry
+	11, // 7: tele.v1.LabelSelector.match_expressions:type_name -> tele.v1.LabelSelectorRequirement
+	0,  // 8: tele.v1.LabelSelectorRequirement.operator:type_name -> tele.v1.SelectorOperator
+	3,  // 9: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
+	1,  // 10: tele.v1.Intercept.mech:type_name -> tele.v1.Mechanism
+	2,  // 11: tele.v1.Intercept.intercept_state:type_name -> tele.v1.InterceptState
+	14, // 12: tele.v1.ListInterceptsResponse.intercepts:type_name -> tele.v1.Intercept
+	22, // 13: tele.v1.AgentReport.hello:type_name -> tele.v1.AgentHello
+	21, // 14: tele.v1.AgentReport.connections:type_name -> tele.v1.PortConnections
+	20, // 15: tele.v1.AgentReport.wiretaps:type_name -> tele.v1.WiretapCounters
+	5,  // 16: tele.v1.AgentHello.protocol_version:type_name -> tele.v1.ProtocolVersion
+	4,  // 17: tele.v1.AgentHello.features:type_name -> tele.v1.AgentFeature
+	24, // 18: tele.v1.AgentRoutes.routes:type_name -> tele.v1.AgentRoute
+	13, // 19: tele.v1.AgentRoute.tls:type_name -> tele.v1.TLSCertificate
+	3,  // 20: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
+	1,  // 21: tele.v1.AgentRoute.mech:type_name -> tele.v1.Mechanism
+	5,  // 22: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
+	5,  // 23: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	27, // 24: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	32, // 25: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	33, // 26: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	6,  // 27: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	7,  // 28: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	25, // 29: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	28, // 30: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	28, // 31: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	31, // 32: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	34, // 33: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	8,  // 34: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	15, // 35: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	28, // 36: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	28, // 37: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	19, // 38: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	31, // 39: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	26, // 40: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	29, // 41: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	30, // 42: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	31, // 43: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	35, // 44: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	14, // 45: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	16, // 46: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	17, // 47: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	18, // 48: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	23, // 49: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	31, // 50: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	40, // [40:51] is the sub-list for method output_type
+	29, // [29:40] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -2604,7 +3001,11 @@ func file_tele_proto_init() {
 	if File_tele_proto != nil {
 		return
 	}
-	file_tele_proto_msgTypes[19].OneofWrappers = []any{
+	file_tele_proto_msgTypes[1].OneofWrappers = []any{
+		(*InterceptTarget_Selector)(nil),
+		(*InterceptTarget_PodName)(nil),
+	}
+	file_tele_proto_msgTypes[23].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
@@ -2614,8 +3015,8 @@ func file_tele_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   24,
+			NumEnums:      8,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
