@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -129,10 +130,12 @@ func (c *Control) Close() error { return c.conn.Close() }
 
 // explain turns an error of a call into what the plugin shows: no daemon,
 // a daemon of an older control protocol, or the daemon's (often the
-// manager's) gRPC status as it is, for the plugin to map its code. What
-// the socket is, it tells by dialing it again: gRPC's error is text.
-func (c *Control) explain(ctx context.Context, err error) error {
-	if err == nil || status.Code(err) != codes.Unavailable {
+// manager's) gRPC status as it is, for the plugin to map its code. An
+// answer carries the daemon's trailer (teleproto.TrailerDaemon); without
+// it, an Unavailable is the socket's, and what the socket is, explain tells
+// by dialing it again: gRPC's error is text.
+func (c *Control) explain(ctx context.Context, err error, trailer metadata.MD) error {
+	if err == nil || status.Code(err) != codes.Unavailable || len(trailer.Get(teleproto.TrailerDaemon)) > 0 {
 		return err
 	}
 	conn, dialErr := net.DialTimeout("unix", c.socket, time.Second)
@@ -177,9 +180,10 @@ var v = teleproto.CurrentControlVersion
 
 // Status asks the daemon for its status.
 func (c *Control) Status(ctx context.Context) (*Status, error) {
-	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v})
+	var tr metadata.MD
+	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v}, grpc.Trailer(&tr))
 	if err != nil {
-		return nil, c.explain(ctx, err)
+		return nil, c.explain(ctx, err, tr)
 	}
 	if err := checkDaemonVersion(st); err != nil {
 		return nil, err
@@ -211,13 +215,13 @@ func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) 
 	defer cancel()
 	st, err := c.rpc.Watch(ctx, &teleproto.StatusRequest{Version: v}, grpc.WaitForReady(true))
 	if err != nil {
-		return false, c.explain(ctx, err)
+		return false, c.explain(ctx, err, nil)
 	}
 	for {
 		s, err := st.Recv()
 		switch {
 		case err != nil && !seen:
-			return false, c.explain(ctx, err)
+			return false, c.explain(ctx, err, st.Trailer())
 		case err != nil && ctx.Err() != nil:
 			return true, ctx.Err()
 		case err != nil:
@@ -239,27 +243,31 @@ func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) 
 
 // Intercept asks the daemon's manager for an intercept.
 func (c *Control) Intercept(ctx context.Context, req *teleproto.CreateInterceptRequest) (*teleproto.Intercept, error) {
-	ic, err := c.rpc.Intercept(ctx, &teleproto.InterceptRequest{Version: v, Intercept: req})
-	return ic, c.explain(ctx, err)
+	var tr metadata.MD
+	ic, err := c.rpc.Intercept(ctx, &teleproto.InterceptRequest{Version: v, Intercept: req}, grpc.Trailer(&tr))
+	return ic, c.explain(ctx, err, tr)
 }
 
 // Leave ends one of the session's intercepts.
 func (c *Control) Leave(ctx context.Context, name string) error {
-	_, err := c.rpc.Leave(ctx, &teleproto.LeaveRequest{Version: v, Name: name})
-	return c.explain(ctx, err)
+	var tr metadata.MD
+	_, err := c.rpc.Leave(ctx, &teleproto.LeaveRequest{Version: v, Name: name}, grpc.Trailer(&tr))
+	return c.explain(ctx, err, tr)
 }
 
 // List lists the intercepts in the connected namespace.
 func (c *Control) List(ctx context.Context) ([]*teleproto.Intercept, error) {
-	out, err := c.rpc.List(ctx, &teleproto.ListRequest{Version: v})
-	return out.GetIntercepts(), c.explain(ctx, err)
+	var tr metadata.MD
+	out, err := c.rpc.List(ctx, &teleproto.ListRequest{Version: v}, grpc.Trailer(&tr))
+	return out.GetIntercepts(), c.explain(ctx, err, tr)
 }
 
 // Quit asks the daemon to end the session, and waits until it has exited.
 // A daemon of an older build that speaks HTTP is asked its old way.
 func (c *Control) Quit(ctx context.Context) error {
-	_, err := c.rpc.Quit(ctx, &teleproto.QuitRequest{Version: v})
-	err = c.explain(ctx, err)
+	var tr metadata.MD
+	_, err := c.rpc.Quit(ctx, &teleproto.QuitRequest{Version: v}, grpc.Trailer(&tr))
+	err = c.explain(ctx, err, tr)
 	if old := (*LegacyDaemonError)(nil); errors.As(err, &old) {
 		err = quitLegacy(ctx, c.socket)
 	}

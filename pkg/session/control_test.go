@@ -266,9 +266,10 @@ func TestControlIntercepts(t *testing.T) {
 }
 
 // TestControlPassesManagerErrors: the manager's code and message reach the
-// plugin unchanged, and a failed intercept is not kept to restore.
+// plugin unchanged (Unavailable too: the daemon answered, its socket is
+// fine), and a failed intercept is not kept to restore.
 func TestControlPassesManagerErrors(t *testing.T) {
-	for _, code := range []codes.Code{codes.AlreadyExists, codes.NotFound, codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument} {
+	for _, code := range []codes.Code{codes.AlreadyExists, codes.NotFound, codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument, codes.Unavailable} {
 		t.Run(code.String(), func(t *testing.T) {
 			d, ctl, _ := testDaemon(t, nil)
 			msg := "intercept echo: the manager says " + code.String()

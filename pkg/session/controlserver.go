@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -41,6 +43,21 @@ func (s *controlServer) checkVersion(ctx context.Context, req any, info *grpc.Un
 		return nil, status.Errorf(codes.Internal, "%s: a request without a version", info.FullMethod)
 	}
 	return handler(ctx, req)
+}
+
+// answered is the trailer of every answer (teleproto.TrailerDaemon).
+var answered = metadata.Pairs(teleproto.TrailerDaemon, strconv.Itoa(int(teleproto.CurrentControlVersion)))
+
+// markAnswer sets the trailer that says the daemon answered a unary call.
+func markAnswer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	_ = grpc.SetTrailer(ctx, answered) // fails only outside a call
+	return handler(ctx, req)
+}
+
+// markStreamAnswer sets the trailer that says the daemon answered a stream.
+func markStreamAnswer(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ss.SetTrailer(answered)
+	return handler(srv, ss)
 }
 
 // checkPluginVersion refuses a plugin of another control version.
@@ -133,7 +150,7 @@ func (s *controlServer) Quit(context.Context, *teleproto.QuitRequest) (*teleprot
 // curl --unix-socket SOCKET http://daemon/debug/pprof/profile?seconds=10
 func serveControl(ctx context.Context, l net.Listener, d *Daemon) error {
 	cs := &controlServer{d: d, life: ctx}
-	gs := grpc.NewServer(grpc.UnaryInterceptor(cs.checkVersion))
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(markAnswer, cs.checkVersion), grpc.StreamInterceptor(markStreamAnswer))
 	teleproto.RegisterDaemonServer(gs, cs)
 	defer gs.Stop() // after the HTTP server: ends what it still serves
 	mux := http.NewServeMux()

@@ -6,6 +6,14 @@ import "fmt"
 // this build speaks: plugin to daemon.
 const CurrentControlVersion = ControlVersion_CONTROL_VERSION_1
 
+// TrailerDaemon is gRPC trailer metadata the daemon sets on every answer
+// of the Daemon service, success or error. gRPC reports a socket nobody
+// answers on and a manager the daemon cannot reach (whose status the daemon
+// passes through) with the same code, Unavailable: the trailer tells the
+// plugin that the daemon itself answered. Its value is the daemon's
+// ControlVersion, in decimal.
+const TrailerDaemon = "x-tele-daemon"
+
 // CurrentHelperVersion is the version of HelperRequest this build speaks:
 // daemon (through the plugin) to the privileged helper.
 const CurrentHelperVersion = HelperVersion_HELPER_VERSION_1

@@ -81,22 +81,8 @@ func TestIntercept(t *testing.T) {
 	before := c.podStates(t, ns, "echo")
 	ctx := ctxFor(t, 15*time.Minute)
 
-	la, lb := newLaptop(t, 4), newLaptop(t, 5)
-	ua, ub := newTeleUser(t, 4, nil), newTeleUser(t, 5, nil)
-	dumpLogs(t, ua)
-	dumpLogs(t, ub)
-	t.Cleanup(func() {
-		la.tele(context.Background(), ua, "quit")
-		lb.tele(context.Background(), ub, "quit")
-	})
-	for _, x := range []struct {
-		l *laptop
-		u *teleUser
-	}{{la, ua}, {lb, ub}} {
-		if out, err := x.l.tele(ctx, x.u, "connect", "-n", ns); err != nil {
-			t.Fatalf("connect %s: %v\n%s", x.l.name, err, out)
-		}
-	}
+	d := connectDevelopers(ctx, t, ns, 4, 5)
+	la, ua, lb, ub := d[0].l, d[0].u, d[1].l, d[1].u
 	la.localServer(t, ua, 7070, "LAPTOP-A")
 	lb.localServer(t, ub, 7071, "LAPTOP-B")
 	url := "http://echo:8080/"

@@ -195,3 +195,28 @@ func dumpLogs(t *testing.T, u *teleUser) {
 		}
 	})
 }
+
+// developer is one developer of a test: a laptop and a Unix user of their
+// own, as on a machine of their own.
+type developer struct {
+	l *laptop
+	u *teleUser
+}
+
+// connectDevelopers makes a developer for each laptop number, connects
+// each to ns, and has each quit when the test ends (their logs saved if it
+// failed).
+func connectDevelopers(ctx context.Context, t *testing.T, ns string, numbers ...int) []developer {
+	t.Helper()
+	var ds []developer
+	for _, n := range numbers {
+		d := developer{newLaptop(t, n), newTeleUser(t, n, nil)}
+		dumpLogs(t, d.u)
+		t.Cleanup(func() { d.l.tele(context.Background(), d.u, "quit") })
+		if out, err := d.l.tele(ctx, d.u, "connect", "-n", ns); err != nil {
+			t.Fatalf("connect %s: %v\n%s", d.l.name, err, out)
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}

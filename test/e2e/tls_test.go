@@ -57,18 +57,8 @@ func TestInterceptTLS(t *testing.T) {
 		},
 	}, withSecretVolume("tls", app))
 
-	la, alice := newLaptop(t, 43), newTeleUser(t, 43, nil)
-	lb, bob := newLaptop(t, 44), newTeleUser(t, 44, nil)
-	for _, d := range []struct {
-		l *laptop
-		u *teleUser
-	}{{la, alice}, {lb, bob}} {
-		dumpLogs(t, d.u)
-		t.Cleanup(func() { d.l.tele(context.Background(), d.u, "quit") })
-		if out, err := d.l.tele(ctx, d.u, "connect", "-n", ns); err != nil {
-			t.Fatalf("connect: %v\n%s", err, out)
-		}
-	}
+	d := connectDevelopers(ctx, t, ns, 43, 44)
+	la, alice, lb, bob := d[0].l, d[0].u, d[1].l, d[1].u
 	la.localServer(t, alice, 7043, "LAPTOP-ALICE")
 	lb.localTLSServer(t, bob, 7044, "LAPTOP-BOB")
 

@@ -117,22 +117,8 @@ func TestWiretap(t *testing.T) {
 	c.deployEcho(t, ns, "echo", 1)
 	ctx := ctxFor(t, 15*time.Minute)
 
-	la, lb := newLaptop(t, 41), newLaptop(t, 42)
-	ua, ub := newTeleUser(t, 41, nil), newTeleUser(t, 42, nil)
-	dumpLogs(t, ua)
-	dumpLogs(t, ub)
-	t.Cleanup(func() {
-		la.tele(context.Background(), ua, "quit")
-		lb.tele(context.Background(), ub, "quit")
-	})
-	for _, x := range []struct {
-		l *laptop
-		u *teleUser
-	}{{la, ua}, {lb, ub}} {
-		if out, err := x.l.tele(ctx, x.u, "connect", "-n", ns); err != nil {
-			t.Fatalf("connect %s: %v\n%s", x.l.name, err, out)
-		}
-	}
+	d := connectDevelopers(ctx, t, ns, 41, 42)
+	la, ua, lb, ub := d[0].l, d[0].u, d[1].l, d[1].u
 	copies := la.countingServer(t, ua, 7090, "LAPTOP-A")
 	wiretap := func(t *testing.T) {
 		t.Helper()
