@@ -3,15 +3,18 @@ package managerclient
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	authv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
-// access is one permission connect needs, as kubectl auth can-i names it.
-type access struct{ verb, group, resource, subresource string }
+// access is one permission connect needs, as kubectl auth can-i names it;
+// name, where set, is the one object it is needed on.
+type access struct{ verb, group, resource, subresource, name string }
 
 func (a access) String() string {
 	r := a.resource
@@ -21,24 +24,56 @@ func (a access) String() string {
 	if a.group != "" {
 		r += "." + a.group
 	}
+	if a.name != "" {
+		r += " " + a.name
+	}
 	return a.verb + " " + r
 }
 
 // What starting a manager needs, beyond using one (see README "Permissions").
 var (
 	useAccess = []access{
-		{"get", "batch", "jobs", ""},
-		{"watch", "batch", "jobs", ""}, // waitForPod watches the Job beside its pods
-		{"list", "", "pods", ""},
-		{"create", "", "pods", "portforward"},
+		{verb: "get", group: "batch", resource: "jobs"},
+		{verb: "watch", group: "batch", resource: "jobs"}, // waitForPod watches the Job beside its pods
+		{verb: "list", resource: "pods"},
+		{verb: "create", resource: "pods", subresource: "portforward"},
 	}
 	createAccess = []access{
-		{"create", "batch", "jobs", ""},
-		{"create", "", "serviceaccounts", ""},
-		{"create", "rbac.authorization.k8s.io", "roles", ""},
-		{"create", "rbac.authorization.k8s.io", "rolebindings", ""},
+		{verb: "create", group: "batch", resource: "jobs"},
+		{verb: "create", resource: "serviceaccounts"},
+		{verb: "create", group: "rbac.authorization.k8s.io", resource: "roles"},
+		{verb: "create", group: "rbac.authorization.k8s.io", resource: "rolebindings"},
 	}
 )
+
+// startAccess is what starting the manager in ns needs: createAccess, and
+// everything the manager's Role grants, because the API server lets a user
+// create a Role only with permissions they hold themselves. Asked up front,
+// a missing one is named with the others, where RBAC's own refusal of the
+// Role lists the whole Role.
+func startAccess(role *rbacv1.Role) []access {
+	out := append([]access{}, createAccess...)
+	for _, r := range role.Rules {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				res, sub, _ := strings.Cut(res, "/")
+				for _, v := range r.Verbs {
+					for _, n := range names {
+						a := access{verb: v, group: g, resource: res, subresource: sub, name: n}
+						if !slices.Contains(out, a) {
+							out = append(out, a)
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
 
 // checkAccess asks the API server (SelfSubjectAccessReview, open to every
 // authenticated user) whether the user may do what is needed, and names every
@@ -48,7 +83,7 @@ func checkAccess(ctx context.Context, c kubernetes.Interface, ns string, need []
 	for _, a := range need {
 		r, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
 			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
-				Namespace: ns, Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
+				Namespace: ns, Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Name: a.name,
 			}},
 		}, metav1.CreateOptions{})
 		if err != nil {

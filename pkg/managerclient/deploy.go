@@ -145,7 +145,7 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 	}
 	need := useAccess
 	if job == nil {
-		need = append(append([]access{}, useAccess...), createAccess...)
+		need = append(append([]access{}, useAccess...), startAccess(manager.Role(o.Namespace, Name))...)
 	}
 	if err := checkAccess(ctx, o.Client, o.Namespace, need); err != nil {
 		return nil, err
