@@ -41,7 +41,7 @@ func TestStartAccess(t *testing.T) {
 		}
 	}
 	denied := map[string]bool{
-		"patch pods/ephemeralcontainers":    true,
+		"patch pods/ephemeralcontainers":     true,
 		"get secrets " + manager.AgentSecret: true,
 	}
 	cs := fake.NewClientset()
