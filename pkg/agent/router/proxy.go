@@ -293,6 +293,9 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
 		IdleTimeout:       r.cfg.IdleTimeout,
 		MaxHeaderBytes:    r.cfg.MaxHeaderBytes,
+		// OPTIONS * is the app's to answer (and may match a route), not
+		// net/http's, which would answer it here without a word to either.
+		DisableGeneralOptionsHandler: true,
 		// Requests end when Serve's ctx does.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: markTLS,

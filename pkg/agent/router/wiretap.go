@@ -179,9 +179,16 @@ func (r *Router) sendCopies(ctx context.Context, t *tap) {
 func (t *tap) send(ctx context.Context, c *wireCopy) error {
 	ctx, cancel := context.WithTimeout(ctx, copyTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, c.method, "http://laptop.invalid"+c.url, bytes.NewReader(c.body))
+	uri := c.url
+	if uri == "*" {
+		uri = "/"
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, "http://laptop.invalid"+uri, bytes.NewReader(c.body))
 	if err != nil {
 		return err
+	}
+	if c.url == "*" { // OPTIONS *: the asterisk-form, which a URL does not spell
+		req.URL.Path, req.URL.Opaque = "", "*"
 	}
 	req.Host = c.host
 	req.Header = c.header

@@ -38,6 +38,7 @@ func newRecorder(t *testing.T) *recorder {
 		fmt.Fprint(w, "LAPTOP: discarded")
 	}))
 	rec.srv.Config.Protocols = h1h2c()
+	rec.srv.Config.DisableGeneralOptionsHandler = true // to see OPTIONS *
 	rec.srv.Start()
 	t.Cleanup(rec.srv.Close)
 	return rec
@@ -326,4 +327,36 @@ func TestWiretapStopsWithServe(t *testing.T) {
 		t.Errorf("a wiretap started after Serve ended: %v", s)
 	}
 
+}
+
+// TestWiretapOptionsStar: an OPTIONS * request (asterisk-form, RFC 9112
+// 3.2.4) reaches the app as it was sent (net/http does not answer it in
+// the agent's place), and its copy too, not taken for a laptop outage.
+func TestWiretapOptionsStar(t *testing.T) {
+	rec := newRecorder(t)
+	appSaw := make(chan string, 1)
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		appSaw <- r.Method + " " + r.RequestURI
+	}))
+	app.Config.DisableGeneralOptionsHandler = true
+	app.Start()
+	t.Cleanup(app.Close)
+	tr := startRouter(t, Config{AppAddr: app.Listener.Addr().String()}, rec.route("tap"))
+	req, err := http.NewRequest("OPTIONS", tr.url("/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Path, req.URL.Opaque = "", "*"
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := <-appSaw; got != "OPTIONS *" {
+		t.Errorf("the app saw %q", got)
+	}
+	waitStats(t, tr.Router, "tap", WiretapCounters{Sent: 1})
+	if got, want := rec.copies(), []string{"HTTP/1.1 OPTIONS * host=" + tr.addr + " x-dev= body=0"}; !slices.Equal(got, want) {
+		t.Errorf("copies %q, want %q", got, want)
+	}
 }
