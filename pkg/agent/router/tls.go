@@ -143,7 +143,9 @@ func (r *Router) pipeTLS(ctx context.Context, client *tls.Conn, prefix []byte) {
 		return
 	}
 	// Not verified: see the file's comment.
-	tu := tls.Client(up, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback in the pod
+	// The client's SNI goes on, for an app that picks its certificate by
+	// name.
+	tu := tls.Client(up, &tls.Config{InsecureSkipVerify: true, ServerName: client.ConnectionState().ServerName}) //nolint:gosec // loopback in the pod
 	hctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	err := tu.HandshakeContext(hctx)
 	cancel()
@@ -177,14 +179,21 @@ type tlsInKey struct{}
 // TLS the router terminated carry the mark that dest.proxy reads.
 func markTLS(ctx context.Context, c net.Conn) context.Context {
 	if hc, ok := c.(*handoffConn); ok {
-		if _, ok := hc.Conn.(*tls.Conn); ok {
-			return context.WithValue(ctx, tlsInKey{}, true)
+		if tc, ok := hc.Conn.(*tls.Conn); ok {
+			return context.WithValue(ctx, tlsInKey{}, tc.ConnectionState().ServerName)
 		}
 	}
 	return ctx
 }
 
 func tlsIn(req *http.Request) bool { return req.Context().Value(tlsInKey{}) != nil }
+
+// serverName is the name a request's client asked for in its TLS
+// ClientHello (SNI), "" if none or not over TLS.
+func serverName(req *http.Request) string {
+	s, _ := req.Context().Value(tlsInKey{}).(string)
+	return s
+}
 
 // proxy returns the reverse proxy for one request to d: by the protocol it
 // arrived in, and whether it came over TLS.
@@ -245,16 +254,24 @@ func (r *Router) newTLSProxies(d *dest, host string, dial func(context.Context, 
 	if d.id == "" || d.localTLS {
 		scheme = "https"
 	}
-	p.h1 = r.withScheme(r.newReverseProxy(d, host, rt1), scheme)
-	p.h2 = r.withScheme(r.newReverseProxy(d, host, rt2), scheme)
+	p.h1 = r.overTLS(r.newReverseProxy(d, host, rt1), scheme)
+	p.h2 = r.overTLS(r.newReverseProxy(d, host, rt2), scheme)
 	return p
 }
 
-func (r *Router) withScheme(p *httputil.ReverseProxy, scheme string) *httputil.ReverseProxy {
+// overTLS makes p's requests go out with scheme, and with the client's SNI
+// as their URL's host: the TLS transports send it as the server name (the
+// default of http.Transport, for an app that picks its certificate by
+// name), and pool connections by it, so that a connection made for one
+// name never serves another. Every dial ignores the host.
+func (r *Router) overTLS(p *httputil.ReverseProxy, scheme string) *httputil.ReverseProxy {
 	rewrite := p.Rewrite
 	p.Rewrite = func(pr *httputil.ProxyRequest) {
 		rewrite(pr)
 		pr.Out.URL.Scheme = scheme
+		if sni := serverName(pr.In); sni != "" {
+			pr.Out.URL.Host = net.JoinHostPort(sni, "443")
+		}
 	}
 	return p
 }
@@ -266,6 +283,8 @@ func (r *Router) newTLSTransport(dial func(context.Context, string, string) (net
 	t := r.newTransport(dial, false)
 	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see the file's comment
 	t.TLSHandshakeTimeout = r.cfg.DialTimeout
+	// A pool per client SNI (overTLS): bound them together, too.
+	t.MaxIdleConns = 4 * r.cfg.MaxIdleConnsPerDest
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	if h2 {

@@ -262,3 +262,40 @@ func TestSniffTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSForwardsSNI: the agent, as the app's TLS client, asks for the
+// name the client asked it for (SNI), so that an app that picks its
+// certificate by name is asked for the right one; a client that sends no
+// name (it dialed an address) is passed on without one.
+func TestTLSForwardsSNI(t *testing.T) {
+	ca := testcert.NewCA(t, "test CA")
+	leaf := ca.Leaf(t, tlsName).TLS(t)
+	names := make(chan string, 16)
+	app := &backend{name: "app", started: make(chan string, 16), release: make(chan struct{})}
+	app.srv = httptest.NewUnstartedServer(http.HandlerFunc(app.serveHTTP))
+	app.srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}, GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		names <- h.ServerName
+		return nil, nil
+	}}
+	app.srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
+	app.srv.StartTLS()
+	t.Cleanup(app.srv.Close)
+	alice := newBackend(t, "alice")
+	rt := alice.route("alice", "x-dev=alice")
+	rt.TLS = &leaf
+	r := startRouter(t, Config{AppAddr: app.addr()}, rt)
+
+	if by, _ := getVia(t, tlsClient(ca, false), r.addr, "x-dev=bob"); by != "app" {
+		t.Fatalf("served by %s", by)
+	}
+	if got := <-names; got != tlsName {
+		t.Errorf("the app was asked for %q, want %q", got, tlsName)
+	}
+	noSNI := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second} //nolint:gosec // the test's own server
+	if by, _ := getVia(t, noSNI, r.addr, "x-dev=bob"); by != "app" {
+		t.Fatalf("served by %s", by)
+	}
+	if got := <-names; got != "" {
+		t.Errorf("without SNI from the client, the app was asked for %q", got)
+	}
+}
