@@ -13,12 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Conns is what Bypassing found on a port.
-type Conns struct {
-	Bypassing int // established connections to the port that do not pass the redirect
-	Reset     int // of those, how many were idle and reset
-}
-
 // Bypassing counts the established TCP connections to port that the app
 // accepted itself: NAT applies to new connections only, so those opened
 // before the redirect go on reaching the app directly until their clients

@@ -19,9 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultTableName is the nftables table used when Options.TableName is empty.
-const DefaultTableName = "kubectl_tele"
-
 // chainName is the base chain inside our table; the table is ours alone, so
 // the name only needs to be readable in `nft list ruleset`.
 const chainName = "prerouting"
@@ -29,29 +26,6 @@ const chainName = "prerouting"
 // tableFlagOwner is NFT_TABLE_F_OWNER from linux/netfilter/nf_tables.h; x/sys
 // does not define it.
 const tableFlagOwner = 0x2
-
-// ErrOwnedByAnother is returned by Open when a table of the same name is owned
-// by another live netlink socket, i.e. another agent is running in this pod.
-var ErrOwnedByAnother = errors.New("another agent owns the redirect in this pod")
-
-// Rule redirects new TCP connections arriving on Port to ToPort on the same
-// pod address.
-type Rule struct {
-	Port   uint16 // the application's port
-	ToPort uint16 // the agent's listener
-}
-
-// Options configures Open. The zero value is ready to use.
-type Options struct {
-	// TableName is the nftables table to own; DefaultTableName when empty.
-	TableName string
-	// Logger receives what the Redirector does; slog.Default() when nil.
-	Logger *slog.Logger
-	// NetNSPath names a network namespace (e.g. /var/run/netns/x or
-	// /proc/PID/ns/net) to work in instead of the calling thread's. The agent
-	// leaves it empty: it already runs in the pod's namespace. Tests use it.
-	NetNSPath string
-}
 
 // Redirector owns the redirect table of one network namespace. Its methods are
 // safe for concurrent use.
