@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/util/podutils"
 )
 
 // Summary is one workload as kubectl tele list shows it.
@@ -67,7 +68,7 @@ func List(ctx context.Context, client kubernetes.Interface, namespace string) ([
 				continue
 			}
 			var ready int32
-			if podReady(&p) {
+			if podutils.IsPodReady(&p) {
 				ready = 1
 			}
 			add("Pod", p.Name, ready, 1, &p.Spec)
