@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -73,7 +74,7 @@ func (a *agentConn) applies(id string) bool {
 
 // coverage splits the running pods that selector selects into those whose
 // agent applies the intercept id and the others.
-func (s *Server) coverage(ctx context.Context, id string, selector podSet) (covered, uncovered []string) {
+func (s *Server) coverage(ctx context.Context, id string, selector state.PodSet) (covered, uncovered []string) {
 	pods, err := s.runningPods(ctx, selector)
 	if err != nil {
 		return nil, nil

@@ -435,16 +435,10 @@ func agentArgs(managerAddr, container string, newPod bool) []string {
 	return args
 }
 
-// mechFor returns the mechanism of the intercepts that select pod, mechNone if
-// none does (or none has been attached yet: CreateIntercept attaches its
-// first pods itself).
+// mechFor returns the mechanism pod's agent is to be added with, mechNone
+// if it needs none (see state.Table.MechFor).
 func (s *Server) mechFor(pod *corev1.Pod) teleproto.Mechanism {
 	s.imu.Lock()
 	defer s.imu.Unlock()
-	for _, ic := range s.intercepts {
-		if ic.mech != mechNone && !ic.removing && ic.selector.has(pod) {
-			return ic.mech
-		}
-	}
-	return mechNone
+	return s.table.MechFor(pod)
 }

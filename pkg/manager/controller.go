@@ -33,7 +33,8 @@ const newPodAge = time.Minute
 // Ready where the kubelet allows: a shared informer on the namespace's pods
 // tells it what changed, and a workqueue serialises its reaction per pod, as
 // Kubernetes controllers do. The decisions (which intercepts select a pod,
-// the routes its agent gets) are the Server's; the controller applies them.
+// the routes its agent gets) are the intercept table's (package state),
+// which the Server holds; the controller applies them.
 type controller struct {
 	s       *Server
 	factory informers.SharedInformerFactory

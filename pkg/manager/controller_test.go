@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -48,8 +49,8 @@ func TestControllerAttachesNewPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
-	ic.id, ic.selector, ic.mech = "echo-alice", podSet{selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
-	s.intercepts[ic.id] = ic
+	ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
+	addIntercept(t, s, ic)
 	startController(t, s)
 
 	// Through the tracker, so that only the code's calls are recorded
@@ -115,8 +116,8 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
-	ic.id, ic.selector, ic.mech = "echo-alice", podSet{selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
-	s.intercepts[ic.id] = ic
+	ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
+	addIntercept(t, s, ic)
 	ac := &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
 	s.agents["echo-1"] = ac
 	startController(t, s)
@@ -127,17 +128,17 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent got no routes")
 	}
-	if len(u.GetRoutes()) != 1 || u.GetRoutes()[0].GetIntercept() != ic.id {
+	if len(u.GetRoutes()) != 1 || u.GetRoutes()[0].GetIntercept() != ic.ID {
 		t.Fatalf("routes %v, want the intercept's", u.GetRoutes())
 	}
 	ctx := context.Background()
-	if covered, uncovered := s.coverage(ctx, ic.id, ic.selector); len(covered) != 0 || !slices.Equal(uncovered, []string{"echo-1"}) {
+	if covered, uncovered := s.coverage(ctx, ic.ID, ic.Pods); len(covered) != 0 || !slices.Equal(uncovered, []string{"echo-1"}) {
 		t.Errorf("before the agent applied: covered %v, uncovered %v", covered, uncovered)
 	}
 	ac.mu.Lock()
 	ac.applied = u.GetVersion()
 	ac.mu.Unlock()
-	if covered, uncovered := s.coverage(ctx, ic.id, ic.selector); !slices.Equal(covered, []string{"echo-1"}) || len(uncovered) != 0 {
+	if covered, uncovered := s.coverage(ctx, ic.ID, ic.Pods); !slices.Equal(covered, []string{"echo-1"}) || len(uncovered) != 0 {
 		t.Errorf("after: covered %v, uncovered %v", covered, uncovered)
 	}
 }

@@ -14,42 +14,16 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
-// intercept is one laptop's claim on a workload's port.
-//
-// Its name (pb.Name) is the user's and unique only among its session's
-// intercepts, so that two developers' default intercepts of one workload,
-// both named after it, can coexist and each leaves its own with the same
-// command. The agents and the manager know it by id, unique in the
-// namespace.
-type intercept struct {
-	id       string
-	pb       *teleproto.Intercept
-	session  *session
-	selector podSet
-	match    match.Matcher
-	mech     teleproto.Mechanism
-	services []string // retargeted by the Service mechanism
-	removing bool     // agents are dropping it; connections still reach the laptop
-	// resetIdle asks the agents to reset idle connections that bypass
-	// their redirect (nftables only).
-	resetIdle bool
-	// tls, in memory only, is what the agents terminate TLS with
-	// (tls.go); localTLS sends the matching requests on to the laptop
-	// over TLS.
-	tls      *teleproto.TLSCertificate
-	localTLS bool
-}
-
 // AgentPort is where an agent listens for the app port port: fixed per port
 // so a Service can target it on every pod (the no-capability mechanism).
-func AgentPort(port uint32) uint32 { return 40000 + port%20000 }
+func AgentPort(port uint32) uint32 { return state.AgentPort(port) }
 
 // The mechanisms, short: mechNone is an intercept's before its first
 // pods' agents are attached (and, in a request, "the manager chooses").
@@ -84,35 +58,33 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if name == "" {
 		name = req.GetWorkloadName()
 	}
-	sel, err := podSetOf(req.GetTarget())
-	if errors.Is(err, errNoTarget) {
+	sel, err := state.PodSetOf(req.GetTarget())
+	if errors.Is(err, state.ErrNoTarget) {
 		return nil, status.Errorf(codes.FailedPrecondition, "kubectl-tele %s predates resolving the workload on the laptop, which this manager (version %s) needs: upgrade kubectl-tele to %s or later, or intercept with a kubectl-tele of that version",
 			orUnknown(ss.version), orUnknown(s.cfg.Version), orUnknown(s.cfg.Version))
 	} else if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s/%s: %v", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), err)
 	}
-	ic := &intercept{
-		pb: &teleproto.Intercept{
+	ic := &state.Intercept{
+		PB: &teleproto.Intercept{
 			Name: name, Namespace: s.cfg.Namespace,
 			WorkloadKind: req.GetWorkloadKind(), WorkloadName: req.GetWorkloadName(),
 			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
 			Owner: ss.user + "@" + ss.hostname, TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(), Kind: kind,
 		},
-		session: ss, selector: sel, match: m, resetIdle: req.GetResetIdleConnections(),
-		tls: cert, localTLS: req.GetLocalTls(),
+		Session: ss.id, Pods: sel, Match: m, ResetIdle: req.GetResetIdleConnections(),
+		TLS: cert, LocalTLS: req.GetLocalTls(),
 	}
 	s.imu.Lock()
-	if err := conflict(s.intercepts, ic); err != nil {
-		s.imu.Unlock()
+	id, err := s.table.Add(ic) // reserved while the agents are attached
+	s.imu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	ic.id = newInterceptID(s.intercepts, name, ic.pb.Owner)
-	s.intercepts[ic.id] = ic // reserved while the agents are attached
-	s.imu.Unlock()
 	ok := false
 	defer func() {
 		if !ok {
-			s.removeIntercept(ic.id, "creation failed")
+			s.removeIntercept(id, "creation failed")
 		}
 	}()
 
@@ -133,14 +105,14 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			mech = got
 		}
 		if ac := s.agent(p.Name); ac != nil {
-			if err := agentRefusal(ac.hello, ic, mech); err != nil {
+			if err := state.AgentRefusal(ac.hello, ic, mech); err != nil {
 				return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) %v; nothing was changed", s.cfg.Namespace, p.Name, ac.hello.GetVersion(), err)
 			}
 		}
 	}
 	s.imu.Lock()
-	ic.mech = mech
-	ic.pb.Mech, ic.pb.Mechanism = mech, mech.Legacy()
+	ic.Mech = mech
+	ic.PB.Mech, ic.PB.Mechanism = mech, mech.Legacy()
 	s.imu.Unlock()
 	if mech == mechService {
 		if err := s.retargetServices(ctx, ic, req.GetTarget().GetServicePorts()); err != nil {
@@ -154,113 +126,21 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	ok = true
 	bypassing, reset := s.bypassing(names, req.GetPort())
 	s.imu.Lock()
-	if ic.wiretap() {
+	if ic.Wiretap() {
 		// Agents without wiretaps are not sent the route: their pods
 		// are the uncovered ones.
-		names, ic.pb.UncoveredPods = s.coverage(ctx, ic.id, sel)
+		names, ic.PB.UncoveredPods = s.coverage(ctx, id, sel)
 	}
-	ic.pb.Pods = names
-	setState(ic.pb, len(names) > 0)
-	ic.pb.BypassingConnections, ic.pb.ResetConnections = bypassing, reset
-	out := cloneIntercept(ic, ss)
+	ic.PB.Pods = names
+	state.SetState(ic.PB, len(names) > 0)
+	ic.PB.BypassingConnections, ic.PB.ResetConnections = bypassing, reset
+	out := ic.Clone(ss.id)
 	s.imu.Unlock()
-	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", ic.id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.pb.Owner, "pods", names,
+	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
+		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.PB.Owner, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
-}
-
-// newInterceptID returns an id for the intercept name of owner that no
-// intercept in ics has. It is opaque to the agents, which carry it back in
-// Open.intercept_id; name and owner make it readable in their logs and in
-// the 502s they answer, and the random part tells apart two sessions of one
-// owner and an intercept created again after a leave.
-func newInterceptID(ics map[string]*intercept, name, owner string) string {
-	for {
-		id := name + "/" + owner + "/" + rand.Text()[:8]
-		if _, taken := ics[id]; !taken {
-			return id
-		}
-	}
-}
-
-// conflict decides whether ic may join ics, the namespace's intercepts by
-// id. A session may not use a name twice; another session's intercept of
-// the same name is no conflict (names are per session). What would take
-// another intercept's traffic is refused, naming its owner: a second global
-// intercept of a workload's port, a global one over header ones or header
-// ones under a global one, and a second identical match.
-func conflict(ics map[string]*intercept, ic *intercept) error {
-	olds := make([]*intercept, 0, len(ics))
-	for _, old := range ics {
-		olds = append(olds, old)
-	}
-	// The first conflict in a fixed order: the same state, the same message.
-	sort.Slice(olds, func(i, j int) bool { return olds[i].id < olds[j].id })
-	for _, old := range olds {
-		if old.session != ic.session || old.pb.Name != ic.pb.Name {
-			continue
-		}
-		if old.removing {
-			return status.Errorf(codes.Unavailable, "your intercept %s is being removed; try again in a moment", ic.pb.Name)
-		}
-		return status.Errorf(codes.AlreadyExists, "you already have an intercept named %s (of %s/%s); leave it first or choose another name with --name",
-			ic.pb.Name, strings.ToLower(old.pb.WorkloadKind), old.pb.WorkloadName)
-	}
-	for _, old := range olds {
-		if old.removing || old.wiretap() || ic.wiretap() {
-			continue // a wiretap takes nothing from anyone
-		}
-		if old.pb.WorkloadKind != ic.pb.WorkloadKind || old.pb.WorkloadName != ic.pb.WorkloadName || old.pb.Port != ic.pb.Port {
-			continue
-		}
-		switch {
-		case old.match.Global():
-			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s is intercepted as a whole by %s (intercept %s)", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Owner, old.pb.Name)
-		case ic.match.Global():
-			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has filtered intercepts (%s by %s): a global intercept would take their traffic; filter yours with --http-match, --http-path* or --http-method", ic.pb.Port, strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, old.pb.Name, old.pb.Owner)
-		case old.match.Equal(ic.match):
-			return status.Errorf(codes.AlreadyExists, "%s/%s port %d with match %s is already intercepted by %s (intercept %s)", strings.ToLower(ic.pb.WorkloadKind), ic.pb.WorkloadName, ic.pb.Port, ic.match, old.pb.Owner, old.pb.Name)
-		}
-	}
-	return nil
-}
-
-// ownIntercept finds the intercept that ss calls name. Another session's
-// intercept of that name is refused, naming its owners: each developer
-// leaves only their own.
-func ownIntercept(ics map[string]*intercept, ss *session, name string) (*intercept, error) {
-	var owners []string
-	for _, ic := range ics {
-		if ic.pb.Name != name {
-			continue
-		}
-		if ic.session == ss {
-			return ic, nil
-		}
-		owners = append(owners, ic.pb.Owner)
-	}
-	if len(owners) == 0 {
-		return nil, status.Errorf(codes.NotFound, "you have no intercept named %s; kubectl tele list shows them", name)
-	}
-	sort.Strings(owners)
-	return nil, status.Errorf(codes.PermissionDenied, "intercept %s is not yours: it belongs to %s; you can leave only your own (marked (you) in kubectl tele list)",
-		name, strings.Join(slices.Compact(owners), ", "))
-}
-
-func cloneIntercept(ic *intercept, viewer *session) *teleproto.Intercept {
-	out := &teleproto.Intercept{}
-	*out = teleproto.Intercept{
-		Name: ic.pb.Name, Namespace: ic.pb.Namespace, WorkloadKind: ic.pb.WorkloadKind, WorkloadName: ic.pb.WorkloadName,
-		Port: ic.pb.Port, LocalPort: ic.pb.LocalPort, HttpMatch: append([]string(nil), ic.pb.HttpMatch...),
-		Mechanism: ic.pb.Mechanism, Mech: ic.pb.Mech, Owner: ic.pb.Owner, Pods: append([]string(nil), ic.pb.Pods...),
-		State: ic.pb.State, InterceptState: ic.pb.InterceptState,
-		BypassingConnections: ic.pb.BypassingConnections, ResetConnections: ic.pb.ResetConnections,
-		TlsSecret: ic.pb.TlsSecret, LocalTls: ic.pb.LocalTls,
-		Mine: viewer != nil && ic.session == viewer, Kind: ic.pb.Kind, UncoveredPods: append([]string(nil), ic.pb.UncoveredPods...),
-	}
-	return out
 }
 
 // RemoveIntercept implements teleproto.ManagerServer.
@@ -270,14 +150,14 @@ func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInter
 		return nil, err
 	}
 	s.imu.Lock()
-	ic, err := ownIntercept(s.intercepts, ss, req.GetName())
+	ic, err := s.table.Own(ss.id, req.GetName())
 	s.imu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	// Returns once the agents have dropped it: `leave` returning means the
 	// app answers again.
-	s.removeIntercept(ic.id, "left")
+	s.removeIntercept(ic.ID, "left")
 	return &teleproto.RemoveInterceptResponse{}, nil
 }
 
@@ -286,28 +166,23 @@ func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInter
 // it is forgotten and what its mechanism changed is restored.
 func (s *Server) removeIntercept(id, reason string) {
 	s.imu.Lock()
-	ic, ok := s.intercepts[id]
-	if ok {
-		ic.removing = true
-	}
+	ic, ok := s.table.MarkRemoving(id)
 	s.imu.Unlock()
 	if !ok {
 		return
 	}
 	dctx, cancel := context.WithTimeout(s.drain, 20*time.Second)
 	defer cancel()
-	if ic.mech != mechNone && dctx.Err() == nil {
-		pods, _ := s.runningPods(dctx, ic.selector)
+	if ic.Mech != mechNone && dctx.Err() == nil {
+		pods, _ := s.runningPods(dctx, ic.Pods)
 		if _, err := s.pushRoutes(dctx, pods, 15*time.Second); err != nil {
 			s.log.Warn("agents slow to drop intercept", "intercept", id, "err", err)
 		}
 	}
 	s.imu.Lock()
-	if s.intercepts[id] == ic {
-		delete(s.intercepts, id)
-	}
+	s.table.Delete(ic)
 	s.imu.Unlock()
-	if ic.mech == mechService {
+	if ic.Mech == mechService {
 		// Not under drain: a shutdown still restores the Services.
 		rctx, cancel := context.WithTimeout(s.restore, 20*time.Second)
 		defer cancel()
@@ -320,12 +195,7 @@ func (s *Server) removeIntercept(id, reason string) {
 // endSessionIntercepts removes a departed session's intercepts.
 func (s *Server) endSessionIntercepts(ss *session) {
 	s.imu.Lock()
-	var ids []string
-	for id, ic := range s.intercepts {
-		if ic.session == ss {
-			ids = append(ids, id)
-		}
-	}
+	ids := s.table.OfSession(ss.id)
 	s.imu.Unlock()
 	for _, id := range ids {
 		s.removeIntercept(id, "session ended")
@@ -339,25 +209,22 @@ func (s *Server) ListIntercepts(ctx context.Context, req *teleproto.SessionReque
 		return nil, err
 	}
 	s.imu.Lock()
-	ics := make([]*intercept, 0, len(s.intercepts))
-	for _, ic := range s.intercepts {
-		ics = append(ics, ic)
-	}
+	ics := s.table.All()
 	s.imu.Unlock()
 	out := &teleproto.ListInterceptsResponse{}
 	for _, ic := range ics {
 		// Which pods it covers now, not at its creation: a rollout or a
 		// scale-up since has other pods, which join as their agents do.
-		covered, uncovered := s.coverage(ctx, ic.id, ic.selector)
+		covered, uncovered := s.coverage(ctx, ic.ID, ic.Pods)
 		s.imu.Lock()
-		pb := cloneIntercept(ic, ss)
+		pb := ic.Clone(ss.id)
 		s.imu.Unlock()
-		if ic.mech != mechNone {
+		if ic.Mech != mechNone {
 			pb.Pods, pb.UncoveredPods = covered, uncovered
-			setState(pb, len(covered) > 0)
+			state.SetState(pb, len(covered) > 0)
 		}
-		if ic.wiretap() {
-			pb.CopiesSent, pb.CopiesDropped = s.wiretapCopies(ic.id)
+		if ic.Wiretap() {
+			pb.CopiesSent, pb.CopiesDropped = s.wiretapCopies(ic.ID)
 		}
 		out.Intercepts = append(out.Intercepts, pb)
 	}
@@ -418,18 +285,23 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 		return tunnel.FailWith(agent, err, teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE)
 	}
 	s.imu.Lock()
-	ic, ok := s.intercepts[id]
+	ic := s.table.Get(id)
 	s.imu.Unlock()
-	if !ok {
+	if ic == nil {
 		return gone("intercept %s has ended", id)
 	}
-	ss := ic.session
 	// The laptop knows its intercepts by name.
-	interceptName := ic.pb.Name
+	interceptName := ic.PB.Name
+	s.mu.Lock()
+	ss, ok := s.sessions[ic.Session]
+	s.mu.Unlock()
+	if !ok {
+		return gone("intercept %s: the session ended", interceptName)
+	}
 	down := ss.link.gone()
 	select {
 	case <-down:
-		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.pb.Owner)
+		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.PB.Owner)
 	default:
 	}
 	dialID := rand.Text()
@@ -446,11 +318,11 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	timeout := time.NewTimer(laptopAnswerTimeout)
 	defer timeout.Stop()
 	select {
-	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.pb.LocalPort, Client: client}:
+	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.PB.LocalPort, Client: client}:
 	case <-down:
-		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.pb.Owner)
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.PB.Owner)
 	case <-timeout.C:
-		return gone("intercept %s: the laptop of %s does not take connections", interceptName, ic.pb.Owner)
+		return gone("intercept %s: the laptop of %s does not take connections", interceptName, ic.PB.Owner)
 	case <-ss.ctx.Done():
 		return gone("intercept %s: the session ended", interceptName)
 	case <-ctx.Done():
@@ -460,9 +332,9 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	select {
 	case laptop = <-w.laptop:
 	case <-down:
-		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.pb.Owner)
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.PB.Owner)
 	case <-timeout.C:
-		return gone("intercept %s: the laptop of %s did not answer within %s", interceptName, ic.pb.Owner, laptopAnswerTimeout)
+		return gone("intercept %s: the laptop of %s did not answer within %s", interceptName, ic.PB.Owner, laptopAnswerTimeout)
 	case <-ss.ctx.Done():
 		return gone("intercept %s: the session ended", interceptName)
 	case <-ctx.Done():
@@ -510,29 +382,10 @@ func (s *Server) answerDial(stream teleproto.Manager_TunnelServer, ss *session, 
 	return nil
 }
 
-// agentRefusal says why the agent that said hello cannot take ic (nil: it
-// can), where its pod must not be left to the app: an intercept whose
-// filters or TLS it would not apply would leave its pod's matching requests
-// to the app, and a wiretap it would not apply, with the Service mechanism,
-// would leave its pod refusing every client (the Service points at the
-// agents' port, where it does not listen). An older agent merely left out
-// of a wiretap otherwise is an uncovered pod.
-func agentRefusal(hello *teleproto.AgentHello, ic *intercept, mech teleproto.Mechanism) error {
-	switch {
-	case !ic.wiretap() && !canApply(hello, ic.match):
-		return errors.New("predates path and method filters: intercept with --http-match only, or restart the workload's pods (kubectl rollout restart) so that they get a current agent")
-	case ic.wiretap() && mech == mechService && !canWiretap(hello):
-		return errors.New("predates wiretaps, and with the Service mechanism its pod would stop answering: restart the workload's pods (kubectl rollout restart) so that they get a current agent")
-	case !canApplyTLS(hello, ic):
-		return errors.New("predates TLS interception (--tls-secret): restart the workload's pods (kubectl rollout restart) so that they get a current agent, or intercept without --tls-secret")
-	}
-	return nil
-}
-
 // runningPods returns the running, not terminating pods a selector selects:
 // from the controller's informer once it has synced, else (before, and in
 // tests without one) from the API server.
-func (s *Server) runningPods(ctx context.Context, sel podSet) ([]*corev1.Pod, error) {
+func (s *Server) runningPods(ctx context.Context, sel state.PodSet) ([]*corev1.Pod, error) {
 	all, ok := s.ctl.cached()
 	if !ok {
 		list, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).List(ctx, metav1.ListOptions{})
@@ -545,7 +398,7 @@ func (s *Server) runningPods(ctx context.Context, sel podSet) ([]*corev1.Pod, er
 	}
 	var out []*corev1.Pod
 	for _, p := range all {
-		if podRunning(p) && sel.has(p) {
+		if podRunning(p) && sel.Has(p) {
 			out = append(out, p)
 		}
 	}
@@ -558,78 +411,12 @@ func podRunning(p *corev1.Pod) bool {
 	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
 }
 
-// routesFor computes the routes of pod's agent, which said hello: every
-// intercept that selects its pod, and that the agent can apply
-// (CreateIntercept refuses the others, naming the pod; this only keeps an
-// older agent that reconnects from refusing all its routes for one).
+// routesFor is the routes of pod's agent, which said hello (see
+// state.Table.RoutesFor).
 func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*teleproto.AgentRoute {
 	s.imu.Lock()
 	defer s.imu.Unlock()
-	var out []*teleproto.AgentRoute
-	for _, ic := range s.intercepts {
-		if ic.mech == mechNone || ic.removing || !ic.selector.has(pod) {
-			continue // not attached yet
-		}
-		if !canApply(hello, ic.match) || !canApplyTLS(hello, ic) || ic.wiretap() && !canWiretap(hello) {
-			continue
-		}
-		r := &teleproto.AgentRoute{
-			Intercept: ic.id, Port: ic.pb.Port, AgentPort: AgentPort(ic.pb.Port),
-			Mech: ic.mech, Mechanism: ic.mech.Legacy(), HttpMatch: ic.pb.HttpMatch,
-			ResetIdleConnections: ic.resetIdle && ic.mech == mechNftables,
-			Tls:                  ic.tls,
-			LocalTls:             ic.localTLS,
-		}
-		if ic.wiretap() {
-			// Intercepts' routes stay as older managers sent them.
-			r.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
-		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Intercept < out[j].Intercept })
-	return out
-}
-
-// podSet is the pods an intercept covers, as the laptop resolved them
-// (InterceptTarget.pods): those a workload's selector selects, or one pod
-// by name.
-type podSet struct {
-	selector labels.Selector // nil: the pod named name alone
-	name     string
-}
-
-// errNoTarget: the request has no InterceptTarget, as a laptop's that
-// predates it.
-var errNoTarget = errors.New("no target")
-
-// podSetOf reads the pods of a request's target.
-func podSetOf(t *teleproto.InterceptTarget) (podSet, error) {
-	switch p := t.GetPods().(type) {
-	case *teleproto.InterceptTarget_Selector:
-		sel, err := p.Selector.Selector()
-		if err != nil {
-			return podSet{}, fmt.Errorf("the workload's selector: %w", err)
-		}
-		return podSet{selector: sel}, nil
-	case *teleproto.InterceptTarget_PodName:
-		if p.PodName == "" {
-			return podSet{}, errors.New("an empty pod name")
-		}
-		return podSet{name: p.PodName}, nil
-	case nil:
-		if t == nil {
-			return podSet{}, errNoTarget
-		}
-		return podSet{}, errors.New("the target names no pods")
-	}
-	return podSet{}, fmt.Errorf("a target of unknown kind %T", t.GetPods())
-}
-
-func (p podSet) has(pod *corev1.Pod) bool {
-	if p.selector == nil {
-		return p.name != "" && pod.Name == p.name
-	}
-	return p.selector.Matches(labels.Set(pod.Labels))
+	return s.table.RoutesFor(pod, hello)
 }
 
 func orUnknown(v string) string {
@@ -637,27 +424,4 @@ func orUnknown(v string) string {
 		return "(version unknown)"
 	}
 	return v
-}
-
-func (p podSet) String() string {
-	if p.selector == nil {
-		return "pod " + p.name
-	}
-	return p.selector.String()
-}
-
-// canApply reports whether an agent that said hello can apply routes with
-// matcher m.
-func canApply(hello *teleproto.AgentHello, m match.Matcher) bool {
-	return !m.OnRequestLine() || slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH)
-}
-
-// setState says in pb whether a running pod's agent applies the intercept,
-// in the enum and, for laptops that predate it, the legacy string.
-func setState(pb *teleproto.Intercept, applied bool) {
-	pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_WAITING
-	if applied {
-		pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_ACTIVE
-	}
-	pb.State = pb.InterceptState.Legacy()
 }

@@ -90,9 +90,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, ss, "echo", "echo", 8080, "x-dev=alice")
-	s.imu.Lock()
-	s.intercepts[ic.id] = ic
-	s.imu.Unlock()
+	addIntercept(t, s, ic)
 
 	// connect runs connectToLaptop for interceptID and returns its first
 	// message to the agent, and how long it took.
@@ -155,7 +153,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 	}
 
 	t.Run("no Dials stream", func(t *testing.T) {
-		cl, took := connect(t, ic.id)
+		cl, took := connect(t, ic.ID)
 		wantGone(t, cl, took, 200*time.Millisecond)
 	})
 	t.Run("intercept ended", func(t *testing.T) {
@@ -171,7 +169,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 				cancel() // the daemon dies with the request in hand
 			}
 		}()
-		cl, took := connect(t, ic.id)
+		cl, took := connect(t, ic.ID)
 		wantGone(t, cl, took, 500*time.Millisecond)
 	})
 	t.Run("laptop silent", func(t *testing.T) {
@@ -179,7 +177,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		defer cancel()
 		st := openDials(t, ctx)
 		go func() { st.Recv() }() // takes the request, never answers
-		cl, took := connect(t, ic.id)
+		cl, took := connect(t, ic.ID)
 		wantGone(t, cl, took, laptopAnswerTimeout+500*time.Millisecond)
 		if took < laptopAnswerTimeout {
 			t.Errorf("gave up after %v, before laptopAnswerTimeout", took)
@@ -205,7 +203,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 			}
 			answered <- err
 		}()
-		cl, _ := connect(t, ic.id)
+		cl, _ := connect(t, ic.ID)
 		select {
 		case err := <-answered:
 			if err != nil {

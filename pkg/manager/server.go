@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -60,9 +61,11 @@ type Server struct {
 	infoMu sync.Mutex
 	info   *teleproto.ClusterInfo
 
-	// Intercepts, by id (their names are unique per session only).
-	imu        sync.Mutex
-	intercepts map[string]*intercept
+	// table is the intercepts, by id (their names are unique per session
+	// only), and the decisions taken from them; imu guards it and the
+	// Intercepts in it.
+	imu   sync.Mutex
+	table *state.Table
 	// Agents, by pod name, and the version counter of their routes.
 	amu          sync.Mutex
 	agents       map[string]*agentConn
@@ -133,9 +136,9 @@ func NewServer(cfg Config) (*Server, error) {
 		stopRestore: stopRestore,
 		sessions:    make(map[string]*session),
 
-		intercepts: make(map[string]*intercept),
-		agents:     make(map[string]*agentConn),
-		pending:    make(map[string]*dialWait),
+		table:   state.NewTable(rand.Text),
+		agents:  make(map[string]*agentConn),
+		pending: make(map[string]*dialWait),
 	}
 	s.idleSince = s.now()
 	return s, nil
@@ -227,12 +230,7 @@ func (s *Server) Close() {
 	// What no session's cleanup saw (an intercept a CreateIntercept added as
 	// its session ended), so that nothing stays retargeted.
 	s.imu.Lock()
-	var left []string
-	for id, ic := range s.intercepts {
-		if !ic.removing {
-			left = append(left, id)
-		}
-	}
+	left := s.table.NotRemoving()
 	s.imu.Unlock()
 	for _, id := range left {
 		s.removeIntercept(id, "manager stopping")

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -33,9 +34,9 @@ const AnnotOriginalTargetPort = "kubectl-tele.io/original-target-port-"
 // port is retargeted only while its targetPort is still the one the laptop
 // saw (or an earlier intercept of the same port recorded as the original),
 // so that a Service changed in between is refused, not guessed at.
-func (s *Server) retargetServices(ctx context.Context, ic *intercept, refs []*teleproto.ServicePortRef) error {
+func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs []*teleproto.ServicePortRef) error {
 	if len(refs) == 0 {
-		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.pb.Port, ic.pb.WorkloadKind, ic.pb.WorkloadName)
+		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.PB.Port, ic.PB.WorkloadKind, ic.PB.WorkloadName)
 	}
 	byService := map[string][]*teleproto.ServicePortRef{}
 	var names []string
@@ -45,7 +46,7 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, refs []*te
 		}
 		byService[r.GetService()] = append(byService[r.GetService()], r)
 	}
-	agentPort := intstr.FromInt32(int32(AgentPort(ic.pb.Port)))
+	agentPort := intstr.FromInt32(int32(AgentPort(ic.PB.Port)))
 	for _, name := range names {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -59,10 +60,10 @@ func (s *Server) retargetServices(ctx context.Context, ic *intercept, refs []*te
 		if _, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			return status.Errorf(codes.Unavailable, "point Service %s at the agents: %v", svc.Name, err)
 		}
-		ic.services = append(ic.services, svc.Name)
-		s.log.Info("service retargeted to the agents", "svc", svc.Name, "intercept", ic.pb.Name)
+		ic.Services = append(ic.Services, svc.Name)
+		s.log.Info("service retargeted to the agents", "svc", svc.Name, "intercept", ic.PB.Name)
 	}
-	for _, name := range ic.services {
+	for _, name := range ic.Services {
 		s.awaitEndpointSlices(ctx, name, agentPort.IntVal)
 	}
 	return nil
@@ -148,16 +149,14 @@ func hasPort(ports []discoveryv1.EndpointPort, port int32) bool {
 
 // restoreServices undoes retargetServices once no intercept of the same
 // workload and port uses the Service mechanism any more.
-func (s *Server) restoreServices(ctx context.Context, ic *intercept) {
+func (s *Server) restoreServices(ctx context.Context, ic *state.Intercept) {
 	s.imu.Lock()
-	for _, other := range s.intercepts {
-		if other.mech == mechService && other.pb.WorkloadName == ic.pb.WorkloadName && other.pb.Port == ic.pb.Port {
-			s.imu.Unlock()
-			return
-		}
-	}
+	inUse := s.table.RetargetsServices(ic.PB.WorkloadName, ic.PB.Port)
 	s.imu.Unlock()
-	for _, name := range ic.services {
+	if inUse {
+		return
+	}
+	for _, name := range ic.Services {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			err = restoreService(ctx, s.cfg.Client, svc)
@@ -166,7 +165,7 @@ func (s *Server) restoreServices(ctx context.Context, ic *intercept) {
 			s.log.Warn("restore service", "svc", name, "err", err)
 			continue
 		}
-		s.log.Info("service restored", "svc", name, "intercept", ic.pb.Name)
+		s.log.Info("service restored", "svc", name, "intercept", ic.PB.Name)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -50,12 +51,10 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 		t.Fatal(err)
 	}
 	ic := testIntercept(t, ss, "echo", "echo", 8080)
-	ic.selector = podSet{selector: labels.SelectorFromSet(echo)}
-	ic.mech, ic.pb.Mech, ic.pb.Mechanism = mechService, mechService, mechService.Legacy()
-	ic.services = []string{"echo"}
-	s.imu.Lock()
-	s.intercepts[ic.id] = ic
-	s.imu.Unlock()
+	ic.Pods = state.PodSet{Selector: labels.SelectorFromSet(echo)}
+	ic.Mech, ic.PB.Mech, ic.PB.Mechanism = mechService, mechService, mechService.Legacy()
+	ic.Services = []string{"echo"}
+	addIntercept(t, s, ic)
 	return s, c, id, client
 }
 
@@ -87,7 +86,7 @@ func TestCloseRestoresServices(t *testing.T) {
 	}
 	wantRestored(t, client)
 	s.imu.Lock()
-	n := len(s.intercepts)
+	n := s.table.Len()
 	s.imu.Unlock()
 	if n != 0 {
 		t.Errorf("%d intercepts left after Close", n)
@@ -199,14 +198,14 @@ func TestServiceMechanism(t *testing.T) {
 				t.Fatal(err)
 			}
 			ic := testIntercept(t, alice, "echo", "echo", 8080)
-			ic.selector, ic.mech = podSet{selector: labels.SelectorFromSet(echo)}, mechService
+			ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(echo)}, mechService
 			ctx := context.Background()
 			err = s.retargetServices(ctx, ic, tc.refs)
 			if status.Code(err) != tc.code {
 				t.Fatalf("retarget: %v, want %v", err, tc.code)
 			}
-			if !slices.Equal(ic.services, tc.retargeted) {
-				t.Errorf("retargeted %v, want %v", ic.services, tc.retargeted)
+			if !slices.Equal(ic.Services, tc.retargeted) {
+				t.Errorf("retargeted %v, want %v", ic.Services, tc.retargeted)
 			}
 			get := func(name string) *corev1.Service {
 				o, err := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("services"), testNS, name)
@@ -246,7 +245,7 @@ func TestServiceMechanism(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("restored by uninstall")
-			ic.services = nil
+			ic.Services = nil
 			if err := s.retargetServices(ctx, ic, tc.refs); err != nil {
 				t.Fatal(err)
 			}

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"crypto/tls"
-	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,7 +17,8 @@ import (
 // needs no access to the namespace's Secrets, and a user who may not read a
 // Secret cannot use it. The manager keeps them in memory only (an intercept
 // is gone with the manager, and the daemon sends it again to the next one),
-// hands them to the agents in AgentRoute, and shows only the Secret's name.
+// hands them to the agents in AgentRoute (only to agents that can apply
+// them, see state.Table.RoutesFor), and shows only the Secret's name.
 // Errors name the Secret, never the bytes.
 func interceptTLS(req *teleproto.CreateInterceptRequest) (*teleproto.TLSCertificate, error) {
 	c := req.GetTls()
@@ -32,12 +32,4 @@ func interceptTLS(req *teleproto.CreateInterceptRequest) (*teleproto.TLSCertific
 		return nil, status.Errorf(codes.InvalidArgument, "the certificate of Secret %s: %v", c.GetSecret(), err)
 	}
 	return c, nil
-}
-
-// canApplyTLS reports whether an agent that said hello can apply the routes
-// of intercept ic: one with a certificate needs AGENT_FEATURE_TLS (an older
-// agent would take the route for a cleartext one and send the TLS bytes raw
-// to the laptop). Pods whose agent cannot are left uncovered.
-func canApplyTLS(hello *teleproto.AgentHello, ic *intercept) bool {
-	return ic.tls == nil || slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_TLS)
 }

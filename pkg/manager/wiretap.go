@@ -1,8 +1,6 @@
 package manager
 
 import (
-	"slices"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -11,9 +9,9 @@ import (
 
 // Wiretaps are intercepts of kind WIRETAP: their agents copy the matching
 // requests to the laptop while the app answers them. They never conflict
-// with other wiretaps or intercepts (see conflict), are sent only to agents
-// that said they can apply them (canWiretap: the others' pods are listed
-// as uncovered), and their copy counters come from the agents' reports.
+// with other wiretaps or intercepts and are sent only to agents that said
+// they can apply them (the others' pods are listed as uncovered), both as
+// package state decides; their copy counters come from the agents' reports.
 
 // interceptKind validates a requested kind; UNSPECIFIED, from laptops that
 // predate kinds, is an intercept.
@@ -25,16 +23,6 @@ func interceptKind(k teleproto.InterceptKind) (teleproto.InterceptKind, error) {
 		return k, nil
 	}
 	return 0, status.Errorf(codes.InvalidArgument, "unknown intercept kind %v: this manager knows intercept and wiretap", k)
-}
-
-func (ic *intercept) wiretap() bool {
-	return ic.pb.GetKind() == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
-}
-
-// canWiretap reports whether an agent that said hello applies wiretap
-// routes: an older one would take them for intercepts.
-func canWiretap(hello *teleproto.AgentHello) bool {
-	return slices.Contains(hello.GetFeatures(), teleproto.AgentFeature_AGENT_FEATURE_WIRETAP)
 }
 
 // noteWiretaps keeps the counters an agent reported; ac.mu is held. The

@@ -1,103 +1,13 @@
 package manager
 
 import (
-	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
-
-func testWiretap(t *testing.T, ss *session, name, workload string, port uint32, terms ...string) *intercept {
-	t.Helper()
-	ic := testIntercept(t, ss, name, workload, port, terms...)
-	ic.pb.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
-	return ic
-}
-
-// TestWiretapConflict: wiretaps take nothing, so they never conflict with
-// one another or with intercepts, global or not; names stay per session,
-// and intercepts still conflict among themselves beside a wiretap.
-func TestWiretapConflict(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		existing []*intercept
-		ic       *intercept
-		code     codes.Code
-		says     string
-	}{
-		{name: "wiretap beside a header intercept",
-			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testWiretap(t, bob, "echo", "echo", 8080, "x-dev=alice")},
-		{name: "wiretap under a global intercept",
-			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080)},
-			ic:       testWiretap(t, bob, "echo", "echo", 8080)},
-		{name: "global wiretap over header intercepts",
-			existing: []*intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testWiretap(t, bob, "tap", "echo", 8080)},
-		{name: "a second identical wiretap",
-			existing: []*intercept{testWiretap(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testWiretap(t, bob, "echo", "echo", 8080, "x-dev=alice")},
-		{name: "own second wiretap under another name",
-			existing: []*intercept{testWiretap(t, alice, "echo", "echo", 8080)},
-			ic:       testWiretap(t, alice, "echo-2", "echo", 8080)},
-		{name: "global intercept over a wiretap",
-			existing: []*intercept{testWiretap(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testIntercept(t, bob, "echo", "echo", 8080)},
-		{name: "intercept with a wiretap's match",
-			existing: []*intercept{testWiretap(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice")},
-		{name: "own name again",
-			existing: []*intercept{testWiretap(t, alice, "echo", "echo", 8080)},
-			ic:       testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.AlreadyExists, says: "you already have an intercept named echo"},
-		{name: "intercepts still conflict beside a wiretap",
-			existing: []*intercept{testWiretap(t, alice, "tap", "echo", 8080), testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
-			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.AlreadyExists, says: "already intercepted by alice@a-laptop (intercept echo)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := conflict(byID(tc.existing...), tc.ic)
-			if got := status.Code(err); got != tc.code {
-				t.Fatalf("code %v (%v), want %v", got, err, tc.code)
-			}
-			if !strings.Contains(status.Convert(err).Message(), tc.says) {
-				t.Errorf("message %q does not say %q", status.Convert(err).Message(), tc.says)
-			}
-		})
-	}
-}
-
-// TestWiretapRoutes: wiretap routes carry their kind and go only to agents
-// that said they apply them; intercepts' routes stay as before (no kind),
-// so older agents read them as they always did.
-func TestWiretapRoutes(t *testing.T) {
-	s := serverWithEchoIntercepts(t,
-		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testWiretap(t, bob, "tap", "echo", 8080, "x-dev=bob"))
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	for _, tc := range []struct {
-		features []teleproto.AgentFeature
-		want     []string // kinds of the routes
-	}{
-		{nil, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
-			[]string{"INTERCEPT_KIND_UNSPECIFIED", "INTERCEPT_KIND_WIRETAP"}},
-	} {
-		var got []string
-		for _, r := range s.routesFor(pod, &teleproto.AgentHello{Features: tc.features}) {
-			got = append(got, r.GetKind().String())
-		}
-		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-			t.Errorf("features %v: routes of kinds %v, want %v", tc.features, got, tc.want)
-		}
-	}
-}
 
 // TestInterceptKind: an older laptop's UNSPECIFIED is an intercept; an
 // unknown kind is refused, not taken for one.
