@@ -160,6 +160,12 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		cl, took := connect(t, "nope/nobody/x")
 		wantGone(t, cl, took, 200*time.Millisecond)
 	})
+	t.Run("session ended, intercept not yet removed", func(t *testing.T) {
+		orphan := testIntercept(t, &session{id: "ended", user: "carol", hostname: "c-laptop"}, "echo", "echo", 9090)
+		addIntercept(t, s, orphan)
+		cl, took := connect(t, orphan.ID)
+		wantGone(t, cl, took, 200*time.Millisecond)
+	})
 	t.Run("Dials stream ends while the dial waits", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

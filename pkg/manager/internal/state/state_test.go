@@ -1,17 +1,14 @@
 package state
 
 import (
-	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
@@ -46,6 +43,15 @@ func testIntercept(t *testing.T, d dev, name, workload string, port uint32, term
 	}
 }
 
+func testWiretap(t *testing.T, d dev, name, workload string, port uint32, terms ...string) *Intercept {
+	t.Helper()
+	ic := testIntercept(t, d, name, workload, port, terms...)
+	ic.PB.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
+	return ic
+}
+
+func removing(ic *Intercept) *Intercept { ic.Removing = true; return ic }
+
 // counter is a random source that counts: ids the tests can predict.
 func counter() func() string {
 	n := 0
@@ -62,26 +68,10 @@ func tableOf(ics ...*Intercept) *Table {
 	return t
 }
 
-// attached is a table holding ics as attached nftables intercepts of the
-// pods labelled app=echo, each added with a fresh id.
-func attached(t *testing.T, ics ...*Intercept) *Table {
-	t.Helper()
-	tb := NewTable(counter())
-	sel := PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}
-	for _, ic := range ics {
-		ic.Pods, ic.Mech = sel, mechNftables
-		if _, err := tb.Add(ic); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return tb
-}
-
 // TestConflict: names are per session, so two developers' default
 // intercepts of one workload coexist; what would take another's traffic is
 // refused, naming its owner.
 func TestConflict(t *testing.T) {
-	removing := func(ic *Intercept) *Intercept { ic.Removing = true; return ic }
 	for _, tc := range []struct {
 		name     string
 		existing []*Intercept
@@ -105,20 +95,28 @@ func TestConflict(t *testing.T) {
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, alice, "echo", "other", 80),
 			code:     codes.AlreadyExists, says: []string{"you already have an intercept named echo (of deployment/echo)"}},
+		{name: "own name again as a wiretap",
+			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testWiretap(t, alice, "echo", "other", 80),
+			code:     codes.AlreadyExists, says: []string{"you already have an intercept named echo"}},
 		{name: "own name being removed",
 			existing: []*Intercept{removing(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))},
 			ic:       testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.Unavailable, says: []string{"being removed"}},
+			code:     codes.Unavailable, says: []string{"your intercept echo is being removed; try again"}},
 		{name: "another developer's name being removed",
 			existing: []*Intercept{removing(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice")},
 		{name: "own other name, another match",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, alice, "echo-2", "echo", 8080, "x-dev=alice2")},
+		{name: "own other name, same match",
+			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, alice, "echo-2", "echo", 8080, "x-dev=alice"),
+			code:     codes.AlreadyExists, says: []string{"already intercepted by alice@a-laptop (intercept echo)"}},
 		{name: "same match by another developer",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.AlreadyExists, says: []string{"match x-dev=alice is already intercepted by alice@a-laptop (intercept echo)"}},
+			code:     codes.AlreadyExists, says: []string{"deployment/echo port 8080 with match x-dev=alice is already intercepted by alice@a-laptop (intercept echo)"}},
 		{name: "same match under another name",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "mine", "echo", 8080, "x-dev=alice"),
@@ -129,6 +127,16 @@ func TestConflict(t *testing.T) {
 		{name: "same match on another workload",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "web", "web", 8080, "x-dev=alice")},
+		{name: "same match on a workload of another kind and the same name",
+			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic: func() *Intercept {
+				ic := testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice")
+				ic.PB.WorkloadKind = "StatefulSet"
+				return ic
+			}()},
+		{name: "same match being removed",
+			existing: []*Intercept{removing(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))},
+			ic:       testIntercept(t, bob, "mine", "echo", 8080, "x-dev=alice")},
 		{name: "same path and method filter, other order",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, ":path^=/api/", ":method=POST")},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, ":method=POST", ":path^=/api/"),
@@ -146,11 +154,14 @@ func TestConflict(t *testing.T) {
 		{name: "global over header intercepts",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080),
-			code:     codes.AlreadyExists, says: []string{"already has filtered intercepts (echo by alice@a-laptop)", "--http-match"}},
+			code:     codes.AlreadyExists, says: []string{"port 8080 of deployment/echo already has filtered intercepts (echo by alice@a-laptop)", "--http-match"}},
+		{name: "global on another port",
+			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
+			ic:       testIntercept(t, bob, "echo", "echo", 9090)},
 		{name: "header under a global intercept",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080)},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"),
-			code:     codes.AlreadyExists, says: []string{"intercepted as a whole by alice@a-laptop (intercept echo)"}},
+			code:     codes.AlreadyExists, says: []string{"port 8080 of deployment/echo is intercepted as a whole by alice@a-laptop (intercept echo)"}},
 		{name: "second global intercept",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080)},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080),
@@ -162,258 +173,13 @@ func TestConflict(t *testing.T) {
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080)},
 			ic:       testIntercept(t, alice, "echo-h", "echo", 8080, "x-dev=alice"),
 			code:     codes.AlreadyExists, says: []string{"intercepted as a whole by alice@a-laptop"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tableOf(tc.existing...).conflict(tc.ic)
-			if got := status.Code(err); got != tc.code {
-				t.Fatalf("code %v (%v), want %v", got, err, tc.code)
-			}
-			for _, s := range tc.says {
-				if !strings.Contains(status.Convert(err).Message(), s) {
-					t.Errorf("message %q does not say %q", status.Convert(err).Message(), s)
-				}
-			}
-		})
-	}
-}
-
-// TestOwnIntercept: leave acts on the caller's intercept of that name only;
-// another's is refused naming its owner.
-func TestOwnIntercept(t *testing.T) {
-	aliceEcho := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
-	bobEcho := testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob")
-	bobWeb := testIntercept(t, bob, "web", "web", 80)
-	tb := tableOf(aliceEcho, bobEcho, bobWeb)
-	for _, tc := range []struct {
-		ss   dev
-		name string
-		want *Intercept
-		code codes.Code
-		says string
-	}{
-		{ss: alice, name: "echo", want: aliceEcho},
-		{ss: bob, name: "echo", want: bobEcho},
-		{ss: bob, name: "web", want: bobWeb},
-		{ss: alice, name: "web", code: codes.PermissionDenied, says: "intercept web is not yours: it belongs to bob@b-laptop"},
-		{ss: carol, name: "echo", code: codes.PermissionDenied, says: "belongs to alice@a-laptop, bob@b-laptop"},
-		{ss: alice, name: "nope", code: codes.NotFound, says: "you have no intercept named nope"},
-	} {
-		got, err := tb.Own(tc.ss.session, tc.name)
-		if status.Code(err) != tc.code || got != tc.want {
-			t.Errorf("%s leaves %s: %v, %v; want %v, %v", tc.ss.owner, tc.name, got, err, tc.want, tc.code)
-			continue
-		}
-		if tc.says != "" && !strings.Contains(status.Convert(err).Message(), tc.says) {
-			t.Errorf("%s leaves %s: message %q does not say %q", tc.ss.owner, tc.name, status.Convert(err).Message(), tc.says)
-		}
-	}
-}
-
-func TestNewInterceptID(t *testing.T) {
-	tb := NewTable(counter())
-	for range 100 {
-		id := tb.newID("echo", "alice@a-laptop")
-		if !strings.HasPrefix(id, "echo/alice@a-laptop/") {
-			t.Fatalf("id %q does not start with name/owner/", id)
-		}
-		if tb.Get(id) != nil {
-			t.Fatalf("id %q given twice", id)
-		}
-		tb.ics[id] = &Intercept{}
-	}
-}
-
-// TestRoutesByID: two developers' echo intercepts reach the agents as two
-// routes, each keyed by its intercept's id, so each routes to its laptop.
-func TestRoutesByID(t *testing.T) {
-	tb := attached(t,
-		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
-	routes := tb.RoutesFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}, &teleproto.AgentHello{})
-	if len(routes) != 2 {
-		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
-	}
-	for _, r := range routes {
-		ic := tb.Get(r.GetIntercept())
-		if ic == nil || strings.Join(r.GetHttpMatch(), ",") != strings.Join(ic.PB.HttpMatch, ",") {
-			t.Errorf("route %s %v is not an intercept's id and match", r.GetIntercept(), r.GetHttpMatch())
-		}
-	}
-	if routes[0].GetIntercept() == routes[1].GetIntercept() {
-		t.Errorf("both routes have id %s", routes[0].GetIntercept())
-	}
-}
-
-// TestOlderAgentRoutes: an agent whose hello lacks the request-line feature
-// (an older image, still in its pod) is sent only the routes it can apply:
-// a path filter would make it refuse every route.
-func TestOlderAgentRoutes(t *testing.T) {
-	tb := attached(t,
-		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testIntercept(t, bob, "echo", "echo", 8080, ":path^=/api/"))
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	for _, tc := range []struct {
-		hello *teleproto.AgentHello
-		want  int
-	}{
-		{&teleproto.AgentHello{}, 1},
-		{&teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}}, 2},
-	} {
-		if got := tb.RoutesFor(pod, tc.hello); len(got) != tc.want {
-			t.Errorf("features %v: %d routes, want %d: %v", tc.hello.GetFeatures(), len(got), tc.want, got)
-		}
-	}
-}
-
-// TestPodSetOf: the manager takes the pods as the laptop resolved them: a
-// workload's selector selects its pods, a bare pod is itself alone (not its
-// siblings with the same labels); a target that names no pods, or would
-// name every pod, is refused, and a request without one (a laptop that
-// predates targets) is told apart.
-func TestPodSetOf(t *testing.T) {
-	echo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo", "tier": "web"}}}
-	solo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "solo", Labels: map[string]string{"app": "echo"}}}
-	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other", Labels: map[string]string{"app": "other"}}}
-	selector := func(ls *teleproto.LabelSelector) *teleproto.InterceptTarget {
-		return &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_Selector{Selector: ls}}
-	}
-	expr := func(key string, op teleproto.SelectorOperator, values ...string) *teleproto.LabelSelectorRequirement {
-		return &teleproto.LabelSelectorRequirement{Key: key, Operator: op, Values: values}
-	}
-	for _, tc := range []struct {
-		name              string
-		target            *teleproto.InterceptTarget
-		echo, solo, other bool
-		err               string // "" ok; ErrNoTarget's text for none
-	}{
-		{"match labels", echoTarget, true, true, false, ""},
-		{"match expressions", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
-			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_IN, "echo", "x"),
-			expr("tier", teleproto.SelectorOperator_SELECTOR_OPERATOR_EXISTS)}}), true, false, false, ""},
-		{"not in and does not exist", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
-			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_NOT_IN, "other"),
-			expr("tier", teleproto.SelectorOperator_SELECTOR_OPERATOR_DOES_NOT_EXIST)}}), false, true, false, ""},
-		{"a bare pod", &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_PodName{PodName: "solo"}}, false, true, false, ""},
-		{"no target", nil, false, false, false, ErrNoTarget.Error()},
-		{"no pods", &teleproto.InterceptTarget{}, false, false, false, "names no pods"},
-		{"empty pod name", &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_PodName{}}, false, false, false, "empty pod name"},
-		{"empty selector", selector(&teleproto.LabelSelector{}), false, false, false, "every pod"},
-		{"unknown operator", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{expr("app", 9, "echo")}}), false, false, false, "operator"},
-		{"In without values", selector(&teleproto.LabelSelector{MatchExpressions: []*teleproto.LabelSelectorRequirement{
-			expr("app", teleproto.SelectorOperator_SELECTOR_OPERATOR_IN)}}), false, false, false, "values"},
-		{"bad label key", selector(&teleproto.LabelSelector{MatchLabels: map[string]string{"a b": "c"}}), false, false, false, "name part"},
-	} {
-		got, err := PodSetOf(tc.target)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if got.Has(echo) != tc.echo || got.Has(solo) != tc.solo || got.Has(other) != tc.other {
-			t.Errorf("%s (%s): has echo-1 %v, solo %v, other %v; want %v, %v, %v", tc.name, got,
-				got.Has(echo), got.Has(solo), got.Has(other), tc.echo, tc.solo, tc.other)
-		}
-	}
-}
-
-// TestRoutesMechanism: every route carries its mechanism in the enum and,
-// for agents of older images (which read only the word, and stay in their
-// pods for the pods' life), in the legacy word they compare with.
-func TestRoutesMechanism(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	for _, tc := range []struct {
-		mech      teleproto.Mechanism
-		oldWord   string // what an older agent compares GetMechanism with
-		resetIdle bool
-	}{
-		{mechNftables, `nftables`, true},
-		{mechService, `service`, false},
-	} {
-		ic := testIntercept(t, alice, "echo", "echo", 8080)
-		ic.ResetIdle = true
-		tb := attached(t, ic)
-		ic.Mech = tc.mech
-		routes := tb.RoutesFor(pod, &teleproto.AgentHello{})
-		if len(routes) != 1 {
-			t.Fatalf("%v: %d routes, want 1", tc.mech, len(routes))
-		}
-		r := routes[0]
-		if r.GetMech() != tc.mech || r.GetMechanism() != tc.oldWord || r.GetResetIdleConnections() != tc.resetIdle {
-			t.Errorf("%v: route mech %v, word %q, reset idle %v; want %v, %q, %v", tc.mech, r.GetMech(), r.GetMechanism(), r.GetResetIdleConnections(), tc.mech, tc.oldWord, tc.resetIdle)
-		}
-	}
-	ic := testIntercept(t, alice, "echo", "echo", 8080)
-	tb := attached(t, ic)
-	ic.Mech = mechNone // its first pods' agents are being attached
-	if routes := tb.RoutesFor(pod, &teleproto.AgentHello{}); len(routes) != 0 {
-		t.Errorf("unattached intercept: routes %v, want none", routes)
-	}
-}
-
-// TestAgentRefusal: which agents CreateIntercept refuses a pod for, rather
-// than leave it to the app (or, for a wiretap with the Service mechanism,
-// refusing every client).
-func TestAgentRefusal(t *testing.T) {
-	var (
-		old    = &teleproto.AgentHello{}
-		filter = &teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}}
-		all    = &teleproto.AgentHello{Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP}}
-	)
-	header := testIntercept(t, alice, "h", "echo", 8080, "x-dev=alice")
-	path := testIntercept(t, alice, "p", "echo", 8080, ":path^=/api/")
-	tap := testIntercept(t, alice, "t", "echo", 8080, ":path^=/api/")
-	tap.PB.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
-	secure := testIntercept(t, alice, "s", "echo", 8443, "x-dev=alice")
-	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls"}
-	for _, tc := range []struct {
-		name  string
-		hello *teleproto.AgentHello
-		ic    *Intercept
-		mech  teleproto.Mechanism
-		want  string // "" : taken
-	}{
-		{"header match, oldest agent", old, header, mechNftables, ""},
-		{"path filter, oldest agent", old, path, mechNftables, "predates path and method filters"},
-		{"path filter, current agent", filter, path, mechNftables, ""},
-		{"wiretap, old agent, nftables: its pod is uncovered", filter, tap, mechNftables, ""},
-		{"wiretap, old agent, Service mechanism", filter, tap, mechService, "predates wiretaps"},
-		{"wiretap, current agent, Service mechanism", all, tap, mechService, ""},
-		{"tls, agent without it", filter, secure, mechNftables, "predates TLS"},
-		{"tls, current agent", all, secure, mechService, ""},
-	} {
-		err := AgentRefusal(tc.hello, tc.ic, tc.mech)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%s: refused: %v", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
-}
-
-func testWiretap(t *testing.T, ss dev, name, workload string, port uint32, terms ...string) *Intercept {
-	t.Helper()
-	ic := testIntercept(t, ss, name, workload, port, terms...)
-	ic.PB.Kind = teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP
-	return ic
-}
-
-// TestWiretapConflict: wiretaps take nothing, so they never conflict with
-// one another or with intercepts, global or not; names stay per session,
-// and intercepts still conflict among themselves beside a wiretap.
-func TestWiretapConflict(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		existing []*Intercept
-		ic       *Intercept
-		code     codes.Code
-		says     string
-	}{
+		{name: "the first conflict by id",
+			existing: []*Intercept{testIntercept(t, bob, "b", "echo", 8080, "x-dev=b"), testIntercept(t, alice, "a", "echo", 8080, "x-dev=a")},
+			ic:       testIntercept(t, carol, "c", "echo", 8080),
+			code:     codes.AlreadyExists, says: []string{"(a by alice@a-laptop)"}},
+		// Wiretaps take nothing, so they never conflict with one another
+		// or with intercepts, global or not; names stay per session, and
+		// intercepts still conflict among themselves beside a wiretap.
 		{name: "wiretap beside a header intercept",
 			existing: []*Intercept{testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testWiretap(t, bob, "echo", "echo", 8080, "x-dev=alice")},
@@ -435,109 +201,266 @@ func TestWiretapConflict(t *testing.T) {
 		{name: "intercept with a wiretap's match",
 			existing: []*Intercept{testWiretap(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice")},
-		{name: "own name again",
+		{name: "own name of a wiretap again",
 			existing: []*Intercept{testWiretap(t, alice, "echo", "echo", 8080)},
 			ic:       testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.AlreadyExists, says: "you already have an intercept named echo"},
+			code:     codes.AlreadyExists, says: []string{"you already have an intercept named echo"}},
 		{name: "intercepts still conflict beside a wiretap",
 			existing: []*Intercept{testWiretap(t, alice, "tap", "echo", 8080), testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")},
 			ic:       testIntercept(t, bob, "echo", "echo", 8080, "x-dev=alice"),
-			code:     codes.AlreadyExists, says: "already intercepted by alice@a-laptop (intercept echo)"},
+			code:     codes.AlreadyExists, says: []string{"already intercepted by alice@a-laptop (intercept echo)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tableOf(tc.existing...).conflict(tc.ic)
+			tb := tableOf(tc.existing...)
+			id, err := tb.Add(tc.ic)
 			if got := status.Code(err); got != tc.code {
 				t.Fatalf("code %v (%v), want %v", got, err, tc.code)
 			}
-			if !strings.Contains(status.Convert(err).Message(), tc.says) {
-				t.Errorf("message %q does not say %q", status.Convert(err).Message(), tc.says)
+			for _, s := range tc.says {
+				if !strings.Contains(status.Convert(err).Message(), s) {
+					t.Errorf("message %q does not say %q", status.Convert(err).Message(), s)
+				}
+			}
+			switch {
+			case err == nil && (id == "" || id != tc.ic.ID || tb.Get(id) != tc.ic || tb.Len() != len(tc.existing)+1):
+				t.Errorf("added as %q (ic.ID %q): the table has %d intercepts, %v under the id", id, tc.ic.ID, tb.Len(), tb.Get(id))
+			case err != nil && tb.Len() != len(tc.existing):
+				t.Errorf("refused, yet the table has %d intercepts", tb.Len())
 			}
 		})
 	}
 }
 
-// TestWiretapRoutes: wiretap routes carry their kind and go only to agents
-// that said they apply them; intercepts' routes stay as before (no kind),
-// so older agents read them as they always did.
-func TestWiretapRoutes(t *testing.T) {
-	tb := attached(t,
-		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
-		testWiretap(t, bob, "tap", "echo", 8080, "x-dev=bob"))
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	for _, tc := range []struct {
-		features []teleproto.AgentFeature
-		want     []string // kinds of the routes
-	}{
-		{nil, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
-			[]string{"INTERCEPT_KIND_UNSPECIFIED", "INTERCEPT_KIND_WIRETAP"}},
-	} {
-		var got []string
-		for _, r := range tb.RoutesFor(pod, &teleproto.AgentHello{Features: tc.features}) {
-			got = append(got, r.GetKind().String())
+// TestNewID: ids are the name, the owner and 8 random characters, never
+// one the table has (a random part drawn twice is drawn again).
+func TestNewID(t *testing.T) {
+	draws := []string{"aaaaaaaaXX", "aaaaaaaaYY", "bbbbbbbbZZ"}
+	tb := NewTable(func() string { d := draws[0]; draws = draws[1:]; return d })
+	first := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	second := testIntercept(t, alice, "echo-2", "echo", 8080, "x-dev=alice2")
+	second.PB.Name = "echo" // the same name and owner: only the random part tells them apart
+	if id, err := tb.Add(first); err != nil || id != "echo/alice@a-laptop/aaaaaaaa" {
+		t.Fatalf("first: %q, %v", id, err)
+	}
+	tb.ics[first.ID].Session = "ended" // as if another session of alice's
+	if id, err := tb.Add(second); err != nil || id != "echo/alice@a-laptop/bbbbbbbb" {
+		t.Fatalf("second: %q, %v; want the id drawn again", id, err)
+	}
+
+	tb = NewTable(counter())
+	seen := map[string]bool{}
+	for i := range 100 {
+		ic := testIntercept(t, alice, fmt.Sprint("echo-", i), "echo", uint32(1000+i))
+		id, err := tb.Add(ic)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-			t.Errorf("features %v: routes of kinds %v, want %v", tc.features, got, tc.want)
+		if !strings.HasPrefix(id, ic.PB.Name+"/alice@a-laptop/") || seen[id] {
+			t.Fatalf("id %q: not name/owner/, or given twice", id)
 		}
+		seen[id] = true
 	}
 }
 
-// TestTLSRouteGating: a route with a certificate goes only to agents that
-// advertise AGENT_FEATURE_TLS, with its certificate; an older agent gets
-// the others (its pod is uncovered by the TLS intercept).
-func TestTLSRouteGating(t *testing.T) {
-	ca := testcert.NewCA(t, "ca")
-	pair := ca.Leaf(t, "echo.ns.svc")
-	secure := testIntercept(t, bob, "echo", "echo", 8443, "x-dev=bob")
-	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls", CertPem: pair.CertPEM, KeyPem: pair.KeyPEM}
-	secure.LocalTLS = true
-	tb := attached(t, testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"), secure)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	all := []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS}
+// TestOwn: leave acts on the caller's intercept of that name only;
+// another's is refused naming its owners.
+func TestOwn(t *testing.T) {
+	aliceEcho := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	bobEcho := testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob")
+	bobWeb := testIntercept(t, bob, "web", "web", 80)
+	bobOld := removing(testIntercept(t, bob, "old", "web", 81))
+	tb := tableOf(aliceEcho, bobEcho, bobWeb, bobOld)
 	for _, tc := range []struct {
-		name     string
-		features []teleproto.AgentFeature
-		want     int
+		d    dev
+		name string
+		want *Intercept
+		code codes.Code
+		says string
 	}{
-		{"no features", nil, 1},
-		{"request line only", all[:1], 1},
-		{"tls", all, 2},
+		{d: alice, name: "echo", want: aliceEcho},
+		{d: bob, name: "echo", want: bobEcho},
+		{d: bob, name: "web", want: bobWeb},
+		{d: bob, name: "old", want: bobOld}, // leaving again while it is removed
+		{d: alice, name: "web", code: codes.PermissionDenied, says: "intercept web is not yours: it belongs to bob@b-laptop; you can leave only your own"},
+		{d: carol, name: "echo", code: codes.PermissionDenied, says: "belongs to alice@a-laptop, bob@b-laptop"},
+		{d: alice, name: "nope", code: codes.NotFound, says: "you have no intercept named nope"},
 	} {
-		got := tb.RoutesFor(pod, &teleproto.AgentHello{Features: tc.features})
-		if len(got) != tc.want {
-			t.Errorf("%s: %d routes, want %d: %v", tc.name, len(got), tc.want, got)
+		got, err := tb.Own(tc.d.session, tc.name)
+		if status.Code(err) != tc.code || got != tc.want {
+			t.Errorf("%s leaves %s: %v, %v; want %v, %v", tc.d.owner, tc.name, got, err, tc.want, tc.code)
 			continue
 		}
-		for _, r := range got {
-			isTLS := r.GetPort() == 8443
-			if (r.GetTls() != nil) != isTLS || r.GetLocalTls() != isTLS {
-				t.Errorf("%s: route %s port %d: tls %v local %v", tc.name, r.GetIntercept(), r.GetPort(), r.GetTls() != nil, r.GetLocalTls())
-			}
-			if isTLS && !bytes.Equal(r.GetTls().GetKeyPem(), pair.KeyPEM) {
-				t.Errorf("%s: the route's key is not the intercept's", tc.name)
-			}
+		if tc.says != "" && !strings.Contains(status.Convert(err).Message(), tc.says) {
+			t.Errorf("%s leaves %s: message %q does not say %q", tc.d.owner, tc.name, status.Convert(err).Message(), tc.says)
+		}
+	}
+	// Two sessions of one owner: each has its own.
+	again := dev{"session-a2", alice.owner}
+	tb = tableOf(aliceEcho)
+	if _, err := tb.Own(again.session, "echo"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("alice's other session leaves echo: %v, want PermissionDenied", err)
+	}
+}
+
+// TestRemoval: an intercept leaves in two steps. Marked removing, it keeps
+// its name taken and its id known (connections it routes still reach the
+// laptop), while its traffic is free for others and its agents lose it;
+// deleted, its name is free again.
+func TestRemoval(t *testing.T) {
+	tb := NewTable(counter())
+	ic := testIntercept(t, alice, "echo", "echo", 8080)
+	ic.Pods, ic.Mech = PodSet{Name: "echo-1"}, mechNftables
+	id, err := tb.Add(ic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := tb.MarkRemoving("nope"); ok || got != nil {
+		t.Errorf("MarkRemoving of no intercept: %v, %v", got, ok)
+	}
+	if got, ok := tb.MarkRemoving(id); !ok || got != ic || !ic.Removing {
+		t.Fatalf("MarkRemoving: %v, %v", got, ok)
+	}
+	if tb.Get(id) != ic {
+		t.Errorf("removing: the id is no longer known")
+	}
+	if r := tb.RoutesFor(pod("echo-1", nil), allFeatures); len(r) != 0 {
+		t.Errorf("removing: routes %v, want none", r)
+	}
+	if _, err := tb.Add(testIntercept(t, alice, "echo", "echo", 8080)); status.Code(err) != codes.Unavailable {
+		t.Errorf("alice's echo again while removing: %v, want Unavailable", err)
+	}
+	if _, err := tb.Add(testIntercept(t, bob, "echo", "echo", 8080)); err != nil {
+		t.Errorf("bob's global echo while alice's is removed: %v", err)
+	}
+	// An intercept of the same id since (not one this table would give)
+	// is not deleted for the old one.
+	other := *ic
+	tb.ics[id] = &other
+	if tb.Delete(ic) || tb.Get(id) != &other {
+		t.Errorf("Delete removed another intercept of the id")
+	}
+	tb.ics[id] = ic
+	if !tb.Delete(ic) || tb.Get(id) != nil || tb.Delete(ic) {
+		t.Errorf("Delete: still there, or deleted twice")
+	}
+	if _, err := tb.Add(testIntercept(t, alice, "echo", "echo", 9090)); err != nil {
+		t.Errorf("alice's echo after its removal: %v", err)
+	}
+}
+
+// TestEnds: what a session's loss removes (its intercepts, removing or
+// not, and no one else's), and what the manager's stop removes after its
+// sessions' ends (every intercept whose removal has not started).
+func TestEnds(t *testing.T) {
+	tb := tableOf(
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		removing(testIntercept(t, alice, "old", "echo", 8081)),
+		testIntercept(t, alice, "web", "web", 80),
+		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"),
+		removing(testIntercept(t, bob, "gone", "echo", 8082)))
+	for _, tc := range []struct {
+		session string
+		want    []string
+	}{
+		{alice.session, []string{"echo/alice@a-laptop/test", "old/alice@a-laptop/test", "web/alice@a-laptop/test"}},
+		{bob.session, []string{"echo/bob@b-laptop/test", "gone/bob@b-laptop/test"}},
+		{carol.session, nil},
+		{"", nil},
+	} {
+		if got := tb.OfSession(tc.session); !slices.Equal(got, tc.want) {
+			t.Errorf("session %q ends: removes %v, want %v", tc.session, got, tc.want)
+		}
+	}
+	want := []string{"echo/alice@a-laptop/test", "echo/bob@b-laptop/test", "web/alice@a-laptop/test"}
+	if got := tb.NotRemoving(); !slices.Equal(got, want) {
+		t.Errorf("manager stops: removes %v, want %v", got, want)
+	}
+	var all []string
+	for _, ic := range tb.All() {
+		all = append(all, ic.ID)
+	}
+	if len(all) != 5 || !slices.IsSorted(all) {
+		t.Errorf("All: %v, want the 5 by id", all)
+	}
+}
+
+// TestRetargetsServices: a Service retargeted for a workload's port is
+// restored when the last intercept of that port with the Service mechanism
+// leaves, not before, whoever's it was.
+func TestRetargetsServices(t *testing.T) {
+	svc := func(ic *Intercept) *Intercept { ic.Mech = mechService; return ic }
+	aliceEcho := svc(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))
+	bobEcho := svc(testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
+	nft := testIntercept(t, carol, "echo", "echo", 8080, "x-dev=carol")
+	nft.Mech = mechNftables
+	other := svc(testIntercept(t, carol, "web", "web", 8080))
+	otherPort := svc(testIntercept(t, carol, "echo-9", "echo", 9090))
+	tb := tableOf(aliceEcho, removing(bobEcho), nft, other, otherPort)
+	for _, step := range []struct {
+		name   string
+		leaves *Intercept
+		want   bool
+	}{
+		{"none", nil, true},
+		{"alice's", aliceEcho, true}, // bob's, being removed, still uses them
+		{"bob's", bobEcho, false},    // carol's nftables one needs no Service
+	} {
+		if step.leaves != nil && !tb.Delete(step.leaves) {
+			t.Fatalf("%s not deleted", step.name)
+		}
+		if got := tb.RetargetsServices("echo", 8080); got != step.want {
+			t.Errorf("after %s left: echo:8080 retargeted %v, want %v", step.name, got, step.want)
 		}
 	}
 }
 
-// TestTLSNeverShown: what list prints (an Intercept, as JSON or YAML) has
-// the Secret's name and no key material. (Requests, which carry the key, are
-// never logged: protobuf-go's String ignores debug_redact.)
-func TestTLSNeverShown(t *testing.T) {
+// TestClone: the list's view is the viewer's (Mine), shares nothing with
+// the table's intercept, and has the Secret's name without key material.
+// (Requests, which carry the key, are never logged: protobuf-go's String
+// ignores debug_redact.)
+func TestClone(t *testing.T) {
 	pair := testcert.NewCA(t, "ca").Leaf(t, "echo.ns.svc")
 	ic := testIntercept(t, bob, "echo", "echo", 8443, "x-dev=bob")
 	ic.TLS = &teleproto.TLSCertificate{Secret: "echo-tls", CertPem: pair.CertPEM, KeyPem: pair.KeyPEM}
 	ic.PB.TlsSecret = "echo-tls"
-	out, err := protojson.Marshal(ic.Clone(""))
+	ic.PB.Pods = []string{"echo-1"}
+	for _, tc := range []struct {
+		viewer string
+		mine   bool
+	}{{bob.session, true}, {alice.session, false}, {"", false}} {
+		if got := ic.Clone(tc.viewer).GetMine(); got != tc.mine {
+			t.Errorf("viewed by %q: mine %v, want %v", tc.viewer, got, tc.mine)
+		}
+	}
+	out := ic.Clone("")
+	out.Pods[0], out.HttpMatch[0] = "changed", "changed"
+	if ic.PB.Pods[0] != "echo-1" || ic.PB.HttpMatch[0] != "x-dev=bob" {
+		t.Errorf("the clone shares slices with the intercept")
+	}
+	js, err := protojson.Marshal(ic.Clone(""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), `"tlsSecret":"echo-tls"`) || strings.Contains(string(out), "PRIVATE") || strings.Contains(string(out), "Pem") {
-		t.Errorf("list's intercept: %s", out)
+	if !strings.Contains(string(js), `"tlsSecret":"echo-tls"`) || strings.Contains(string(js), "PRIVATE") || strings.Contains(string(js), "Pem") {
+		t.Errorf("list's intercept: %s", js)
 	}
 }
 
-// echoTarget is deploy/echo as the laptop resolves it.
-var echoTarget = &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_Selector{
-	Selector: &teleproto.LabelSelector{MatchLabels: map[string]string{"app": "echo"}}}}
+// TestSetState: WAITING, in the enum and in the word older laptops read,
+// while no running pod's agent applies an intercept, ACTIVE once one does.
+func TestSetState(t *testing.T) {
+	for _, tc := range []struct {
+		applied bool
+		state   teleproto.InterceptState
+		word    string
+	}{
+		{false, teleproto.InterceptState_INTERCEPT_STATE_WAITING, `WAITING`},
+		{true, teleproto.InterceptState_INTERCEPT_STATE_ACTIVE, `ACTIVE`},
+	} {
+		pb := &teleproto.Intercept{}
+		SetState(pb, tc.applied)
+		if pb.GetInterceptState() != tc.state || pb.GetState() != tc.word {
+			t.Errorf("applied %v: %v %q, want %v %q", tc.applied, pb.GetInterceptState(), pb.GetState(), tc.state, tc.word)
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package state
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+)
+
+// The hellos of agents of each age: the oldest says no features.
+var (
+	oldest      = &teleproto.AgentHello{}
+	filters     = hello(teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH)
+	allFeatures = hello(teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP)
+)
+
+func hello(fs ...teleproto.AgentFeature) *teleproto.AgentHello {
+	return &teleproto.AgentHello{Features: fs}
+}
+
+func pod(name string, ls map[string]string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ls}}
+}
+
+var (
+	echoLabels = map[string]string{"app": "echo"}
+	echoPods   = PodSet{Selector: labels.SelectorFromSet(echoLabels)}
+)
+
+// attached is a table holding ics as attached nftables intercepts of the
+// pods labelled app=echo, each added with a fresh id.
+func attached(t *testing.T, ics ...*Intercept) *Table {
+	t.Helper()
+	tb := NewTable(counter())
+	for _, ic := range ics {
+		ic.Pods, ic.Mech = echoPods, mechNftables
+		if _, err := tb.Add(ic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tb
+}
+
+func routeIDs(rs []*teleproto.AgentRoute) string {
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.GetIntercept())
+	}
+	return strings.Join(ids, " ")
+}
+
+// TestRoutesForPods: which routes each pod's agent gets, by id: the
+// intercepts whose pods (a workload's selector, or one pod by name) it is
+// in, attached and not being removed, that its agent can apply. A new pod
+// of an intercepted workload gets, once its agent connects, the same as
+// its siblings.
+func TestRoutesForPods(t *testing.T) {
+	at := func(id string, ps PodSet, mech teleproto.Mechanism, ic *Intercept) *Intercept {
+		ic.ID, ic.Pods, ic.Mech = id, ps, mech
+		return ic
+	}
+	secure := testIntercept(t, carol, "secure", "echo", 8443)
+	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls"}
+	tb := tableOf(
+		at("a-header", echoPods, mechNftables, testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")),
+		at("b-pod", PodSet{Name: "echo-2"}, mechNftables, testIntercept(t, bob, "solo", "echo", 9090)),
+		at("c-path", echoPods, mechService, testIntercept(t, carol, "api", "echo", 8080, ":path^=/api/")),
+		at("d-tap", echoPods, mechNftables, testWiretap(t, bob, "tap", "echo", 8080)),
+		at("e-tls", echoPods, mechNftables, secure),
+		at("f-removing", echoPods, mechNftables, removing(testIntercept(t, alice, "old", "echo", 7000))),
+		at("g-unattached", echoPods, mechNone, testIntercept(t, alice, "new", "echo", 7001)),
+		at("h-other", PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "other"})}, mechNftables, testIntercept(t, alice, "other", "other", 80)),
+		at("i-no-pods", PodSet{}, mechNftables, testIntercept(t, alice, "none", "echo", 7002)),
+	)
+	for _, tc := range []struct {
+		name  string
+		pod   *corev1.Pod
+		hello *teleproto.AgentHello
+		want  string
+	}{
+		{"a pod of the workload, current agent", pod("echo-1", echoLabels), allFeatures, "a-header c-path d-tap e-tls"},
+		{"the pod intercepted by name too", pod("echo-2", echoLabels), allFeatures, "a-header b-pod c-path d-tap e-tls"},
+		{"a new pod of the workload", pod("echo-7f9c-new", echoLabels), allFeatures, "a-header c-path d-tap e-tls"},
+		{"the named pod, other labels", pod("echo-2", map[string]string{"app": "web"}), allFeatures, "b-pod"},
+		{"a pod of another workload", pod("other-1", map[string]string{"app": "other"}), allFeatures, "h-other"},
+		{"a pod no intercept selects", pod("web-1", map[string]string{"app": "web"}), allFeatures, ""},
+		{"a pod without labels", pod("bare", nil), allFeatures, ""},
+		{"oldest agent: header matches only", pod("echo-1", echoLabels), oldest, "a-header"},
+		{"oldest agent of the named pod", pod("echo-2", echoLabels), oldest, "a-header b-pod"},
+		{"agent with filters", pod("echo-1", echoLabels), filters, "a-header c-path"},
+		{"agent with wiretaps only", pod("echo-1", echoLabels), hello(teleproto.AgentFeature_AGENT_FEATURE_WIRETAP), "a-header d-tap"},
+		{"agent with TLS only", pod("echo-1", echoLabels), hello(teleproto.AgentFeature_AGENT_FEATURE_TLS), "a-header e-tls"},
+	} {
+		if got := routeIDs(tb.RoutesFor(tc.pod, tc.hello)); got != tc.want {
+			t.Errorf("%s: routes %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestMechFor: what a pod without an agent gets: the mechanism of the
+// first attached intercept (by id) that selects it, none when no attached
+// intercept does (CreateIntercept attaches its first pods itself).
+func TestMechFor(t *testing.T) {
+	at := func(id string, ps PodSet, mech teleproto.Mechanism, ic *Intercept) *Intercept {
+		ic.ID, ic.Pods, ic.Mech = id, ps, mech
+		return ic
+	}
+	sel := func(app string) PodSet { return PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": app})} }
+	tb := tableOf(
+		at("a", sel("echo"), mechService, testIntercept(t, alice, "echo", "echo", 8080)),
+		at("b", PodSet{Name: "solo"}, mechNftables, testIntercept(t, alice, "solo", "solo", 8080)),
+		at("c", sel("web"), mechNftables, removing(testIntercept(t, alice, "web", "web", 8080))),
+		at("d", sel("db"), mechNone, testIntercept(t, alice, "db", "db", 5432)),
+		at("e", sel("db"), mechNftables, removing(testIntercept(t, bob, "db", "db", 5432))),
+	)
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want teleproto.Mechanism
+	}{
+		{"new pod of a workload intercepted with the Service mechanism", pod("echo-new", echoLabels), mechService},
+		{"the pod intercepted by name", pod("solo", nil), mechNftables},
+		{"selected twice: the first intercept's", pod("solo", echoLabels), mechService},
+		{"its intercept is being removed", pod("web-new", map[string]string{"app": "web"}), mechNone},
+		{"its intercept is not attached yet, the other is removed", pod("db-new", map[string]string{"app": "db"}), mechNone},
+		{"no intercept selects it", pod("other", map[string]string{"app": "other"}), mechNone},
+	} {
+		if got := tb.MechFor(tc.pod); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := NewTable(counter()).MechFor(pod("echo-1", echoLabels)); got != mechNone {
+		t.Errorf("no intercepts: %v", got)
+	}
+}
+
+// TestRoutesByID: two developers' echo intercepts reach the agents as two
+// routes, each keyed by its intercept's id, so each routes to its laptop.
+func TestRoutesByID(t *testing.T) {
+	tb := attached(t,
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
+	routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest)
+	if len(routes) != 2 {
+		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
+	}
+	for _, r := range routes {
+		ic := tb.Get(r.GetIntercept())
+		if ic == nil || strings.Join(r.GetHttpMatch(), ",") != strings.Join(ic.PB.HttpMatch, ",") {
+			t.Errorf("route %s %v is not an intercept's id and match", r.GetIntercept(), r.GetHttpMatch())
+		}
+	}
+	if routes[0].GetIntercept() == routes[1].GetIntercept() {
+		t.Errorf("both routes have id %s", routes[0].GetIntercept())
+	}
+}
+
+// TestRoutesMechanism: every route carries its mechanism in the enum and,
+// for agents of older images (which read only the word, and stay in their
+// pods for the pods' life), in the legacy word they compare with; its
+// agent port; and the reset of idle connections, with nftables only.
+func TestRoutesMechanism(t *testing.T) {
+	for _, tc := range []struct {
+		mech      teleproto.Mechanism
+		oldWord   string // what an older agent compares GetMechanism with
+		resetIdle bool
+	}{
+		{mechNftables, `nftables`, true},
+		{mechService, `service`, false},
+	} {
+		ic := testIntercept(t, alice, "echo", "echo", 8080)
+		ic.ResetIdle = true
+		tb := attached(t, ic)
+		ic.Mech = tc.mech
+		routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest)
+		if len(routes) != 1 {
+			t.Fatalf("%v: %d routes, want 1", tc.mech, len(routes))
+		}
+		r := routes[0]
+		if r.GetMech() != tc.mech || r.GetMechanism() != tc.oldWord || r.GetResetIdleConnections() != tc.resetIdle {
+			t.Errorf("%v: route mech %v, word %q, reset idle %v; want %v, %q, %v", tc.mech, r.GetMech(), r.GetMechanism(), r.GetResetIdleConnections(), tc.mech, tc.oldWord, tc.resetIdle)
+		}
+		if r.GetPort() != 8080 || r.GetAgentPort() != AgentPort(8080) || r.GetAgentPort() != 48080 {
+			t.Errorf("%v: port %d, agent port %d; want 8080, 48080", tc.mech, r.GetPort(), r.GetAgentPort())
+		}
+	}
+	ic := testIntercept(t, alice, "echo", "echo", 8080)
+	tb := attached(t, ic)
+	ic.Mech = mechNone // its first pods' agents are being attached
+	if routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest); len(routes) != 0 {
+		t.Errorf("unattached intercept: routes %v, want none", routes)
+	}
+}
+
+// TestWiretapRoutes: wiretap routes carry their kind and go only to agents
+// that said they apply them; intercepts' routes stay as before (no kind),
+// so older agents read them as they always did.
+func TestWiretapRoutes(t *testing.T) {
+	tb := attached(t,
+		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
+		testWiretap(t, bob, "tap", "echo", 8080, "x-dev=bob"))
+	for _, tc := range []struct {
+		features []teleproto.AgentFeature
+		want     []string // kinds of the routes
+	}{
+		{nil, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
+		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
+		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
+			[]string{"INTERCEPT_KIND_UNSPECIFIED", "INTERCEPT_KIND_WIRETAP"}},
+	} {
+		var got []string
+		for _, r := range tb.RoutesFor(pod("echo-1", echoLabels), hello(tc.features...)) {
+			got = append(got, r.GetKind().String())
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("features %v: routes of kinds %v, want %v", tc.features, got, tc.want)
+		}
+	}
+}
+
+// TestTLSRouteGating: a route with a certificate goes only to agents that
+// advertise AGENT_FEATURE_TLS, with its certificate; an older agent gets
+// the others (its pod is uncovered by the TLS intercept).
+func TestTLSRouteGating(t *testing.T) {
+	ca := testcert.NewCA(t, "ca")
+	pair := ca.Leaf(t, "echo.ns.svc")
+	secure := testIntercept(t, bob, "echo", "echo", 8443, "x-dev=bob")
+	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls", CertPem: pair.CertPEM, KeyPem: pair.KeyPEM}
+	secure.LocalTLS = true
+	tb := attached(t, testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"), secure)
+	all := []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS}
+	for _, tc := range []struct {
+		name     string
+		features []teleproto.AgentFeature
+		want     int
+	}{
+		{"no features", nil, 1},
+		{"request line only", all[:1], 1},
+		{"tls", all, 2},
+	} {
+		got := tb.RoutesFor(pod("echo-1", echoLabels), hello(tc.features...))
+		if len(got) != tc.want {
+			t.Errorf("%s: %d routes, want %d: %v", tc.name, len(got), tc.want, got)
+			continue
+		}
+		for _, r := range got {
+			isTLS := r.GetPort() == 8443
+			if (r.GetTls() != nil) != isTLS || r.GetLocalTls() != isTLS {
+				t.Errorf("%s: route %s port %d: tls %v local %v", tc.name, r.GetIntercept(), r.GetPort(), r.GetTls() != nil, r.GetLocalTls())
+			}
+			if isTLS && !bytes.Equal(r.GetTls().GetKeyPem(), pair.KeyPEM) {
+				t.Errorf("%s: the route's key is not the intercept's", tc.name)
+			}
+		}
+	}
+}
+
+// TestAgentRefusal: which agents CreateIntercept refuses a pod for, rather
+// than leave it to the app (or, for a wiretap with the Service mechanism,
+// refusing every client).
+func TestAgentRefusal(t *testing.T) {
+	header := testIntercept(t, alice, "h", "echo", 8080, "x-dev=alice")
+	path := testIntercept(t, alice, "p", "echo", 8080, ":path^=/api/")
+	tap := testWiretap(t, alice, "t", "echo", 8080, ":path^=/api/")
+	globalTap := testWiretap(t, alice, "g", "echo", 8080)
+	secure := testIntercept(t, alice, "s", "echo", 8443, "x-dev=alice")
+	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls"}
+	for _, tc := range []struct {
+		name  string
+		hello *teleproto.AgentHello
+		ic    *Intercept
+		mech  teleproto.Mechanism
+		want  string // "" : taken
+	}{
+		{"header match, oldest agent", oldest, header, mechNftables, ""},
+		{"header match, oldest agent, Service mechanism", oldest, header, mechService, ""},
+		{"path filter, oldest agent", oldest, path, mechNftables, "predates path and method filters"},
+		{"path filter, current agent", filters, path, mechNftables, ""},
+		{"wiretap, old agent, nftables: its pod is uncovered", filters, tap, mechNftables, ""},
+		{"wiretap with a path filter, oldest agent, nftables: uncovered too", oldest, tap, mechNftables, ""},
+		{"wiretap, old agent, Service mechanism", filters, tap, mechService, "predates wiretaps"},
+		{"global wiretap, oldest agent, Service mechanism", oldest, globalTap, mechService, "predates wiretaps"},
+		{"wiretap, current agent, Service mechanism", allFeatures, tap, mechService, ""},
+		{"tls, agent without it", filters, secure, mechNftables, "predates TLS"},
+		{"tls, current agent", allFeatures, secure, mechService, ""},
+	} {
+		err := AgentRefusal(tc.hello, tc.ic, tc.mech)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
