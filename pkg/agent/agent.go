@@ -419,7 +419,7 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 		sctx, cancel := context.WithCancel(a.authed(a.gctx))
 		st, err := a.client.Connect(sctx)
 		if err == nil {
-			err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{InterceptId: intercept}}})
+			err = st.Send(teleproto.OpenIntercepted{InterceptID: intercept}.Message())
 		}
 		if err != nil {
 			cancel()
@@ -442,6 +442,10 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 			case r.m.GetClose() != nil:
 				cancel()
 				return nil, closeError(intercept, r.m.GetClose())
+			}
+			if err := teleproto.AckOf(r.m); err != nil {
+				cancel()
+				return nil, fmt.Errorf("intercept %s: the laptop's answer: %w", intercept, err)
 			}
 			return tunnel.NewConn(st, cancel), nil
 		case <-ctx.Done():

@@ -243,15 +243,16 @@ func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error
 	if err != nil {
 		return err
 	}
-	open := first.GetOpen()
-	if open == nil || open.GetInterceptId() == "" {
-		return status.Error(codes.InvalidArgument, "the first message must be an Open naming the intercept")
+	oc, err := teleproto.OpenCaseOf(first.GetOpen())
+	ic, ok := oc.(teleproto.OpenIntercepted)
+	if err != nil || !ok {
+		return status.Errorf(codes.InvalidArgument, "the first message must be an Open naming the intercept (got %T: %v)", oc, err)
 	}
 	client := ""
-	if ip, ok := netipFromSlice(open.GetSrcIp()); ok {
-		client = fmt.Sprintf("%s:%d", ip, open.GetSrcPort())
+	if ic.Client.IsValid() {
+		client = ic.Client.String()
 	}
-	return a.s.connectToLaptop(stream, open.GetInterceptId(), client)
+	return a.s.connectToLaptop(stream, ic.InterceptID, client)
 }
 
 // pushRoutes sends each pod's agent its routes and, with a timeout, waits

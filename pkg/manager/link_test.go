@@ -202,7 +202,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 			}
 			tst, err := c.Tunnel(ctx)
 			if err == nil {
-				err = tst.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{SessionId: id, DialId: req.GetDialId()}}})
+				err = tst.Send(teleproto.OpenDialAnswer{SessionID: id, DialID: req.GetDialId()}.Message())
 			}
 			if err == nil {
 				err = tunnel.FailWith(tst, errors.New("nothing answers on the laptop's localhost:7070"), teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED)

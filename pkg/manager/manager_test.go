@@ -254,10 +254,7 @@ func openTunnel(t *testing.T, ctx context.Context, c teleproto.ManagerClient, se
 	if err != nil {
 		t.Fatalf("Tunnel: %v", err)
 	}
-	err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
-		SessionId: session, Protocol: proto, DestIp: dest.Addr().AsSlice(), DestPort: uint32(dest.Port()),
-		SrcIp: []byte{100, 64, 0, 1}, SrcPort: 40000,
-	}}})
+	err = st.Send(teleproto.OpenFlow{SessionID: session, Protocol: proto, Dest: dest, Src: netip.MustParseAddrPort("100.64.0.1:40000")}.Message())
 	if err != nil {
 		t.Fatalf("send Open: %v", err)
 	}
@@ -330,6 +327,7 @@ func TestTunnelTCP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// As a laptop that predates the Open oneof sends it.
 		err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
 			SessionId: sid, Protocol: teleproto.Protocol_PROTOCOL_TCP, DestIp: greeter.Addr().AsSlice(), DestPort: uint32(greeter.Port()), AckDial: true,
 		}}})

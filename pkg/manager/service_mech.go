@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -208,9 +207,4 @@ func portKey(p corev1.ServicePort) string {
 		return p.Name
 	}
 	return fmt.Sprint(p.Port)
-}
-
-func netipFromSlice(b []byte) (netip.Addr, bool) {
-	a, ok := netip.AddrFromSlice(b)
-	return a.Unmap(), ok
 }

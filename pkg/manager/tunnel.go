@@ -42,38 +42,39 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 	if err != nil {
 		return err
 	}
-	open := first.GetOpen()
-	if open == nil {
+	if first.GetOpen() == nil {
 		return status.Error(codes.InvalidArgument, "tunnel: the first message must be an Open")
 	}
-	ss, err := s.lookup(ctx, open.GetSessionId())
+	oc, err := teleproto.OpenCaseOf(first.GetOpen())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "tunnel: %v", err)
+	}
+	var flow teleproto.OpenFlow
+	switch oc := oc.(type) {
+	case teleproto.OpenDialAnswer:
+		// The laptop answers an agent's intercepted connection.
+		ss, err := s.lookup(ctx, oc.SessionID)
+		if err != nil {
+			return err
+		}
+		return s.answerDial(stream, ss, oc.DialID)
+	case teleproto.OpenFlow:
+		flow = oc
+	default:
+		return status.Errorf(codes.InvalidArgument, "tunnel: the first Open must name a destination or a dial, not %T", oc)
+	}
+	ss, err := s.lookup(ctx, flow.SessionID)
 	if err != nil {
 		return err
 	}
-	if id := open.GetDialId(); id != "" {
-		// The laptop answers an agent's intercepted connection.
-		return s.answerDial(stream, ss, id)
-	}
-	ip, ok := netip.AddrFromSlice(open.GetDestIp())
-	if !ok {
-		return status.Errorf(codes.InvalidArgument, "tunnel: destination IP has %d bytes, want 4 or 16", len(open.GetDestIp()))
-	}
-	if p := open.GetDestPort(); p == 0 || p > 65535 {
-		return status.Errorf(codes.InvalidArgument, "tunnel: destination port %d out of range", p)
-	}
-	dest := netip.AddrPortFrom(ip.Unmap(), uint16(open.GetDestPort()))
-	var network string
-	switch open.GetProtocol() {
-	case teleproto.Protocol_PROTOCOL_TCP:
-		network = "tcp"
-	case teleproto.Protocol_PROTOCOL_UDP:
+	dest := flow.Dest
+	network := "tcp"
+	if flow.Protocol == teleproto.Protocol_PROTOCOL_UDP {
 		network = "udp"
-	default:
-		return status.Errorf(codes.InvalidArgument, "tunnel: unknown protocol %v", open.GetProtocol())
 	}
 	log := s.log.With("session", ss.id, "proto", network, "dest", dest.String())
-	if src, ok := netip.AddrFromSlice(open.GetSrcIp()); ok {
-		log = log.With("src", netip.AddrPortFrom(src.Unmap(), uint16(open.GetSrcPort())).String())
+	if flow.Src.IsValid() {
+		log = log.With("src", flow.Src.String())
 	}
 
 	// The flow ends with its stream or its session.
@@ -93,9 +94,9 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 		return status.Errorf(codes.Unavailable, "dial %s %s: %v", network, dest, err)
 	}
 	defer conn.Close()
-	if open.GetAckDial() && network == "tcp" {
+	if flow.AckDial && network == "tcp" {
 		// The laptop holds its application's SYN until now.
-		if err := stream.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
+		if err := stream.Send(teleproto.OpenAck{}.Message()); err != nil {
 			return err
 		}
 	}

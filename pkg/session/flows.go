@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -75,8 +76,10 @@ func (f *flows) PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (stack.
 	if err == nil && first.GetClose() != nil {
 		err = errors.New(first.GetClose().GetError())
 	}
-	if err == nil && first.GetOpen() == nil {
-		err = errors.New("the manager answered the dial with data")
+	if err == nil {
+		if err = teleproto.AckOf(first); err != nil {
+			err = fmt.Errorf("the manager's answer to the dial: %w", err)
+		}
 	}
 	if err != nil {
 		cancel()
@@ -110,12 +113,7 @@ func (f *flows) open(ctx context.Context, c *managerclient.Client, sessionID str
 	if err != nil {
 		return nil, err
 	}
-	return st, st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
-		SessionId: sessionID, Protocol: proto,
-		DestIp: dst.Addr().AsSlice(), DestPort: uint32(dst.Port()),
-		SrcIp: src.Addr().AsSlice(), SrcPort: uint32(src.Port()),
-		AckDial: ackDial,
-	}}})
+	return st, st.Send(teleproto.OpenFlow{SessionID: sessionID, Protocol: proto, Dest: dst, Src: src, AckDial: ackDial}.Message())
 }
 
 // tunnel carries one flow over a Tunnel stream to the manager, which dials

@@ -57,7 +57,7 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 	if err != nil {
 		return
 	}
-	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{SessionId: id, DialId: req.GetDialId()}}}); err != nil {
+	if err := st.Send(teleproto.OpenDialAnswer{SessionID: id, DialID: req.GetDialId()}.Message()); err != nil {
 		return
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", req.GetLocalPort())
@@ -78,8 +78,8 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 		}
 	}
 	defer conn.Close()
-	// An empty Open tells the agent the laptop took the connection.
-	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
+	// The ack tells the agent the laptop took the connection.
+	if err := st.Send(teleproto.OpenAck{}.Message()); err != nil {
 		return
 	}
 	if err := tunnel.Pipe(ctx, conn, st, st.CloseSend); err != nil {

@@ -1984,7 +1984,8 @@ type ArriveResponse struct {
 	Cluster         *ClusterInfo           `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// A session with no Remain for this long ends.
 	HeartbeatTimeoutMs int64 `protobuf:"varint,5,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	// The manager honours Open.ack_dial.
+	// The manager honours Destination.ack_dial (and, before the Open oneof,
+	// Open.ack_dial).
 	AcksDial bool `protobuf:"varint,6,opt,name=acks_dial,json=acksDial,proto3" json:"acks_dial,omitempty"`
 	// The manager knows CreateInterceptRequest.kind WIRETAP: an older one
 	// would take a wiretap for an intercept, so the daemon refuses to ask
@@ -2380,26 +2381,39 @@ func (*TunnelMessage_Data) isTunnelMessage_Msg() {}
 
 func (*TunnelMessage_Close) isTunnelMessage_Msg() {}
 
+// Open is the first message of every Tunnel and Connect stream, and the
+// answer that a dial succeeded. Its cases are the kind oneof; decode it with
+// OpenCaseOf, which also reads the shapes of peers that predate the oneof,
+// and build it with the New*Open constructors, which also set the fields
+// those peers read.
+//
+// Before the oneof, the cases were told apart by which fields were set: a
+// destination (dest_ip, dest_port, protocol), dial_id, intercept_id, or
+// nothing (the ack). dial_id and intercept_id moved into the oneof with
+// their numbers, which keeps their encoding; the destination's fields could
+// not, and stay beside it, deprecated. An Open whose only field is opened is,
+// to a peer that predates it, an empty Open: the ack, as it should be.
 type Open struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Protocol  Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=tele.v1.Protocol" json:"protocol,omitempty"`
-	// The destination: 4 or 16 bytes, and a port.
-	DestIp   []byte `protobuf:"bytes,3,opt,name=dest_ip,json=destIp,proto3" json:"dest_ip,omitempty"`
-	DestPort uint32 `protobuf:"varint,4,opt,name=dest_port,json=destPort,proto3" json:"dest_port,omitempty"`
-	// The laptop-side source, for logs only.
-	SrcIp   []byte `protobuf:"bytes,5,opt,name=src_ip,json=srcIp,proto3" json:"src_ip,omitempty"`
-	SrcPort uint32 `protobuf:"varint,6,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
-	// Set when this stream answers a DialRequest (laptop) or carries an
-	// intercepted connection (agent): then there is no destination.
-	DialId      string `protobuf:"bytes,7,opt,name=dial_id,json=dialId,proto3" json:"dial_id,omitempty"`
-	InterceptId string `protobuf:"bytes,8,opt,name=intercept_id,json=interceptId,proto3" json:"intercept_id,omitempty"`
-	// TCP: answer with an empty Open once the destination is dialed, before
-	// any data (a failed dial still answers Close). The laptop completes the
-	// application's handshake only then, so a closed port is refused at
-	// connect, as it would be from a pod. Set only where the manager's
-	// ArriveResponse has acks_dial.
-	AckDial       bool `protobuf:"varint,9,opt,name=ack_dial,json=ackDial,proto3" json:"ack_dial,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The laptop's session, on the streams a laptop opens (destination and
+	// dial_id).
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Open_Destination
+	//	*Open_DialId
+	//	*Open_InterceptId
+	//	*Open_Opened
+	Kind isOpen_Kind `protobuf_oneof:"kind"`
+	// Deprecated: use destination. The destination as managers that predate
+	// the oneof read it: the laptop sends these beside destination, and they
+	// are read only when kind is unset.
+	Protocol      Protocol `protobuf:"varint,2,opt,name=protocol,proto3,enum=tele.v1.Protocol" json:"protocol,omitempty"`
+	DestIp        []byte   `protobuf:"bytes,3,opt,name=dest_ip,json=destIp,proto3" json:"dest_ip,omitempty"`
+	DestPort      uint32   `protobuf:"varint,4,opt,name=dest_port,json=destPort,proto3" json:"dest_port,omitempty"`
+	SrcIp         []byte   `protobuf:"bytes,5,opt,name=src_ip,json=srcIp,proto3" json:"src_ip,omitempty"`
+	SrcPort       uint32   `protobuf:"varint,6,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	AckDial       bool     `protobuf:"varint,9,opt,name=ack_dial,json=ackDial,proto3" json:"ack_dial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2441,6 +2455,49 @@ func (x *Open) GetSessionId() string {
 	return ""
 }
 
+func (x *Open) GetKind() isOpen_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Open) GetDestination() *Destination {
+	if x != nil {
+		if x, ok := x.Kind.(*Open_Destination); ok {
+			return x.Destination
+		}
+	}
+	return nil
+}
+
+func (x *Open) GetDialId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Open_DialId); ok {
+			return x.DialId
+		}
+	}
+	return ""
+}
+
+func (x *Open) GetInterceptId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Open_InterceptId); ok {
+			return x.InterceptId
+		}
+	}
+	return ""
+}
+
+func (x *Open) GetOpened() *Opened {
+	if x != nil {
+		if x, ok := x.Kind.(*Open_Opened); ok {
+			return x.Opened
+		}
+	}
+	return nil
+}
+
 func (x *Open) GetProtocol() Protocol {
 	if x != nil {
 		return x.Protocol
@@ -2476,25 +2533,176 @@ func (x *Open) GetSrcPort() uint32 {
 	return 0
 }
 
-func (x *Open) GetDialId() string {
-	if x != nil {
-		return x.DialId
-	}
-	return ""
-}
-
-func (x *Open) GetInterceptId() string {
-	if x != nil {
-		return x.InterceptId
-	}
-	return ""
-}
-
 func (x *Open) GetAckDial() bool {
 	if x != nil {
 		return x.AckDial
 	}
 	return false
+}
+
+type isOpen_Kind interface {
+	isOpen_Kind()
+}
+
+type Open_Destination struct {
+	// A laptop's flow to a destination in the cluster (Tunnel).
+	Destination *Destination `protobuf:"bytes,10,opt,name=destination,proto3,oneof"`
+}
+
+type Open_DialId struct {
+	// A laptop's stream that answers the DialRequest with this id (Tunnel).
+	DialId string `protobuf:"bytes,7,opt,name=dial_id,json=dialId,proto3,oneof"`
+}
+
+type Open_InterceptId struct {
+	// An agent's intercepted connection for the intercept with this id
+	// (Connect).
+	InterceptId string `protobuf:"bytes,8,opt,name=intercept_id,json=interceptId,proto3,oneof"`
+}
+
+type Open_Opened struct {
+	// The dial succeeded, sent back before any data: by the manager to a
+	// laptop whose Destination had ack_dial, by the laptop to the agent
+	// (through the manager) once its local port answered.
+	Opened *Opened `protobuf:"bytes,11,opt,name=opened,proto3,oneof"`
+}
+
+func (*Open_Destination) isOpen_Kind() {}
+
+func (*Open_DialId) isOpen_Kind() {}
+
+func (*Open_InterceptId) isOpen_Kind() {}
+
+func (*Open_Opened) isOpen_Kind() {}
+
+// Destination is a laptop's flow to an address in the cluster, which the
+// manager dials as a pod would.
+type Destination struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Protocol Protocol               `protobuf:"varint,1,opt,name=protocol,proto3,enum=tele.v1.Protocol" json:"protocol,omitempty"`
+	// 4 or 16 bytes, and a port.
+	Ip   []byte `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// The laptop-side source, for logs only.
+	SrcIp   []byte `protobuf:"bytes,4,opt,name=src_ip,json=srcIp,proto3" json:"src_ip,omitempty"`
+	SrcPort uint32 `protobuf:"varint,5,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	// TCP: answer with Open.opened once the destination is dialed, before
+	// any data (a failed dial still answers Close). The laptop completes the
+	// application's handshake only then, so a closed port is refused at
+	// connect, as it would be from a pod. Set only where the manager's
+	// ArriveResponse has acks_dial.
+	AckDial       bool `protobuf:"varint,6,opt,name=ack_dial,json=ackDial,proto3" json:"ack_dial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Destination) Reset() {
+	*x = Destination{}
+	mi := &file_tele_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Destination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Destination) ProtoMessage() {}
+
+func (x *Destination) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Destination.ProtoReflect.Descriptor instead.
+func (*Destination) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Destination) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *Destination) GetIp() []byte {
+	if x != nil {
+		return x.Ip
+	}
+	return nil
+}
+
+func (x *Destination) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Destination) GetSrcIp() []byte {
+	if x != nil {
+		return x.SrcIp
+	}
+	return nil
+}
+
+func (x *Destination) GetSrcPort() uint32 {
+	if x != nil {
+		return x.SrcPort
+	}
+	return 0
+}
+
+func (x *Destination) GetAckDial() bool {
+	if x != nil {
+		return x.AckDial
+	}
+	return false
+}
+
+// Opened acknowledges a dial; it has no fields.
+type Opened struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Opened) Reset() {
+	*x = Opened{}
+	mi := &file_tele_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Opened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Opened) ProtoMessage() {}
+
+func (x *Opened) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Opened.ProtoReflect.Descriptor instead.
+func (*Opened) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{26}
 }
 
 type Close struct {
@@ -2510,7 +2718,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[25]
+	mi := &file_tele_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2730,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[25]
+	mi := &file_tele_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2743,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{25}
+	return file_tele_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Close) GetError() string {
@@ -2562,7 +2770,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[26]
+	mi := &file_tele_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2782,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[26]
+	mi := &file_tele_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2795,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{26}
+	return file_tele_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -2613,7 +2821,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[27]
+	mi := &file_tele_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +2833,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[27]
+	mi := &file_tele_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +2846,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{27}
+	return file_tele_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -2814,18 +3022,30 @@ const file_tele_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\r.tele.v1.OpenH\x00R\x04open\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12&\n" +
 	"\x05close\x18\x03 \x01(\v2\x0e.tele.v1.CloseH\x00R\x05closeB\x05\n" +
-	"\x03msg\"\x93\x02\n" +
+	"\x03msg\"\x84\x03\n" +
 	"\x04Open\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\x12-\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x128\n" +
+	"\vdestination\x18\n" +
+	" \x01(\v2\x14.tele.v1.DestinationH\x00R\vdestination\x12\x19\n" +
+	"\adial_id\x18\a \x01(\tH\x00R\x06dialId\x12#\n" +
+	"\fintercept_id\x18\b \x01(\tH\x00R\vinterceptId\x12)\n" +
+	"\x06opened\x18\v \x01(\v2\x0f.tele.v1.OpenedH\x00R\x06opened\x12-\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x11.tele.v1.ProtocolR\bprotocol\x12\x17\n" +
 	"\adest_ip\x18\x03 \x01(\fR\x06destIp\x12\x1b\n" +
 	"\tdest_port\x18\x04 \x01(\rR\bdestPort\x12\x15\n" +
 	"\x06src_ip\x18\x05 \x01(\fR\x05srcIp\x12\x19\n" +
-	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\x12\x17\n" +
-	"\adial_id\x18\a \x01(\tR\x06dialId\x12!\n" +
-	"\fintercept_id\x18\b \x01(\tR\vinterceptId\x12\x19\n" +
-	"\back_dial\x18\t \x01(\bR\aackDial\"K\n" +
+	"\bsrc_port\x18\x06 \x01(\rR\asrcPort\x12\x19\n" +
+	"\back_dial\x18\t \x01(\bR\aackDialB\x06\n" +
+	"\x04kind\"\xad\x01\n" +
+	"\vDestination\x12-\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x11.tele.v1.ProtocolR\bprotocol\x12\x0e\n" +
+	"\x02ip\x18\x02 \x01(\fR\x02ip\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x15\n" +
+	"\x06src_ip\x18\x04 \x01(\fR\x05srcIp\x12\x19\n" +
+	"\bsrc_port\x18\x05 \x01(\rR\asrcPort\x12\x19\n" +
+	"\back_dial\x18\x06 \x01(\bR\aackDial\"\b\n" +
+	"\x06Opened\"K\n" +
 	"\x05Close\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12,\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x14.tele.v1.CloseReasonR\x06reason\"A\n" +
@@ -2897,7 +3117,7 @@ func file_tele_proto_rawDescGZIP() []byte {
 }
 
 var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tele_proto_goTypes = []any{
 	(SelectorOperator)(0),            // 0: tele.v1.SelectorOperator
 	(Mechanism)(0),                   // 1: tele.v1.Mechanism
@@ -2932,10 +3152,12 @@ var file_tele_proto_goTypes = []any{
 	(*DepartResponse)(nil),           // 30: tele.v1.DepartResponse
 	(*TunnelMessage)(nil),            // 31: tele.v1.TunnelMessage
 	(*Open)(nil),                     // 32: tele.v1.Open
-	(*Close)(nil),                    // 33: tele.v1.Close
-	(*DNSRequest)(nil),               // 34: tele.v1.DNSRequest
-	(*DNSResponse)(nil),              // 35: tele.v1.DNSResponse
-	nil,                              // 36: tele.v1.LabelSelector.MatchLabelsEntry
+	(*Destination)(nil),              // 33: tele.v1.Destination
+	(*Opened)(nil),                   // 34: tele.v1.Opened
+	(*Close)(nil),                    // 35: tele.v1.Close
+	(*DNSRequest)(nil),               // 36: tele.v1.DNSRequest
+	(*DNSResponse)(nil),              // 37: tele.v1.DNSResponse
+	nil,                              // 38: tele.v1.LabelSelector.MatchLabelsEntry
 }
 var file_tele_proto_depIdxs = []int32{
 	13, // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
@@ -2944,7 +3166,7 @@ var file_tele_proto_depIdxs = []int32{
 	9,  // 3: tele.v1.CreateInterceptRequest.target:type_name -> tele.v1.InterceptTarget
 	10, // 4: tele.v1.InterceptTarget.selector:type_name -> tele.v1.LabelSelector
 	12, // 5: tele.v1.InterceptTarget.service_ports:type_name -> tele.v1.ServicePortRef
-	36, // 6: tele.v1.LabelSelector.match_labels:type_name -> tele.v1.LabelSelector.MatchLabelsEntry
+	38, // 6: tele.v1.LabelSelector.match_labels:type_name -> tele.v1.LabelSelector.MatchLabelsEntry
 	11, // 7: tele.v1.LabelSelector.match_expressions:type_name -> tele.v1.LabelSelectorRequirement
 	0,  // 8: tele.v1.LabelSelectorRequirement.operator:type_name -> tele.v1.SelectorOperator
 	3,  // 9: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
@@ -2964,36 +3186,39 @@ var file_tele_proto_depIdxs = []int32{
 	5,  // 23: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
 	27, // 24: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
 	32, // 25: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	33, // 26: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	6,  // 27: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	7,  // 28: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	25, // 29: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	28, // 30: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	28, // 31: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	31, // 32: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	34, // 33: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	8,  // 34: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	15, // 35: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	28, // 36: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	28, // 37: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	19, // 38: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	31, // 39: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	26, // 40: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	29, // 41: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	30, // 42: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	31, // 43: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	35, // 44: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	14, // 45: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	16, // 46: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	17, // 47: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	18, // 48: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	23, // 49: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	31, // 50: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	40, // [40:51] is the sub-list for method output_type
-	29, // [29:40] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	35, // 26: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	33, // 27: tele.v1.Open.destination:type_name -> tele.v1.Destination
+	34, // 28: tele.v1.Open.opened:type_name -> tele.v1.Opened
+	6,  // 29: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	6,  // 30: tele.v1.Destination.protocol:type_name -> tele.v1.Protocol
+	7,  // 31: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	25, // 32: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	28, // 33: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	28, // 34: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	31, // 35: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	36, // 36: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	8,  // 37: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	15, // 38: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	28, // 39: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	28, // 40: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	19, // 41: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	31, // 42: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	26, // 43: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	29, // 44: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	30, // 45: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	31, // 46: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	37, // 47: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	14, // 48: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	16, // 49: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	17, // 50: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	18, // 51: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	23, // 52: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	31, // 53: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -3010,13 +3235,19 @@ func file_tele_proto_init() {
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
 	}
+	file_tele_proto_msgTypes[24].OneofWrappers = []any{
+		(*Open_Destination)(nil),
+		(*Open_DialId)(nil),
+		(*Open_InterceptId)(nil),
+		(*Open_Opened)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

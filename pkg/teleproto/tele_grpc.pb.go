@@ -49,11 +49,11 @@ type ManagerClient interface {
 	// Depart ends a session at once.
 	Depart(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*DepartResponse, error)
 	// Tunnel carries one TCP connection or one UDP flow from the laptop to its
-	// destination in the cluster. The client's first message holds an Open; then
-	// both sides send data. For TCP, the client's CloseSend is a half-close
-	// (the manager shuts the connection's write side) and the server ending the
-	// stream means the destination closed. For UDP each data message is one
-	// datagram.
+	// destination in the cluster, or answers a DialRequest. The client's first
+	// message holds an Open (destination or dial_id); then both sides send
+	// data. For TCP, the client's CloseSend is a half-close (the manager shuts
+	// the connection's write side) and the server ending the stream means the
+	// destination closed. For UDP each data message is one datagram.
 	Tunnel(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelMessage, TunnelMessage], error)
 	// LookupDNS sends a DNS query in wire format to the cluster's DNS server, as
 	// a pod in the manager's namespace would, and returns the answer.
@@ -198,11 +198,11 @@ type ManagerServer interface {
 	// Depart ends a session at once.
 	Depart(context.Context, *SessionRequest) (*DepartResponse, error)
 	// Tunnel carries one TCP connection or one UDP flow from the laptop to its
-	// destination in the cluster. The client's first message holds an Open; then
-	// both sides send data. For TCP, the client's CloseSend is a half-close
-	// (the manager shuts the connection's write side) and the server ending the
-	// stream means the destination closed. For UDP each data message is one
-	// datagram.
+	// destination in the cluster, or answers a DialRequest. The client's first
+	// message holds an Open (destination or dial_id); then both sides send
+	// data. For TCP, the client's CloseSend is a half-close (the manager shuts
+	// the connection's write side) and the server ending the stream means the
+	// destination closed. For UDP each data message is one datagram.
 	Tunnel(grpc.BidiStreamingServer[TunnelMessage, TunnelMessage]) error
 	// LookupDNS sends a DNS query in wire format to the cluster's DNS server, as
 	// a pod in the manager's namespace would, and returns the answer.
@@ -493,7 +493,8 @@ type AgentServiceClient interface {
 	Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentReport, AgentRoutes], error)
 	// Connect carries one intercepted connection from an agent to the laptop
 	// that owns the intercept. The first message holds an Open with
-	// intercept_id; then data both ways, with the Tunnel's TCP semantics.
+	// intercept_id, answered with Open.opened once the laptop took it, or
+	// Close; then data both ways, with the Tunnel's TCP semantics.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelMessage, TunnelMessage], error)
 }
 
@@ -545,7 +546,8 @@ type AgentServiceServer interface {
 	Watch(grpc.BidiStreamingServer[AgentReport, AgentRoutes]) error
 	// Connect carries one intercepted connection from an agent to the laptop
 	// that owns the intercept. The first message holds an Open with
-	// intercept_id; then data both ways, with the Tunnel's TCP semantics.
+	// intercept_id, answered with Open.opened once the laptop took it, or
+	// Close; then data both ways, with the Tunnel's TCP semantics.
 	Connect(grpc.BidiStreamingServer[TunnelMessage, TunnelMessage]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }

@@ -62,7 +62,7 @@ func main() {
 		// 3. Open a connection to a laptop.
 		cs, err := agents.Connect(cctx)
 		if err == nil {
-			err = cs.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{InterceptId: "echo"}}})
+			err = cs.Send(teleproto.OpenIntercepted{InterceptID: "echo"}.Message())
 		}
 		if err == nil {
 			_, err = cs.Recv()
