@@ -319,7 +319,7 @@ func TestTunnelTCP(t *testing.T) {
 			t.Errorf("got %d bytes back, want %d (tail %q)", len(got), len(want), tail(got))
 		}
 	})
-	t.Run("ack_dial: an empty Open once dialed, before the data", func(t *testing.T) {
+	t.Run("ack_dial: the ack once dialed, before the data", func(t *testing.T) {
 		if !arrive(t, c).GetAcksDial() {
 			t.Fatal("ArriveResponse.acks_dial is false")
 		}
@@ -335,8 +335,8 @@ func TestTunnelTCP(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, err := st.Recv()
-		if err != nil || m.GetOpen() == nil {
-			t.Fatalf("first message %v, %v; want an empty Open", m, err)
+		if err != nil || m.GetOpen().GetOpened() == nil || teleproto.AckOf(m) != nil {
+			t.Fatalf("first message %v, %v; want Open.opened", m, err)
 		}
 		got, err := recvAll(st)
 		if err != nil || string(got) != "hello" {

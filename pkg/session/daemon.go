@@ -66,7 +66,7 @@ type Daemon struct {
 	changed       chan struct{}
 	client        *managerclient.Client
 	sessionID     string
-	acksDial      bool // the manager answers Open.ack_dial
+	acksDial      bool // the manager answers Destination.ack_dial
 	wiretaps      bool // the manager knows wiretaps (ArriveResponse.wiretaps)
 	tlsIntercepts bool // the manager knows TLS intercepts (ArriveResponse.tls_intercepts)
 	dnsIP         netip.Addr

@@ -54,7 +54,7 @@ func (f *flows) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.Add
 // refused at connect. It costs a new connection one round trip to the
 // manager before the handshake, where the application's first bytes would
 // otherwise have gone with the Open; a manager that does not answer
-// Open.ack_dial gets the old way (HandleTCP).
+// ack_dial (ArriveResponse.acks_dial) gets the old way (HandleTCP).
 func (f *flows) PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (stack.PreparedTCP, error) {
 	if f.isDNS(dst) {
 		return nil, nil

@@ -31,6 +31,7 @@ func (m *tunnelManager) Tunnel(st grpc.BidiStreamingServer[teleproto.TunnelMessa
 		return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: "dial tcp 10.0.0.1:1: connection refused"}}})
 	}
 	if open.GetAckDial() {
+		// The ack of a manager that predates the Open oneof: an empty Open.
 		if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
 			return err
 		}

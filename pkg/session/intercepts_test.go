@@ -100,7 +100,7 @@ func TestAnswerDial(t *testing.T) {
 		t.Fatalf("for a closed port: %v %v", fail, err)
 	}
 
-	// A local server: the empty Open says the laptop took it, then data.
+	// A local server: the ack says the laptop took it, then data.
 	srv, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -122,8 +122,8 @@ func TestAnswerDial(t *testing.T) {
 	if msg, err := st.Recv(); err != nil || msg.GetOpen().GetDialId() != "d2" {
 		t.Fatalf("first message %v %v", msg, err)
 	}
-	if msg, err := st.Recv(); err != nil || msg.GetOpen() == nil || msg.GetOpen().GetDialId() != "" {
-		t.Fatalf("ack %v %v, want an empty Open", msg, err)
+	if msg, err := st.Recv(); err != nil || msg.GetOpen().GetOpened() == nil || teleproto.AckOf(msg) != nil {
+		t.Fatalf("ack %v %v, want Open.opened", msg, err)
 	}
 	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: []byte("ping")}}); err != nil {
 		t.Fatal(err)

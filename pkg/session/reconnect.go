@@ -25,7 +25,7 @@ func (d *Daemon) manager() (*managerclient.Client, string) {
 	return d.client, d.sessionID
 }
 
-// managerFlows is manager, and whether that manager answers Open.ack_dial.
+// managerFlows is manager, and whether that manager answers ack_dial (Destination.ack_dial).
 func (d *Daemon) managerFlows() (*managerclient.Client, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
