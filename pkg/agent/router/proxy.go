@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
@@ -263,6 +264,19 @@ func (r *Router) proxyError(d *dest, w http.ResponseWriter, req *http.Request, e
 		// the app: abort, as ReverseProxy itself does when a body copy
 		// fails, so the client sees its connection (or h2 stream) end.
 		log.Debug("client went away or the router stopped", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if d.id == "" && errors.Is(err, syscall.ECONNREFUSED) {
+		// Nothing listens on the app's port: the app is stopping (its pod
+		// is terminating) or not yet started. Without the agent, the
+		// client would have been refused or, on a keep-alive connection,
+		// seen the app close it; so the agent ends the connection
+		// unanswered, as the app's closing would. HTTP clients retry an
+		// idempotent request that a reused connection ended before any
+		// answer, on a new connection and so, through the Service, another
+		// pod: a 502 is an answer no client retries, and an intercept must
+		// not fail the requests it does not take.
+		log.Info("the app refuses connections: ending the client's unanswered", "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	log.Warn("proxy request failed", "err", err)

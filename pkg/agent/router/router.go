@@ -290,8 +290,9 @@ type Counters struct {
 	Requests uint64
 	// Conns counts TCP connections spliced raw.
 	Conns uint64
-	// Errors counts requests answered 502 and connections that could not
-	// be dialed.
+	// Errors counts requests answered 502, requests ended unanswered
+	// because the app refused them (its pod is stopping), and connections
+	// that could not be dialed.
 	Errors uint64
 	// Fallbacks counts, for a route, the requests and connections that
 	// went to its laptop's route but were served by the application

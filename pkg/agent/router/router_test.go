@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -292,7 +293,6 @@ func TestBadGateway(t *testing.T) {
 	}{
 		{"laptop refuses, http1", app.addr(), dialTo(closed), "alice", h1Client(t), "kubectl-tele: intercept alice: nothing answers on the laptop's local port", time.Second},
 		{"laptop refuses, h2c", app.addr(), dialTo(closed), "alice", h2cClient(t), "kubectl-tele: intercept alice: nothing answers on the laptop's local port", time.Second},
-		{"app refuses", closed, dialTo(app.addr()), "bob", h1Client(t), "kubectl-tele: the app at " + closed + " did not answer", time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,6 +308,50 @@ func TestBadGateway(t *testing.T) {
 			s := r.Stats()
 			if s.Routes["alice"].Errors+s.App.Errors != 1 {
 				t.Errorf("stats = %+v, want 1 error", s)
+			}
+		})
+	}
+}
+
+// TestAppRefuses: when nothing listens on the app's port any more (its pod
+// is terminating), a request the app would have taken ends its connection
+// unanswered, as the app's own closing would have, and not with a 502: a
+// client whose keep-alive connection that was retries the request on a new
+// one, which through a Service reaches another pod.
+func TestAppRefuses(t *testing.T) {
+	for _, proto := range []string{"http1", "h2c"} {
+		t.Run(proto, func(t *testing.T) {
+			app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "app") }))
+			app.Config.Protocols = new(http.Protocols)
+			app.Config.Protocols.SetHTTP1(true)
+			app.Config.Protocols.SetUnencryptedHTTP2(true)
+			app.Start()
+			// A route, so that the agent reads the requests: the app's are
+			// those that do not match it.
+			laptop := newBackend(t, "alice")
+			r := startRouter(t, Config{AppAddr: app.Listener.Addr().String(), DialTimeout: time.Second}, laptop.route("alice", "x-dev=alice"))
+			c := h1Client(t)
+			if proto == "h2c" {
+				c = h2cClient(t)
+			}
+			if code, body := get(t, c, r.url("/")); code != http.StatusOK || body != "app" {
+				t.Fatalf("before the app stopped: %d %q", code, body)
+			}
+			app.Close() // its listener and every connection: the pod's app is gone
+			resp, err := c.Get(r.url("/"))
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				t.Fatalf("after the app stopped: got %d %q, want the connection ended unanswered", resp.StatusCode, body)
+			}
+			want := uint64(1)
+			if proto == "http1" {
+				// The reused connection ended before any answer, so the
+				// client retried once, on a new connection.
+				want = 2
+			}
+			if s := r.Stats(); s.App.Errors != want {
+				t.Errorf("app errors = %d, want %d (err %v)", s.App.Errors, want, err)
 			}
 		})
 	}
