@@ -21,7 +21,6 @@ import (
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/kubectl/pkg/polymorphichelpers"
 	"k8s.io/kubectl/pkg/util/podutils"
 )
 
@@ -174,22 +173,24 @@ func notFound(ctx context.Context, info *resource.Info, namespace string, err er
 	return fmt.Errorf("%w in namespace %q: kubectl tele list -n %s shows the workloads you can intercept", err, namespace, namespace)
 }
 
-// workloadFromObject takes the selector from kubectl's
-// polymorphichelpers.SelectorsForObject, as kubectl logs and port-forward
-// do, and adds the pod template, which kubectl has no helper for. It checks
-// for a missing or empty selector first because SelectorsForObject turns
-// those into labels.Nothing() and labels.Everything() without complaint.
+// workloadFromObject is kubectl's polymorphichelpers.SelectorsForObject for
+// the kinds Resolve supports, plus the pod template, which kubectl has no
+// helper for: the type switch that finds the template finds the selector
+// beside it. It checks for a missing or empty selector, which
+// SelectorsForObject would turn into labels.Nothing() or
+// labels.Everything() without complaint.
 //
-// Importing polymorphichelpers links k8s.io/kubectl/pkg/describe and the
-// rest of the package (53 more packages, gettext-go, x/text/language,
-// client-go/scale among them). Measured on linux/amd64 against the
-// hand-written switch it replaced (go build -trimpath -ldflags '-s -w';
-// median of 5 runs of /usr/bin/time -f %M kubectl-tele version;
-// GODEBUG=inittrace=1): binary 95515160 -> 96963320 bytes (+1.4 MiB), max
-// RSS 77032 -> 79680 KiB (+2.6 MiB), init 2.67 -> 3.63 MB allocated. The
-// daemon is this binary, so its RSS at rest grows about as much. That is
-// under the 5 MiB the project allows for k8s.io/kubectl, so it is
-// imported; podutils alone costs nothing measurable (+8 KiB of binary).
+// polymorphichelpers is not imported: it links k8s.io/kubectl/pkg/describe
+// and 53 more packages (gettext-go, x/text/language, client-go/scale...)
+// into every process of this binary, the daemon and every pod's agent
+// among them, to derive again a selector this switch already has.
+// Measured on linux/amd64 (go build -trimpath -ldflags '-s -w'; median of
+// 5 runs of /usr/bin/time -f %M kubectl-tele version; GODEBUG=inittrace=1):
+// binary 95515160 -> 96963320 bytes (+1.4 MiB), max RSS 77032 -> 79680 KiB
+// (+2.6 MiB), 0.96 MB more allocated at init; make bench's daemon RSS just
+// connected went from 49.6 to 50.9 MiB, over its 50 MiB target. Under the
+// 5 MiB the project allows k8s.io/kubectl, but it does not pay. podutils,
+// which RunningPod and List use, costs 8 KiB of binary.
 func workloadFromObject(obj runtime.Object) (*Workload, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		typed, err := scheme.Scheme.New(u.GroupVersionKind())
@@ -231,9 +232,9 @@ func workloadFromObject(obj runtime.Object) (*Workload, error) {
 	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
 		return nil, fmt.Errorf("%s/%s has no pod selector: add spec.selector", strings.ToLower(w.Kind), w.Name)
 	}
-	_, s, err := polymorphichelpers.SelectorsForObject(obj)
+	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", strings.ToLower(w.Kind), w.Name, err)
+		return nil, fmt.Errorf("%s/%s has an invalid label selector: %w", strings.ToLower(w.Kind), w.Name, err)
 	}
 	w.Selector, w.LabelSelector = s, sel
 	w.Template = tpl.Spec
