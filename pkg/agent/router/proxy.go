@@ -266,17 +266,17 @@ func (r *Router) proxyError(d *dest, w http.ResponseWriter, req *http.Request, e
 		log.Debug("client went away or the router stopped", "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	if d.id == "" && errors.Is(err, syscall.ECONNREFUSED) {
-		// Nothing listens on the app's port: the app is stopping (its pod
-		// is terminating) or not yet started. Without the agent, the
-		// client would have been refused or, on a keep-alive connection,
-		// seen the app close it; so the agent ends the connection
-		// unanswered, as the app's closing would. HTTP clients retry an
+	if d.id == "" && appClosed(err) {
+		// The app refused the connection or closed it without an answer:
+		// it is stopping (its pod is terminating) or not yet started.
+		// Without the agent the client would have been refused or seen
+		// its connection closed, so the agent ends the client's
+		// connection (or h2 stream) unanswered too. HTTP clients retry an
 		// idempotent request that a reused connection ended before any
-		// answer, on a new connection and so, through the Service, another
-		// pod: a 502 is an answer no client retries, and an intercept must
-		// not fail the requests it does not take.
-		log.Info("the app refuses connections: ending the client's unanswered", "err", err)
+		// answer, on a new connection and so, through the Service, on
+		// another pod: a 502 is an answer no client retries, and an
+		// intercept must not fail the requests it does not take.
+		log.Info("the app closed or refused the connection: ending the client's unanswered", "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	log.Warn("proxy request failed", "err", err)
@@ -404,3 +404,10 @@ func (b *bufferPool) Get() []byte {
 }
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// appClosed reports whether err, from a request to the app, says the app
+// refused the connection or closed it before answering.
+func appClosed(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}

@@ -313,11 +313,13 @@ func TestBadGateway(t *testing.T) {
 	}
 }
 
-// TestAppRefuses: when nothing listens on the app's port any more (its pod
-// is terminating), a request the app would have taken ends its connection
-// unanswered, as the app's own closing would have, and not with a 502: a
+// TestAppRefuses: when the app has closed its port and its connections
+// (its pod is terminating), a request it would have taken ends unanswered,
+// as the app's own closing would have ended it, and not with a 502: a
 // client whose keep-alive connection that was retries the request on a new
-// one, which through a Service reaches another pod.
+// one, which through a Service reaches another pod. Whether the agent's
+// pooled connection to the app is found closed before or while it is used,
+// the outcome is the same.
 func TestAppRefuses(t *testing.T) {
 	for _, proto := range []string{"http1", "h2c"} {
 		t.Run(proto, func(t *testing.T) {
