@@ -21,10 +21,6 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
-// AgentPort is where an agent listens for the app port port: fixed per port
-// so a Service can target it on every pod (the no-capability mechanism).
-func AgentPort(port uint32) uint32 { return state.AgentPort(port) }
-
 // The mechanisms, short: mechNone is an intercept's before its first
 // pods' agents are attached (and, in a request, "the manager chooses").
 const (

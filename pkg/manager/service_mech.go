@@ -45,7 +45,7 @@ func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs
 		}
 		byService[r.GetService()] = append(byService[r.GetService()], r)
 	}
-	agentPort := intstr.FromInt32(int32(AgentPort(ic.PB.Port)))
+	agentPort := intstr.FromInt32(int32(teleproto.AgentListenPort(ic.PB.Port)))
 	for _, name := range names {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

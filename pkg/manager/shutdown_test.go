@@ -39,7 +39,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS,
 				Annotations: map[string]string{AnnotOriginalTargetPort + "http": "8080"}},
 			Spec: corev1.ServiceSpec{Selector: echo, Ports: []corev1.ServicePort{{
-				Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(int32(AgentPort(8080))),
+				Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(int32(teleproto.AgentListenPort(8080))),
 			}}},
 		})
 	cfg := testConfig(t)
@@ -123,7 +123,7 @@ func TestCloseRestoresOrphanedIntercept(t *testing.T) {
 // EndpointSlices shows the agents' port.
 func TestAwaitEndpointSlices(t *testing.T) {
 	cfg := testConfig(t)
-	port := int32(AgentPort(8080))
+	port := int32(teleproto.AgentListenPort(8080))
 	cfg.Client = newFakeClientset(&discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-x", Namespace: testNS, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
 		Ports:      []discoveryv1.EndpointPort{{Port: &port}},
@@ -145,7 +145,7 @@ func TestAwaitEndpointSlices(t *testing.T) {
 // unset), records each original, and restores it: when the intercept goes,
 // and, for uninstall, from the annotations alone.
 func TestServiceMechanism(t *testing.T) {
-	agentPort := int32(AgentPort(8080))
+	agentPort := int32(teleproto.AgentListenPort(8080))
 	echo := map[string]string{"app": "echo"}
 	svc := func(name string, sel map[string]string, ports ...corev1.ServicePort) *corev1.Service {
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS}, Spec: corev1.ServiceSpec{Selector: sel, Ports: ports}}

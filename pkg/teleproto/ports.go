@@ -13,3 +13,8 @@ const (
 	// token, which the manager checks on every AgentService call.
 	AgentTokenHeader = "x-tele-agent-token"
 )
+
+// AgentListenPort is where an agent listens for the app port port: fixed per
+// port so that a Service can target it on every pod (the Service mechanism),
+// and carried to the agents in AgentRoute.agent_port.
+func AgentListenPort(port uint32) uint32 { return 40000 + port%20000 }

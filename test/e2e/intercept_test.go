@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // localServer runs the echo app on the laptop's localhost:port as u, the
@@ -441,7 +442,7 @@ func TestInterceptBaseline(t *testing.T) {
 		svc.Annotations = map[string]string{}
 	}
 	svc.Annotations[key] = "http"
-	svc.Spec.Ports[0].TargetPort = intstr.FromInt32(int32(manager.AgentPort(8080)))
+	svc.Spec.Ports[0].TargetPort = intstr.FromInt32(int32(teleproto.AgentListenPort(8080)))
 	if _, err := c.client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

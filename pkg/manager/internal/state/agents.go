@@ -10,10 +10,6 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// AgentPort is where an agent listens for the app port port: fixed per port
-// so a Service can target it on every pod (the no-capability mechanism).
-func AgentPort(port uint32) uint32 { return 40000 + port%20000 }
-
 // RoutesFor computes the routes of pod's agent, which said hello: every
 // intercept that selects its pod, and that the agent can apply
 // (CreateIntercept refuses the others, naming the pod; this only keeps an
@@ -30,7 +26,7 @@ func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*telep
 			continue
 		}
 		r := &teleproto.AgentRoute{
-			Intercept: ic.ID, Port: ic.PB.Port, AgentPort: AgentPort(ic.PB.Port),
+			Intercept: ic.ID, Port: ic.PB.Port, AgentPort: teleproto.AgentListenPort(ic.PB.Port),
 			Mech: ic.Mech, Mechanism: ic.Mech.Legacy(), HttpMatch: ic.PB.HttpMatch,
 			ResetIdleConnections: ic.ResetIdle && ic.Mech == mechNftables,
 			Tls:                  ic.TLS,

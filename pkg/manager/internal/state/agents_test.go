@@ -186,7 +186,7 @@ func TestRoutesMechanism(t *testing.T) {
 		if r.GetMech() != tc.mech || r.GetMechanism() != tc.oldWord || r.GetResetIdleConnections() != tc.resetIdle {
 			t.Errorf("%v: route mech %v, word %q, reset idle %v; want %v, %q, %v", tc.mech, r.GetMech(), r.GetMechanism(), r.GetResetIdleConnections(), tc.mech, tc.oldWord, tc.resetIdle)
 		}
-		if r.GetPort() != 8080 || r.GetAgentPort() != AgentPort(8080) || r.GetAgentPort() != 48080 {
+		if r.GetPort() != 8080 || r.GetAgentPort() != teleproto.AgentListenPort(8080) || r.GetAgentPort() != 48080 {
 			t.Errorf("%v: port %d, agent port %d; want 8080, 48080", tc.mech, r.GetPort(), r.GetAgentPort())
 		}
 	}
