@@ -4,7 +4,7 @@
 # default route. The host's guard (cluster-up.sh) drops everything else a
 # laptop sends, so a laptop reaches the cluster only through kubectl-tele.
 #
-#   laptop.sh up N        make laptop tele-lapN (N in 1..60)
+#   laptop.sh up N        make laptop tele-lapN (N in 1..240: 60 for each E2E_SLOT)
 #   laptop.sh down N      remove it
 #   laptop.sh down-all    remove every laptop
 #   laptop.sh exec N CMD  run CMD inside it (with its own /etc/resolv.conf)
@@ -12,7 +12,7 @@ set -euo pipefail
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 name() { echo "tele-lap$1"; }
-check() { [[ $1 =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 60 )) || die "laptop number must be 1..60, got '$1'"; }
+check() { [[ $1 =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 240 )) || die "laptop number must be 1..240, got '$1'"; }
 
 up() {
   check "$1"

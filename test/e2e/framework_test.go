@@ -333,6 +333,7 @@ type laptop struct {
 
 func newLaptop(t *testing.T, n int) *laptop {
 	t.Helper()
+	n += 60 * e2eSlot()
 	out, err := exec.Command(filepath.Join(kindDir, "laptop.sh"), "up", fmt.Sprint(n)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("laptop %d: %v\n%s", n, err, out)

@@ -23,8 +23,26 @@ import (
 var (
 	installOnce sync.Once
 	installErr  error
-	teleBin     = "/tmp/tele-e2e/kubectl-tele"
+	teleBin     = fmt.Sprintf("/tmp/tele-e2e%s/kubectl-tele", slotSuffix())
 )
+
+// E2E_SLOT (0..3, default 0) lets several checkouts run e2e tests against
+// one cluster at once: each slot has its own laptops (numbers shifted by
+// 60), Unix users and installed plugin.
+func e2eSlot() int {
+	n, err := strconv.Atoi(os.Getenv("E2E_SLOT"))
+	if err != nil || n < 0 || n > 3 {
+		return 0
+	}
+	return n
+}
+
+func slotSuffix() string {
+	if s := e2eSlot(); s > 0 {
+		return fmt.Sprint("-", s)
+	}
+	return ""
+}
 
 func installPlugin(t *testing.T) {
 	t.Helper()
@@ -56,7 +74,7 @@ type teleUser struct {
 func newTeleUser(t *testing.T, n int, kubeconfigData []byte) *teleUser {
 	t.Helper()
 	installPlugin(t)
-	name := fmt.Sprintf("tele-user%d", n)
+	name := fmt.Sprintf("tele-user%d", n+60*e2eSlot())
 	if _, err := user.Lookup(name); err != nil {
 		if out, err := exec.Command("useradd", "-m", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
 			t.Fatalf("useradd %s: %v: %s", name, err, out)
