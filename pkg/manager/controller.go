@@ -127,9 +127,25 @@ func (c *controller) sync(ctx context.Context, name string) {
 	p, err := c.pods.Get(name)
 	if apierrors.IsNotFound(err) {
 		c.queue.Forget(name) // its agent's stream ends with it
+		c.s.imu.Lock()
+		c.s.table.ForgetPod(name)
+		c.s.imu.Unlock()
 		return
 	}
 	if err != nil {
+		return
+	}
+	// Intercepts whose owners RBAC has not been asked about for this pod
+	// (it is new): asked first, so that it gets an agent, and routes, only
+	// for those it lets attach one.
+	var ask []*interceptOwner
+	c.s.imu.Lock()
+	for _, ic := range c.s.table.Unchecked(p) {
+		ask = append(ask, &interceptOwner{id: ic.ID, user: ic.Owner})
+	}
+	c.s.imu.Unlock()
+	if len(ask) > 0 && !c.s.authorizeNewPod(ctx, name, ask) {
+		c.queue.AddRateLimited(name)
 		return
 	}
 	if ac := c.s.agent(name); ac != nil {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
@@ -66,10 +67,40 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			Name: name, Namespace: s.cfg.Namespace,
 			WorkloadKind: req.GetWorkloadKind(), WorkloadName: req.GetWorkloadName(),
 			Port: req.GetPort(), LocalPort: req.GetLocalPort(), HttpMatch: req.GetHttpMatch(),
-			Owner: ss.user + "@" + ss.hostname, TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(), Kind: kind,
+			Owner: ss.user.Name, OwnerHost: ss.host(), TlsSecret: cert.GetSecret(), LocalTls: req.GetLocalTls(), Kind: kind,
 		},
-		Session: ss.id, Pods: sel, Match: m, ResetIdle: req.GetResetIdleConnections(),
+		Session: ss.id, Owner: ss.user, Pods: sel, Match: m, ResetIdle: req.GetResetIdleConnections(),
 		TLS: cert, LocalTLS: req.GetLocalTls(),
+	}
+	// A conflict is told first: it needs no API call.
+	s.imu.Lock()
+	err = s.table.Conflict(ic)
+	s.imu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	// Asked before anything is changed: the pods the agents go to, and
+	// RBAC about them for the session's identity.
+	pods, err := s.runningPods(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
+	}
+	mech := teleproto.MechanismOf(req)
+	need := identity.Reviews(s.cfg.Namespace, podNames(pods), serviceNames(req.GetTarget()), mech != mechNftables)
+	denied, err := s.authorize(ctx, ss.user, need)
+	if err != nil {
+		return nil, err
+	}
+	if len(denied) > 0 {
+		msg := identity.Refusal(ss.user, s.cfg.Namespace, denied)
+		s.log.WarnContext(ctx, "intercept refused", "intercept", name, "user", ss.user.Name, "host", ss.host(), "why", msg)
+		return nil, status.Error(codes.PermissionDenied, msg)
+	}
+	for _, p := range pods {
+		state.Decide(ic, p.Name, true)
 	}
 	s.imu.Lock()
 	id, err := s.table.Add(ic) // reserved while the agents are attached
@@ -84,14 +115,6 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		}
 	}()
 
-	pods, err := s.runningPods(ctx, sel)
-	if err != nil {
-		return nil, err
-	}
-	if len(pods) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
-	}
-	mech := teleproto.MechanismOf(req)
 	for _, p := range pods {
 		got, err := s.attachAgent(ctx, p, mech, false)
 		if err != nil {
@@ -133,7 +156,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	out := ic.Clone(ss.id)
 	s.imu.Unlock()
 	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.PB.Owner, "pods", names,
+		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.PB.Owner, "host", ic.PB.OwnerHost, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
@@ -297,7 +320,7 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	down := ss.link.gone()
 	select {
 	case <-down:
-		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.PB.Owner)
+		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.Who())
 	default:
 	}
 	dialID := rand.Text()
@@ -316,9 +339,9 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	select {
 	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.PB.LocalPort, Client: client}:
 	case <-down:
-		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.PB.Owner)
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.Who())
 	case <-timeout.C:
-		return gone("intercept %s: the laptop of %s does not take connections", interceptName, ic.PB.Owner)
+		return gone("intercept %s: the laptop of %s does not take connections", interceptName, ic.Who())
 	case <-ss.ctx.Done():
 		return gone("intercept %s: the session ended", interceptName)
 	case <-ctx.Done():
@@ -328,7 +351,7 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	select {
 	case laptop = <-w.laptop:
 	case <-down:
-		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.PB.Owner)
+		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.Who())
 	case <-timeout.C:
 		return gone("intercept %s: the laptop of %s did not answer within %s", interceptName, ic.PB.Owner, laptopAnswerTimeout)
 	case <-ss.ctx.Done():
@@ -401,6 +424,33 @@ func (s *Server) runningPods(ctx context.Context, sel state.PodSet) ([]*corev1.P
 	// In a stable order: pushRoutes and the list of pods read better so.
 	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+func podNames(pods []*corev1.Pod) []string {
+	out := make([]string, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// serviceNames are the Services the Service mechanism would retarget.
+func serviceNames(t *teleproto.InterceptTarget) []string {
+	var out []string
+	for _, sp := range t.GetServicePorts() {
+		out = append(out, sp.GetService())
+	}
+	return out
+}
+
+// decide records RBAC's answer about pod for intercept id, if it is still
+// there.
+func (s *Server) decide(id, pod string, allowed bool) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if ic := s.table.Get(id); ic != nil {
+		state.Decide(ic, pod, allowed)
+	}
 }
 
 func podRunning(p *corev1.Pod) bool {

@@ -12,13 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 var (
-	alice = &session{id: "session-a", user: "alice", hostname: "a-laptop"}
-	bob   = &session{id: "session-b", user: "bob", hostname: "b-laptop"}
+	alice = &session{id: "session-a", user: identity.User{Name: "alice"}, hostUser: "alice", hostname: "a-laptop"}
+	bob   = &session{id: "session-b", user: identity.User{Name: "bob"}, hostUser: "bob", hostname: "b-laptop"}
 )
 
 // testIntercept is ss's intercept name of deployment/workload's port, with
@@ -33,9 +34,9 @@ func testIntercept(t *testing.T, ss *session, name, workload string, port uint32
 	return &state.Intercept{
 		PB: &teleproto.Intercept{
 			Name: name, WorkloadKind: "Deployment", WorkloadName: workload,
-			Port: port, LocalPort: 7070, HttpMatch: terms, Owner: ss.user + "@" + ss.hostname,
+			Port: port, LocalPort: 7070, HttpMatch: terms, Owner: ss.user.Name, OwnerHost: ss.host(),
 		},
-		Session: ss.id, Match: m,
+		Session: ss.id, Owner: ss.user, Match: m,
 	}
 }
 
@@ -63,9 +64,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 	s, c := startServer(t, cfg)
 	ctx := context.Background()
 	arriveAs := func(user string) (string, *session) {
-		resp, err := c.Arrive(ctx, &teleproto.ArriveRequest{
-			ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, ClientVersion: "test", Hostname: user + "-laptop", User: user, Namespace: testNS,
-		})
+		resp, err := c.Arrive(ctx, proven(t, c, user))
 		if err != nil {
 			t.Fatalf("Arrive %s: %v", user, err)
 		}
@@ -97,7 +96,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 	}
 	// Past the name and conflict checks, the deployment has no running pod.
 	wantCode(t, "Bob intercepts echo with his own match", create(bid, "x-dev=bob"), codes.FailedPrecondition, "no running pod")
-	wantCode(t, "Bob intercepts echo with Alice's match", create(bid, "x-dev=alice"), codes.AlreadyExists, "already intercepted by alice@alice-laptop")
+	wantCode(t, "Bob intercepts echo with Alice's match", create(bid, "x-dev=alice"), codes.AlreadyExists, "already intercepted by alice (on alice@alice-laptop)")
 	wantCode(t, "Alice intercepts echo again", create(aid, "x-dev=alice2"), codes.AlreadyExists, "you already have an intercept named echo")
 
 	bobEcho := testIntercept(t, bs, "echo", "echo", 8080, "x-dev=bob")
@@ -106,8 +105,8 @@ func TestTwoDevelopersOneName(t *testing.T) {
 		who, id string
 		want    []string
 	}{
-		{"alice", aid, []string{"echo x-dev=alice alice@alice-laptop (you)", "echo x-dev=bob bob@bob-laptop"}},
-		{"bob", bid, []string{"echo x-dev=alice alice@alice-laptop", "echo x-dev=bob bob@bob-laptop (you)"}},
+		{"alice", aid, []string{"echo x-dev=alice alice (on alice@alice-laptop) (you)", "echo x-dev=bob bob (on bob@bob-laptop)"}},
+		{"bob", bid, []string{"echo x-dev=alice alice (on alice@alice-laptop)", "echo x-dev=bob bob (on bob@bob-laptop) (you)"}},
 	} {
 		list, err := c.ListIntercepts(ctx, &teleproto.SessionRequest{SessionId: v.id})
 		if err != nil {
@@ -115,7 +114,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 		}
 		var got []string
 		for _, ic := range list.GetIntercepts() {
-			row := ic.GetName() + " " + strings.Join(ic.GetHttpMatch(), ",") + " " + ic.GetOwner()
+			row := ic.GetName() + " " + strings.Join(ic.GetHttpMatch(), ",") + " " + ic.Who()
 			if ic.GetMine() {
 				row += " (you)"
 			}
@@ -131,7 +130,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 		t.Fatalf("Bob leaves echo: %v", err)
 	}
 	_, err = c.RemoveIntercept(ctx, &teleproto.RemoveInterceptRequest{SessionId: bid, Name: "echo"})
-	wantCode(t, "Bob leaves echo again", err, codes.PermissionDenied, "it belongs to alice@alice-laptop")
+	wantCode(t, "Bob leaves echo again", err, codes.PermissionDenied, "it belongs to alice (on alice@alice-laptop)")
 	s.imu.Lock()
 	aliceStays := s.table.Get(aliceEcho.ID) != nil
 	bobStays := s.table.Get(bobEcho.ID) != nil
@@ -158,6 +157,7 @@ func serverWithEchoIntercepts(t *testing.T, ics ...*state.Intercept) *Server {
 	sel := state.PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}
 	for _, ic := range ics {
 		ic.Pods, ic.Mech = sel, mechNftables
+		state.Decide(ic, "echo-1", true)
 		addIntercept(t, s, ic)
 	}
 	return s

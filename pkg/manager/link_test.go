@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
@@ -161,7 +162,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		wantGone(t, cl, took, 200*time.Millisecond)
 	})
 	t.Run("session ended, intercept not yet removed", func(t *testing.T) {
-		orphan := testIntercept(t, &session{id: "ended", user: "carol", hostname: "c-laptop"}, "echo", "echo", 9090)
+		orphan := testIntercept(t, &session{id: "ended", user: identity.User{Name: "carol"}, hostUser: "carol", hostname: "c-laptop"}, "echo", "echo", 9090)
 		addIntercept(t, s, orphan)
 		cl, took := connect(t, orphan.ID)
 		wantGone(t, cl, took, 200*time.Millisecond)

@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
@@ -76,6 +78,21 @@ type Config struct {
 	// AgentListenAddr is where agents reach the manager: the pod's address,
 	// token-authenticated (default ":8082").
 	AgentListenAddr string
+	// PodUID is the manager pod's UID (env POD_UID, from the downward
+	// API), which a laptop's certificate proof signs.
+	PodUID string
+	// RESTConfig is the manager's in-cluster config: a laptop's bearer
+	// token is asked about (SelfSubjectReview) against its server and CA,
+	// with none of its credentials.
+	RESTConfig *rest.Config
+	// ClientCAFile holds the CAs that sign the cluster's client
+	// certificates, as far as the manager knows them (default
+	// DefaultClientCAFile).
+	ClientCAFile string
+
+	// tokenUser says who the API server takes a bearer token for; tests
+	// set it, else it asks with RESTConfig.
+	tokenUser func(context.Context, string) (identity.User, error)
 }
 
 // DefaultAgentPort is the port agents reach the manager on.
@@ -94,6 +111,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PodName == "" {
 		c.PodName = os.Getenv("POD_NAME")
+	}
+	if c.PodUID == "" {
+		c.PodUID = os.Getenv("POD_UID")
+	}
+	if c.ClientCAFile == "" {
+		c.ClientCAFile = DefaultClientCAFile
+	}
+	if c.tokenUser == nil {
+		c.tokenUser = tokenUserWith(c.RESTConfig)
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout

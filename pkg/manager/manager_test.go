@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -55,6 +56,8 @@ func testConfig(t *testing.T) Config {
 		ResolvConf: writeResolvConf(t, "10.96.0.10"),
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Version:    "v0.0.0-test",
+		PodUID:     "manager-uid",
+		tokenUser:  testTokenUser,
 	}
 }
 
@@ -102,13 +105,60 @@ func startServerAt(t *testing.T, cfg Config, now func() time.Time) (*Server, tel
 
 func arrive(t *testing.T, c teleproto.ManagerClient) *teleproto.ArriveResponse {
 	t.Helper()
-	resp, err := c.Arrive(context.Background(), &teleproto.ArriveRequest{
-		ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, ClientVersion: "test", Hostname: "laptop", User: "me", Namespace: testNS,
-	})
+	resp, err := c.Arrive(context.Background(), proven(t, c, "me"))
 	if err != nil {
 		t.Fatalf("Arrive: %v", err)
 	}
 	return resp
+}
+
+// challenger is a Server, or a client of one.
+type challenger interface {
+	Challenge(context.Context, *teleproto.ChallengeRequest) (*teleproto.ChallengeResponse, error)
+}
+
+type serverChallenger struct{ s *Server }
+
+func (c serverChallenger) Challenge(ctx context.Context, r *teleproto.ChallengeRequest) (*teleproto.ChallengeResponse, error) {
+	return c.s.Challenge(ctx, r)
+}
+
+type clientChallenger struct{ c teleproto.ManagerClient }
+
+func (c clientChallenger) Challenge(ctx context.Context, r *teleproto.ChallengeRequest) (*teleproto.ChallengeResponse, error) {
+	return c.c.Challenge(ctx, r)
+}
+
+// proven is an ArriveRequest of this protocol from user's laptop, with the
+// test token of user (see testTokenUser) for a fresh challenge of c (a
+// *Server or a teleproto.ManagerClient).
+func proven(t *testing.T, c any, user string) *teleproto.ArriveRequest {
+	t.Helper()
+	var ch challenger
+	switch c := c.(type) {
+	case *Server:
+		ch = serverChallenger{c}
+	case teleproto.ManagerClient:
+		ch = clientChallenger{c}
+	}
+	resp, err := ch.Challenge(context.Background(), &teleproto.ChallengeRequest{})
+	if err != nil {
+		t.Fatalf("Challenge: %v", err)
+	}
+	return &teleproto.ArriveRequest{
+		ProtocolVersion: teleproto.CurrentProtocolVersion, ClientVersion: "test", Hostname: user + "-laptop", User: user, Namespace: testNS,
+		Proof: &teleproto.Proof{Nonce: resp.GetNonce(), Credential: &teleproto.Proof_BearerToken{BearerToken: "token-" + user}},
+	}
+}
+
+// testTokenUser takes "token-NAME" for user NAME, as an API server would
+// take a token; anything else is refused.
+func testTokenUser(_ context.Context, token string) (identity.User, error) {
+	name, ok := strings.CutPrefix(token, "token-")
+	if !ok {
+		return identity.User{}, errors.New("Unauthorized")
+	}
+	return identity.User{Name: name, UID: "uid-" + name, Groups: []string{identity.Authenticated}}, nil
 }
 
 func wantCode(t *testing.T, what string, err error, code codes.Code, contains ...string) {
@@ -134,7 +184,7 @@ func TestSkewHeaders(t *testing.T) {
 		_, err := c.Remain(context.Background(), &teleproto.SessionRequest{}, grpc.Header(&md))
 		wantCode(t, "Remain", err, codes.NotFound)
 		for k, want := range map[string]string{
-			teleproto.HeaderProtocol: "1",
+			teleproto.HeaderProtocol: "2",
 			teleproto.HeaderVersion:  "v0.0.0-test",
 			teleproto.HeaderSessions: wantSessions,
 		} {
@@ -148,7 +198,7 @@ func TestSkewHeaders(t *testing.T) {
 	arrive(t, c)
 	probe("2")
 	var md metadata.MD
-	if _, err := c.Arrive(context.Background(), &teleproto.ArriveRequest{ProtocolVersion: teleproto.CurrentProtocolVersion, Namespace: testNS}, grpc.Header(&md)); err != nil {
+	if _, err := c.Arrive(context.Background(), proven(t, c, "me"), grpc.Header(&md)); err != nil {
 		t.Fatal(err)
 	}
 	if got := md.Get(teleproto.HeaderSessions); len(got) != 1 || got[0] != "3" {
@@ -164,14 +214,17 @@ func TestArriveProtocolVersion(t *testing.T) {
 		code    codes.Code
 	}{
 		{name: "unspecified", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED, code: codes.FailedPrecondition},
-		{name: "newer", version: teleproto.ProtocolVersion(2), code: codes.FailedPrecondition},
-		{name: "v1", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, code: codes.OK},
+		{name: "newer", version: teleproto.ProtocolVersion(3), code: codes.FailedPrecondition},
+		{name: "v1, without proofs of identity", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, code: codes.FailedPrecondition},
+		{name: "v2", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_2, code: codes.OK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := c.Arrive(context.Background(), &teleproto.ArriveRequest{ProtocolVersion: tt.version, ClientVersion: "v9"})
+			req := proven(t, c, "me")
+			req.ProtocolVersion, req.ClientVersion = tt.version, "v9"
+			resp, err := c.Arrive(context.Background(), req)
 			if tt.code != codes.OK {
-				wantCode(t, "Arrive", err, tt.code, tt.version.String(), "PROTOCOL_VERSION_1", "kubectl tele uninstall -n "+testNS, "v0.0.0-test")
+				wantCode(t, "Arrive", err, tt.code, tt.version.String(), "PROTOCOL_VERSION_2", "kubectl tele uninstall -n "+testNS, "v0.0.0-test")
 				return
 			}
 			if err != nil {
@@ -616,7 +669,7 @@ func TestServerIdleWaitsForSessions(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	resp, err := s.Arrive(ctx, &teleproto.ArriveRequest{ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1})
+	resp, err := s.Arrive(ctx, proven(t, s, "me"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,7 +691,7 @@ func TestServerIdleWaitsForSessions(t *testing.T) {
 	if d := time.Since(start); d < 550*time.Millisecond {
 		t.Errorf("Run returned %v after start, before idle timeout after Depart", d)
 	}
-	if _, err := s.Arrive(ctx, &teleproto.ArriveRequest{ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1}); status.Code(err) != codes.Unavailable {
+	if _, err := s.Arrive(ctx, proven(t, s, "me")); status.Code(err) != codes.Unavailable {
 		t.Errorf("Arrive after idle exit: %v, want Unavailable", err)
 	}
 }

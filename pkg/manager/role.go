@@ -62,6 +62,15 @@ func Role(namespace, name string) *rbacv1.Role {
 				Verbs:     []string{"patch"},
 			},
 			{
+				// Before acting for a laptop's session, the manager asks RBAC
+				// whether the session's user may do it themselves (attach the
+				// agent to each pod, retarget each Service): a namespaced
+				// review, where SubjectAccessReview is cluster-scoped.
+				APIGroups: []string{"authorization.k8s.io"},
+				Resources: []string{"localsubjectaccessreviews"},
+				Verbs:     []string{"create"},
+			},
+			{
 				// The Service mechanism waits until a retargeted Service's
 				// EndpointSlices show the agents' port.
 				APIGroups: []string{"discovery.k8s.io"},

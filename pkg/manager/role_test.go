@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	authv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -26,6 +27,13 @@ var recorded struct {
 // package makes its clients with it.
 func newFakeClientset(objs ...runtime.Object) *fake.Clientset {
 	c := fake.NewClientset(objs...)
+	// RBAC, as the tests have it: mallory may do nothing, everyone else
+	// anything.
+	c.PrependReactor("create", "localsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.LocalSubjectAccessReview).DeepCopy()
+		r.Status.Allowed = r.Spec.User != "mallory"
+		return true, r, nil
+	})
 	recorded.mu.Lock()
 	recorded.clients = append(recorded.clients, c)
 	recorded.mu.Unlock()
@@ -38,6 +46,9 @@ func newFakeClientset(objs ...runtime.Object) *fake.Clientset {
 var notGranted = map[string]bool{
 	"list nodes":                          true,
 	"list networking.k8s.io/servicecidrs": true,
+	// kube-system/extension-apiserver-authentication, the API server's
+	// client CA: read where an admin let the manager (k3s), else refused.
+	"get configmaps": true,
 }
 
 // TestMain runs the tests, and then, when all of them ran and passed,

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
@@ -84,12 +86,26 @@ type Server struct {
 	// Dials waiting for a laptop's answer, by dial ID.
 	pmu     sync.Mutex
 	pending map[string]*dialWait
+
+	// nmu guards the Challenge nonces and the cluster's client CAs, as
+	// last read (see clientCAs).
+	nmu      sync.Mutex
+	nonces   identity.Nonces
+	cas      *x509.CertPool
+	casFrom  string
+	casUntil time.Time
 }
 
 type session struct {
-	id       string
+	id string
+	// user is who the session proved it is (provenBy says how): what RBAC
+	// is asked about, and what list shows.
+	user     identity.User
+	provenBy string
+	// hostname and hostUser are where the laptop says it is: hints for
+	// people, never an identity.
 	hostname string
-	user     string
+	hostUser string
 	version  string // the laptop's build (ArriveRequest.client_version)
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -255,7 +271,7 @@ func (s *Server) endLocked(ctx context.Context, ss *session, reason string) {
 	if len(s.sessions) == 0 {
 		s.idleSince = s.now()
 	}
-	s.log.InfoContext(ctx, "session departed", "session", ss.id, "host", ss.hostname, "user", ss.user, "reason", reason)
+	s.log.InfoContext(ctx, "session departed", "session", ss.id, "user", ss.user.Name, "host", ss.host(), "reason", reason)
 }
 
 // lookup returns the live session with this ID, ending it first if its
@@ -286,6 +302,11 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 	if ns := req.GetNamespace(); ns != "" && ns != s.cfg.Namespace {
 		return nil, status.Errorf(codes.InvalidArgument, "this manager serves namespace %s, not %s", s.cfg.Namespace, ns)
 	}
+	u, provenBy, err := s.authenticate(ctx, req.GetProof())
+	if err != nil {
+		s.log.WarnContext(ctx, "session refused", "host", req.GetUser()+"@"+req.GetHostname(), "err", status.Convert(err).Message())
+		return nil, err
+	}
 	info, err := s.clusterInfo(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "discover cluster info: %v", err)
@@ -294,8 +315,10 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 	sctx, cancel := context.WithCancelCause(s.life)
 	ss := &session{
 		id:       rand.Text(),
+		user:     u,
+		provenBy: provenBy,
 		hostname: req.GetHostname(),
-		user:     req.GetUser(),
+		hostUser: req.GetUser(),
 		version:  req.GetClientVersion(),
 		ctx:      sctx,
 		cancel:   cancel,
@@ -311,8 +334,8 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 	}
 	s.sessions[ss.id] = ss
 	s.mu.Unlock()
-	s.log.InfoContext(ctx, "session arrived", "session", ss.id, "host", ss.hostname, "user", ss.user,
-		"client_version", req.GetClientVersion())
+	s.log.InfoContext(ctx, "session arrived", "session", ss.id, "user", u.Name, "uid", u.UID, "groups", u.Groups,
+		"proven_by", provenBy, "host", ss.host(), "client_version", req.GetClientVersion())
 
 	return &teleproto.ArriveResponse{
 		ProtocolVersion:    want,
@@ -323,8 +346,13 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		AcksDial:           true,
 		Wiretaps:           true,
 		TlsIntercepts:      true,
+		Identity:           &teleproto.Identity{Username: u.Name, Uid: u.UID, Groups: u.Groups},
+		ProvenBy:           provenBy,
 	}, nil
 }
+
+// host is where the session's laptop says it is: user@host, a hint.
+func (ss *session) host() string { return ss.hostUser + "@" + ss.hostname }
 
 // skewHeaders sends teleproto's HeaderProtocol, HeaderVersion and
 // HeaderSessions with every unary response, errors included, so that a laptop

@@ -86,7 +86,7 @@ func TestCheckAccessAsksOnce(t *testing.T) {
 		{
 			name: "all but the agent Secret by name",
 			rules: []authv1.ResourceRule{
-				{Verbs: []string{"*"}, APIGroups: []string{"batch", "rbac.authorization.k8s.io", "discovery.k8s.io"}, Resources: []string{"*"}},
+				{Verbs: []string{"*"}, APIGroups: []string{"batch", "rbac.authorization.k8s.io", "discovery.k8s.io", "authorization.k8s.io"}, Resources: []string{"*"}},
 				{Verbs: []string{"*"}, APIGroups: []string{""}, Resources: []string{"pods", "pods/portforward", "pods/ephemeralcontainers", "serviceaccounts", "services"}},
 				{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"secrets"}},
 				{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"another"}},

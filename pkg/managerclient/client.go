@@ -28,6 +28,10 @@ type Client struct {
 	teleproto.ManagerClient
 	pf   *PortForward
 	conn *grpc.ClientConn
+	// credential finds the user's credential, for Arrive's proof; pod is
+	// the manager pod, as Ensure checked it.
+	credential func(context.Context) (*credential, error)
+	pod        *Manager
 }
 
 // Dial opens a port-forward to the manager pod and a gRPC connection on it.
@@ -61,7 +65,8 @@ func Dial(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, m 
 		pf.Close()
 		return nil, fmt.Errorf("grpc to manager %s/%s: %w", m.Namespace, m.Pod, err)
 	}
-	return &Client{ManagerClient: teleproto.NewManagerClient(conn), pf: pf, conn: conn}, nil
+	return &Client{ManagerClient: teleproto.NewManagerClient(conn), pf: pf, conn: conn, pod: m,
+		credential: func(ctx context.Context) (*credential, error) { return credentialOf(ctx, cfg) }}, nil
 }
 
 // Done is closed when the port-forward under the client is gone; a Client
@@ -81,7 +86,8 @@ func (c *Client) Close() error {
 }
 
 // Arrive starts a session, retrying while the manager is still starting to
-// listen (the pod runs before its listener is up). A manager that speaks
+// listen (the pod runs before its listener is up), with a proof of the
+// user's identity for each attempt's Challenge. A manager that speaks
 // another protocol, whether it refuses the request or answers with its own
 // version, gives an *IncompatibleError.
 func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*teleproto.ArriveResponse, error) {
@@ -90,18 +96,28 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
-	req := &teleproto.ArriveRequest{
-		ProtocolVersion: teleproto.CurrentProtocolVersion,
-		ClientVersion:   clientVersion,
-		Hostname:        host,
-		User:            name,
-		Namespace:       namespace,
+	var cred *credential
+	if c.credential != nil {
+		var err error
+		if cred, err = c.credential(ctx); err != nil {
+			return nil, fmt.Errorf("prove who you are to the manager: %w", err)
+		}
 	}
 	self := Self{Version: clientVersion, Protocol: teleproto.CurrentProtocolVersion}
 	var lastErr error
 	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
+		req := &teleproto.ArriveRequest{
+			ProtocolVersion: teleproto.CurrentProtocolVersion,
+			ClientVersion:   clientVersion,
+			Hostname:        host,
+			User:            name,
+			Namespace:       namespace,
+		}
 		var md metadata.MD
-		resp, err := c.ManagerClient.Arrive(ctx, req, grpc.WaitForReady(true), grpc.Header(&md))
+		resp, err := c.arriveOnce(ctx, req, cred, &md)
+		if _, isStatus := status.FromError(err); !isStatus {
+			return nil, err // the proof could not be made: trying again will not help
+		}
 		if err == nil {
 			if p := resp.GetProtocolVersion(); p != self.Protocol {
 				// It took our request but speaks another protocol: end the
@@ -124,8 +140,8 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 					ManagerVersion: h.version, ManagerProtocol: h.protocol, Sessions: h.sessions}
 			}
 		}
-		if code == codes.FailedPrecondition || code == codes.InvalidArgument || code == codes.PermissionDenied {
-			return nil, fmt.Errorf("manager refused the session: %s", status.Convert(err).Message())
+		if code == codes.FailedPrecondition || code == codes.InvalidArgument || code == codes.PermissionDenied || code == codes.Unauthenticated {
+			return nil, fmt.Errorf("manager refused the session: %w", err)
 		}
 		lastErr = err
 		select {
@@ -134,6 +150,24 @@ func (c *Client) Arrive(ctx context.Context, namespace, clientVersion string) (*
 		case <-time.After(delay):
 		}
 	}
+}
+
+// arriveOnce asks the manager for a challenge and arrives with the proof
+// of cred for it. An error that is no gRPC status is the proof's.
+func (c *Client) arriveOnce(ctx context.Context, req *teleproto.ArriveRequest, cred *credential, md *metadata.MD) (*teleproto.ArriveResponse, error) {
+	ch, err := c.Challenge(ctx, &teleproto.ChallengeRequest{}, grpc.WaitForReady(true))
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		// A manager that predates Challenge: its Arrive refuses our
+		// protocol, saying its own.
+	case err != nil:
+		return nil, err
+	case cred != nil:
+		if req.Proof, err = cred.proofFor(ch, req.GetNamespace(), c.pod.PodUID); err != nil {
+			return nil, err
+		}
+	}
+	return c.ManagerClient.Arrive(ctx, req, grpc.WaitForReady(true), grpc.Header(md))
 }
 
 // Sessions asks the manager how many sessions it has, with a call of every

@@ -66,7 +66,7 @@ func serve(t *testing.T, srv teleproto.ManagerServer) *Client {
 }
 
 func TestArriveAtIncompatibleManager(t *testing.T) {
-	v2 := metadata.Pairs(teleproto.HeaderProtocol, "2", teleproto.HeaderVersion, "v9.0.0", teleproto.HeaderSessions, "4")
+	v1 := metadata.Pairs(teleproto.HeaderProtocol, "1", teleproto.HeaderVersion, "v9.0.0", teleproto.HeaderSessions, "4")
 	tests := []struct {
 		name         string
 		headers      metadata.MD
@@ -77,19 +77,19 @@ func TestArriveAtIncompatibleManager(t *testing.T) {
 		wantDepart   string
 	}{
 		{
-			name: "refuses our protocol, says its own", headers: v2,
+			name: "refuses our protocol, says its own", headers: v1,
 			arrive: func() (*teleproto.ArriveResponse, error) {
 				return nil, status.Error(codes.FailedPrecondition, "protocol mismatch")
 			},
-			wantVersion: "v9.0.0", wantProtocol: 2, wantSessions: 4,
+			wantVersion: "v9.0.0", wantProtocol: 1, wantSessions: 4,
 		},
 		{
 			name: "answers with its own protocol", headers: metadata.Pairs(teleproto.HeaderSessions, "3"),
 			arrive: func() (*teleproto.ArriveResponse, error) {
-				return &teleproto.ArriveResponse{ProtocolVersion: 2, ManagerVersion: "v9.0.0", SessionId: "s1"}, nil
+				return &teleproto.ArriveResponse{ProtocolVersion: 1, ManagerVersion: "v9.0.0", SessionId: "s1"}, nil
 			},
 			// Three with ours, which it ended.
-			wantVersion: "v9.0.0", wantProtocol: 2, wantSessions: 2, wantDepart: "s1",
+			wantVersion: "v9.0.0", wantProtocol: 1, wantSessions: 2, wantDepart: "s1",
 		},
 		{
 			name: "does not serve this protocol's service", headers: metadata.MD{},

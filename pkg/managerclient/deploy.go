@@ -64,8 +64,11 @@ type Options struct {
 type Manager struct {
 	Namespace string
 	Pod       string
-	Version   string // "" when its Job does not say
-	Protocol  teleproto.ProtocolVersion
+	// PodUID is the pod's UID: a laptop proves its identity to this pod
+	// only (see Client.Arrive).
+	PodUID   string
+	Version  string // "" when its Job does not say
+	Protocol teleproto.ProtocolVersion
 	// IdleTimeout is how long the manager waits without a session before it
 	// exits, from its Job's --idle-timeout; 0 when the Job does not say.
 	IdleTimeout time.Duration
@@ -181,7 +184,7 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 		}
 		return nil, err
 	}
-	return &Manager{Namespace: o.Namespace, Pod: pod.Name, Version: d.ManagerVersion, Protocol: d.ManagerProtocol,
+	return &Manager{Namespace: o.Namespace, Pod: pod.Name, PodUID: string(pod.UID), Version: d.ManagerVersion, Protocol: d.ManagerProtocol,
 		IdleTimeout: jobIdleTimeout(job), Action: d.Action, Created: created}, nil
 }
 
@@ -353,6 +356,8 @@ func jobFor(o Options) *batchv1.Job {
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							// Laptops' certificate proofs sign it.
+							{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
 							// The agents run the manager's own image.
 							{Name: "TELE_IMAGE", Value: o.Image},
 							{Name: "TELE_IMAGE_PULL_SECRETS", Value: strings.Join(o.PullSecrets, ",")},

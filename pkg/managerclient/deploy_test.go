@@ -37,7 +37,7 @@ func runningPod(job *batchv1.Job, name string) *corev1.Pod {
 			Labels:          map[string]string{"batch.kubernetes.io/job-name": Name},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
 		},
-		Spec: corev1.PodSpec{NodeName: "node-1"},
+		Spec: corev1.PodSpec{NodeName: "node-1", ServiceAccountName: Name},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
 			Name: "manager", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 		}}},
@@ -90,7 +90,7 @@ func deletes(cs *fake.Clientset, resource string) []k8stesting.DeleteActionImpl 
 }
 
 func TestEnsureReplacesIncompatibleIdleManager(t *testing.T) {
-	old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "2"})
+	old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "3"})
 	cs := fakeCluster(t, old, runningPod(old, "manager-old"))
 	var asked atomic.Int32
 	m, err := Ensure(context.Background(), testOptions(cs, constSessions(0, &asked)))
@@ -122,7 +122,7 @@ func TestEnsureReplacesIncompatibleIdleManager(t *testing.T) {
 		t.Fatal("the old Job is still there")
 	}
 	for what, a := range map[string]map[string]string{"Job": job.Annotations, "pod template": job.Spec.Template.Annotations} {
-		if a[teleproto.AnnotationVersion] != "v0.5.0" || a[teleproto.AnnotationProtocol] != "1" {
+		if a[teleproto.AnnotationVersion] != "v0.5.0" || a[teleproto.AnnotationProtocol] != "2" {
 			t.Errorf("%s annotations = %v, want version v0.5.0 and protocol 1", what, a)
 		}
 	}
@@ -131,7 +131,7 @@ func TestEnsureReplacesIncompatibleIdleManager(t *testing.T) {
 func TestEnsureReplacesIncompatibleManagerWithNoRunningPod(t *testing.T) {
 	// Its pod is still pulling its image: nobody can have a session, and
 	// nobody is asked.
-	old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "2"})
+	old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "3"})
 	cs := fakeCluster(t, old)
 	var asked atomic.Int32
 	m, err := Ensure(context.Background(), testOptions(cs, constSessions(7, &asked)))
@@ -158,14 +158,14 @@ func TestEnsureRefusesIncompatibleManagerInUse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "2"})
+			old := oldJob(map[string]string{teleproto.AnnotationVersion: "v9.0.0", teleproto.AnnotationProtocol: "3"})
 			cs := fakeCluster(t, old, runningPod(old, "manager-old"))
 			_, err := Ensure(context.Background(), testOptions(cs, tt.sessions))
 			var inc *IncompatibleError
 			if !errors.As(err, &inc) {
 				t.Fatalf("Ensure: %v, want an IncompatibleError", err)
 			}
-			if inc.Sessions != tt.want || inc.ManagerVersion != "v9.0.0" || inc.ManagerProtocol != 2 || inc.Namespace != testNS {
+			if inc.Sessions != tt.want || inc.ManagerVersion != "v9.0.0" || inc.ManagerProtocol != 3 || inc.Namespace != testNS {
 				t.Errorf("error = %+v", inc)
 			}
 			for _, c := range []string{tt.contains, "v9.0.0", "kubectl tele uninstall -n " + testNS} {
@@ -197,9 +197,8 @@ func TestEnsureUsesCompatibleManager(t *testing.T) {
 		want        Action
 		wantVersion string
 	}{
-		{name: "same", annotations: map[string]string{teleproto.AnnotationVersion: "v0.5.0", teleproto.AnnotationProtocol: "1"}, want: ActionUse, wantVersion: "v0.5.0"},
-		{name: "other version", annotations: map[string]string{teleproto.AnnotationVersion: "v0.6.0", teleproto.AnnotationProtocol: "1"}, want: ActionUseOtherVersion, wantVersion: "v0.6.0"},
-		{name: "before the protocol annotation", annotations: map[string]string{teleproto.AnnotationVersion: "v0.4.0"}, want: ActionUseOtherVersion, wantVersion: "v0.4.0"},
+		{name: "same", annotations: map[string]string{teleproto.AnnotationVersion: "v0.5.0", teleproto.AnnotationProtocol: "2"}, want: ActionUse, wantVersion: "v0.5.0"},
+		{name: "other version", annotations: map[string]string{teleproto.AnnotationVersion: "v0.6.0", teleproto.AnnotationProtocol: "2"}, want: ActionUseOtherVersion, wantVersion: "v0.6.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

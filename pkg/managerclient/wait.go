@@ -48,8 +48,11 @@ func waitForPod(ctx context.Context, o Options, job *batchv1.Job) (*corev1.Pod, 
 	}
 	var pod *corev1.Pod
 	ours := func(p *corev1.Pod) bool {
-		// A pod of a Job of the same name that was replaced is not ours.
-		return p.DeletionTimestamp == nil && metav1.IsControlledBy(p, job)
+		// A pod of a Job of the same name that was replaced is not ours;
+		// nor is one that does not run as the manager's ServiceAccount:
+		// Arrive proves the user's identity to this pod, with their token
+		// where they have no client certificate.
+		return p.DeletionTimestamp == nil && metav1.IsControlledBy(p, job) && p.Spec.ServiceAccountName == Name
 	}
 	check := func(p *corev1.Pod) (bool, error) {
 		done, err := podState(p, step)

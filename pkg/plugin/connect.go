@@ -377,6 +377,7 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 		"--connect-context=" + o.contextName,
 		"--manager-namespace=" + m.Namespace,
 		"--manager-pod=" + m.Pod,
+		"--manager-pod-uid=" + m.PodUID,
 		"--manager-version=" + m.Version,
 		"--manager-image=" + o.ManagerImage,
 		"--manager-idle-timeout=" + o.IdleTimeout.String(),
@@ -477,6 +478,7 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringVar(&cfg.Context, "connect-context", "", "kubeconfig context name, for status")
 	f.StringVar(&cfg.Manager.Namespace, "manager-namespace", "", "")
 	f.StringVar(&cfg.Manager.Pod, "manager-pod", "", "")
+	f.StringVar(&cfg.Manager.PodUID, "manager-pod-uid", "", "")
 	f.StringVar(&cfg.Manager.Version, "manager-version", "", "")
 	f.StringVar(&cfg.ManagerImage, "manager-image", version.Image(), "")
 	f.StringSliceVar(&cfg.ImagePullSecrets, "image-pull-secret", nil, "")

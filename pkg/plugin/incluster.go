@@ -41,6 +41,7 @@ func newCmdManager() *cobra.Command {
 				IdleTimeout:      idle,
 				HeartbeatTimeout: heartbeat,
 				Client:           cs,
+				RESTConfig:       cfg,
 				Logger:           log,
 				Version:          version.Version,
 			})

@@ -132,7 +132,7 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 		}
 		for _, ic := range r.ics {
 			m := matchColumn(ic.GetHttpMatch()) + tlsColumn(ic)
-			owner := ic.GetOwner()
+			owner := ic.Who()
 			if ic.GetMine() {
 				owner += " (you)"
 			}

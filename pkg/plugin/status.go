@@ -88,6 +88,9 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Context", st.Context)
 	row("API server", st.Server)
 	row("Namespace", st.Namespace)
+	if st.Identity != "" {
+		row("Identity", st.Identity+" (proven to the manager by "+st.ProvenBy+")")
+	}
 	row("Manager", st.ManagerNamespace+"/"+st.ManagerPod+" (version "+st.ManagerVersion+")")
 	row("Client version", st.ClientVersion)
 	row("Warning", daemonSkew(st))

@@ -34,12 +34,16 @@ type Status struct {
 	ManagerVersion   string                 `json:"managerVersion,omitempty"`
 	ClientVersion    string                 `json:"clientVersion"`
 	Session          string                 `json:"session,omitempty"`
-	Device           string                 `json:"device,omitempty"`
-	Routes           []string               `json:"routes,omitempty"`
-	DNS              DNS                    `json:"dns"`
-	Discovery        []string               `json:"discovery,omitempty"`
-	LogFile          string                 `json:"logFile"`
-	HelperLogFile    string                 `json:"helperLogFile"`
+	// Identity is who the manager takes the session for, as the API
+	// server knows them, and ProvenBy how the laptop proved it.
+	Identity      string   `json:"identity,omitempty"`
+	ProvenBy      string   `json:"provenBy,omitempty"`
+	Device        string   `json:"device,omitempty"`
+	Routes        []string `json:"routes,omitempty"`
+	DNS           DNS      `json:"dns"`
+	Discovery     []string `json:"discovery,omitempty"`
+	LogFile       string   `json:"logFile"`
+	HelperLogFile string   `json:"helperLogFile"`
 	// ControlSocket is the daemon's API, its user's alone; it also serves
 	// Go's profiles under /debug/pprof/.
 	ControlSocket string `json:"controlSocket,omitempty"`
@@ -72,7 +76,7 @@ func statusView(s *teleproto.DaemonStatus) (*Status, error) {
 		DNS: DNS{Mode: s.GetDns().GetMode(), Nameserver: s.GetDns().GetNameserver(),
 			Search: s.GetDns().GetSearch(), ClusterDomain: s.GetDns().GetClusterDomain()},
 		LogFile: s.GetLogFile(), HelperLogFile: s.GetHelperLogFile(), ControlSocket: s.GetControlSocket(),
-		Since: s.GetSince(), Error: s.GetError(),
+		Since: s.GetSince(), Error: s.GetError(), Identity: s.GetIdentity(), ProvenBy: s.GetProvenBy(),
 	}
 	if r := s.GetHelperRequest(); r != nil {
 		b, err := protojson.Marshal(r)

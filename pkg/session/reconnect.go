@@ -140,6 +140,7 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Session = resp.GetSessionId()
 		s.ManagerVersion = resp.GetManagerVersion()
+		s.Identity, s.ProvenBy = resp.GetIdentity().GetUsername(), resp.GetProvenBy()
 	})
 	if old != nil {
 		old.Close()
@@ -147,7 +148,8 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	if v := resp.GetManagerVersion(); v != d.cfg.Version {
 		d.log.Warn("manager version differs from the plugin's", "manager", v, "plugin", d.cfg.Version)
 	}
-	d.log.Info("session started", "session", resp.GetSessionId(), "manager", m.Pod, "cluster", resp.GetCluster())
+	d.log.Info("session started", "session", resp.GetSessionId(), "manager", m.Pod, "user", resp.GetIdentity().GetUsername(),
+		"groups", resp.GetIdentity().GetGroups(), "proven_by", resp.GetProvenBy(), "cluster", resp.GetCluster())
 	return resp.GetCluster(), nil
 }
 

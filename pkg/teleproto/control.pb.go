@@ -530,6 +530,11 @@ type DaemonStatus struct {
 	// What the plugin passes to the privileged helper while the daemon waits
 	// for its device (phase waiting-for-device).
 	HelperRequest *HelperRequest `protobuf:"bytes,21,opt,name=helper_request,json=helperRequest,proto3" json:"helper_request,omitempty"`
+	// Who the manager takes the session for, as the API server knows them
+	// (alice, system:serviceaccount:ns:dev), and how it was proven
+	// ("client certificate", "bearer token").
+	Identity      string `protobuf:"bytes,22,opt,name=identity,proto3" json:"identity,omitempty"`
+	ProvenBy      string `protobuf:"bytes,23,opt,name=proven_by,json=provenBy,proto3" json:"proven_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,6 +714,20 @@ func (x *DaemonStatus) GetHelperRequest() *HelperRequest {
 		return x.HelperRequest
 	}
 	return nil
+}
+
+func (x *DaemonStatus) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *DaemonStatus) GetProvenBy() string {
+	if x != nil {
+		return x.ProvenBy
+	}
+	return ""
 }
 
 // SessionDNS describes the session's resolver settings.
@@ -1066,7 +1085,7 @@ const file_control_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\"@\n" +
 	"\vQuitRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\"\x0e\n" +
-	"\fQuitResponse\"\xd2\x05\n" +
+	"\fQuitResponse\"\x8b\x06\n" +
 	"\fDaemonStatus\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12+\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x15.tele.v1.ConnectPhaseR\x05phase\x12\x10\n" +
@@ -1090,7 +1109,9 @@ const file_control_proto_rawDesc = "" +
 	"\x0econtrol_socket\x18\x12 \x01(\tR\rcontrolSocket\x12\x14\n" +
 	"\x05since\x18\x13 \x01(\tR\x05since\x12\x14\n" +
 	"\x05error\x18\x14 \x01(\tR\x05error\x12=\n" +
-	"\x0ehelper_request\x18\x15 \x01(\v2\x16.tele.v1.HelperRequestR\rhelperRequest\"\x7f\n" +
+	"\x0ehelper_request\x18\x15 \x01(\v2\x16.tele.v1.HelperRequestR\rhelperRequest\x12\x1a\n" +
+	"\bidentity\x18\x16 \x01(\tR\bidentity\x12\x1b\n" +
+	"\tproven_by\x18\x17 \x01(\tR\bprovenBy\"\x7f\n" +
 	"\n" +
 	"SessionDNS\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1e\n" +

@@ -7,7 +7,7 @@ import (
 
 // CurrentProtocolVersion is the protocol this build speaks, on every boundary
 // tele.proto declares: laptop to manager and agent to manager.
-const CurrentProtocolVersion = ProtocolVersion_PROTOCOL_VERSION_1
+const CurrentProtocolVersion = ProtocolVersion_PROTOCOL_VERSION_2
 
 // LegacyProtocolVersion is what a manager whose Job has no AnnotationProtocol
 // speaks: such a manager predates the annotation, and every build before it

@@ -22,7 +22,7 @@ func TestParseProtocol(t *testing.T) {
 			t.Errorf("ParseProtocol(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
-	if s := FormatProtocol(CurrentProtocolVersion); s != "1" {
+	if s := FormatProtocol(CurrentProtocolVersion); s != "2" {
 		t.Errorf("FormatProtocol(current) = %q", s)
 	}
 	if p, err := ParseProtocol(FormatProtocol(CurrentProtocolVersion)); err != nil || p != CurrentProtocolVersion {

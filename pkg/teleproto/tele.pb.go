@@ -312,6 +312,8 @@ type ProtocolVersion int32
 const (
 	ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED ProtocolVersion = 0
 	ProtocolVersion_PROTOCOL_VERSION_1           ProtocolVersion = 1
+	// Sessions prove who they are (ArriveRequest.proof, Challenge).
+	ProtocolVersion_PROTOCOL_VERSION_2 ProtocolVersion = 2
 )
 
 // Enum value maps for ProtocolVersion.
@@ -319,10 +321,12 @@ var (
 	ProtocolVersion_name = map[int32]string{
 		0: "PROTOCOL_VERSION_UNSPECIFIED",
 		1: "PROTOCOL_VERSION_1",
+		2: "PROTOCOL_VERSION_2",
 	}
 	ProtocolVersion_value = map[string]int32{
 		"PROTOCOL_VERSION_UNSPECIFIED": 0,
 		"PROTOCOL_VERSION_1":           1,
+		"PROTOCOL_VERSION_2":           2,
 	}
 )
 
@@ -1009,8 +1013,13 @@ type Intercept struct {
 	HttpMatch    []string               `protobuf:"bytes,7,rep,name=http_match,json=httpMatch,proto3" json:"http_match,omitempty"`
 	// Deprecated: use mech. The mechanism as a word (Mechanism.Legacy), for
 	// laptops that predate mech; set beside it.
-	Mechanism string   `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
-	Owner     string   `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"` // user@host of the session
+	Mechanism string `protobuf:"bytes,8,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// The identity of the session that owns it, as the API server knows it
+	// (alice, system:serviceaccount:ns:dev).
+	Owner string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Where the owner's laptop says it is (user@host): a hint for people,
+	// not an identity.
+	OwnerHost string   `protobuf:"bytes,16,opt,name=owner_host,json=ownerHost,proto3" json:"owner_host,omitempty"`
 	Mine      bool     `protobuf:"varint,10,opt,name=mine,proto3" json:"mine,omitempty"`
 	Pods      []string `protobuf:"bytes,11,rep,name=pods,proto3" json:"pods,omitempty"` // pods whose agent applies it
 	// Deprecated: use intercept_state. Its name without the prefix
@@ -1131,6 +1140,13 @@ func (x *Intercept) GetMechanism() string {
 func (x *Intercept) GetOwner() string {
 	if x != nil {
 		return x.Owner
+	}
+	return ""
+}
+
+func (x *Intercept) GetOwnerHost() string {
+	if x != nil {
+		return x.OwnerHost
 	}
 	return ""
 }
@@ -1898,22 +1914,124 @@ func (x *AgentRoute) GetMech() Mechanism {
 	return Mechanism_MECHANISM_UNSPECIFIED
 }
 
+type ChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChallengeRequest) Reset() {
+	*x = ChallengeRequest{}
+	mi := &file_tele_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChallengeRequest) ProtoMessage() {}
+
+func (x *ChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChallengeRequest.ProtoReflect.Descriptor instead.
+func (*ChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{17}
+}
+
+type ChallengeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 32 random bytes, accepted by one Arrive within a minute.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The manager pod's metadata.uid, which a certificate proof signs.
+	PodUid        string `protobuf:"bytes,2,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChallengeResponse) Reset() {
+	*x = ChallengeResponse{}
+	mi := &file_tele_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChallengeResponse) ProtoMessage() {}
+
+func (x *ChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChallengeResponse.ProtoReflect.Descriptor instead.
+func (*ChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ChallengeResponse) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ChallengeResponse) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *ChallengeResponse) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
 type ArriveRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
 	ClientVersion   string                 `protobuf:"bytes,2,opt,name=client_version,json=clientVersion,proto3" json:"client_version,omitempty"`
-	// Who this is, for `kubectl tele list`: host name and user name.
+	// Where the laptop says it is, for `kubectl tele list`: host name and
+	// user name. Hints only: the session's identity is what proof proves.
 	Hostname string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	User     string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	// The namespace the laptop connects to.
-	Namespace     string `protobuf:"bytes,5,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Namespace string `protobuf:"bytes,5,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Who the laptop's user is, proven with the credential of their
+	// kubeconfig, as the API server would take it.
+	Proof         *Proof `protobuf:"bytes,6,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArriveRequest) Reset() {
 	*x = ArriveRequest{}
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2043,7 @@ func (x *ArriveRequest) String() string {
 func (*ArriveRequest) ProtoMessage() {}
 
 func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[17]
+	mi := &file_tele_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2056,7 @@ func (x *ArriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveRequest.ProtoReflect.Descriptor instead.
 func (*ArriveRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{17}
+	return file_tele_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ArriveRequest) GetProtocolVersion() ProtocolVersion {
@@ -1976,6 +2094,228 @@ func (x *ArriveRequest) GetNamespace() string {
 	return ""
 }
 
+func (x *ArriveRequest) GetProof() *Proof {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+// Proof is a laptop's credential for the API server, or proof that it
+// holds one, for a nonce of the manager's Challenge.
+type Proof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nonce []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Types that are valid to be assigned to Credential:
+	//
+	//	*Proof_BearerToken
+	//	*Proof_ClientCertificate
+	Credential    isProof_Credential `protobuf_oneof:"credential"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proof) Reset() {
+	*x = Proof{}
+	mi := &file_tele_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proof) ProtoMessage() {}
+
+func (x *Proof) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proof.ProtoReflect.Descriptor instead.
+func (*Proof) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Proof) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *Proof) GetCredential() isProof_Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *Proof) GetBearerToken() string {
+	if x != nil {
+		if x, ok := x.Credential.(*Proof_BearerToken); ok {
+			return x.BearerToken
+		}
+	}
+	return ""
+}
+
+func (x *Proof) GetClientCertificate() *ClientCertificateProof {
+	if x != nil {
+		if x, ok := x.Credential.(*Proof_ClientCertificate); ok {
+			return x.ClientCertificate
+		}
+	}
+	return nil
+}
+
+type isProof_Credential interface {
+	isProof_Credential()
+}
+
+type Proof_BearerToken struct {
+	// A bearer token (static, a token file's, an exec plugin's or auth
+	// provider's): the manager asks the API server, with it, who it is
+	// (one SelfSubjectReview), then forgets it.
+	BearerToken string `protobuf:"bytes,2,opt,name=bearer_token,json=bearerToken,proto3,oneof"`
+}
+
+type Proof_ClientCertificate struct {
+	// A client certificate: the private key never leaves the laptop.
+	ClientCertificate *ClientCertificateProof `protobuf:"bytes,3,opt,name=client_certificate,json=clientCertificate,proto3,oneof"`
+}
+
+func (*Proof_BearerToken) isProof_Credential() {}
+
+func (*Proof_ClientCertificate) isProof_Credential() {}
+
+// ClientCertificateProof is a client certificate chain and a signature,
+// with the certificate's key, of teleproto.ProofStatement (a fixed context,
+// the manager pod's UID, its namespace and the nonce), so that it is good
+// for one Arrive at one manager only.
+type ClientCertificateProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leaf first, then any intermediates, DER-encoded.
+	ChainDer [][]byte `protobuf:"bytes,1,rep,name=chain_der,json=chainDer,proto3" json:"chain_der,omitempty"`
+	// ECDSA (ASN.1) or RSA PKCS #1 v1.5 over SHA-256, or Ed25519.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientCertificateProof) Reset() {
+	*x = ClientCertificateProof{}
+	mi := &file_tele_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientCertificateProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientCertificateProof) ProtoMessage() {}
+
+func (x *ClientCertificateProof) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientCertificateProof.ProtoReflect.Descriptor instead.
+func (*ClientCertificateProof) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClientCertificateProof) GetChainDer() [][]byte {
+	if x != nil {
+		return x.ChainDer
+	}
+	return nil
+}
+
+func (x *ClientCertificateProof) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// Identity is a user as the API server authenticates them.
+type Identity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Uid           string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Groups        []string               `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Identity) Reset() {
+	*x = Identity{}
+	mi := &file_tele_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Identity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Identity) ProtoMessage() {}
+
+func (x *Identity) ProtoReflect() protoreflect.Message {
+	mi := &file_tele_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Identity.ProtoReflect.Descriptor instead.
+func (*Identity) Descriptor() ([]byte, []int) {
+	return file_tele_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Identity) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *Identity) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Identity) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 type ArriveResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=tele.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1995,13 +2335,17 @@ type ArriveResponse struct {
 	// the certificate and route the port's TLS raw (or match nothing), so
 	// the daemon refuses to ask it for a --tls-secret intercept.
 	TlsIntercepts bool `protobuf:"varint,21,opt,name=tls_intercepts,json=tlsIntercepts,proto3" json:"tls_intercepts,omitempty"`
+	// Who the manager takes the session for: what it asks RBAC about.
+	Identity *Identity `protobuf:"bytes,30,opt,name=identity,proto3" json:"identity,omitempty"`
+	// How: "client certificate" or "bearer token".
+	ProvenBy      string `protobuf:"bytes,31,opt,name=proven_by,json=provenBy,proto3" json:"proven_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArriveResponse) Reset() {
 	*x = ArriveResponse{}
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2357,7 @@ func (x *ArriveResponse) String() string {
 func (*ArriveResponse) ProtoMessage() {}
 
 func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[18]
+	mi := &file_tele_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2370,7 @@ func (x *ArriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArriveResponse.ProtoReflect.Descriptor instead.
 func (*ArriveResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{18}
+	return file_tele_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ArriveResponse) GetProtocolVersion() ProtocolVersion {
@@ -2085,6 +2429,20 @@ func (x *ArriveResponse) GetTlsIntercepts() bool {
 	return false
 }
 
+func (x *ArriveResponse) GetIdentity() *Identity {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+func (x *ArriveResponse) GetProvenBy() string {
+	if x != nil {
+		return x.ProvenBy
+	}
+	return ""
+}
+
 // ClusterInfo is what the laptop needs to route and resolve like a pod.
 type ClusterInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2103,7 +2461,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2473,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[19]
+	mi := &file_tele_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2486,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{19}
+	return file_tele_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterInfo) GetClusterDomain() string {
@@ -2175,7 +2533,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2545,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[20]
+	mi := &file_tele_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2558,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{20}
+	return file_tele_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SessionRequest) GetSessionId() string {
@@ -2218,7 +2576,7 @@ type RemainResponse struct {
 
 func (x *RemainResponse) Reset() {
 	*x = RemainResponse{}
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2588,7 @@ func (x *RemainResponse) String() string {
 func (*RemainResponse) ProtoMessage() {}
 
 func (x *RemainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[21]
+	mi := &file_tele_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2601,7 @@ func (x *RemainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemainResponse.ProtoReflect.Descriptor instead.
 func (*RemainResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{21}
+	return file_tele_proto_rawDescGZIP(), []int{26}
 }
 
 type DepartResponse struct {
@@ -2254,7 +2612,7 @@ type DepartResponse struct {
 
 func (x *DepartResponse) Reset() {
 	*x = DepartResponse{}
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2624,7 @@ func (x *DepartResponse) String() string {
 func (*DepartResponse) ProtoMessage() {}
 
 func (x *DepartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[22]
+	mi := &file_tele_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2637,7 @@ func (x *DepartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepartResponse.ProtoReflect.Descriptor instead.
 func (*DepartResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{22}
+	return file_tele_proto_rawDescGZIP(), []int{27}
 }
 
 type TunnelMessage struct {
@@ -2296,7 +2654,7 @@ type TunnelMessage struct {
 
 func (x *TunnelMessage) Reset() {
 	*x = TunnelMessage{}
-	mi := &file_tele_proto_msgTypes[23]
+	mi := &file_tele_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2666,7 @@ func (x *TunnelMessage) String() string {
 func (*TunnelMessage) ProtoMessage() {}
 
 func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[23]
+	mi := &file_tele_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2679,7 @@ func (x *TunnelMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelMessage.ProtoReflect.Descriptor instead.
 func (*TunnelMessage) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{23}
+	return file_tele_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TunnelMessage) GetMsg() isTunnelMessage_Msg {
@@ -2420,7 +2778,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_tele_proto_msgTypes[24]
+	mi := &file_tele_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2790,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[24]
+	mi := &file_tele_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2803,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{24}
+	return file_tele_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Open) GetSessionId() string {
@@ -2598,7 +2956,7 @@ type Destination struct {
 
 func (x *Destination) Reset() {
 	*x = Destination{}
-	mi := &file_tele_proto_msgTypes[25]
+	mi := &file_tele_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2968,7 @@ func (x *Destination) String() string {
 func (*Destination) ProtoMessage() {}
 
 func (x *Destination) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[25]
+	mi := &file_tele_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2981,7 @@ func (x *Destination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Destination.ProtoReflect.Descriptor instead.
 func (*Destination) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{25}
+	return file_tele_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Destination) GetProtocol() Protocol {
@@ -2677,7 +3035,7 @@ type Opened struct {
 
 func (x *Opened) Reset() {
 	*x = Opened{}
-	mi := &file_tele_proto_msgTypes[26]
+	mi := &file_tele_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3047,7 @@ func (x *Opened) String() string {
 func (*Opened) ProtoMessage() {}
 
 func (x *Opened) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[26]
+	mi := &file_tele_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3060,7 @@ func (x *Opened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Opened.ProtoReflect.Descriptor instead.
 func (*Opened) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{26}
+	return file_tele_proto_rawDescGZIP(), []int{31}
 }
 
 type Close struct {
@@ -2718,7 +3076,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_tele_proto_msgTypes[27]
+	mi := &file_tele_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +3088,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[27]
+	mi := &file_tele_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +3101,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{27}
+	return file_tele_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Close) GetError() string {
@@ -2770,7 +3128,7 @@ type DNSRequest struct {
 
 func (x *DNSRequest) Reset() {
 	*x = DNSRequest{}
-	mi := &file_tele_proto_msgTypes[28]
+	mi := &file_tele_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +3140,7 @@ func (x *DNSRequest) String() string {
 func (*DNSRequest) ProtoMessage() {}
 
 func (x *DNSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[28]
+	mi := &file_tele_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +3153,7 @@ func (x *DNSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRequest.ProtoReflect.Descriptor instead.
 func (*DNSRequest) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{28}
+	return file_tele_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DNSRequest) GetSessionId() string {
@@ -2821,7 +3179,7 @@ type DNSResponse struct {
 
 func (x *DNSResponse) Reset() {
 	*x = DNSResponse{}
-	mi := &file_tele_proto_msgTypes[29]
+	mi := &file_tele_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3191,7 @@ func (x *DNSResponse) String() string {
 func (*DNSResponse) ProtoMessage() {}
 
 func (x *DNSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tele_proto_msgTypes[29]
+	mi := &file_tele_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3204,7 @@ func (x *DNSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSResponse.ProtoReflect.Descriptor instead.
 func (*DNSResponse) Descriptor() ([]byte, []int) {
-	return file_tele_proto_rawDescGZIP(), []int{29}
+	return file_tele_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DNSResponse) GetAnswer() []byte {
@@ -2907,7 +3265,7 @@ const file_tele_proto_rawDesc = "" +
 	"\x0eTLSCertificate\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x1c\n" +
-	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\xee\x05\n" +
+	"\akey_pem\x18\x03 \x01(\fB\x03\x80\x01\x01R\x06keyPem\"\x8d\x06\n" +
 	"\tIntercept\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -2919,7 +3277,9 @@ const file_tele_proto_rawDesc = "" +
 	"\n" +
 	"http_match\x18\a \x03(\tR\thttpMatch\x12\x1c\n" +
 	"\tmechanism\x18\b \x01(\tR\tmechanism\x12\x14\n" +
-	"\x05owner\x18\t \x01(\tR\x05owner\x12\x12\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"owner_host\x18\x10 \x01(\tR\townerHost\x12\x12\n" +
 	"\x04mine\x18\n" +
 	" \x01(\bR\x04mine\x12\x12\n" +
 	"\x04pods\x18\v \x03(\tR\x04pods\x12\x14\n" +
@@ -2989,13 +3349,32 @@ const file_tele_proto_rawDesc = "" +
 	"\x03tls\x18\x14 \x01(\v2\x17.tele.v1.TLSCertificateR\x03tls\x12\x1b\n" +
 	"\tlocal_tls\x18\x15 \x01(\bR\blocalTls\x12*\n" +
 	"\x04kind\x18\x1e \x01(\x0e2\x16.tele.v1.InterceptKindR\x04kind\x12&\n" +
-	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\"\xc9\x01\n" +
+	"\x04mech\x18( \x01(\x0e2\x12.tele.v1.MechanismR\x04mech\"\x12\n" +
+	"\x10ChallengeRequest\"`\n" +
+	"\x11ChallengeResponse\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x17\n" +
+	"\apod_uid\x18\x02 \x01(\tR\x06podUid\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"\xef\x01\n" +
 	"\rArriveRequest\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12%\n" +
 	"\x0eclient_version\x18\x02 \x01(\tR\rclientVersion\x12\x1a\n" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12\x1c\n" +
-	"\tnamespace\x18\x05 \x01(\tR\tnamespace\"\xdf\x02\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\x12$\n" +
+	"\x05proof\x18\x06 \x01(\v2\x0e.tele.v1.ProofR\x05proof\"\xa7\x01\n" +
+	"\x05Proof\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12(\n" +
+	"\fbearer_token\x18\x02 \x01(\tB\x03\x80\x01\x01H\x00R\vbearerToken\x12P\n" +
+	"\x12client_certificate\x18\x03 \x01(\v2\x1f.tele.v1.ClientCertificateProofH\x00R\x11clientCertificateB\f\n" +
+	"\n" +
+	"credential\"S\n" +
+	"\x16ClientCertificateProof\x12\x1b\n" +
+	"\tchain_der\x18\x01 \x03(\fR\bchainDer\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"P\n" +
+	"\bIdentity\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\"\xab\x03\n" +
 	"\x0eArriveResponse\x12C\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x18.tele.v1.ProtocolVersionR\x0fprotocolVersion\x12'\n" +
 	"\x0fmanager_version\x18\x02 \x01(\tR\x0emanagerVersion\x12\x1d\n" +
@@ -3005,7 +3384,9 @@ const file_tele_proto_rawDesc = "" +
 	"\x14heartbeat_timeout_ms\x18\x05 \x01(\x03R\x12heartbeatTimeoutMs\x12\x1b\n" +
 	"\tacks_dial\x18\x06 \x01(\bR\backsDial\x12\x1a\n" +
 	"\bwiretaps\x18\x14 \x01(\bR\bwiretaps\x12%\n" +
-	"\x0etls_intercepts\x18\x15 \x01(\bR\rtlsIntercepts\"\xb3\x01\n" +
+	"\x0etls_intercepts\x18\x15 \x01(\bR\rtlsIntercepts\x12-\n" +
+	"\bidentity\x18\x1e \x01(\v2\x11.tele.v1.IdentityR\bidentity\x12\x1b\n" +
+	"\tproven_by\x18\x1f \x01(\tR\bprovenBy\"\xb3\x01\n" +
 	"\vClusterInfo\x12%\n" +
 	"\x0ecluster_domain\x18\x01 \x01(\tR\rclusterDomain\x12#\n" +
 	"\rservice_cidrs\x18\x02 \x03(\tR\fserviceCidrs\x12\x1b\n" +
@@ -3078,10 +3459,11 @@ const file_tele_proto_rawDesc = "" +
 	"\x19AGENT_FEATURE_UNSPECIFIED\x10\x00\x12$\n" +
 	" AGENT_FEATURE_REQUEST_LINE_MATCH\x10\x01\x12\x15\n" +
 	"\x11AGENT_FEATURE_TLS\x10\x03\x12\x19\n" +
-	"\x15AGENT_FEATURE_WIRETAP\x10\x02*K\n" +
+	"\x15AGENT_FEATURE_WIRETAP\x10\x02*c\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12PROTOCOL_VERSION_1\x10\x01*H\n" +
+	"\x12PROTOCOL_VERSION_1\x10\x01\x12\x16\n" +
+	"\x12PROTOCOL_VERSION_2\x10\x02*H\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -3089,8 +3471,9 @@ const file_tele_proto_rawDesc = "" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eCLOSE_REASON_LOCAL_PORT_CLOSED\x10\x01\x12\x1c\n" +
-	"\x18CLOSE_REASON_LAPTOP_GONE\x10\x022\xd6\x04\n" +
-	"\aManager\x129\n" +
+	"\x18CLOSE_REASON_LAPTOP_GONE\x10\x022\x9a\x05\n" +
+	"\aManager\x12B\n" +
+	"\tChallenge\x12\x19.tele.v1.ChallengeRequest\x1a\x1a.tele.v1.ChallengeResponse\x129\n" +
 	"\x06Arrive\x12\x16.tele.v1.ArriveRequest\x1a\x17.tele.v1.ArriveResponse\x12:\n" +
 	"\x06Remain\x12\x17.tele.v1.SessionRequest\x1a\x17.tele.v1.RemainResponse\x12:\n" +
 	"\x06Depart\x12\x17.tele.v1.SessionRequest\x1a\x17.tele.v1.DepartResponse\x12<\n" +
@@ -3117,7 +3500,7 @@ func file_tele_proto_rawDescGZIP() []byte {
 }
 
 var file_tele_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_tele_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tele_proto_goTypes = []any{
 	(SelectorOperator)(0),            // 0: tele.v1.SelectorOperator
 	(Mechanism)(0),                   // 1: tele.v1.Mechanism
@@ -3144,20 +3527,25 @@ var file_tele_proto_goTypes = []any{
 	(*AgentHello)(nil),               // 22: tele.v1.AgentHello
 	(*AgentRoutes)(nil),              // 23: tele.v1.AgentRoutes
 	(*AgentRoute)(nil),               // 24: tele.v1.AgentRoute
-	(*ArriveRequest)(nil),            // 25: tele.v1.ArriveRequest
-	(*ArriveResponse)(nil),           // 26: tele.v1.ArriveResponse
-	(*ClusterInfo)(nil),              // 27: tele.v1.ClusterInfo
-	(*SessionRequest)(nil),           // 28: tele.v1.SessionRequest
-	(*RemainResponse)(nil),           // 29: tele.v1.RemainResponse
-	(*DepartResponse)(nil),           // 30: tele.v1.DepartResponse
-	(*TunnelMessage)(nil),            // 31: tele.v1.TunnelMessage
-	(*Open)(nil),                     // 32: tele.v1.Open
-	(*Destination)(nil),              // 33: tele.v1.Destination
-	(*Opened)(nil),                   // 34: tele.v1.Opened
-	(*Close)(nil),                    // 35: tele.v1.Close
-	(*DNSRequest)(nil),               // 36: tele.v1.DNSRequest
-	(*DNSResponse)(nil),              // 37: tele.v1.DNSResponse
-	nil,                              // 38: tele.v1.LabelSelector.MatchLabelsEntry
+	(*ChallengeRequest)(nil),         // 25: tele.v1.ChallengeRequest
+	(*ChallengeResponse)(nil),        // 26: tele.v1.ChallengeResponse
+	(*ArriveRequest)(nil),            // 27: tele.v1.ArriveRequest
+	(*Proof)(nil),                    // 28: tele.v1.Proof
+	(*ClientCertificateProof)(nil),   // 29: tele.v1.ClientCertificateProof
+	(*Identity)(nil),                 // 30: tele.v1.Identity
+	(*ArriveResponse)(nil),           // 31: tele.v1.ArriveResponse
+	(*ClusterInfo)(nil),              // 32: tele.v1.ClusterInfo
+	(*SessionRequest)(nil),           // 33: tele.v1.SessionRequest
+	(*RemainResponse)(nil),           // 34: tele.v1.RemainResponse
+	(*DepartResponse)(nil),           // 35: tele.v1.DepartResponse
+	(*TunnelMessage)(nil),            // 36: tele.v1.TunnelMessage
+	(*Open)(nil),                     // 37: tele.v1.Open
+	(*Destination)(nil),              // 38: tele.v1.Destination
+	(*Opened)(nil),                   // 39: tele.v1.Opened
+	(*Close)(nil),                    // 40: tele.v1.Close
+	(*DNSRequest)(nil),               // 41: tele.v1.DNSRequest
+	(*DNSResponse)(nil),              // 42: tele.v1.DNSResponse
+	nil,                              // 43: tele.v1.LabelSelector.MatchLabelsEntry
 }
 var file_tele_proto_depIdxs = []int32{
 	13, // 0: tele.v1.CreateInterceptRequest.tls:type_name -> tele.v1.TLSCertificate
@@ -3166,7 +3554,7 @@ var file_tele_proto_depIdxs = []int32{
 	9,  // 3: tele.v1.CreateInterceptRequest.target:type_name -> tele.v1.InterceptTarget
 	10, // 4: tele.v1.InterceptTarget.selector:type_name -> tele.v1.LabelSelector
 	12, // 5: tele.v1.InterceptTarget.service_ports:type_name -> tele.v1.ServicePortRef
-	38, // 6: tele.v1.LabelSelector.match_labels:type_name -> tele.v1.LabelSelector.MatchLabelsEntry
+	43, // 6: tele.v1.LabelSelector.match_labels:type_name -> tele.v1.LabelSelector.MatchLabelsEntry
 	11, // 7: tele.v1.LabelSelector.match_expressions:type_name -> tele.v1.LabelSelectorRequirement
 	0,  // 8: tele.v1.LabelSelectorRequirement.operator:type_name -> tele.v1.SelectorOperator
 	3,  // 9: tele.v1.Intercept.kind:type_name -> tele.v1.InterceptKind
@@ -3183,42 +3571,47 @@ var file_tele_proto_depIdxs = []int32{
 	3,  // 20: tele.v1.AgentRoute.kind:type_name -> tele.v1.InterceptKind
 	1,  // 21: tele.v1.AgentRoute.mech:type_name -> tele.v1.Mechanism
 	5,  // 22: tele.v1.ArriveRequest.protocol_version:type_name -> tele.v1.ProtocolVersion
-	5,  // 23: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
-	27, // 24: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
-	32, // 25: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
-	35, // 26: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
-	33, // 27: tele.v1.Open.destination:type_name -> tele.v1.Destination
-	34, // 28: tele.v1.Open.opened:type_name -> tele.v1.Opened
-	6,  // 29: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
-	6,  // 30: tele.v1.Destination.protocol:type_name -> tele.v1.Protocol
-	7,  // 31: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
-	25, // 32: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
-	28, // 33: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
-	28, // 34: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
-	31, // 35: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
-	36, // 36: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
-	8,  // 37: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
-	15, // 38: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
-	28, // 39: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
-	28, // 40: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
-	19, // 41: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
-	31, // 42: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
-	26, // 43: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
-	29, // 44: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
-	30, // 45: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
-	31, // 46: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
-	37, // 47: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
-	14, // 48: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
-	16, // 49: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
-	17, // 50: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
-	18, // 51: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
-	23, // 52: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
-	31, // 53: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	28, // 23: tele.v1.ArriveRequest.proof:type_name -> tele.v1.Proof
+	29, // 24: tele.v1.Proof.client_certificate:type_name -> tele.v1.ClientCertificateProof
+	5,  // 25: tele.v1.ArriveResponse.protocol_version:type_name -> tele.v1.ProtocolVersion
+	32, // 26: tele.v1.ArriveResponse.cluster:type_name -> tele.v1.ClusterInfo
+	30, // 27: tele.v1.ArriveResponse.identity:type_name -> tele.v1.Identity
+	37, // 28: tele.v1.TunnelMessage.open:type_name -> tele.v1.Open
+	40, // 29: tele.v1.TunnelMessage.close:type_name -> tele.v1.Close
+	38, // 30: tele.v1.Open.destination:type_name -> tele.v1.Destination
+	39, // 31: tele.v1.Open.opened:type_name -> tele.v1.Opened
+	6,  // 32: tele.v1.Open.protocol:type_name -> tele.v1.Protocol
+	6,  // 33: tele.v1.Destination.protocol:type_name -> tele.v1.Protocol
+	7,  // 34: tele.v1.Close.reason:type_name -> tele.v1.CloseReason
+	25, // 35: tele.v1.Manager.Challenge:input_type -> tele.v1.ChallengeRequest
+	27, // 36: tele.v1.Manager.Arrive:input_type -> tele.v1.ArriveRequest
+	33, // 37: tele.v1.Manager.Remain:input_type -> tele.v1.SessionRequest
+	33, // 38: tele.v1.Manager.Depart:input_type -> tele.v1.SessionRequest
+	36, // 39: tele.v1.Manager.Tunnel:input_type -> tele.v1.TunnelMessage
+	41, // 40: tele.v1.Manager.LookupDNS:input_type -> tele.v1.DNSRequest
+	8,  // 41: tele.v1.Manager.CreateIntercept:input_type -> tele.v1.CreateInterceptRequest
+	15, // 42: tele.v1.Manager.RemoveIntercept:input_type -> tele.v1.RemoveInterceptRequest
+	33, // 43: tele.v1.Manager.ListIntercepts:input_type -> tele.v1.SessionRequest
+	33, // 44: tele.v1.Manager.Dials:input_type -> tele.v1.SessionRequest
+	19, // 45: tele.v1.AgentService.Watch:input_type -> tele.v1.AgentReport
+	36, // 46: tele.v1.AgentService.Connect:input_type -> tele.v1.TunnelMessage
+	26, // 47: tele.v1.Manager.Challenge:output_type -> tele.v1.ChallengeResponse
+	31, // 48: tele.v1.Manager.Arrive:output_type -> tele.v1.ArriveResponse
+	34, // 49: tele.v1.Manager.Remain:output_type -> tele.v1.RemainResponse
+	35, // 50: tele.v1.Manager.Depart:output_type -> tele.v1.DepartResponse
+	36, // 51: tele.v1.Manager.Tunnel:output_type -> tele.v1.TunnelMessage
+	42, // 52: tele.v1.Manager.LookupDNS:output_type -> tele.v1.DNSResponse
+	14, // 53: tele.v1.Manager.CreateIntercept:output_type -> tele.v1.Intercept
+	16, // 54: tele.v1.Manager.RemoveIntercept:output_type -> tele.v1.RemoveInterceptResponse
+	17, // 55: tele.v1.Manager.ListIntercepts:output_type -> tele.v1.ListInterceptsResponse
+	18, // 56: tele.v1.Manager.Dials:output_type -> tele.v1.DialRequest
+	23, // 57: tele.v1.AgentService.Watch:output_type -> tele.v1.AgentRoutes
+	36, // 58: tele.v1.AgentService.Connect:output_type -> tele.v1.TunnelMessage
+	47, // [47:59] is the sub-list for method output_type
+	35, // [35:47] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_tele_proto_init() }
@@ -3230,12 +3623,16 @@ func file_tele_proto_init() {
 		(*InterceptTarget_Selector)(nil),
 		(*InterceptTarget_PodName)(nil),
 	}
-	file_tele_proto_msgTypes[23].OneofWrappers = []any{
+	file_tele_proto_msgTypes[20].OneofWrappers = []any{
+		(*Proof_BearerToken)(nil),
+		(*Proof_ClientCertificate)(nil),
+	}
+	file_tele_proto_msgTypes[28].OneofWrappers = []any{
 		(*TunnelMessage_Open)(nil),
 		(*TunnelMessage_Data)(nil),
 		(*TunnelMessage_Close)(nil),
 	}
-	file_tele_proto_msgTypes[24].OneofWrappers = []any{
+	file_tele_proto_msgTypes[29].OneofWrappers = []any{
 		(*Open_Destination)(nil),
 		(*Open_DialId)(nil),
 		(*Open_InterceptId)(nil),
@@ -3247,7 +3644,7 @@ func file_tele_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tele_proto_rawDesc), len(file_tele_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

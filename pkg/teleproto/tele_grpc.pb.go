@@ -23,6 +23,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	Manager_Challenge_FullMethodName       = "/tele.v1.Manager/Challenge"
 	Manager_Arrive_FullMethodName          = "/tele.v1.Manager/Arrive"
 	Manager_Remain_FullMethodName          = "/tele.v1.Manager/Remain"
 	Manager_Depart_FullMethodName          = "/tele.v1.Manager/Depart"
@@ -40,8 +41,13 @@ const (
 //
 // Manager is the traffic manager's service for laptops.
 type ManagerClient interface {
-	// Arrive starts a laptop session. The manager refuses a protocol_version it
-	// does not speak with FAILED_PRECONDITION, naming both versions.
+	// Challenge gives a fresh single-use nonce (valid for a minute) and the
+	// manager pod's UID, which an Arrive's proof of identity binds.
+	Challenge(ctx context.Context, in *ChallengeRequest, opts ...grpc.CallOption) (*ChallengeResponse, error)
+	// Arrive starts a laptop session for the identity its proof establishes
+	// (see Proof). The manager refuses a protocol_version it does not speak
+	// with FAILED_PRECONDITION, naming both versions, and a proof it cannot
+	// verify with UNAUTHENTICATED.
 	Arrive(ctx context.Context, in *ArriveRequest, opts ...grpc.CallOption) (*ArriveResponse, error)
 	// Remain keeps a session alive. A session with no Remain for the heartbeat
 	// timeout ends, and its intercepts with it.
@@ -61,6 +67,10 @@ type ManagerClient interface {
 	// CreateIntercept routes a workload's matching requests to this laptop. The
 	// manager attaches an agent to every pod of the workload (reusing one already
 	// there) and answers once each running pod's agent applies the route.
+	// First it asks RBAC whether the session's identity may itself patch
+	// pods/ephemeralcontainers of each pod (and update each Service the
+	// intercept retargets): if not, PERMISSION_DENIED, naming what is
+	// missing, and nothing is changed.
 	CreateIntercept(ctx context.Context, in *CreateInterceptRequest, opts ...grpc.CallOption) (*Intercept, error)
 	// RemoveIntercept ends one of the session's intercepts.
 	RemoveIntercept(ctx context.Context, in *RemoveInterceptRequest, opts ...grpc.CallOption) (*RemoveInterceptResponse, error)
@@ -79,6 +89,16 @@ type managerClient struct {
 
 func NewManagerClient(cc grpc.ClientConnInterface) ManagerClient {
 	return &managerClient{cc}
+}
+
+func (c *managerClient) Challenge(ctx context.Context, in *ChallengeRequest, opts ...grpc.CallOption) (*ChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChallengeResponse)
+	err := c.cc.Invoke(ctx, Manager_Challenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *managerClient) Arrive(ctx context.Context, in *ArriveRequest, opts ...grpc.CallOption) (*ArriveResponse, error) {
@@ -189,8 +209,13 @@ type Manager_DialsClient = grpc.ServerStreamingClient[DialRequest]
 //
 // Manager is the traffic manager's service for laptops.
 type ManagerServer interface {
-	// Arrive starts a laptop session. The manager refuses a protocol_version it
-	// does not speak with FAILED_PRECONDITION, naming both versions.
+	// Challenge gives a fresh single-use nonce (valid for a minute) and the
+	// manager pod's UID, which an Arrive's proof of identity binds.
+	Challenge(context.Context, *ChallengeRequest) (*ChallengeResponse, error)
+	// Arrive starts a laptop session for the identity its proof establishes
+	// (see Proof). The manager refuses a protocol_version it does not speak
+	// with FAILED_PRECONDITION, naming both versions, and a proof it cannot
+	// verify with UNAUTHENTICATED.
 	Arrive(context.Context, *ArriveRequest) (*ArriveResponse, error)
 	// Remain keeps a session alive. A session with no Remain for the heartbeat
 	// timeout ends, and its intercepts with it.
@@ -210,6 +235,10 @@ type ManagerServer interface {
 	// CreateIntercept routes a workload's matching requests to this laptop. The
 	// manager attaches an agent to every pod of the workload (reusing one already
 	// there) and answers once each running pod's agent applies the route.
+	// First it asks RBAC whether the session's identity may itself patch
+	// pods/ephemeralcontainers of each pod (and update each Service the
+	// intercept retargets): if not, PERMISSION_DENIED, naming what is
+	// missing, and nothing is changed.
 	CreateIntercept(context.Context, *CreateInterceptRequest) (*Intercept, error)
 	// RemoveIntercept ends one of the session's intercepts.
 	RemoveIntercept(context.Context, *RemoveInterceptRequest) (*RemoveInterceptResponse, error)
@@ -230,6 +259,9 @@ type ManagerServer interface {
 // pointer dereference when methods are called.
 type UnimplementedManagerServer struct{}
 
+func (UnimplementedManagerServer) Challenge(context.Context, *ChallengeRequest) (*ChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Challenge not implemented")
+}
 func (UnimplementedManagerServer) Arrive(context.Context, *ArriveRequest) (*ArriveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Arrive not implemented")
 }
@@ -276,6 +308,24 @@ func RegisterManagerServer(s grpc.ServiceRegistrar, srv ManagerServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&Manager_ServiceDesc, srv)
+}
+
+func _Manager_Challenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).Challenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_Challenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).Challenge(ctx, req.(*ChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Manager_Arrive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -429,6 +479,10 @@ var Manager_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "tele.v1.Manager",
 	HandlerType: (*ManagerServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Challenge",
+			Handler:    _Manager_Challenge_Handler,
+		},
 		{
 			MethodName: "Arrive",
 			Handler:    _Manager_Arrive_Handler,

@@ -11,7 +11,8 @@ import (
 )
 
 // RoutesFor computes the routes of pod's agent, which said hello: every
-// intercept that selects its pod, and that the agent can apply
+// intercept that selects its pod, whose owner RBAC lets attach an agent to
+// it (Intercept.Authz), and that the agent can apply
 // (CreateIntercept refuses the others, naming the pod; this only keeps an
 // older agent that reconnects from refusing all its routes for one). It is
 // also what the agent of a new pod gets once it connects. Only the pod's
@@ -19,8 +20,8 @@ import (
 func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*teleproto.AgentRoute {
 	var out []*teleproto.AgentRoute
 	for _, ic := range t.sorted() {
-		if ic.Mech == mechNone || ic.Removing || !ic.Pods.Has(pod) {
-			continue // not attached yet
+		if ic.Mech == mechNone || ic.Removing || !ic.Pods.Has(pod) || !ic.AllowedOn(pod.Name) {
+			continue // not attached yet, or not (yet) allowed on this pod
 		}
 		if !canApply(hello, ic.Match) || !canApplyTLS(hello, ic) || ic.Wiretap() && !canWiretap(hello) {
 			continue
@@ -43,12 +44,12 @@ func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*telep
 
 // MechFor returns the mechanism a pod without an agent gets its agent with
 // (a new pod of an intercepted workload): that of the first intercept, by
-// id, that selects it, mechNone if none does (or none has been attached
+// id, that selects it and whose owner RBAC lets attach one to it, mechNone if none does (or none has been attached
 // yet: CreateIntercept attaches its first pods itself). Only the pod's name
 // and labels are read.
 func (t *Table) MechFor(pod *corev1.Pod) teleproto.Mechanism {
 	for _, ic := range t.sorted() {
-		if ic.Mech != mechNone && !ic.Removing && ic.Pods.Has(pod) {
+		if ic.Mech != mechNone && !ic.Removing && ic.Pods.Has(pod) && ic.AllowedOn(pod.Name) {
 			return ic.Mech
 		}
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,5 +298,48 @@ func TestAgentRefusal(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestAuthz: a pod whose RBAC answer for an intercept's owner is no, or
+// not known yet (a new pod the controller has not asked about), gets
+// neither an agent for the intercept nor its route; Unchecked lists what
+// is to be asked, and ForgetPod forgets a pod that went.
+func TestAuthz(t *testing.T) {
+	a := testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice")
+	m := testIntercept(t, bob, "echo", "echo", 8080, "x-dev=mallory")
+	tb := attached(t, a, m)
+	Decide(m, "echo-1", false)
+	unasked := pod("echo-9-unasked", echoLabels)
+	if got := routeIDs(tb.RoutesFor(pod("echo-1", echoLabels), allFeatures)); got != a.ID {
+		t.Errorf("routes on a pod the second owner may not attach to: %q, want %q", got, a.ID)
+	}
+	if got := tb.RoutesFor(unasked, allFeatures); len(got) != 0 {
+		t.Errorf("routes on a pod nobody was asked about: %v", got)
+	}
+	if got := tb.MechFor(unasked); got != mechNone {
+		t.Errorf("a pod nobody was asked about gets an agent: %v", got)
+	}
+	var ids []string
+	for _, ic := range tb.Unchecked(unasked) {
+		ids = append(ids, ic.ID)
+	}
+	if want := []string{a.ID, m.ID}; !slices.Equal(ids, want) {
+		t.Errorf("Unchecked = %v, want %v", ids, want)
+	}
+	if got := tb.Unchecked(pod("echo-1", echoLabels)); len(got) != 0 {
+		t.Errorf("Unchecked on an answered pod: %v", got)
+	}
+	Decide(m, unasked.Name, false)
+	Decide(a, unasked.Name, true)
+	if got := routeIDs(tb.RoutesFor(unasked, allFeatures)); got != a.ID {
+		t.Errorf("after the answers: %q, want %q", got, a.ID)
+	}
+	if got := tb.MechFor(unasked); got != mechNftables {
+		t.Errorf("after the answers the pod gets %v", got)
+	}
+	tb.ForgetPod(unasked.Name)
+	if got := len(tb.Unchecked(unasked)); got != 2 {
+		t.Errorf("a forgotten pod has %d intercepts to ask about, want 2", got)
 	}
 }

@@ -15,8 +15,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -38,8 +40,11 @@ const (
 type Intercept struct {
 	ID string
 	PB *teleproto.Intercept
-	// Session is the id of the session that created it.
+	// Session is the id of the session that created it, and Owner the
+	// identity the API server gave that session: the one RBAC is asked
+	// about for each of its pods.
 	Session  string
+	Owner    identity.User
 	Pods     PodSet
 	Match    match.Matcher
 	Mech     teleproto.Mechanism // mechNone until its first pods' agents are attached
@@ -52,7 +57,18 @@ type Intercept struct {
 	// LocalTLS sends the matching requests on to the laptop over TLS.
 	TLS      *teleproto.TLSCertificate
 	LocalTLS bool
+	// Authz holds, by pod name, whether RBAC lets Owner attach an agent to
+	// the pod (patch pods/ephemeralcontainers): an intercept is routed only
+	// on pods it allows. A pod with no entry has not been asked about yet.
+	Authz map[string]bool
 }
+
+// AllowedOn reports whether RBAC was asked, and lets ic's owner attach
+// an agent to pod.
+func (ic *Intercept) AllowedOn(pod string) bool { return ic.Authz[pod] }
+
+// Who is ic's owner for messages (teleproto.Intercept.Who).
+func (ic *Intercept) Who() string { return ic.PB.Who() }
 
 // Wiretap reports whether ic is a wiretap: its agents copy the matching
 // requests to the laptop while the app answers them. A wiretap takes
@@ -68,7 +84,7 @@ func (ic *Intercept) Clone(viewer string) *teleproto.Intercept {
 	*out = teleproto.Intercept{
 		Name: ic.PB.Name, Namespace: ic.PB.Namespace, WorkloadKind: ic.PB.WorkloadKind, WorkloadName: ic.PB.WorkloadName,
 		Port: ic.PB.Port, LocalPort: ic.PB.LocalPort, HttpMatch: append([]string(nil), ic.PB.HttpMatch...),
-		Mechanism: ic.PB.Mechanism, Mech: ic.PB.Mech, Owner: ic.PB.Owner, Pods: append([]string(nil), ic.PB.Pods...),
+		Mechanism: ic.PB.Mechanism, Mech: ic.PB.Mech, Owner: ic.PB.Owner, OwnerHost: ic.PB.OwnerHost, Pods: append([]string(nil), ic.PB.Pods...),
 		State: ic.PB.State, InterceptState: ic.PB.InterceptState,
 		BypassingConnections: ic.PB.BypassingConnections, ResetConnections: ic.PB.ResetConnections,
 		TlsSecret: ic.PB.TlsSecret, LocalTls: ic.PB.LocalTls,
@@ -100,6 +116,10 @@ type Table struct {
 func NewTable(random func() string) *Table {
 	return &Table{ics: map[string]*Intercept{}, rand: random}
 }
+
+// Conflict says why ic may not join the table, nil if it may (see
+// conflict); Add decides again.
+func (t *Table) Conflict(ic *Intercept) error { return t.conflict(ic) }
 
 // Add checks that ic may join the table (see conflict) and, if it may,
 // gives it a new id (ic.ID, also returned) and adds it: reserved while its
@@ -165,11 +185,11 @@ func (t *Table) conflict(ic *Intercept) error {
 		}
 		switch {
 		case old.Match.Global():
-			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s is intercepted as a whole by %s (intercept %s)", ic.PB.Port, strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, old.PB.Owner, old.PB.Name)
+			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s is intercepted as a whole by %s (intercept %s)", ic.PB.Port, strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, old.Who(), old.PB.Name)
 		case ic.Match.Global():
-			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has filtered intercepts (%s by %s): a global intercept would take their traffic; filter yours with --http-match, --http-path* or --http-method", ic.PB.Port, strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, old.PB.Name, old.PB.Owner)
+			return status.Errorf(codes.AlreadyExists, "port %d of %s/%s already has filtered intercepts (%s by %s): a global intercept would take their traffic; filter yours with --http-match, --http-path* or --http-method", ic.PB.Port, strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, old.PB.Name, old.Who())
 		case old.Match.Equal(ic.Match):
-			return status.Errorf(codes.AlreadyExists, "%s/%s port %d with match %s is already intercepted by %s (intercept %s)", strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, ic.PB.Port, ic.Match, old.PB.Owner, old.PB.Name)
+			return status.Errorf(codes.AlreadyExists, "%s/%s port %d with match %s is already intercepted by %s (intercept %s)", strings.ToLower(ic.PB.WorkloadKind), ic.PB.WorkloadName, ic.PB.Port, ic.Match, old.Who(), old.PB.Name)
 		}
 	}
 	return nil
@@ -196,7 +216,7 @@ func (t *Table) Own(session, name string) (*Intercept, error) {
 		if ic.Session == session {
 			return ic, nil
 		}
-		owners = append(owners, ic.PB.Owner)
+		owners = append(owners, ic.Who())
 	}
 	if len(owners) == 0 {
 		return nil, status.Errorf(codes.NotFound, "you have no intercept named %s; kubectl tele list shows them", name)
@@ -252,6 +272,39 @@ func (t *Table) NotRemoving() []string {
 		}
 	}
 	return ids
+}
+
+// Unchecked returns the attached intercepts, not being removed, that
+// select pod and whose owner RBAC has not been asked about for it (a new
+// pod of an intercepted workload): the manager asks, then Decides, before
+// the pod gets an agent or routes for them.
+func (t *Table) Unchecked(pod *corev1.Pod) []*Intercept {
+	var out []*Intercept
+	for _, ic := range t.sorted() {
+		if ic.Mech == mechNone || ic.Removing || !ic.Pods.Has(pod) {
+			continue
+		}
+		if _, asked := ic.Authz[pod.Name]; !asked {
+			out = append(out, ic)
+		}
+	}
+	return out
+}
+
+// Decide records RBAC's answer for ic's owner on pod.
+func Decide(ic *Intercept, pod string, allowed bool) {
+	if ic.Authz == nil {
+		ic.Authz = map[string]bool{}
+	}
+	ic.Authz[pod] = allowed
+}
+
+// ForgetPod drops the answers about a pod that is gone (a pod of the same
+// name later is asked about anew).
+func (t *Table) ForgetPod(name string) {
+	for _, ic := range t.ics {
+		delete(ic.Authz, name)
+	}
 }
 
 // RetargetsServices reports whether an intercept of workload's port (being

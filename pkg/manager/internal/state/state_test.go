@@ -24,23 +24,35 @@ var (
 	carol = dev{"session-c", "carol@c-laptop"}
 )
 
+// testPods are the pods the tests route to: RBAC lets every test
+// intercept's owner attach agents to them (see allowAll).
+var testPods = []string{"echo-1", "echo-2", "echo-7f9c-new", "echo-new", "other-1", "web-1", "web-new", "bare", "solo", "db-new", "other"}
+
+// allowAll records that RBAC lets ic's owner attach agents to testPods.
+func allowAll(ic *Intercept) *Intercept {
+	for _, p := range testPods {
+		Decide(ic, p, true)
+	}
+	return ic
+}
+
 // testIntercept is d's intercept name of deployment/workload's port, with
 // the header match terms (none: global), not attached (no pods, no
-// mechanism).
+// mechanism), whose owner RBAC lets attach agents to testPods.
 func testIntercept(t *testing.T, d dev, name, workload string, port uint32, terms ...string) *Intercept {
 	t.Helper()
 	m, err := match.Parse(terms)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Intercept{
+	return allowAll(&Intercept{
 		ID: name + "/" + d.owner + "/test",
 		PB: &teleproto.Intercept{
 			Name: name, WorkloadKind: "Deployment", WorkloadName: workload,
 			Port: port, LocalPort: 7070, HttpMatch: terms, Owner: d.owner,
 		},
 		Session: d.session, Match: m,
-	}
+	})
 }
 
 func testWiretap(t *testing.T, d dev, name, workload string, port uint32, terms ...string) *Intercept {
