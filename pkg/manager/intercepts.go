@@ -72,21 +72,11 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		Session: ss.id, Owner: ss.user, Pods: sel, Match: m, ResetIdle: req.GetResetIdleConnections(),
 		TLS: cert, LocalTLS: req.GetLocalTls(),
 	}
-	// A conflict is told first: it needs no API call.
-	s.imu.Lock()
-	err = s.table.Conflict(ic)
-	s.imu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	// Asked before anything is changed: the pods the agents go to, and
 	// RBAC about them for the session's identity.
 	pods, err := s.runningPods(ctx, sel)
 	if err != nil {
 		return nil, err
-	}
-	if len(pods) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
 	}
 	mech := teleproto.MechanismOf(req)
 	need := identity.Reviews(s.cfg.Namespace, podNames(pods), serviceNames(req.GetTarget()), mech != mechNftables)
@@ -98,6 +88,17 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		msg := identity.Refusal(ss.user, s.cfg.Namespace, denied)
 		s.log.WarnContext(ctx, "intercept refused", "intercept", name, "user", ss.user.Name, "host", ss.host(), "why", msg)
 		return nil, status.Error(codes.PermissionDenied, msg)
+	}
+	// Then what any session may know: conflicts (list shows every
+	// intercept), and a workload without running pods.
+	s.imu.Lock()
+	err = s.table.Conflict(ic)
+	s.imu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s/%s has no running pod to intercept; check kubectl get pods -n %s", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), s.cfg.Namespace)
 	}
 	for _, p := range pods {
 		state.Decide(ic, p.Name, true)

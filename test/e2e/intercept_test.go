@@ -112,12 +112,12 @@ func TestIntercept(t *testing.T) {
 			res []string
 		}{
 			{la, ua, []string{
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2 +intercept +-$`,
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +` + adminOn(ua) + ` \(you\) +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +` + adminOn(ub) + ` +2/2 +intercept +-$`,
 			}},
 			{lb, ub, []string{
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ +2/2 +intercept +-$`,
-				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +tele-user5@\S+ \(you\) +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +` + adminOn(ua) + ` +2/2 +intercept +-$`,
+				`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=bob +7071 +nftables +` + adminOn(ub) + ` \(you\) +2/2 +intercept +-$`,
 			}},
 		} {
 			out, _ = x.l.tele(ctx, x.u, "list")
@@ -141,7 +141,7 @@ func TestIntercept(t *testing.T) {
 
 	t.Run("a second identical match is refused", func(t *testing.T) {
 		out, err := lb.tele(ctx, ub, "intercept", "deploy/echo", "--name", "again", "--port", "7071:8080", "--http-match", "x-dev=alice")
-		if err == nil || !regexp.MustCompile(`already intercepted by tele-user4@\S+ \(intercept echo\)`).MatchString(out) {
+		if err == nil || !regexp.MustCompile(`already intercepted by `+adminOn(ua)+` \(intercept echo\)`).MatchString(out) {
 			t.Errorf("duplicate match: %v\n%s", err, out)
 		}
 	})
@@ -155,13 +155,13 @@ func TestIntercept(t *testing.T) {
 			t.Errorf("after B's leave: answered by %v, want LAPTOP-A echo-*", who)
 		}
 		out, _ := la.tele(ctx, ua, "list")
-		if !regexp.MustCompile(`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +tele-user4@\S+ \(you\) +2/2 +intercept +-$`).MatchString(out) ||
+		if !regexp.MustCompile(`(?m)^deployment/echo +2/2 +8080/http +echo +8080 +x-dev=alice +7070 +nftables +`+adminOn(ua)+` \(you\) +2/2 +intercept +-$`).MatchString(out) ||
 			strings.Contains(out, "x-dev=bob") {
 			t.Errorf("list after B's leave, want A's echo only:\n%s", out)
 		}
 		// B has no echo left; A's is not B's to end.
 		out, err := lb.tele(ctx, ub, "leave", "echo")
-		if err == nil || !regexp.MustCompile(`not yours: it belongs to tele-user4@\S+`).MatchString(out) {
+		if err == nil || !regexp.MustCompile(`not yours: it belongs to `+adminOn(ua)).MatchString(out) {
 			t.Errorf("B leaves A's echo: %v\n%s", err, out)
 		}
 		if who := served(t, c, ns, "-H", "x-dev=alice@0", url); len(who) != 1 || who[0] != "LAPTOP-A" {
@@ -193,7 +193,7 @@ func TestIntercept(t *testing.T) {
 		}
 		// B's default name is echo, as A's is: refused for the match, not the name.
 		out, err := lb.tele(ctx, ub, "intercept", "deploy/echo", "--port", "7071:8080", "--http-match", "x-dev=bob")
-		if err == nil || !regexp.MustCompile(`intercepted as a whole by tele-user4@\S+ \(intercept echo\)`).MatchString(out) {
+		if err == nil || !regexp.MustCompile(`intercepted as a whole by `+adminOn(ua)+` \(intercept echo\)`).MatchString(out) {
 			t.Errorf("header intercept under a global one: %v\n%s", err, out)
 		}
 		if out, err := la.tele(ctx, ua, "leave", "echo"); err != nil {
@@ -456,4 +456,12 @@ func TestInterceptBaseline(t *testing.T) {
 	if tp := svc.Spec.Ports[0].TargetPort.String(); tp != "http" || svc.Annotations[key] != "" {
 		t.Errorf("after uninstall: targetPort %s, annotation %q; want http and none", tp, svc.Annotations[key])
 	}
+}
+
+// adminOn is, as a regular expression, how list and the manager's messages
+// name an intercept of u with the test cluster's admin kubeconfig: the
+// identity the API server gives its client certificate, and u's laptop as
+// a hint.
+func adminOn(u *teleUser) string {
+	return `kubernetes-admin \(on ` + regexp.QuoteMeta(u.name) + `@\S+\)`
 }
