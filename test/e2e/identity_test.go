@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,51 @@ func TestAttacker(t *testing.T) {
 	if who := served(t, c, ns, "-H", "x-dev=dev@0", "http://echo:8080/", "http://echo:8080/"); len(who) != 2 || who[0] != "LAPTOP-DEV" || !strings.HasPrefix(who[1], "echo-") {
 		t.Errorf("answered by %v", who)
 	}
+
+	t.Run("the plugin of a user who may not attach agents exits 5", func(t *testing.T) {
+		// The README's Role less pods/ephemeralcontainers (and so unable
+		// to start a manager, but one runs): a ServiceAccount's token.
+		b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "user-role.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var role rbacv1.Role
+		if err := yaml.Unmarshal(b, &role); err != nil {
+			t.Fatal(err)
+		}
+		role.Name, role.Rules = "no-agents", slices.DeleteFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.Resources, "pods/ephemeralcontainers")
+		})
+		if _, err := c.client.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "eve"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.bind(t, ns, role.Name, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "eve", Namespace: ns})
+		tr, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "eve", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eve := newTeleUser(t, 16, tokenKubeconfig(t, tr.Status.Token))
+		dumpLogs(t, eve)
+		t.Cleanup(func() { l.tele(context.Background(), eve, "quit") })
+		if out, err := l.tele(ctx, eve, "connect", "-n", ns); err != nil {
+			t.Fatalf("connect: %v\n%s", err, out)
+		}
+		out, err := l.tele(ctx, eve, "intercept", "deploy/echo", "--port", "7071:8080", "--http-match", "x-dev=eve")
+		code := -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if want := "system:serviceaccount:" + ns + ":eve may not patch pods/ephemeralcontainers echo-"; code != 5 || !strings.Contains(out, want) {
+			t.Errorf("intercept: exit %d (%v), want 5 and %q:\n%s", code, err, want, out)
+		}
+		if n := c.agentCount(t, ns, "echo"); n != agents {
+			t.Errorf("the pods' ephemeral containers: %d, were %d", n, agents)
+		}
+	})
 }
 
 // TestIdentities: two client-certificate users and an exec-plugin user,

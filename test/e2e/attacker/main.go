@@ -7,7 +7,7 @@
 // MESSAGE", or "NAME: OK ..."):
 //
 //   - intercept: arrive with its own client certificate, honestly, and
-//     create an intercept of every pod labelled -app;
+//     create an intercept of every pod labelled -app, and of its Service;
 //   - forged: arrive with the certificate and key of -forged-cert and
 //     -forged-key (one a CA of its own signed);
 //   - replay: arrive twice with the same proof;
@@ -113,7 +113,10 @@ func run(kubeconfig, ns, app, forgedCert, forgedKey string) error {
 		fmt.Printf("arrived as %s\n", resp.GetIdentity().GetUsername())
 		_, err = c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{
 			SessionId: resp.GetSessionId(), Name: "mallory-" + app, WorkloadKind: "Deployment", WorkloadName: app, Port: 8080, LocalPort: 7070,
-			Target: &teleproto.InterceptTarget{Pods: &teleproto.InterceptTarget_Selector{Selector: &teleproto.LabelSelector{MatchLabels: map[string]string{"app": app}}}},
+			Target: &teleproto.InterceptTarget{
+				Pods:         &teleproto.InterceptTarget_Selector{Selector: &teleproto.LabelSelector{MatchLabels: map[string]string{"app": app}}},
+				ServicePorts: []*teleproto.ServicePortRef{{Service: app, Name: "http", Port: 8080, TargetPort: "http"}},
+			},
 		})
 		report("intercept", err, "created")
 		_, _ = c.Depart(ctx, &teleproto.SessionRequest{SessionId: resp.GetSessionId()})
