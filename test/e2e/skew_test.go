@@ -75,12 +75,12 @@ func TestVersionSkew(t *testing.T) {
 	})
 
 	t.Run("another protocol, in use: refused", func(t *testing.T) {
-		uid := pretend(t, map[string]string{teleproto.AnnotationProtocol: "2"})
+		uid := pretend(t, map[string]string{teleproto.AnnotationProtocol: "3"})
 		out, err, took := connectB(t)
 		if err == nil {
 			t.Fatal("connect B succeeded against a manager of another protocol")
 		}
-		for _, want := range []string{"v0.0.0-old", "protocol 2", "1 session", "kubectl tele uninstall -n " + ns} {
+		for _, want := range []string{"v0.0.0-old", "protocol 3", "1 session", "kubectl tele uninstall -n " + ns} {
 			if !strings.Contains(out, want) {
 				t.Errorf("refusal does not say %q", want)
 			}
