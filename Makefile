@@ -72,8 +72,10 @@ image-bins:
 	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$${p%/*}_$${p#*/}/kubectl-tele ./cmd/kubectl-tele || exit; \
 	done
 
+# -mode 0111: execute-only, so that the agent is non-dumpable from its first
+# instruction (see internal/nodump).
 IMAGEBUILD = $(GO) run ./$(KIND)/imagebuild -tag $(IMAGE) -platforms $(subst $(space),$(comma),$(IMAGE_PLATFORMS)) \
-	-entrypoint /kubectl-tele
+	-entrypoint /kubectl-tele -mode 0111
 IMAGE_FILES = '$(BIN)/linux_{arch}/kubectl-tele=/kubectl-tele'
 comma := ,
 space := $(subst ,, )

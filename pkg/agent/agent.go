@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -64,10 +63,13 @@ const (
 // Config is what the agent needs; the manager sets it in the container.
 type Config struct {
 	ManagerAddr string
-	Token       string
-	Pod         string
-	Namespace   string
-	Container   string // the agent's own container, named in its hello
+	// ManagerCA is the namespace's CA certificate (PEM), which the
+	// manager's must be signed by.
+	ManagerCA []byte
+	Token     string
+	Pod       string
+	Namespace string
+	Container string // the agent's own container, named in its hello
 	// NewPod: the pod started just before the agent (see newPodWindow).
 	NewPod  bool
 	Version string
@@ -80,6 +82,7 @@ type Agent struct {
 	log    *slog.Logger
 	red    redirector // nil without NET_ADMIN
 	client teleproto.AgentServiceClient
+	creds  *managerCreds
 
 	mu    sync.Mutex
 	ports map[uint32]*port // by app port
@@ -109,6 +112,10 @@ var errRetired = errors.New("refused by the manager")
 // Run runs the agent until ctx ends, or until the manager refuses it for
 // good (then it returns nil, and its container completes).
 func Run(ctx context.Context, cfg Config) error {
+	creds, err := newManagerCreds(cfg.ManagerCA, cfg.Namespace)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	// One agent at a time in a pod: a newer one waits here for the one it
 	// takes over from to exit, before it touches the redirect table or the
 	// agent ports.
@@ -117,12 +124,29 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer turn.Close()
-	a := &Agent{cfg: cfg, log: cfg.Logger, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
+	a := &Agent{cfg: cfg, log: cfg.Logger, creds: creds, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
 	if red := a.openRedirect(ctx); red != nil {
 		a.red = red
 		defer red.Close()
 	}
-	conn, err := grpc.NewClient("passthrough:///"+cfg.ManagerAddr,
+	conn, err := dialManager(cfg.ManagerAddr, creds)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	a.client = teleproto.NewAgentServiceClient(conn)
+	g, gctx := errgroup.WithContext(ctx)
+	a.group, a.gctx = g, gctx
+	g.Go(func() error { return a.watchLoop(gctx) })
+	if err := g.Wait(); !errors.Is(err, errRetired) {
+		return err
+	}
+	return nil
+}
+
+// dialManager makes the agent's client connection to the manager at addr.
+func dialManager(addr string, creds *managerCreds) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr,
 		// gRPC's dns resolver resolves again at most every 30 s, and backs
 		// off to 2 min while a name does not resolve (between uninstall and
 		// connect the Service is gone). Dialing the name instead resolves it
@@ -131,8 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 		}),
-		// Inside the cluster network; the token authenticates the agent.
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// TLS with the namespace's CA; the token, inside it, authenticates
+		// the agent.
+		grpc.WithTransportCredentials(creds),
 		experimental.WithBufferPool(tunnel.BufferPool),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(tunnel.Codec)),
 		grpc.WithInitialWindowSize(tunnel.StreamWindow),
@@ -147,17 +172,9 @@ func Run(ctx context.Context, cfg Config) error {
 			MinConnectTimeout: 3 * time.Second,
 		}))
 	if err != nil {
-		return fmt.Errorf("agent: manager address %s: %w", cfg.ManagerAddr, err)
+		return nil, fmt.Errorf("agent: manager address %s: %w", addr, err)
 	}
-	defer conn.Close()
-	a.client = teleproto.NewAgentServiceClient(conn)
-	g, gctx := errgroup.WithContext(ctx)
-	a.group, a.gctx = g, gctx
-	g.Go(func() error { return a.watchLoop(gctx) })
-	if err := g.Wait(); !errors.Is(err, errRetired) {
-		return err
-	}
-	return nil
+	return conn, nil
 }
 
 // openRedirect opens the pod's redirect table, and nil where the agent
@@ -193,6 +210,11 @@ func (a *Agent) watchLoop(ctx context.Context) error {
 		err := a.watch(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		// A manager that is not the namespace's never gets the token.
+		if verr := a.creds.refusal(); verr != nil {
+			a.log.Warn("the manager's certificate is not signed by this namespace's CA for its name: refusing it, exiting; traffic goes to the app", "err", verr)
+			return fmt.Errorf("%w: %w", errRetired, verr)
 		}
 		// The manager refused this agent for good: the token of another
 		// install (kubectl tele uninstall deleted this one's), or a newer

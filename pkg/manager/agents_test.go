@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,13 +115,41 @@ func TestSupersededBy(t *testing.T) {
 	}
 }
 
-// TestStaleAgent: an agent given an earlier Service's ClusterIP, or holding
-// an earlier install's token, can never serve this manager.
+// testCA is the agents' CA in agentTestServer's namespace.
+var testCA = sync.OnceValues(func() (certPEM, keyPEM []byte) {
+	c, k, err := newCA(testNS, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return c, k
+})
+
+// currentAgentEnv is the environment agentTestServer's manager gives its
+// agents: its token's ID and its CA.
+func currentAgentEnv() []corev1.EnvVar {
+	ca, _ := testCA()
+	return []corev1.EnvVar{{Name: tokenIDEnv, Value: "uid-1"}, {Name: caEnv, Value: string(ca)}}
+}
+
+// TestStaleAgent: an agent given an earlier Service's ClusterIP, holding
+// an earlier install's token, or trusting another CA (or none: it predates
+// TLS) can never serve this manager.
 func TestStaleAgent(t *testing.T) {
-	agent := func(addr, tokenID string) *corev1.EphemeralContainer {
+	ca, _ := testCA()
+	other, _, err := newCA(testNS, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := func(addr, tokenID string, caPEM ...[]byte) *corev1.EphemeralContainer {
 		c := &corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "tele-agent", Args: []string{"agent", "--manager=" + addr}}}
 		if tokenID != "" {
 			c.Env = []corev1.EnvVar{{Name: tokenIDEnv, Value: tokenID}}
+		}
+		if len(caPEM) == 0 {
+			caPEM = append(caPEM, ca)
+		}
+		if caPEM[0] != nil {
+			c.Env = append(c.Env, corev1.EnvVar{Name: caEnv, Value: string(caPEM[0])})
 		}
 		return c
 	}
@@ -135,8 +164,10 @@ func TestStaleAgent(t *testing.T) {
 		{"the Service's name", agent(testHost, "uid-1"), ""},
 		{"a relative name", agent("kubectl-tele-manager.team.svc:8082", "uid-1"), ""},
 		{"the name, another install's token", agent(testHost, "uid-0"), "token"},
+		{"the name, another install's CA", agent(testHost, "uid-1", other), "CA of an earlier install"},
+		{"the name, no CA (added before TLS)", agent(testHost, "uid-1", nil), "older than TLS"},
 	} {
-		got := staleAgent(tc.c, testIP, "uid-1")
+		got := staleAgent(tc.c, testIP, "uid-1", string(ca))
 		if (got != "") != (tc.stale != "") || !strings.Contains(got, tc.stale) {
 			t.Errorf("%s: staleAgent = %q, want it to mention %q", tc.name, got, tc.stale)
 		}
@@ -149,12 +180,19 @@ func agentTestServer(t *testing.T, pod *corev1.Pod) (*Server, *fake.Clientset) {
 	t.Helper()
 	client := fake.NewClientset(pod,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: AgentService, Namespace: testNS}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.50"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AgentSecret, Namespace: testNS, UID: types.UID("uid-1")}, Data: map[string][]byte{agentTokenKey: []byte("tok")}})
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AgentSecret, Namespace: testNS, UID: types.UID("uid-1")}, Data: map[string][]byte{agentTokenKey: []byte("tok")}},
+		testCASecret())
 	s := setUpAgents(t, client)
 	if s.agentHost != testHost || s.agentIP != testIP || s.tokenID != "uid-1" {
 		t.Fatalf("setupAgents: host %s, IP %s, token ID %s", s.agentHost, s.agentIP, s.tokenID)
 	}
 	return s, client
+}
+
+// testCASecret is the Secret holding testCA.
+func testCASecret() *corev1.Secret {
+	c, k := testCA()
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AgentCASecret, Namespace: testNS}, Data: map[string][]byte{caCertKey: c, caKeyKey: k}}
 }
 
 // setUpAgents returns a Server on client that has run setupAgents.
@@ -199,8 +237,10 @@ func TestAttachAgentTakesOverFromStale(t *testing.T) {
 	if !slices.Contains(c.Args, "--manager="+testHost) || !slices.Contains(c.Args, "--container=tele-agent-2") {
 		t.Errorf("new agent's args %v", c.Args)
 	}
-	if !slices.Contains(c.Env, corev1.EnvVar{Name: tokenIDEnv, Value: "uid-1"}) {
-		t.Errorf("new agent's env %v lacks the token's ID", c.Env)
+	for _, e := range currentAgentEnv() {
+		if !slices.Contains(c.Env, e) {
+			t.Errorf("new agent's env %v lacks %s", c.Env, e.Name)
+		}
 	}
 }
 
@@ -208,7 +248,7 @@ func TestAttachAgentTakesOverFromStale(t *testing.T) {
 // restarted) is waited for and adopted, not replaced.
 func TestAttachAgentAdopts(t *testing.T) {
 	pod := agentPod([3]string{"tele-agent", "running", testHost})
-	pod.Spec.EphemeralContainers[1].Env = []corev1.EnvVar{{Name: tokenIDEnv, Value: "uid-1"}}
+	pod.Spec.EphemeralContainers[1].Env = currentAgentEnv()
 	s, client := agentTestServer(t, pod)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -270,7 +310,7 @@ func TestSetupAgentsReusesEarlierIP(t *testing.T) {
 func TestAttachAgentWaitsForStarting(t *testing.T) {
 	pod := agentPod([3]string{"tele-agent", "", testHost})
 	pod.Status.EphemeralContainerStatuses = nil // no status yet
-	pod.Spec.EphemeralContainers[1].Env = []corev1.EnvVar{{Name: tokenIDEnv, Value: "uid-1"}}
+	pod.Spec.EphemeralContainers[1].Env = currentAgentEnv()
 	s, client := agentTestServer(t, pod)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()

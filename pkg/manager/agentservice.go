@@ -18,13 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // Agent plumbing: names of what the manager keeps in its namespace for the
 // agents, and the metadata key of their token.
 const (
 	AgentSecret    = "kubectl-tele-agent"
-	AgentService   = "kubectl-tele-manager"
+	AgentService   = teleproto.AgentServiceName
 	agentTokenKey  = "token"
 	agentContainer = "tele-agent"
 )
@@ -57,9 +58,10 @@ func (s *Server) agentAddress(p *corev1.Pod) string {
 	return s.agentIP
 }
 
-// setupAgents makes the token Secret and the Service agents reach the
-// manager through (both kept across manager restarts, so agents of an
-// earlier manager find the next one).
+// setupAgents makes the token Secret, the CA of the agents' link (see
+// agentca.go) and the Service agents reach the manager through (all kept
+// across manager restarts, so agents of an earlier manager find the next
+// one).
 func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) error {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
 	sec, err := secrets.Get(ctx, AgentSecret, metav1.GetOptions{})
@@ -112,6 +114,10 @@ func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) e
 	port := strconv.Itoa(DefaultAgentPort)
 	s.agentIP = net.JoinHostPort(svc.Spec.ClusterIP, port)
 	s.agentHost = net.JoinHostPort(agentServiceHost(s.cfg.Namespace, s.resolver.Search), port)
+	domain, _ := discovery.ClusterDomainFromSearch(s.resolver.Search, s.cfg.Namespace)
+	if s.agentCA, err = s.loadAgentCA(ctx, agentServerNames(s.cfg.Namespace, domain)); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -247,7 +247,7 @@ func (s *Server) adoptAgent(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, 
 	if !agentLive(st) {
 		return pod, nil, nil
 	}
-	if why := staleAgent(c, s.agentIP, s.tokenID); why != "" {
+	if why := staleAgent(c, s.agentIP, s.tokenID, s.caPEM()); why != "" {
 		s.log.Info("adding an agent to take over from one that cannot serve this manager", "pod", pod.Name, "container", c.Name, "why", why)
 		return pod, nil, nil
 	}
@@ -341,10 +341,11 @@ func runningAgents(p *corev1.Pod) []string {
 }
 
 // staleAgent says why the agent container c can never serve the manager
-// whose Service has the ClusterIP address ip and whose token's Secret has
-// the UID tokenID; "" if it may. An address given by name finds whichever
-// manager runs, and an agent of an older manager records no token.
-func staleAgent(c *corev1.EphemeralContainer, ip, tokenID string) string {
+// whose Service has the ClusterIP address ip, whose token's Secret has
+// the UID tokenID and whose CA's certificate is caPEM; "" if it may. An
+// address given by name finds whichever manager runs, and an agent of an
+// older manager records no token.
+func staleAgent(c *corev1.EphemeralContainer, ip, tokenID, caPEM string) string {
 	if addr := flagValue(c.Args, "--manager"); addr != "" && addr != ip {
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			if _, err := netip.ParseAddr(host); err == nil {
@@ -356,6 +357,16 @@ func staleAgent(c *corev1.EphemeralContainer, ip, tokenID string) string {
 		if e.Name == tokenIDEnv && e.Value != "" && tokenID != "" && e.Value != tokenID {
 			return "it holds the token of an earlier install (kubectl tele uninstall deleted it), which this manager refuses"
 		}
+	}
+	if caPEM == "" {
+		return ""
+	}
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == caEnv })
+	switch {
+	case i < 0:
+		return "it was added by a manager older than TLS on the agents' link, and cannot reach this one"
+	case c.Env[i].Value != caPEM:
+		return "it trusts the CA of an earlier install (kubectl tele uninstall deleted it), and refuses this manager"
 	}
 	return ""
 }
@@ -397,7 +408,9 @@ func (s *Server) agentSpec(name string, netAdmin, newPod bool, addr string) core
 	}
 	if netAdmin {
 		// nftables needs CAP_NET_ADMIN, which only root's process gets from
-		// the runtime; it has nothing else.
+		// the runtime; it has nothing else. An app running as root too,
+		// in a pod that shares its process namespace, still cannot read
+		// the agent's token: the agent is non-dumpable (internal/nodump).
 		sc.RunAsUser = new(int64(0))
 		sc.RunAsNonRoot = new(false)
 		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}}
@@ -417,12 +430,22 @@ func (s *Server) agentSpec(name string, netAdmin, newPod bool, addr string) core
 			{Name: "TELE_AGENT_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: AgentSecret}, Key: agentTokenKey}}},
 			{Name: tokenIDEnv, Value: s.tokenID},
+			// Public: what the agent verifies the manager's certificate with.
+			{Name: caEnv, Value: s.caPEM()},
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		},
 		SecurityContext:          sc,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
+}
+
+// caPEM is the certificate of the agents' CA, "" before setupAgents.
+func (s *Server) caPEM() string {
+	if s.agentCA == nil {
+		return ""
+	}
+	return string(s.agentCA.pem)
 }
 
 // agentArgs are an agent's arguments. Its own name goes in its hello, so

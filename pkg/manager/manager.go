@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -76,7 +77,7 @@ type Config struct {
 	// anything is added to it.
 	ImagePullSecrets []string
 	// AgentListenAddr is where agents reach the manager: the pod's address,
-	// token-authenticated (default ":8082").
+	// over TLS, token-authenticated (default ":8082").
 	AgentListenAddr string
 	// PodUID is the manager pod's UID (env POD_UID, from the downward
 	// API), which a laptop's certificate proof signs.
@@ -205,7 +206,8 @@ func Run(ctx context.Context, cfg Config) error {
 	teleproto.RegisterManagerServer(gs, s)
 
 	// Agents reach the manager on the pod's address, through a Service; a
-	// separate server that serves only AgentService, and only with the token.
+	// separate server that serves only AgentService, over TLS with the
+	// namespace's CA (see agentca.go), and only with the token.
 	if err := s.setupAgents(ctx, s.ownLabels(ctx)); err != nil {
 		lis.Close()
 		return err
@@ -216,6 +218,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen for agents on %s: %w", cfg.AgentListenAddr, err)
 	}
 	ags := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(s.authStream),
+		grpc.Creds(credentials.NewTLS(s.agentCA.serverTLS())),
 		experimental.BufferPool(tunnel.BufferPool), grpc.ForceServerCodecV2(tunnel.Codec),
 		grpc.InitialWindowSize(tunnel.StreamWindow), grpc.InitialConnWindowSize(tunnel.ConnWindow),
 		// Agents ping every 5 s to notice a vanished manager.

@@ -41,10 +41,11 @@ func Role(namespace, name string) *rbacv1.Role {
 			},
 			{
 				// The agents' token (a Secret the agent containers read through
-				// secretKeyRef, so it is not in the pods' specs).
+				// secretKeyRef, so it is not in the pods' specs), and the CA
+				// of the agents' TLS link, which no pod refers to.
 				APIGroups:     []string{""},
 				Resources:     []string{"secrets"},
-				ResourceNames: []string{AgentSecret},
+				ResourceNames: []string{AgentSecret, AgentCASecret},
 				Verbs:         []string{"get"},
 			},
 			{

@@ -130,8 +130,8 @@ func grantKey(verb, group, resource, sub string) string {
 	return verb + " " + r
 }
 
-// TestRoleSecrets: only the agents' token is readable, by name; nothing is
-// deleted.
+// TestRoleSecrets: only the agents' token and CA are readable, by name;
+// nothing is deleted.
 func TestRoleSecrets(t *testing.T) {
 	r := Role(testNS, "kubectl-tele-manager")
 	if r.Namespace != testNS || r.Name != "kubectl-tele-manager" {
@@ -139,8 +139,8 @@ func TestRoleSecrets(t *testing.T) {
 	}
 	for _, rule := range r.Rules {
 		for _, res := range rule.Resources {
-			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{AgentSecret}) {
-				t.Errorf("Role reads secrets other than %s: %+v", AgentSecret, rule)
+			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{AgentSecret, AgentCASecret}) {
+				t.Errorf("Role reads secrets other than %s and %s: %+v", AgentSecret, AgentCASecret, rule)
 			}
 			if slices.Contains(rule.Verbs, "delete") || slices.Contains(rule.Verbs, "*") || res == "*" {
 				t.Errorf("Role grants %v on %s", rule.Verbs, res)

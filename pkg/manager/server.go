@@ -76,6 +76,8 @@ type Server struct {
 	// tests that drive the Server alone. Set before serving starts.
 	ctl        *controller
 	agentToken string
+	// agentCA signs the certificate the agents' port serves.
+	agentCA *agentCA
 	// tokenID is the UID of the token's Secret: an agent whose spec
 	// records another holds the token of an earlier install.
 	tokenID string

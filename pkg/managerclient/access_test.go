@@ -84,14 +84,14 @@ func TestCheckAccessAsksOnce(t *testing.T) {
 			rules: []authv1.ResourceRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}},
 		},
 		{
-			name: "all but the agent Secret by name",
+			name: "all but the agents' Secrets by name",
 			rules: []authv1.ResourceRule{
 				{Verbs: []string{"*"}, APIGroups: []string{"batch", "rbac.authorization.k8s.io", "discovery.k8s.io", "authorization.k8s.io"}, Resources: []string{"*"}},
 				{Verbs: []string{"*"}, APIGroups: []string{""}, Resources: []string{"pods", "pods/portforward", "pods/ephemeralcontainers", "serviceaccounts", "services"}},
 				{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"secrets"}},
 				{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"another"}},
 			},
-			asked: []string{"get secrets " + manager.AgentSecret},
+			asked: []string{"get secrets " + manager.AgentSecret, "get secrets " + manager.AgentCASecret},
 		},
 		{
 			name:   "no rules listed (a webhook authorizer): every one asked",

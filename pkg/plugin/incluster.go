@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-tele/kubectl-tele/internal/nodump"
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
@@ -61,21 +62,34 @@ func newCmdManager() *cobra.Command {
 	return cmd
 }
 
+// tokenEnv holds the agent's token, from the agents' Secret.
+const tokenEnv = "TELE_AGENT_TOKEN"
+
 // newCmdAgent is the traffic agent's entry point: the manager adds it to
 // intercepted pods as an ephemeral container. Hidden from users.
 func newCmdAgent() *cobra.Command {
 	var cfg agent.Config
 	cmd := &cobra.Command{
-		Use:    "agent",
+		Use:    nodump.AgentCommand,
 		Short:  "Run the traffic agent (inside an intercepted pod)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Token = os.Getenv("TELE_AGENT_TOKEN")
+			// Before the token is read: the app beside the agent must not
+			// read it from /proc (see package nodump, whose init has done
+			// this already where it could).
+			if err := nodump.Set(); err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			cfg.Token = os.Getenv(tokenEnv)
+			// Out of Go's copy of the environment (os.Environ, a child's
+			// environment); /proc keeps the original, which nodump guards.
+			os.Unsetenv(tokenEnv)
+			cfg.ManagerCA = []byte(os.Getenv("TELE_AGENT_CA"))
 			cfg.Pod = os.Getenv("POD_NAME")
 			cfg.Namespace = os.Getenv("POD_NAMESPACE")
-			if cfg.Token == "" || cfg.Pod == "" || cfg.ManagerAddr == "" {
-				return fmt.Errorf("agent needs --manager, TELE_AGENT_TOKEN and POD_NAME (the manager sets them)")
+			if cfg.Token == "" || cfg.Pod == "" || cfg.Namespace == "" || cfg.ManagerAddr == "" || len(cfg.ManagerCA) == 0 {
+				return fmt.Errorf("agent needs --manager, %s, TELE_AGENT_CA, POD_NAME and POD_NAMESPACE (the manager sets them)", tokenEnv)
 			}
 			cfg.Version = version.Version
 			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("pod", cfg.Pod)

@@ -31,7 +31,7 @@ func NewCmdUninstall(flags *genericclioptions.ConfigFlags, streams genericioopti
 		Use:   "uninstall [-n NAMESPACE]",
 		Short: "Remove the traffic manager and everything kubectl tele made in a namespace",
 		Long: `Remove the traffic manager's Job, ServiceAccount, Role, RoleBinding, the
-agents' Secret and Service, and put back any Service a capability-free
+agents' Secrets (token and CA) and Service, and put back any Service a capability-free
 intercept pointed at the agents. Agents already in pods do nothing, and exit
 when a manager started by a later connect refuses their token (Kubernetes
 cannot remove an ephemeral container, so it stays in the pod's spec, ended);
@@ -73,6 +73,8 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 		err  error
 	}{
 		{"secret " + manager.AgentSecret, c.CoreV1().Secrets(ns).Delete(ctx, manager.AgentSecret, metav1.DeleteOptions{})},
+		// The next install makes a new CA; agents given this one refuse it.
+		{"secret " + manager.AgentCASecret, c.CoreV1().Secrets(ns).Delete(ctx, manager.AgentCASecret, metav1.DeleteOptions{})},
 		{"service " + manager.AgentService, c.CoreV1().Services(ns).Delete(ctx, manager.AgentService, metav1.DeleteOptions{})},
 	} {
 		if del.err != nil && !apierrors.IsNotFound(del.err) {

@@ -12,7 +12,15 @@ const (
 	// AgentTokenHeader is the gRPC metadata key of the agents' shared
 	// token, which the manager checks on every AgentService call.
 	AgentTokenHeader = "x-tele-agent-token"
+	// AgentServiceName is the Service agents reach the manager through.
+	AgentServiceName = "kubectl-tele-manager"
 )
+
+// ManagerServerName is the name an agent in namespace ns verifies the
+// manager's certificate for (the agents' link is TLS), however it reaches
+// the manager: its Service's name, which the manager's serving certificate
+// holds.
+func ManagerServerName(ns string) string { return AgentServiceName + "." + ns + ".svc" }
 
 // AgentListenPort is where an agent listens for the app port port: fixed per
 // port so that a Service can target it on every pod (the Service mechanism),

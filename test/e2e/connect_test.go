@@ -196,8 +196,10 @@ func TestConnect(t *testing.T) {
 		if rb, err := c.client.RbacV1().RoleBindings(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
 			left = append(left, "rolebinding "+rb.Name)
 		}
-		if s, err := c.client.CoreV1().Secrets(ns).Get(ctx, "kubectl-tele-agent", metav1.GetOptions{}); err == nil {
-			left = append(left, "secret "+s.Name)
+		for _, name := range []string{"kubectl-tele-agent", "kubectl-tele-agent-ca"} {
+			if s, err := c.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				left = append(left, "secret "+s.Name)
+			}
 		}
 		if s, err := c.client.CoreV1().Services(ns).Get(ctx, managerJob, metav1.GetOptions{}); err == nil {
 			left = append(left, "service "+s.Name)

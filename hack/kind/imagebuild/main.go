@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ func main() {
 	ca := flag.String("ca", "", "also trust this CA certificate (PEM) for the registry")
 	platforms := flag.String("platforms", "linux/amd64", "comma-separated OS/ARCH list")
 	entrypoint := flag.String("entrypoint", "", "entrypoint, space separated")
+	flag.Func("mode", "the files' mode, octal (default 0755)", func(v string) error {
+		m, err := strconv.ParseUint(v, 8, 12)
+		fileMode = int64(m)
+		return err
+	})
 	flag.Parse()
 	if *tag == "" || (*out == "" && !*push) || flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: imagebuild -tag REF [-push [-ca FILE]] [-o FILE] [-platforms linux/amd64,...] [-entrypoint CMD] SRC=DST...")
@@ -163,6 +169,13 @@ func build(plat v1.Platform, entrypoint, files []string) (v1.Image, error) {
 	return img, nil
 }
 
+// fileMode is the mode of the files tarFiles packs. The kubectl-tele image
+// holds its binary execute-only (0111): the kernel makes a process whose
+// executable its caller may not read non-dumpable from execve on, before
+// any of its code runs, and so the agent's token in its environment is
+// never readable by the app beside it (see internal/nodump).
+var fileMode int64 = 0o755
+
 // tarFiles packs SRC=DST pairs into one layer; binaries are made executable.
 // {arch} in SRC is replaced by arch.
 func tarFiles(arch string, files []string) ([]byte, error) {
@@ -183,7 +196,7 @@ func tarFiles(arch string, files []string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", src, err)
 		}
-		hdr := &tar.Header{Name: strings.TrimPrefix(dst, "/"), Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: mtime}
+		hdr := &tar.Header{Name: strings.TrimPrefix(dst, "/"), Mode: fileMode, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: mtime}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package nodump
+
+import "errors"
+
+// The agent runs on Linux only.
+var errNotLinux = errors.New("non-dumpable processes are a Linux matter: the agent runs on Linux only")
+
+func set() error { return errNotLinux }
+
+func dumpable() (bool, error) { return true, errNotLinux }
