@@ -38,10 +38,13 @@ type ConnectOptions struct {
 	ManagerNamespace string
 	// Registry and ManagerImage are the flags; after Complete, ManagerImage
 	// is the image decided from them and the config file.
-	Registry                string
-	ManagerImage            string
-	ImagePullSecrets        []string
-	IdleTimeout             time.Duration
+	Registry         string
+	ManagerImage     string
+	ImagePullSecrets []string
+	IdleTimeout      time.Duration
+	// RefreshInterval is how often a manager this connect starts reads
+	// cluster info again (hidden flag, for tests; 0: the manager's default).
+	RefreshInterval         time.Duration
 	AlsoProxy, NeverProxy   []string
 	AllowConflictingSubnets bool
 	Timeout                 time.Duration
@@ -118,6 +121,8 @@ func (o *ConnectOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.NeverProxy, "never-proxy", nil, "never route this CIDR into the cluster (repeatable)")
 	f.BoolVar(&o.AllowConflictingSubnets, "allow-conflicting-subnets", false, "route cluster CIDRs even where they overlap a local route")
 	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "give up connecting after this long")
+	f.DurationVar(&o.RefreshInterval, "manager-refresh-interval", 0, "how often a manager this connect starts reads cluster info again (0: its default, 5m)")
+	_ = f.MarkHidden("manager-refresh-interval") // for tests of a control-plane blip
 }
 
 // applyConfig takes from the config file what the command line did not say,
@@ -272,7 +277,7 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	}
 	m, err := managerclient.Ensure(ctx, managerclient.Options{
 		Client: o.client, Namespace: o.ManagerNamespace, Image: o.ManagerImage,
-		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
+		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, RefreshInterval: o.RefreshInterval, Progress: o.progress,
 		// A manager of another protocol is replaced only if it has no session.
 		Sessions: managerclient.CountSessions(o.restConfig, o.client),
 	})
