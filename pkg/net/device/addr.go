@@ -19,6 +19,22 @@ import (
 // [CheckAddr] and the deviceAddr setting.
 var DefaultAddr = netip.MustParsePrefix("198.18.0.1/32")
 
+// ParseAddr reads a session address as a person writes it, an address or
+// a single-host prefix (198.18.0.1, 100.127.255.254/32), and checks it
+// ([ValidateAddr]).
+func ParseAddr(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if a, err := netip.ParseAddr(s); err == nil {
+		p = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err = netip.ParsePrefix(s); err != nil {
+		return netip.Prefix{}, fmt.Errorf("device address %q: write an address like 100.127.255.254", s)
+	}
+	if err := ValidateAddr(p); err != nil {
+		return netip.Prefix{}, err
+	}
+	return p, nil
+}
+
 // ulaRange is fd00::/8, the locally assigned half of RFC 4193's fc00::/7.
 var ulaRange = netip.MustParsePrefix("fd00::/8")
 
