@@ -7,18 +7,6 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-stop_pid() { # NAME
-  local f=$STATE/pids/$1.pid pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
-  fi
-  rm -f "$f"
-}
-
 "$here/laptop.sh" down-all 2>/dev/null || true
 
 for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver; do stop_pid "$c"; done

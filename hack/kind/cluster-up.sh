@@ -142,20 +142,7 @@ rules:
   verbs: [list]
 - level: None
 POLICY
-start kube-apiserver "$K8S_BIN/kube-apiserver" \
-  --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/logs/audit.log" \
-  --audit-log-maxsize=100 --audit-log-maxbackup=1 \
-  --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-  --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$API_PORT" \
-  --service-cluster-ip-range="$SERVICE_CIDR" \
-  --client-ca-file="$pki/ca.crt" --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-  --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
-  --kubelet-certificate-authority="$pki/ca.crt" \
-  --kubelet-preferred-address-types=InternalIP \
-  --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
-  --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-  --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-  --allow-privileged=true --profiling=false
+start_apiserver
 wait_for kube-apiserver 90 kubectl get --raw /readyz || die "kube-apiserver not ready: $STATE/logs/kube-apiserver.log"
 log "kube-apiserver ready at https://$NODE_IP:$API_PORT"
 

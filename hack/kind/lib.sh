@@ -85,4 +85,38 @@ start() {
   echo $! >"$STATE/pids/$name.pid"
 }
 
+# start_apiserver starts kube-apiserver as cluster-up.sh does (its PKI and
+# audit policy must exist); hack/kind/apiserver.sh restarts it with this too.
+start_apiserver() {
+  local pki=$STATE/pki
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/logs/audit.log" \
+    --audit-log-maxsize=100 --audit-log-maxbackup=1 \
+    --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$API_PORT" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --client-ca-file="$pki/ca.crt" --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$pki/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP \
+    --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+    --allow-privileged=true --profiling=false
+}
+
+# stop_pid NAME: stops the daemon start NAME started (TERM, then KILL after
+# 5 s) and removes its PID file.
+stop_pid() {
+  local f=$STATE/pids/$1.pid pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  fi
+  rm -f "$f"
+}
+
 default_if() { ip route show default | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}'; }

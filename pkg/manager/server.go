@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"k8s.io/utils/clock"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
@@ -33,6 +34,10 @@ type Server struct {
 	log      *slog.Logger
 	resolver discovery.Resolver
 	now      func() time.Time
+	// clock ticks the cluster-info refresh; tests step a fake one.
+	clock clock.WithTicker
+	// refreshed, when set (by tests), is told the outcome of each refresh.
+	refreshed func(error)
 
 	// life is the parent of every session's context; Close cancels it.
 	life     context.Context
@@ -146,6 +151,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		resolver:    r,
 		now:         time.Now,
+		clock:       clock.RealClock{},
 		life:        life,
 		stopLife:    stop,
 		drain:       drain,
@@ -169,20 +175,23 @@ func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if _, err := s.clusterInfo(gctx); err != nil {
-			// Arrive will try again; only a cancelled ctx gets here today.
+			// Arrive will try again: ctx ended, or the API server did not answer.
 			s.log.WarnContext(gctx, "discover cluster info", "err", err)
 		}
 		if s.cfg.RefreshInterval < 0 {
 			return nil
 		}
-		t := time.NewTicker(s.cfg.RefreshInterval)
+		t := s.clock.NewTicker(s.cfg.RefreshInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-gctx.Done():
 				return gctx.Err()
-			case <-t.C:
-				s.refreshClusterInfo(gctx)
+			case <-t.C():
+				err := s.refreshClusterInfo(gctx)
+				if s.refreshed != nil {
+					s.refreshed(err)
+				}
 			}
 		}
 	})
@@ -414,15 +423,25 @@ func (s *Server) clusterInfo(ctx context.Context) (*teleproto.ClusterInfo, error
 	return info, nil
 }
 
-func (s *Server) refreshClusterInfo(ctx context.Context) {
+// refreshClusterInfo discovers cluster info again. Only a complete read
+// replaces what is known: when the API server did not answer (an outage, a
+// restart), the fallbacks Discover found instead ("service-cidr:unknown")
+// would give every laptop connecting until the next refresh a route to the
+// DNS server alone, so the last good value stays, and the log says so.
+func (s *Server) refreshClusterInfo(ctx context.Context) error {
 	info, err := s.discover(ctx)
 	if err != nil {
-		s.log.WarnContext(ctx, "refresh cluster info", "err", err)
-		return
+		s.infoMu.Lock()
+		kept := s.info
+		s.infoMu.Unlock()
+		s.log.WarnContext(ctx, "refresh cluster info failed; keeping the last good value", "err", err,
+			"service_cidrs", kept.GetServiceCidrs(), "pod_cidrs", kept.GetPodCidrs(), "discovery", kept.GetDiscovery())
+		return err
 	}
 	s.infoMu.Lock()
 	s.info = info
 	s.infoMu.Unlock()
+	return nil
 }
 
 func (s *Server) discover(ctx context.Context) (*teleproto.ClusterInfo, error) {

@@ -48,6 +48,9 @@ type Options struct {
 	PullSecrets []string
 	Version     string
 	IdleTimeout time.Duration
+	// RefreshInterval, when not 0, is passed to a manager Ensure starts
+	// (--refresh-interval): how often it reads cluster info again.
+	RefreshInterval time.Duration
 	// PullPolicy is the manager container's; IfNotPresent suits local images.
 	PullPolicy corev1.PullPolicy
 	// Progress is told each step that is waited for; nil for silence.
@@ -350,9 +353,7 @@ func jobFor(o Options) *batchv1.Job {
 						Name:            "manager",
 						Image:           o.Image,
 						ImagePullPolicy: o.PullPolicy,
-						Args: []string{"manager",
-							fmt.Sprintf("--listen=127.0.0.1:%d", teleproto.ManagerPort),
-							idleTimeoutArg + idle.String()},
+						Args:            managerArgs(idle, o.RefreshInterval),
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -369,6 +370,15 @@ func jobFor(o Options) *batchv1.Job {
 			},
 		},
 	}
+}
+
+// managerArgs are the manager container's arguments.
+func managerArgs(idle, refresh time.Duration) []string {
+	args := []string{"manager", fmt.Sprintf("--listen=127.0.0.1:%d", teleproto.ManagerPort), idleTimeoutArg + idle.String()}
+	if refresh != 0 {
+		args = append(args, "--refresh-interval="+refresh.String())
+	}
+	return args
 }
 
 // annotations declare the manager's build and protocol, on its Job for

@@ -3,6 +3,7 @@ package managerclient
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -265,6 +266,20 @@ func TestJobIdleTimeout(t *testing.T) {
 				t.Errorf("jobIdleTimeout = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// The refresh interval reaches the manager's arguments only when asked for
+// (TestBlip's), so a default manager keeps its own default.
+func TestJobRefreshInterval(t *testing.T) {
+	has := func(o Options) bool {
+		return slices.Contains(jobFor(o).Spec.Template.Spec.Containers[0].Args, "--refresh-interval=1m0s")
+	}
+	if has(Options{Namespace: testNS}) {
+		t.Error("a Job with no refresh interval asked for passes one")
+	}
+	if !has(Options{Namespace: testNS, RefreshInterval: time.Minute}) {
+		t.Errorf("a Job asked for a 1m refresh interval lacks --refresh-interval=1m0s: %q", jobFor(Options{Namespace: testNS, RefreshInterval: time.Minute}).Spec.Template.Spec.Containers[0].Args)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/plugin/config"
 )
 
@@ -28,7 +29,8 @@ connect wins over the file.
   imagePullSecrets: [regcred]
   neverProxy: [10.0.0.0/8]
   alsoProxy: [192.168.50.0/24]
-  managerIdleTimeout: 30m`,
+  managerIdleTimeout: 30m
+  deviceAddr: 100.127.255.254       # when a fake-IP proxy has 198.18.0.0/15`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -134,6 +136,7 @@ func (o *ConfigViewOptions) view() (*configView, error) {
 			list("neverProxy", c.NeverProxy),
 			list("alsoProxy", c.AlsoProxy),
 			{"managerIdleTimeout", idle.String(), from(c.IdleTimeout != 0)},
+			{"deviceAddr", deviceAddrOr(c.DeviceAddr), from(c.DeviceAddr != "")},
 		},
 	}, nil
 }
@@ -166,4 +169,12 @@ func (o *ConfigViewOptions) Run(_ context.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", val.Name, s, val.Source)
 	}
 	return nil
+}
+
+// deviceAddrOr is the device address the file sets, or the default.
+func deviceAddrOr(s string) string {
+	if s != "" {
+		return s
+	}
+	return device.DefaultAddr.Addr().String()
 }

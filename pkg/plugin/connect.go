@@ -38,13 +38,18 @@ type ConnectOptions struct {
 	ManagerNamespace string
 	// Registry and ManagerImage are the flags; after Complete, ManagerImage
 	// is the image decided from them and the config file.
-	Registry                string
-	ManagerImage            string
-	ImagePullSecrets        []string
-	IdleTimeout             time.Duration
+	Registry         string
+	ManagerImage     string
+	ImagePullSecrets []string
+	IdleTimeout      time.Duration
+	// RefreshInterval is how often a manager this connect starts reads
+	// cluster info again (hidden flag, for tests; 0: the manager's default).
+	RefreshInterval         time.Duration
 	AlsoProxy, NeverProxy   []string
 	AllowConflictingSubnets bool
-	Timeout                 time.Duration
+	// DeviceAddr is the laptop's address on the TUN device (--device-addr).
+	DeviceAddr string
+	Timeout    time.Duration
 
 	namespace   string
 	contextName string
@@ -77,7 +82,8 @@ The manager and the agents run this build's image. From a registry of your
 own, copy it there once with kubectl tele image copy and give --registry, or
 set registry in the config file ($KUBECTL_TELE_CONFIG, else
 kubectl-tele/config.yaml in the user config directory), which can also hold
-managerImage, imagePullSecrets, neverProxy, alsoProxy and managerIdleTimeout.
+managerImage, imagePullSecrets, neverProxy, alsoProxy, managerIdleTimeout and
+deviceAddr.
 Flags win over the file; kubectl tele config view shows what it sets.`,
 		Example: `  kubectl tele connect -n my-ns
   curl http://my-service:8080
@@ -117,7 +123,10 @@ func (o *ConnectOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.AlsoProxy, "also-proxy", nil, "also route this CIDR into the cluster (repeatable)")
 	f.StringSliceVar(&o.NeverProxy, "never-proxy", nil, "never route this CIDR into the cluster (repeatable)")
 	f.BoolVar(&o.AllowConflictingSubnets, "allow-conflicting-subnets", false, "route cluster CIDRs even where they overlap a local route")
+	f.StringVar(&o.DeviceAddr, "device-addr", device.DefaultAddr.Addr().String(), "the laptop's own address on the TUN device; change it when another network (a fake-IP proxy's 198.18.0.0/15) has it")
 	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "give up connecting after this long")
+	f.DurationVar(&o.RefreshInterval, "manager-refresh-interval", 0, "how often a manager this connect starts reads cluster info again (0: its default, 5m)")
+	_ = f.MarkHidden("manager-refresh-interval") // for tests of a control-plane blip
 }
 
 // applyConfig takes from the config file what the command line did not say,
@@ -133,6 +142,9 @@ func (o *ConnectOptions) applyConfig(f *pflag.FlagSet, c *config.Config) error {
 	}
 	if !given("never-proxy") && len(c.NeverProxy) > 0 {
 		o.NeverProxy = c.NeverProxy
+	}
+	if !given("device-addr") && c.DeviceAddr != "" {
+		o.DeviceAddr = c.DeviceAddr
 	}
 	switch {
 	case given("manager-idle-timeout"):
@@ -222,6 +234,12 @@ func (o *ConnectOptions) Validate() error {
 	if o.never, err = parseCIDRs("--never-proxy", o.NeverProxy); err != nil {
 		return err
 	}
+	if o.DeviceAddr == "" {
+		o.DeviceAddr = device.DefaultAddr.Addr().String()
+	}
+	if _, err := device.ParseAddr(o.DeviceAddr); err != nil {
+		return usagef("--device-addr: %v", err)
+	}
 	if o.IdleTimeout < config.MinIdleTimeout {
 		return usagef("--manager-idle-timeout %s is too short: give at least %s", o.IdleTimeout, config.MinIdleTimeout)
 	}
@@ -272,7 +290,7 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	}
 	m, err := managerclient.Ensure(ctx, managerclient.Options{
 		Client: o.client, Namespace: o.ManagerNamespace, Image: o.ManagerImage,
-		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, Progress: o.progress,
+		PullSecrets: o.ImagePullSecrets, Version: version.Version, IdleTimeout: o.IdleTimeout, RefreshInterval: o.RefreshInterval, Progress: o.progress,
 		// A manager of another protocol is replaced only if it has no session.
 		Sessions: managerclient.CountSessions(o.restConfig, o.client),
 	})
@@ -383,6 +401,7 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 		"--manager-idle-timeout=" + o.IdleTimeout.String(),
 		"--image-pull-secret=" + strings.Join(o.ImagePullSecrets, ","),
 		fmt.Sprintf("--allow-conflicting-subnets=%t", o.AllowConflictingSubnets),
+		"--device-addr=" + o.DeviceAddr,
 	}, o.kubeArgs...)
 	for _, p := range o.also {
 		args = append(args, "--also-proxy="+p.String())
@@ -438,6 +457,7 @@ func waitPhase(ctx context.Context, ctl *session.Control, phase teleproto.Connec
 func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	var cfg session.Config
 	var also, never []string
+	var addr string
 	cmd := &cobra.Command{
 		Use:    "daemon",
 		Short:  "Run the session daemon (started by connect)",
@@ -463,6 +483,9 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 			if cfg.NeverProxy, err = parseCIDRs("--never-proxy", never); err != nil {
 				return err
 			}
+			if cfg.DeviceAddr, err = device.ParseAddr(addr); err != nil {
+				return err
+			}
 			cfg.Version = version.Version
 			// A soft limit: under load the Go heap otherwise grows to twice its
 			// live size and keeps the pages; the daemon's live heap is a few MiB.
@@ -486,5 +509,6 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringSliceVar(&also, "also-proxy", nil, "")
 	f.StringSliceVar(&never, "never-proxy", nil, "")
 	f.BoolVar(&cfg.AllowConflictingSubnets, "allow-conflicting-subnets", false, "")
+	f.StringVar(&addr, "device-addr", device.DefaultAddr.Addr().String(), "")
 	return cmd
 }

@@ -20,7 +20,7 @@ import (
 // by connect runs the image with `manager`. Hidden from users.
 func newCmdManager() *cobra.Command {
 	var listen string
-	var idle, heartbeat time.Duration
+	var idle, heartbeat, refresh time.Duration
 	cmd := &cobra.Command{
 		Use:    "manager",
 		Short:  "Run the traffic manager (inside the cluster)",
@@ -41,6 +41,7 @@ func newCmdManager() *cobra.Command {
 				ListenAddr:       listen,
 				IdleTimeout:      idle,
 				HeartbeatTimeout: heartbeat,
+				RefreshInterval:  refresh,
 				Client:           cs,
 				RESTConfig:       cfg,
 				Logger:           log,
@@ -59,6 +60,7 @@ func newCmdManager() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", manager.DefaultListenAddr, "loopback address to serve on (reached through port-forward)")
 	cmd.Flags().DurationVar(&idle, "idle-timeout", manager.DefaultIdleTimeout, "exit after this long without a session")
 	cmd.Flags().DurationVar(&heartbeat, "heartbeat-timeout", manager.DefaultHeartbeatTimeout, "end a session not heard from for this long")
+	cmd.Flags().DurationVar(&refresh, "refresh-interval", manager.DefaultRefreshInterval, "read cluster info (service and pod CIDRs) again this often; negative: never")
 	return cmd
 }
 

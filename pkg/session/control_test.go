@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -173,7 +174,7 @@ func TestControlWatch(t *testing.T) {
 		<-step
 		d.update(func(s *teleproto.DaemonStatus) {
 			s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
-			s.HelperRequest = helperRequest(d.cfg, nil, deviceAddr.Addr(), nil, "cluster.local")
+			s.HelperRequest = helperRequest(d.cfg, nil, device.DefaultAddr.Addr(), nil, "cluster.local", deviceChoice{Addr: device.DefaultAddr})
 		})
 		<-step
 		return errors.New("the manager went away")

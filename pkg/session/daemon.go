@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// Device settings of a session. The address is the laptop's own on the TUN:
-// the source of its packets into the cluster, never seen there (the manager
-// dials anew), from the benchmarking range RFC 2544 keeps off real networks.
+// Device settings of a session. Its address (Config.DeviceAddr) is the
+// laptop's own on the TUN: the source of its packets into the cluster, never
+// seen there (the manager dials anew).
 const (
 	DeviceName = "tele0"
 	// deviceMTU is near the 64 KiB maximum: the device is no real link, and
@@ -33,8 +34,6 @@ const (
 	// byte than 1,420 did (see package device).
 	deviceMTU = 65520
 )
-
-var deviceAddr = netip.MustParsePrefix("198.18.0.1/32")
 
 // Config is what the daemon needs; the plugin fills it from its flags.
 type Config struct {
@@ -53,6 +52,10 @@ type Config struct {
 	Paths                   Paths
 	Version                 string
 	Logger                  *slog.Logger
+
+	// DeviceAddr is the laptop's address on the TUN; zero means
+	// device.DefaultAddr.
+	DeviceAddr netip.Prefix
 }
 
 // Daemon is a running session.
@@ -189,7 +192,23 @@ func (d *Daemon) run(ctx context.Context) error {
 	// The OS resolver and our DNS server get the same search list, a
 	// pod's of the namespace.
 	search := dns.PodSearch(ns, domain)
-	req := helperRequest(d.cfg, routes, dnsIP, search, domain)
+	dc, err := chooseDevice(runtime.GOOS, d.cfg, routes, nil)
+	if err != nil {
+		return err
+	}
+	// On macOS the resolver files point at a loopback server of ours
+	// (see dns.ListenLoopback), bound before the helper is asked.
+	var loPC net.PacketConn
+	var loL net.Listener
+	if loopbackDNS(runtime.GOOS) {
+		if loPC, loL, err = dns.ListenLoopback(); err != nil {
+			return err
+		}
+		defer loPC.Close()
+		defer loL.Close()
+		dc.LoopbackPort = uint16(loPC.LocalAddr().(*net.UDPAddr).Port)
+	}
+	req := helperRequest(d.cfg, routes, dnsIP, search, domain, dc)
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
 		s.HelperRequest = req
@@ -246,6 +265,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	g.Go(func() error { return d.keepAlive(ctx, info) })
 	g.Go(func() error { return d.dialsLoop(ctx) })
 	g.Go(func() error { return mem.run(ctx, 5*time.Second) })
+	if loPC != nil {
+		g.Go(func() error { return dnsSrv.ServeLoopback(ctx, loPC, loL) })
+	}
 	g.Go(func() error {
 		select {
 		case <-d.quit:

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,19 +20,54 @@ import (
 // The hand-off with the privileged helper: the request it is given, and
 // the TUN device it passes back over a Unix socket.
 
-func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string) *teleproto.HelperRequest {
-	return &teleproto.HelperRequest{
+// deviceChoice is what the daemon decides of the device besides its routes.
+type deviceChoice struct {
+	Addr netip.Prefix
+	// Addr6 is a second, IPv6, address; zero for none (device.NeedsAddr6).
+	Addr6 netip.Prefix
+	// LoopbackPort is the daemon's loopback DNS server's; 0 for none.
+	LoopbackPort uint16
+}
+
+// chooseDevice decides the device's addresses on goos: cfg's address (or
+// the default) and, where an IPv6 route needs one, a ULA chosen once for
+// the session from random (nil: crypto/rand).
+func chooseDevice(goos string, cfg Config, routes []netip.Prefix, random io.Reader) (deviceChoice, error) {
+	dc := deviceChoice{Addr: cfg.DeviceAddr}
+	if !dc.Addr.IsValid() {
+		dc.Addr = device.DefaultAddr
+	}
+	if device.NeedsAddr6(goos, dc.Addr, routes) {
+		var err error
+		if dc.Addr6, err = device.ChooseULA(random, routes); err != nil {
+			return dc, err
+		}
+	}
+	return dc, nil
+}
+
+// loopbackDNS says whether the daemon serves DNS on loopback for the OS
+// resolver: on macOS, whose /etc/resolver files can name a port.
+func loopbackDNS(goos string) bool { return goos == "darwin" }
+
+func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string, dc deviceChoice) *teleproto.HelperRequest {
+	req := &teleproto.HelperRequest{
 		Device: &teleproto.DeviceRequest{
 			Version:                 teleproto.CurrentHelperVersion,
 			Name:                    DeviceName,
 			Mtu:                     deviceMTU,
-			Addr:                    deviceAddr.String(),
+			Addr:                    dc.Addr.String(),
 			Routes:                  prefixStrings(routes),
 			SocketPath:              cfg.Paths.HelperSocket(),
 			AllowConflictingSubnets: cfg.AllowConflictingSubnets,
 		},
-		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: []string{domain}},
+		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: []string{domain},
+			LoopbackPort: uint32(dc.LoopbackPort)},
 	}
+	if dc.Addr6.IsValid() {
+		req.Device.Addr6 = dc.Addr6.String()
+	}
+	return req
 }
 
 // listenUnix listens on a socket only its user may use, replacing a stale

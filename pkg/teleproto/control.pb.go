@@ -152,6 +152,8 @@ type HelperVersion int32
 const (
 	HelperVersion_HELPER_VERSION_UNSPECIFIED HelperVersion = 0
 	HelperVersion_HELPER_VERSION_1           HelperVersion = 1
+	// Version 2 adds DeviceRequest.addr6 and HelperDNS.loopback_port (macOS).
+	HelperVersion_HELPER_VERSION_2 HelperVersion = 2
 )
 
 // Enum value maps for HelperVersion.
@@ -159,10 +161,12 @@ var (
 	HelperVersion_name = map[int32]string{
 		0: "HELPER_VERSION_UNSPECIFIED",
 		1: "HELPER_VERSION_1",
+		2: "HELPER_VERSION_2",
 	}
 	HelperVersion_value = map[string]int32{
 		"HELPER_VERSION_UNSPECIFIED": 0,
 		"HELPER_VERSION_1":           1,
+		"HELPER_VERSION_2":           2,
 	}
 )
 
@@ -867,8 +871,12 @@ type DeviceRequest struct {
 	SocketPath string `protobuf:"bytes,6,opt,name=socket_path,json=socketPath,proto3" json:"socket_path,omitempty"`
 	// Skip the check against the host's routes (--allow-conflicting-subnets).
 	AllowConflictingSubnets bool `protobuf:"varint,7,opt,name=allow_conflicting_subnets,json=allowConflictingSubnets,proto3" json:"allow_conflicting_subnets,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// A second address of the session, an IPv6 ULA /128, when addr is IPv4
+	// and a route is IPv6: macOS routes IPv6 to a utun only if it has an
+	// IPv6 address. Empty: none.
+	Addr6         string `protobuf:"bytes,8,opt,name=addr6,proto3" json:"addr6,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeviceRequest) Reset() {
@@ -950,12 +958,24 @@ func (x *DeviceRequest) GetAllowConflictingSubnets() bool {
 	return false
 }
 
+func (x *DeviceRequest) GetAddr6() string {
+	if x != nil {
+		return x.Addr6
+	}
+	return ""
+}
+
 // HelperDNS is the resolver part of a HelperRequest.
 type HelperDNS struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nameserver    string                 `protobuf:"bytes,1,opt,name=nameserver,proto3" json:"nameserver,omitempty"`
-	Search        []string               `protobuf:"bytes,2,rep,name=search,proto3" json:"search,omitempty"`
-	Domains       []string               `protobuf:"bytes,3,rep,name=domains,proto3" json:"domains,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Nameserver string                 `protobuf:"bytes,1,opt,name=nameserver,proto3" json:"nameserver,omitempty"`
+	Search     []string               `protobuf:"bytes,2,rep,name=search,proto3" json:"search,omitempty"`
+	Domains    []string               `protobuf:"bytes,3,rep,name=domains,proto3" json:"domains,omitempty"`
+	// When not 0, the daemon also serves DNS on 127.0.0.1 at this port, and
+	// the resolver is pointed there (macOS /etc/resolver files): a dead
+	// daemon is then an immediate port-unreachable, not a wait on a
+	// nameserver whose route went with the utun.
+	LoopbackPort  uint32 `protobuf:"varint,4,opt,name=loopback_port,json=loopbackPort,proto3" json:"loopback_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1009,6 +1029,13 @@ func (x *HelperDNS) GetDomains() []string {
 		return x.Domains
 	}
 	return nil
+}
+
+func (x *HelperDNS) GetLoopbackPort() uint32 {
+	if x != nil {
+		return x.LoopbackPort
+	}
+	return 0
 }
 
 // DeviceHandoff goes with the device's descriptor from the helper to the
@@ -1122,7 +1149,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ecluster_domain\x18\x04 \x01(\tR\rclusterDomain\"e\n" +
 	"\rHelperRequest\x12.\n" +
 	"\x06device\x18\x01 \x01(\v2\x16.tele.v1.DeviceRequestR\x06device\x12$\n" +
-	"\x03dns\x18\x02 \x01(\v2\x12.tele.v1.HelperDNSR\x03dns\"\xf0\x01\n" +
+	"\x03dns\x18\x02 \x01(\v2\x12.tele.v1.HelperDNSR\x03dns\"\x86\x02\n" +
 	"\rDeviceRequest\x120\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x16.tele.v1.HelperVersionR\aversion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -1131,13 +1158,15 @@ const file_control_proto_rawDesc = "" +
 	"\x06routes\x18\x05 \x03(\tR\x06routes\x12\x1f\n" +
 	"\vsocket_path\x18\x06 \x01(\tR\n" +
 	"socketPath\x12:\n" +
-	"\x19allow_conflicting_subnets\x18\a \x01(\bR\x17allowConflictingSubnets\"]\n" +
+	"\x19allow_conflicting_subnets\x18\a \x01(\bR\x17allowConflictingSubnets\x12\x14\n" +
+	"\x05addr6\x18\b \x01(\tR\x05addr6\"\x82\x01\n" +
 	"\tHelperDNS\x12\x1e\n" +
 	"\n" +
 	"nameserver\x18\x01 \x01(\tR\n" +
 	"nameserver\x12\x16\n" +
 	"\x06search\x18\x02 \x03(\tR\x06search\x12\x18\n" +
-	"\adomains\x18\x03 \x03(\tR\adomains\"B\n" +
+	"\adomains\x18\x03 \x03(\tR\adomains\x12#\n" +
+	"\rloopback_port\x18\x04 \x01(\rR\floopbackPort\"B\n" +
 	"\rDeviceHandoff\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x19\n" +
 	"\bdns_mode\x18\x02 \x01(\tR\adnsMode*H\n" +
@@ -1152,10 +1181,11 @@ const file_control_proto_rawDesc = "" +
 	"\x1aCONNECT_PHASE_RECONNECTING\x10\x04\x12\x18\n" +
 	"\x14CONNECT_PHASE_ENDING\x10\x05\x12\x18\n" +
 	"\x14CONNECT_PHASE_FAILED\x10\x06\x12\x1e\n" +
-	"\x1aCONNECT_PHASE_DISCONNECTED\x10\a*E\n" +
+	"\x1aCONNECT_PHASE_DISCONNECTED\x10\a*[\n" +
 	"\rHelperVersion\x12\x1e\n" +
 	"\x1aHELPER_VERSION_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10HELPER_VERSION_1\x10\x012\xe3\x02\n" +
+	"\x10HELPER_VERSION_1\x10\x01\x12\x14\n" +
+	"\x10HELPER_VERSION_2\x10\x022\xe3\x02\n" +
 	"\x06Daemon\x127\n" +
 	"\x06Status\x12\x16.tele.v1.StatusRequest\x1a\x15.tele.v1.DaemonStatus\x128\n" +
 	"\x05Watch\x12\x16.tele.v1.StatusRequest\x1a\x15.tele.v1.DaemonStatus0\x01\x12:\n" +

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -23,8 +24,9 @@ import (
 // open, and its addresses and routes go with it.
 //
 // The steps are those of `ifconfig utunN inet A A netmask 255.255.255.255
-// mtu M up` and `route -n add -net P -interface utunN`, done with ioctls on
-// an AF_INET (AF_INET6) datagram socket and messages on the routing socket.
+// mtu M up` (and `inet6 U prefixlen 128` when s.Addr6 is set) and
+// `route -n add -net P -interface utunN`, done with ioctls on an AF_INET
+// (AF_INET6) datagram socket and messages on the routing socket.
 func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 	if err := ValidateSpec(s); err != nil {
 		return nil, err
@@ -32,27 +34,9 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("create device %s: %w", s.Name, err)
 	}
-	// tun.CreateTUN opens the utun control socket, picks a free unit and
-	// sets the MTU (SIOCSIFMTU). It also writes the utun's name, as root,
-	// to any path in WG_TUN_NAME_FILE: never take that from the user's
-	// environment.
-	os.Unsetenv("WG_TUN_NAME_FILE")
-	dev, err := tun.CreateTUN("utun", s.MTU)
+	f, name, err := openUtun()
 	if err != nil {
-		return nil, fmt.Errorf("create device %s: utun: %w", s.Name, err)
-	}
-	name, err := dev.Name()
-	if err != nil {
-		dev.Close()
-		return nil, fmt.Errorf("create device %s: utun name: %w", s.Name, err)
-	}
-	// Keep a descriptor of our own and let wireguard-go's device go: it
-	// runs a routing-socket listener the helper has no use for. The utun
-	// stays while our copy is open.
-	f, err := dupFile(dev.File(), name)
-	dev.Close()
-	if err != nil {
-		return nil, fmt.Errorf("create device %s (%s): %w", s.Name, name, err)
+		return nil, fmt.Errorf("create device %s: %w", s.Name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -65,15 +49,25 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 	}
 	step := func(what string, fn func() error) error {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("create device %s (%s): %w", s.Name, name, err)
+			return fmt.Errorf("create device %s (%s): %s: %w", s.Name, name, what, err)
 		}
 		if err := fn(); err != nil {
 			return fmt.Errorf("create device %s (%s): %s: %w", s.Name, name, what, err)
 		}
 		return nil
 	}
+	if err := step(fmt.Sprintf("set MTU %d", s.MTU), func() error { return setMTU(name, s.MTU) }); err != nil {
+		return nil, err
+	}
 	if err := step("add address "+s.Addr.String(), func() error { return addAddr(name, s.Addr.Addr()) }); err != nil {
 		return nil, err
+	}
+	if s.Addr6.IsValid() {
+		// Before the routes: XNU refuses an IPv6 route to an interface
+		// with no IPv6 address (see NeedsAddr6).
+		if err := step("add address "+s.Addr6.String(), func() error { return addAddr(name, s.Addr6.Addr()) }); err != nil {
+			return nil, err
+		}
 	}
 	if err := step("set up", func() error { return setUp(name) }); err != nil {
 		return nil, err
@@ -85,32 +79,53 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 	if err := step("add routes", func() error { return writeRoutes(ops) }); err != nil {
 		return nil, err
 	}
-	slog.Info("created TUN device", "device", s.Name, "utun", name, "addr", s.Addr, "mtu", s.MTU, "routes", s.Routes)
+	slog.Info("created TUN device", "device", s.Name, "utun", name, "addr", s.Addr, "addr6", s.Addr6, "mtu", s.MTU, "routes", s.Routes)
 	return f, nil
 }
 
-// dupFile returns a new file for a close-on-exec duplicate of f's
-// descriptor, taken with SyscallConn so that f stays non-blocking.
-func dupFile(f *os.File, name string) (*os.File, error) {
-	sc, err := f.SyscallConn()
+// The utun kernel control (<net/if_utun.h>, <sys/kern_control.h>).
+const (
+	utunControlName = "com.apple.net.utun_control"
+	sysprotoControl = 2 // SYSPROTO_CONTROL
+	utunOptIfname   = 2 // UTUN_OPT_IFNAME
+)
+
+// openUtun opens a new utun, as wireguard-go's tun.CreateTUN and
+// Telepresence's openTun do: a kernel-control socket connected to the utun
+// control with unit 0, so the kernel picks the first free utunN. It is
+// opened here rather than with tun.CreateTUN, which wraps the socket in a
+// device that also opens a routing socket and starts a goroutine reading it
+// (routineRouteListener, for Events), and writes the name to any path in
+// $WG_TUN_NAME_FILE, as root: the helper needs only the descriptor. The
+// daemon's Open does wrap it, with tun.CreateTUNFromFile, whose Events the
+// stack reads.
+func openUtun() (*os.File, string, error) {
+	fd, err := socketCloexec(unix.AF_SYSTEM, unix.SOCK_DGRAM, sysprotoControl)
 	if err != nil {
-		return nil, err
+		return nil, "", fmt.Errorf("utun control socket: %w", err)
 	}
-	dup := -1
-	var derr error
-	if err := sc.Control(func(fd uintptr) {
-		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
+	info := &unix.CtlInfo{}
+	copy(info.Name[:], utunControlName)
+	if err := unix.IoctlCtlInfo(fd, info); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("CTLIOCGINFO %s: %w", utunControlName, err)
 	}
-	if derr != nil {
-		return nil, fmt.Errorf("dup: %w", derr)
+	if err := unix.Connect(fd, &unix.SockaddrCtl{ID: info.Id, Unit: 0}); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("connect to %s: %w", utunControlName, err)
 	}
-	if err := unix.SetNonblock(dup, true); err != nil {
-		unix.Close(dup)
-		return nil, fmt.Errorf("set non-blocking: %w", err)
+	// Non-blocking before os.NewFile, so that the file uses the runtime's
+	// poller, as wireguard-go's does.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("set non-blocking: %w", err)
 	}
-	return os.NewFile(uintptr(dup), name), nil
+	name, err := unix.GetsockoptString(fd, sysprotoControl, utunOptIfname)
+	if err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("UTUN_OPT_IFNAME: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), name, nil
 }
 
 // socketCloexec opens a close-on-exec socket; darwin has no SOCK_CLOEXEC,
@@ -127,17 +142,48 @@ func socketCloexec(family, sotype, proto int) (int, error) {
 	return fd, nil
 }
 
-// ioctl issues one interface ioctl on a datagram socket of family af.
-func ioctl(af int, req uint, arg unsafe.Pointer) error {
+// ifSocket runs fn with a datagram socket of family af, for interface
+// ioctls.
+func ifSocket(af int, fn func(fd int) error) error {
 	fd, err := socketCloexec(af, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
 	defer unix.Close(fd)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(arg)); errno != 0 {
-		return errno
+	return fn(fd)
+}
+
+// ioctl issues one interface ioctl whose argument is a struct (arg, as
+// ifreq.go lays it out) on a datagram socket of family af, through
+// libSystem's ioctl(2) as every system call of x/sys/unix on darwin goes
+// (a raw SYS_IOCTL trap bypasses libSystem, which Apple does not support).
+// x/sys/unix has typed wrappers for few of these (IoctlSetIfreqMTU,
+// IoctlCtlInfo: used where they exist); for the others IoctlSetInt passes
+// the struct's address as ioctl's third argument, as Telepresence's vif
+// does. The struct is pinned for the call: the kernel reads (and for
+// SIOCGIFFLAGS writes) it while the address travels as an integer.
+func ioctl[T any](af int, req uint, arg *T) error {
+	var pin runtime.Pinner
+	pin.Pin(arg)
+	defer pin.Unpin()
+	return ifSocket(af, func(fd int) error {
+		return unix.IoctlSetInt(fd, req, int(uintptr(unsafe.Pointer(arg))))
+	})
+}
+
+func setMTU(ifName string, mtu int) error {
+	var req unix.IfreqMTU
+	if len(ifName) >= len(req.Name) {
+		return fmt.Errorf("interface name %q is too long", ifName)
 	}
-	return nil
+	copy(req.Name[:], ifName)
+	req.MTU = int32(mtu)
+	return ifSocket(unix.AF_INET, func(fd int) error {
+		if err := unix.IoctlSetIfreqMTU(fd, &req); err != nil {
+			return fmt.Errorf("SIOCSIFMTU: %w", err)
+		}
+		return nil
+	})
 }
 
 func addAddr(ifName string, a netip.Addr) error {
@@ -146,7 +192,7 @@ func addAddr(ifName string, a netip.Addr) error {
 		if err != nil {
 			return err
 		}
-		if err := ioctl(unix.AF_INET, unix.SIOCAIFADDR, unsafe.Pointer(&req[0])); err != nil {
+		if err := ioctl(unix.AF_INET, unix.SIOCAIFADDR, &req); err != nil {
 			return fmt.Errorf("SIOCAIFADDR: %w", err)
 		}
 		return nil
@@ -155,7 +201,7 @@ func addAddr(ifName string, a netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	if err := ioctl(unix.AF_INET6, darwinSIOCAIFADDRIn6Value, unsafe.Pointer(&req[0])); err != nil {
+	if err := ioctl(unix.AF_INET6, darwinSIOCAIFADDRIn6Value, &req); err != nil {
 		return fmt.Errorf("SIOCAIFADDR_IN6: %w", err)
 	}
 	return nil
@@ -166,13 +212,13 @@ func setUp(ifName string) error {
 	if err != nil {
 		return err
 	}
-	if err := ioctl(unix.AF_INET, unix.SIOCGIFFLAGS, unsafe.Pointer(&req[0])); err != nil {
+	if err := ioctl(unix.AF_INET, unix.SIOCGIFFLAGS, &req); err != nil {
 		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
 	}
 	if req, err = ifreqFlags(ifName, ifreqFlagsOf(req)|darwinIffUp); err != nil {
 		return err
 	}
-	if err := ioctl(unix.AF_INET, unix.SIOCSIFFLAGS, unsafe.Pointer(&req[0])); err != nil {
+	if err := ioctl(unix.AF_INET, unix.SIOCSIFFLAGS, &req); err != nil {
 		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
 	}
 	return nil

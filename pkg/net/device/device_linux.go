@@ -36,6 +36,10 @@ func Create(ctx context.Context, s Spec) (_ *os.File, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("create device %s: %w", s.Name, err)
 	}
+	if s.Addr6.IsValid() {
+		// NeedsAddr6 asks for one on darwin only.
+		return nil, fmt.Errorf("create device %s: a second address (%s) is for macOS only", s.Name, s.Addr6)
+	}
 	f, err := openTUN(s.Name)
 	if err != nil {
 		return nil, fmt.Errorf("create device %s: %w", s.Name, err)

@@ -24,9 +24,11 @@ const maxSocketPathLen = 103
 // wire form is what a person would type and so that parsing (and its errors)
 // happen in one place.
 type Request struct {
-	Name   string
-	MTU    int
-	Addr   string
+	Name string
+	MTU  int
+	Addr string
+	// Addr6 is Spec.Addr6, "" for none.
+	Addr6  string
 	Routes []string
 	// SocketPath is the daemon's Unix socket the helper connects to in order
 	// to hand over the device's descriptor.
@@ -45,6 +47,11 @@ func (r Request) Spec() (Spec, error) {
 		return Spec{}, fmt.Errorf("address %q: %w", r.Addr, err)
 	}
 	s.Addr = addr
+	if r.Addr6 != "" {
+		if s.Addr6, err = netip.ParsePrefix(r.Addr6); err != nil {
+			return Spec{}, fmt.Errorf("IPv6 address %q: %w", r.Addr6, err)
+		}
+	}
 	if len(r.Routes) > MaxRoutes {
 		return Spec{}, fmt.Errorf("%d routes: at most %d are allowed", len(r.Routes), MaxRoutes)
 	}
@@ -77,11 +84,15 @@ func ParseRequest(data []byte) (Request, error) {
 // the invoking user is checked separately by [ValidateSocketPath], which
 // needs that user's uid.
 func CheckRequest(pb *teleproto.DeviceRequest) (Request, error) {
-	if v := pb.GetVersion(); v != teleproto.CurrentHelperVersion {
-		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks version %d); use the same kubectl-tele binary for the daemon and the helper",
-			int32(v), int32(teleproto.CurrentHelperVersion))
+	v := pb.GetVersion()
+	if v < teleproto.OldestHelperVersion || v > teleproto.CurrentHelperVersion {
+		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks versions %d to %d); use the same kubectl-tele binary for the daemon and the helper",
+			int32(v), int32(teleproto.OldestHelperVersion), int32(teleproto.CurrentHelperVersion))
 	}
-	r := Request{Name: pb.GetName(), MTU: int(pb.GetMtu()), Addr: pb.GetAddr(), Routes: pb.GetRoutes(),
+	if v < teleproto.HelperVersion_HELPER_VERSION_2 && pb.GetAddr6() != "" {
+		return Request{}, fmt.Errorf("helper request: addr6 needs version %d, the request says %d", int32(teleproto.HelperVersion_HELPER_VERSION_2), int32(v))
+	}
+	r := Request{Name: pb.GetName(), MTU: int(pb.GetMtu()), Addr: pb.GetAddr(), Addr6: pb.GetAddr6(), Routes: pb.GetRoutes(),
 		SocketPath: pb.GetSocketPath(), AllowConflictingSubnets: pb.GetAllowConflictingSubnets()}
 	s, err := r.Spec()
 	if err != nil {

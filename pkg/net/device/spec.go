@@ -30,6 +30,9 @@ type Spec struct {
 	MTU int
 	// Addr is the session's own address on the device, a /32 or /128.
 	Addr netip.Prefix
+	// Addr6, when valid, is a second address, an IPv6 ULA /128 (see
+	// [NeedsAddr6]); only darwin's Create takes one.
+	Addr6 netip.Prefix
 	// Routes are the cluster CIDRs sent to the device.
 	Routes []netip.Prefix
 }
@@ -132,6 +135,14 @@ func ValidateSpec(s Spec) error {
 	if err := ValidateAddr(s.Addr); err != nil {
 		errs = append(errs, err)
 	} else if s.Addr.Addr().Is6() {
+		v6 = true
+	}
+	if s.Addr6.IsValid() {
+		if err := ValidateAddr6(s.Addr6); err != nil {
+			errs = append(errs, err)
+		} else if s.Addr.Addr().Is6() {
+			errs = append(errs, fmt.Errorf("IPv6 address %s: the address %s is IPv6 already", s.Addr6, s.Addr))
+		}
 		v6 = true
 	}
 	if len(s.Routes) > MaxRoutes {

@@ -105,6 +105,9 @@ func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, 
 	if err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
+	if rc, err = loopbackDNS(rc, r.GetDevice().GetVersion(), r.GetDns().GetLoopbackPort(), runtime.GOOS); err != nil {
+		return device.Request{}, device.Spec{}, zero, err
+	}
 	rc.Device = spec.Name
 	return dr, spec, rc, nil
 }
@@ -136,6 +139,28 @@ func validateDNS(d *teleproto.HelperDNS, spec device.Spec) (resolver.Config, err
 	return resolver.Config{Nameserver: ns, Search: d.GetSearch(), Domains: d.GetDomains()}, nil
 }
 
+// loopbackDNS points rc at the daemon's loopback DNS server when the
+// request names its port: only on darwin, whose resolver files can say
+// `port` (resolver(5)); a resolv.conf or systemd-resolved cannot. The
+// nameserver inside the routes has been checked all the same: the daemon
+// answers there too. An unprivileged port only: the daemon cannot bind
+// another, and a privileged one would be some root service's.
+func loopbackDNS(rc resolver.Config, v teleproto.HelperVersion, port uint32, goos string) (resolver.Config, error) {
+	switch {
+	case port == 0:
+		return rc, nil
+	case v < teleproto.HelperVersion_HELPER_VERSION_2:
+		return rc, fmt.Errorf("dns loopback port needs helper request version %d, the request says %d", int32(teleproto.HelperVersion_HELPER_VERSION_2), int32(v))
+	case goos != "darwin":
+		return rc, fmt.Errorf("dns loopback port %d: only macOS resolver files can name a port", port)
+	case port < 1024 || port > 65535:
+		return rc, fmt.Errorf("dns loopback port %d: must be between 1024 and 65535", port)
+	}
+	rc.Nameserver = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	rc.Port = uint16(port)
+	return rc, nil
+}
+
 // printable reports whether s is visible ASCII only: a domain written into
 // resolv.conf can carry no line break, space or control byte.
 func printable(s string) bool {
@@ -165,6 +190,9 @@ func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error)
 		if err := device.CheckConflicts(spec.Routes, existing, spec.Name); err != nil {
 			return err
 		}
+	}
+	if err := checkAddr(ctx, spec); err != nil {
+		return err
 	}
 	// A device of that name left by a session that died goes first, and
 	// its nameserver's fence.
@@ -225,6 +253,22 @@ func Up(ctx context.Context, data []byte, uid int, log *slog.Logger) (err error)
 		return fmt.Errorf("the daemon did not take the device: %w", err)
 	}
 	return nil
+}
+
+// checkAddr refuses a session address that the host already has or routes
+// elsewhere (a fake-IP proxy's 198.18.0.0/15), whatever
+// --allow-conflicting-subnets says: that flag is about cluster routes, and
+// a shared source address breaks both networks.
+func checkAddr(ctx context.Context, spec device.Spec) error {
+	routes, err := device.ListRoutes(ctx)
+	if err != nil {
+		return err
+	}
+	addrs, err := device.ListAddrs()
+	if err != nil {
+		return err
+	}
+	return device.CheckAddr(spec.Addr, routes, addrs, spec.Name)
 }
 
 // Down puts the resolver back and removes the device name if a dead session

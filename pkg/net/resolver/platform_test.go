@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -168,74 +166,6 @@ func TestDetectLinux(t *testing.T) {
 	}
 }
 
-func TestRenderResolverFile(t *testing.T) {
-	got := string(RenderResolverFile(testCfg, "cluster.local"))
-	var lines []string
-	for line := range strings.Lines(got) {
-		if !strings.HasPrefix(line, "#") {
-			lines = append(lines, strings.TrimSpace(line))
-		}
-	}
-	want := []string{"domain cluster.local", "nameserver 100.64.0.53", "search_order 1"}
-	if !slices.Equal(lines, want) || !IsOurs([]byte(got)) {
-		t.Errorf("resolver file:\n%s\nwant lines %q and the marker", got, want)
-	}
-}
-
-func TestResolverDir(t *testing.T) {
-	ctx := context.Background()
-	opts := Options{Root: t.TempDir()}
-	r := NewResolverDir(opts)
-	// A file of the user's for another domain, which we never touch.
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	userFile := filepath.Join(r.Dir, "corp.example")
-	if err := os.WriteFile(userFile, []byte("nameserver 10.0.0.1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Apply(ctx, testCfg); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	list := func() []string {
-		var names []string
-		entries, _ := os.ReadDir(r.Dir)
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return names
-	}
-	want := []string{"cluster.local", "corp.example", "demo", "demo.svc.cluster.local", "svc.cluster.local"}
-	if got := list(); !slices.Equal(got, want) {
-		t.Errorf("files %q, want %q", got, want)
-	}
-	// Crash, then Apply again: our files are replaced, not an error.
-	if err := NewResolverDir(opts).Apply(ctx, testCfg); err != nil {
-		t.Fatalf("Apply over a crashed session: %v", err)
-	}
-	if err := NewResolverDir(opts).Restore(ctx); err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	if got := list(); !slices.Equal(got, []string{"corp.example"}) {
-		t.Errorf("after Restore files %q, want only the user's", got)
-	}
-
-	// A user's file for one of our domains stops Apply, untouched.
-	theirs := filepath.Join(r.Dir, "cluster.local")
-	if err := os.WriteFile(theirs, []byte("nameserver 10.0.0.2\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Apply(ctx, testCfg); !errors.Is(err, errNotOurs) {
-		t.Errorf("Apply over a user's file = %v, want errNotOurs", err)
-	}
-	if b, _ := os.ReadFile(theirs); string(b) != "nameserver 10.0.0.2\n" {
-		t.Errorf("user's file changed to %q", b)
-	}
-	if got := list(); !slices.Equal(got, []string{"cluster.local", "corp.example"}) {
-		t.Errorf("after refused Apply files %q", got)
-	}
-}
-
 func TestNRPTScripts(t *testing.T) {
 	apply := NRPTApplyScript(testCfg)
 	wantApply := []string{
@@ -293,115 +223,5 @@ func TestNRPTRuns(t *testing.T) {
 	bad.Device = "tele0'; Remove-Item C:\\"
 	if err := n.Apply(ctx, bad); !errors.Is(err, errInvalidConfig) {
 		t.Errorf("Apply with a hostile device name = %v", err)
-	}
-}
-
-func TestResolverFiles(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		want map[string][]string // file -> its non-comment lines
-	}{
-		{"connect's config: the cluster domain carries the search list", Config{
-			Nameserver: netip.MustParseAddr("10.96.0.10"),
-			Search:     []string{"demo.svc.cluster.local", "svc.cluster.local", "cluster.local"},
-			Domains:    []string{"cluster.local"},
-		}, map[string][]string{
-			"cluster.local": {"domain cluster.local", "nameserver 10.96.0.10",
-				"search demo.svc.cluster.local svc.cluster.local cluster.local", "search_order 1"},
-			"demo.svc.cluster.local": {"domain demo.svc.cluster.local", "nameserver 10.96.0.10", "search_order 1"},
-			"svc.cluster.local":      {"domain svc.cluster.local", "nameserver 10.96.0.10", "search_order 1"},
-		}},
-		{"names normalised, duplicates once, IPv6 nameserver", Config{
-			Nameserver: netip.MustParseAddr("fd00:96::a"),
-			Search:     []string{"Demo.svc.Corp.", "corp"},
-			Domains:    []string{"CORP."},
-		}, map[string][]string{
-			"corp":          {"domain corp", "nameserver fd00:96::a", "search demo.svc.corp corp", "search_order 1"},
-			"demo.svc.corp": {"domain demo.svc.corp", "nameserver fd00:96::a", "search_order 1"},
-		}},
-		{"no routing domain: the first search domain carries the list", Config{
-			Nameserver: netip.MustParseAddr("10.96.0.10"),
-			Search:     []string{"a.svc.cluster.local", "b.svc.cluster.local", "c", "d", "e", "f", "g"},
-		}, map[string][]string{
-			"a.svc.cluster.local": {"domain a.svc.cluster.local", "nameserver 10.96.0.10",
-				"search a.svc.cluster.local b.svc.cluster.local c d e f", "search_order 1"}, // MAXDNSRCH
-			"b.svc.cluster.local": {"domain b.svc.cluster.local", "nameserver 10.96.0.10", "search_order 1"},
-			"c":                   {"domain c", "nameserver 10.96.0.10", "search_order 1"},
-			"d":                   {"domain d", "nameserver 10.96.0.10", "search_order 1"},
-			"e":                   {"domain e", "nameserver 10.96.0.10", "search_order 1"},
-			"f":                   {"domain f", "nameserver 10.96.0.10", "search_order 1"},
-			"g":                   {"domain g", "nameserver 10.96.0.10", "search_order 1"},
-		}},
-		{"no search list: no search line", Config{
-			Nameserver: netip.MustParseAddr("10.96.0.10"),
-			Domains:    []string{"cluster.local"},
-		}, map[string][]string{
-			"cluster.local": {"domain cluster.local", "nameserver 10.96.0.10", "search_order 1"},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := tt.cfg.validate(false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files := ResolverFiles(cfg)
-			got := map[string][]string{}
-			for _, f := range files {
-				if !IsOurs(f.Data) {
-					t.Errorf("%s has no marker:\n%s", f.Name, f.Data)
-				}
-				var lines []string
-				for line := range strings.Lines(string(f.Data)) {
-					if !strings.HasPrefix(line, "#") {
-						lines = append(lines, strings.TrimSpace(line))
-					}
-				}
-				got[f.Name] = lines
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("files =\n%q\nwant\n%q", got, tt.want)
-			}
-		})
-	}
-}
-
-// A session that died left its files; the next session's Apply or a quit's
-// Restore removes them, and Ours lists them for quit's check.
-func TestResolverDirStale(t *testing.T) {
-	ctx := context.Background()
-	opts := Options{Root: t.TempDir()}
-	dead := NewResolverDir(opts)
-	if err := dead.Apply(ctx, Config{Nameserver: netip.MustParseAddr("10.96.0.10"),
-		Search: []string{"old.svc.cluster.local"}, Domains: []string{"cluster.local"}}); err != nil {
-		t.Fatal(err)
-	}
-	userFile := filepath.Join(dead.Dir, "corp.example")
-	if err := os.WriteFile(userFile, []byte("nameserver 10.0.0.1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := NewResolverDir(opts)
-	ours, err := r.Ours()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{filepath.Join(r.Dir, "cluster.local"), filepath.Join(r.Dir, "old.svc.cluster.local")}; !slices.Equal(ours, want) {
-		t.Errorf("Ours() = %q, want %q", ours, want)
-	}
-	if err := r.Apply(ctx, testCfg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(r.Dir, "old.svc.cluster.local")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stale file still there after Apply: %v", err)
-	}
-	if err := r.Restore(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ours, _ := r.Ours(); len(ours) != 0 {
-		t.Errorf("after Restore: %q", ours)
-	}
-	if _, err := os.Stat(userFile); err != nil {
-		t.Errorf("user's file: %v", err)
 	}
 }

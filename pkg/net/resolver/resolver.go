@@ -28,6 +28,11 @@ type Config struct {
 	Domains []string
 	// Device is the TUN device, for per-link configuration.
 	Device string
+	// Port, when not 0, is the port Nameserver serves on instead of 53:
+	// macOS resolver files point at the daemon's loopback server
+	// (127.0.0.1 and a port of its own). Only ResolverDir can name a port;
+	// the helper sets one only on macOS.
+	Port uint16
 }
 
 // Configurator changes the OS resolver configuration and undoes it.

@@ -16,12 +16,15 @@ import (
 // per routing domain sends names under it to our nameserver (resolver(5)).
 // Files are recognised as ours by Marker, so Restore needs no state.
 //
-// A session that dies without quit costs less here than with resolv.conf:
-// only names under our routing domains (the cluster domain, the
-// namespaces) are sent to our nameserver, and every other name keeps going
-// to the Mac's own resolvers, so the laptop's usual names resolve as
-// before; cluster names time out until `kubectl tele status` or `quit`
-// removes the files (compiled, not run: no Mac was available).
+// The files point at the daemon's own DNS server on loopback (127.0.0.1
+// and a `port` line, Config.Port), as Telepresence's do. A session that
+// dies without quit then costs little: names under our routing domains
+// fail at once (nothing listens on the port: ICMP port unreachable),
+// rather than waiting on a nameserver whose route went with the utun or
+// going to whatever answers at the cluster DNS address on the LAN or VPN;
+// every other name keeps going to the Mac's own resolvers. The next
+// connect, status or quit removes the files (see the plugin's leftovers).
+// Compiled and tested on Linux, not run on a Mac (see the README).
 type ResolverDir struct {
 	// Dir is /etc/resolver.
 	Dir string
@@ -42,45 +45,58 @@ func (r *ResolverDir) Mode() string { return "macos-resolver" }
 // before the primary service's when configd merges them.
 const searchOrder = 1
 
+// FilePrefix starts the name of each file of ours in /etc/resolver. The
+// `domain` line, not the name, says which domain a file serves (resolver(5):
+// required when several files serve one domain), so a file the user keeps
+// for the same domain (e.g. /etc/resolver/cluster.local for another
+// cluster) stays and is never overwritten, as Telepresence names its
+// files telepresence.DOMAIN.
+const FilePrefix = "kubectl-tele."
+
 // Short names on macOS. mDNSResponder sends a query to an /etc/resolver
 // file's nameserver only when the name is under the file's domain, so a
 // single label ("web") never reaches us by itself, and the routing domains
 // give no search list. What does give one is a `search` line: configd adds
 // the search domains of every supplemental resolver (ordered by
 // search_order) to the default resolver's search list, which is what "web"
-// is expanded with (scutil --dns shows it under resolver #1). So the file
-// of the first routing domain, the cluster domain, carries the namespace's
-// search list, as a pod's resolv.conf has it; "web" is then tried as
-// web.NS.svc.cluster.local, which is under that file's domain and comes to
-// our server. One file only: configd would list a search line of each
-// file, and the tries would repeat.
+// is expanded with (scutil --dns shows it under resolver #1). So the first
+// file carries the namespace's search list, as a pod's resolv.conf has it;
+// "web" is then tried as web.NS.svc.cluster.local, which is under the
+// cluster domain's file and comes to our server. One file only: configd
+// would list a search line of each file, and the tries would repeat.
+//
+// Names with a dot are not searched at all ("web.demo" goes out as it is),
+// so they reach us only through a routing domain that covers them: the
+// namespaces and svc, which Config.Domains lists (Telepresence writes a
+// file per namespace and one for svc for the same reason).
 //
 // This keeps everything in files the helper writes and removes by their
 // Marker, with no state and no process left running. The other way, a
 // service key with SearchDomains in the System Configuration dynamic store
-// (scutil, as some VPN clients do), needs a key to remember and take back
-// from a later helper run, and behaves no better for names with a dot:
-// macOS does not search those at all ("web.demo" goes out as it is, to the
-// primary resolver), so they reach the daemon's DNS server, which would
-// expand them, only if a routing domain covers them.
+// (scutil, as tailscale's setGlobalDNS does for a default resolver), needs
+// a key to remember and take back from a later helper run.
 
-// ResolverFile is one file of /etc/resolver: Name is the domain.
+// ResolverFile is one file of /etc/resolver: Name is the file's name,
+// Domain the domain it serves.
 type ResolverFile struct {
-	Name string
-	Data []byte
+	Name   string
+	Domain string
+	Data   []byte
 }
 
-// ResolverFiles returns the files that send cfg's routing domains and
-// search domains to cfg.Nameserver, in order; the first carries the search
-// list (see above). cfg must be valid.
+// ResolverFiles returns the files that send cfg's routing domains to
+// cfg.Nameserver (and cfg.Port), one per domain, in order; the first
+// carries the search list (see above). A search domain that no routing
+// domain covers gets a file too, so that the search list's tries reach
+// us. cfg must be valid.
 func ResolverFiles(cfg Config) []ResolverFile {
 	var out []ResolverFile
-	for i, d := range resolverDomains(cfg) {
+	for i, d := range fileDomains(cfg) {
 		var search []string
 		if i == 0 {
 			search, _ = cleanNames(cfg.Search)
 		}
-		out = append(out, ResolverFile{Name: d, Data: renderResolverFile(cfg, d, search)})
+		out = append(out, ResolverFile{Name: FilePrefix + d, Domain: d, Data: renderResolverFile(cfg, d, search)})
 	}
 	return out
 }
@@ -98,6 +114,9 @@ func renderResolverFile(cfg Config, domain string, search []string) []byte {
 	b.WriteString("# `kubectl tele quit` removes this file; deleting it by hand is safe.\n")
 	fmt.Fprintf(&b, "domain %s\n", domain)
 	fmt.Fprintf(&b, "nameserver %s\n", cfg.Nameserver.WithZone(""))
+	if cfg.Port != 0 {
+		fmt.Fprintf(&b, "port %d\n", cfg.Port)
+	}
 	if len(search) > 0 {
 		// resolver(5) allows at most 6 search domains, like resolv.conf.
 		if len(search) > maxSearch {
@@ -112,17 +131,36 @@ func renderResolverFile(cfg Config, domain string, search []string) []byte {
 // maxSearch is MAXDNSRCH of <resolv.h>.
 const maxSearch = 6
 
-// resolverDomains are the domains that get a file: routing domains and
-// the search list, each once.
+// resolverDomains are the routing domains and the search list, each once
+// (Windows' NRPT rules).
 func resolverDomains(cfg Config) []string {
 	names, _ := cleanNames(append(append([]string(nil), cfg.Domains...), cfg.Search...))
 	return names
 }
 
+// fileDomains are the domains that get a file: every routing domain, then
+// each search domain no routing domain covers.
+func fileDomains(cfg Config) []string {
+	domains, _ := cleanNames(cfg.Domains)
+	search, _ := cleanNames(cfg.Search)
+	out := domains
+	for _, s := range search {
+		covered := false
+		for _, d := range domains {
+			covered = covered || s == d || strings.HasSuffix(s, "."+d)
+		}
+		if !covered {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 var errNotOurs = errors.New("exists and was not written by kubectl-tele")
 
-// Apply implements Configurator. A file for one of our domains that is not
-// ours is an error, not something to overwrite: the user set it up.
+// Apply implements Configurator. It first removes every file of ours, the
+// ones a session that died left too. A file of our name that is not ours is
+// an error, not something to overwrite.
 func (r *ResolverDir) Apply(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.validate(false)
 	if err != nil {
@@ -136,25 +174,48 @@ func (r *ResolverDir) Apply(ctx context.Context, cfg Config) error {
 	for _, f := range files {
 		p := filepath.Join(r.Dir, f.Name)
 		if _, err := os.Lstat(p); err == nil {
-			return fmt.Errorf("configure %s: %s %w; move it away to connect", f.Name, p, errNotOurs)
+			return fmt.Errorf("configure %s: %s %w; move it away to connect", f.Domain, p, errNotOurs)
 		}
-		domains = append(domains, f.Name)
+		domains = append(domains, f.Domain)
 	}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", r.Dir, err)
 	}
 	for _, f := range files {
-		p := filepath.Join(r.Dir, f.Name)
-		if err := writeAtomic(p, f.Data); err != nil {
-			err = fmt.Errorf("write %s: %w", p, err)
+		if err := writeResolverFile(r.Dir, f.Name, f.Data); err != nil {
+			err = fmt.Errorf("write %s: %w", filepath.Join(r.Dir, f.Name), err)
 			if rerr := r.Restore(context.WithoutCancel(ctx)); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 			return err
 		}
 	}
-	r.log.Info("resolver configured", "mode", r.Mode(), "dir", r.Dir, "domains", domains)
+	r.log.Info("resolver configured", "mode", r.Mode(), "dir", r.Dir, "domains", domains, "port", cfg.Port)
 	return nil
+}
+
+// writeResolverFile writes one file of dir with a single write, no temporary
+// file: configd watches /etc/resolver and reads every file in it as a
+// resolver the moment it appears, a `.tmp-*` one included (tailscale's
+// darwinConfigurator and Telepresence write theirs in place too). The file
+// is opened through an os.Root of dir, so no symlink leads the write out
+// of it, and created new: Apply has checked that no file of that name is
+// there, and a racing one is an error, not something to truncate.
+func writeResolverFile(dir, name string, data []byte) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Ours returns the files of Dir that carry Marker: the ones a session,

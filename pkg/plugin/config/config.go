@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/version"
 )
 
@@ -48,6 +49,9 @@ type File struct {
 	AlsoProxy  []string `json:"alsoProxy,omitempty"`
 	// ManagerIdleTimeout is a Go duration (10m, 1h30m).
 	ManagerIdleTimeout string `json:"managerIdleTimeout,omitempty"`
+	// DeviceAddr is the laptop's own address on the TUN device, when the
+	// default (198.18.0.1) is taken, e.g. by a fake-IP proxy.
+	DeviceAddr string `json:"deviceAddr,omitempty"`
 }
 
 // Config is a config file as read.
@@ -208,6 +212,11 @@ func (f File) check() error {
 	for i, s := range f.ImagePullSecrets {
 		if strings.TrimSpace(s) == "" {
 			return fmt.Errorf("field imagePullSecrets[%d] is empty: give a Secret's name or remove the entry", i)
+		}
+	}
+	if f.DeviceAddr != "" {
+		if _, err := device.ParseAddr(f.DeviceAddr); err != nil {
+			return fmt.Errorf("field deviceAddr: %w", err)
 		}
 	}
 	if f.ManagerIdleTimeout != "" {

@@ -174,13 +174,57 @@ type Config struct {
 // service CIDRs; nothing is ever stored under it.
 const probeServiceName = "kubectl-tele-cidr-probe"
 
-// Discover learns the cluster's routing and DNS facts. It only fails if ctx
-// ends; each value falls back to a weaker source and says so in Discovery.
+// ErrUnanswered says that the API server did not answer a read that
+// Discover needed (unreachable, timed out, overloaded): the Info returned
+// with it holds fallbacks, not what the cluster has, and must not replace a
+// value read before (a Service CIDR learnt an hour ago is still right; the
+// "unknown" a blip leaves is not).
+var ErrUnanswered = errors.New("the API server did not answer")
+
+// Unanswered reports whether err is a failure to get an answer from the API
+// server, rather than an answer: a transport error (connection refused,
+// reset, TLS, a deadline) or a status that says "later" (503, 504, 429).
+// A Forbidden, NotFound or Invalid is an answer: the weaker source it
+// falls back to is what this cluster gives us.
+func Unanswered(err error) bool {
+	if err == nil {
+		return false
+	}
+	var se apierrors.APIStatus
+	if !errors.As(err, &se) {
+		return true
+	}
+	return apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err)
+}
+
+// reads remembers the first read of a Discover that went unanswered.
+type reads struct{ err error }
+
+func (r *reads) note(what string, err error) {
+	if r.err == nil && Unanswered(err) {
+		r.err = fmt.Errorf("%s: %w", what, err)
+	}
+}
+
+// Discover learns the cluster's routing and DNS facts. Each value falls back
+// to a weaker source and says so in Discovery. It fails if ctx ends, and
+// with an error wrapping ErrUnanswered (the fallbacks in Info) when a read
+// it relied on got no answer.
 func Discover(ctx context.Context, cfg Config) (Info, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var r reads
+	info, err := discover(ctx, cfg, log, &r)
+	if err == nil && r.err != nil {
+		err = fmt.Errorf("%w: %w", ErrUnanswered, r.err)
+	}
+	return info, err
+}
+
+func discover(ctx context.Context, cfg Config, log *slog.Logger, r *reads) (Info, error) {
 	info := Info{DNSServer: cfg.Resolver.Nameserver}
 	info.Discovery = append(info.Discovery, "dns-server:resolv.conf")
 
@@ -192,14 +236,14 @@ func Discover(ctx context.Context, cfg Config) (Info, error) {
 		info.Discovery = append(info.Discovery, "cluster-domain:default")
 	}
 
-	cidrs, how, err := serviceCIDRs(ctx, cfg, log)
+	cidrs, how, err := serviceCIDRs(ctx, cfg, log, r)
 	if err != nil {
 		return info, err
 	}
 	info.ServiceCIDRs = cidrs
 	info.Discovery = append(info.Discovery, "service-cidr:"+how)
 
-	cidrs, how, err = podCIDRs(ctx, cfg, log)
+	cidrs, how, err = podCIDRs(ctx, cfg, log, r)
 	if err != nil {
 		return info, err
 	}
@@ -208,7 +252,7 @@ func Discover(ctx context.Context, cfg Config) (Info, error) {
 	return info, nil
 }
 
-func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Prefix, string, error) {
+func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger, r *reads) ([]netip.Prefix, string, error) {
 	// 1. ServiceCIDR objects: exact, but cluster-scoped, so usually Forbidden.
 	list, err := cfg.Client.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
 	if err == nil {
@@ -226,6 +270,7 @@ func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Pr
 	} else if ctx.Err() != nil {
 		return nil, "", fmt.Errorf("list servicecidrs: %w", err)
 	} else {
+		r.note("list servicecidrs", err)
 		log.DebugContext(ctx, "cannot list servicecidrs", "err", err)
 	}
 
@@ -239,6 +284,9 @@ func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Pr
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, "", err
+			}
+			if !errors.Is(err, errAccepted) {
+				r.note("dry-run create service with clusterIP "+ip, err)
 			}
 			log.DebugContext(ctx, "service CIDR dry-run probe", "clusterIP", ip, "err", err)
 			continue
@@ -257,12 +305,15 @@ func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Pr
 		how = "kubernetes-service"
 	} else if ctx.Err() != nil {
 		return nil, "", fmt.Errorf("get service default/kubernetes: %w", err)
+	} else {
+		r.note("get service default/kubernetes", err)
 	}
 	svcs, err := cfg.Client.CoreV1().Services(cfg.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, "", fmt.Errorf("list services in namespace %s: %w", cfg.Namespace, err)
 		}
+		r.note("list services in namespace "+cfg.Namespace, err)
 		log.WarnContext(ctx, "cannot list services", "namespace", cfg.Namespace, "err", err)
 	} else {
 		for i := range svcs.Items {
@@ -278,6 +329,9 @@ func serviceCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Pr
 	return coverServiceIPs(ips), how, nil
 }
 
+// errAccepted is an answer, if an odd one: the probe names no range.
+var errAccepted = errors.New("unexpectedly accepted")
+
 // probeServiceRange asks the API server, with DryRun=All, to create a Service
 // whose ClusterIP is outside any range, and returns the range the refusal names.
 func probeServiceRange(ctx context.Context, cfg Config, ip string) ([]netip.Prefix, error) {
@@ -292,7 +346,7 @@ func probeServiceRange(ctx context.Context, cfg Config, ip string) ([]netip.Pref
 	}
 	_, err := cfg.Client.CoreV1().Services(cfg.Namespace).Create(ctx, svc, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err == nil {
-		return nil, fmt.Errorf("dry-run create service %s/%s with clusterIP %s: unexpectedly accepted", cfg.Namespace, probeServiceName, ip)
+		return nil, fmt.Errorf("dry-run create service %s/%s with clusterIP %s: %w", cfg.Namespace, probeServiceName, ip, errAccepted)
 	}
 	msgs := []string{err.Error()}
 	var se apierrors.APIStatus
@@ -326,7 +380,7 @@ func clusterIPs(svc *corev1.Service) []netip.Addr {
 	return out
 }
 
-func podCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Prefix, string, error) {
+func podCIDRs(ctx context.Context, cfg Config, log *slog.Logger, r *reads) ([]netip.Prefix, string, error) {
 	// 1. Nodes' podCIDRs: exact, but nodes are cluster-scoped.
 	nodes, err := cfg.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err == nil {
@@ -348,6 +402,7 @@ func podCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Prefix
 	} else if ctx.Err() != nil {
 		return nil, "", fmt.Errorf("list nodes: %w", err)
 	} else {
+		r.note("list nodes", err)
 		log.DebugContext(ctx, "cannot list nodes", "err", err)
 	}
 
@@ -358,6 +413,7 @@ func podCIDRs(ctx context.Context, cfg Config, log *slog.Logger) ([]netip.Prefix
 		if ctx.Err() != nil {
 			return nil, "", fmt.Errorf("list pods in namespace %s: %w", cfg.Namespace, err)
 		}
+		r.note("list pods in namespace "+cfg.Namespace, err)
 		log.WarnContext(ctx, "cannot list pods", "namespace", cfg.Namespace, "err", err)
 		return nil, "unknown", nil
 	}

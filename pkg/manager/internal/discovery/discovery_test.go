@@ -2,11 +2,15 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -285,5 +289,52 @@ func TestDiscover(t *testing.T) {
 				t.Errorf("Discovery = %q, want %q", info.Discovery, tt.wantHow)
 			}
 		})
+	}
+}
+
+// A read the API server did not answer makes Discover fail with
+// ErrUnanswered (its Info is fallbacks only); an answer, even a refusal, does
+// not.
+func TestDiscoverUnanswered(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	tests := []struct {
+		name  string
+		react k8stesting.ReactionFunc
+		want  bool
+	}{
+		{"connection refused", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, refused }, true},
+		{"503", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewServiceUnavailable("apiserver is shutting down")
+		}, true},
+		{"429", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewTooManyRequests("slow down", 1)
+		}, true},
+		{"forbidden", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: a.GetResource().Resource}, "", fmt.Errorf("RBAC: not allowed"))
+		}, false},
+		{"not found", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewNotFound(schema.GroupResource{Resource: a.GetResource().Resource}, "x")
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			c.PrependReactor("*", "*", tt.react)
+			info, err := Discover(context.Background(), Config{Client: c, Namespace: "team", Resolver: Resolver{Nameserver: "10.96.0.10:53"}})
+			if got := errors.Is(err, ErrUnanswered); got != tt.want {
+				t.Fatalf("Discover error %v: unanswered %v, want %v", err, got, tt.want)
+			}
+			if !slices.Contains(info.Discovery, "service-cidr:unknown") {
+				t.Errorf("Discovery = %q, want the fallback service-cidr:unknown", info.Discovery)
+			}
+		})
+	}
+	// One source answering is enough: a refused pod list after the
+	// ServiceCIDRs were read still fails, for the pod CIDRs are fallbacks.
+	c := fake.NewClientset(&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16"}}})
+	c.PrependReactor("list", "nodes", forbid("nodes"))
+	c.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, refused })
+	if _, err := Discover(context.Background(), Config{Client: c, Namespace: "team"}); !errors.Is(err, ErrUnanswered) || !strings.Contains(err.Error(), "list pods in namespace team") {
+		t.Errorf("Discover with pods unreadable: %v, want ErrUnanswered naming the pod list", err)
 	}
 }
