@@ -28,7 +28,8 @@ connect wins over the file.
   imagePullSecrets: [regcred]
   neverProxy: [10.0.0.0/8]
   alsoProxy: [192.168.50.0/24]
-  managerIdleTimeout: 30m`,
+  managerIdleTimeout: 30m
+  dnsNamespaces: [staging, shared]  # NAME.NS resolves for these too`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -134,6 +135,7 @@ func (o *ConfigViewOptions) view() (*configView, error) {
 			list("neverProxy", c.NeverProxy),
 			list("alsoProxy", c.AlsoProxy),
 			{"managerIdleTimeout", idle.String(), from(c.IdleTimeout != 0)},
+			list("dnsNamespaces", c.DNSNamespaces),
 		},
 	}, nil
 }

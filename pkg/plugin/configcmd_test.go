@@ -35,6 +35,7 @@ func TestConfigView(t *testing.T) {
 			{"neverProxy", []any{}, "default"},
 			{"alsoProxy", []any{}, "default"},
 			{"managerIdleTimeout", "30m0s", path},
+			{"dnsNamespaces", []any{}, "default"},
 		},
 	}
 	for _, format := range []string{"json", "yaml"} {
@@ -72,6 +73,7 @@ func TestConfigView(t *testing.T) {
 			{"neverProxy", "<none>", "default"},
 			{"alsoProxy", "<none>", "default"},
 			{"managerIdleTimeout", "30m0s", path},
+			{"dnsNamespaces", "<none>", "default"},
 		}
 		if len(lines) != len(wantRows) {
 			t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(wantRows), out)

@@ -173,7 +173,7 @@ func TestControlWatch(t *testing.T) {
 		<-step
 		d.update(func(s *teleproto.DaemonStatus) {
 			s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
-			s.HelperRequest = helperRequest(d.cfg, nil, deviceAddr.Addr(), nil, "cluster.local")
+			s.HelperRequest = helperRequest(d.cfg, nil, deviceAddr.Addr(), nil, []string{"cluster.local"})
 		})
 		<-step
 		return errors.New("the manager went away")

@@ -19,7 +19,7 @@ import (
 // The hand-off with the privileged helper: the request it is given, and
 // the TUN device it passes back over a Unix socket.
 
-func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string) *teleproto.HelperRequest {
+func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search, domains []string) *teleproto.HelperRequest {
 	return &teleproto.HelperRequest{
 		Device: &teleproto.DeviceRequest{
 			Version:                 teleproto.CurrentHelperVersion,
@@ -30,7 +30,7 @@ func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search [
 			SocketPath:              cfg.Paths.HelperSocket(),
 			AllowConflictingSubnets: cfg.AllowConflictingSubnets,
 		},
-		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: []string{domain}},
+		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: domains},
 	}
 }
 

@@ -71,7 +71,7 @@ func TestReceiveDeviceQuit(t *testing.T) {
 // it from the plugin (the protojson status carries).
 func TestHelperRequest(t *testing.T) {
 	cfg := Config{Paths: Paths{RuntimeDir: "/tmp/kubectl-tele-1000"}}
-	req := helperRequest(cfg, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, "cluster.local")
+	req := helperRequest(cfg, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, []string{"cluster.local"})
 	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
 	if err != nil {
 		t.Fatal(err)
