@@ -206,10 +206,10 @@ func (d *Daemon) run(ctx context.Context) error {
 	search := dns.PodSearch(ns, domain)
 	// Split-DNS resolvers (systemd-resolved, macOS) send a dotted name
 	// to us only under a routing domain: the namespaces are.
-	listed, canList := d.listNamespaces(ctx)
-	set := d.routingSet(domain, listed)
+	src := d.readRouting(ctx)
+	set := d.routingSet(domain, src)
 	from := namespacesConfig
-	if canList {
+	if src.listNS {
 		from = namespacesListed
 	}
 	req := helperRequest(d.cfg, routes, dnsIP, search, set.Domains)
@@ -278,8 +278,8 @@ func (d *Daemon) run(ctx context.Context) error {
 		d.recheckNames(ctx)
 		return nil
 	})
-	if canList && dnsMode != resolver.ModeResolvConf && d.cfg.UpdateDNS != nil {
-		g.Go(func() error { return d.watchNamespaces(ctx, domain, dnsMode, req) })
+	if (src.listNS || src.listSlices) && dnsMode != resolver.ModeResolvConf && d.cfg.UpdateDNS != nil {
+		g.Go(func() error { return d.watchRouting(ctx, domain, dnsMode, src, req) })
 	}
 	g.Go(func() error {
 		select {

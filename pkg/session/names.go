@@ -11,6 +11,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,76 +35,145 @@ const (
 	namespacesConfig = "config"
 )
 
-// listNamespaces lists the cluster's namespaces with the user's own
-// credentials. Listing is cluster-scoped, which kubectl-tele's namespaced
-// Role does not grant: when it is refused, ok is false and the session
-// uses the namespaces of the config (Config.DNSNamespaces).
-func (d *Daemon) listNamespaces(ctx context.Context) (names []string, ok bool) {
+// routingSources are what the routing set is made of besides the fixed
+// names: the namespaces the user can see, and the connected namespace's
+// subdomains. Each is nil, and not watched, when the user may not list it.
+type routingSources struct {
+	namespaces, subdomains []string
+	listNS, listSlices     bool
+}
+
+// readRouting lists the namespaces (cluster-scoped, which kubectl-tele's
+// namespaced Role does not grant: when refused, the config's namespaces,
+// Config.DNSNamespaces, are used) and the connected namespace's
+// EndpointSlices (the Role grants list and watch, for the manager), with
+// the user's own credentials.
+func (d *Daemon) readRouting(ctx context.Context) routingSources {
+	var src routingSources
 	if d.cfg.Client == nil {
-		return nil, false
+		return src
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	list, err := d.cfg.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		if !apierrors.IsForbidden(err) {
-			d.log.Warn("could not list namespaces; routing the configured ones", "err", err)
+	if list, err := d.cfg.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
+		src.listNS = true
+		for _, n := range list.Items {
+			src.namespaces = append(src.namespaces, n.Name)
 		}
-		return nil, false
+	} else if !apierrors.IsForbidden(err) {
+		d.log.Warn("could not list namespaces; routing the configured ones", "err", err)
 	}
-	for _, n := range list.Items {
-		names = append(names, n.Name)
+	if list, err := d.cfg.Client.DiscoveryV1().EndpointSlices(d.cfg.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
+		src.listSlices = true
+		src.subdomains = subdomainsOf(list.Items)
+	} else {
+		d.log.Warn("could not list EndpointSlices: names like pod-0.headless-service resolve only where single labels are searched", "err", err)
 	}
-	return names, true
+	return src
 }
 
-// routingSet is the session's routing set for namespaces (listed or
-// configured): the connected and manager's namespaces, and the configured
-// ones, are always in it.
-func (d *Daemon) routingSet(domain string, namespaces []string) resolver.RoutingSet {
-	all := append(slices.Clone(namespaces), d.cfg.Manager.Namespace)
+// subdomainsOf are the headless Services under which pods have DNS names
+// (a StatefulSet's db-0.db): those with an endpoint that has a hostname.
+func subdomainsOf(eps []discoveryv1.EndpointSlice) []string {
+	var out []string
+	for _, s := range eps {
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		if svc == "" || slices.Contains(out, svc) {
+			continue
+		}
+		if slices.ContainsFunc(s.Endpoints, func(e discoveryv1.Endpoint) bool { return e.Hostname != nil && *e.Hostname != "" }) {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// routingSet is the session's routing set: the connected and manager's
+// namespaces, and the configured ones, are always in it.
+func (d *Daemon) routingSet(domain string, src routingSources) resolver.RoutingSet {
+	all := append(slices.Clone(src.namespaces), d.cfg.Manager.Namespace)
 	all = append(all, d.cfg.DNSNamespaces...)
-	return resolver.RoutingDomains(domain, d.cfg.Namespace, all)
+	return resolver.RoutingDomains(domain, d.cfg.Namespace, src.subdomains, all)
 }
 
-// watchNamespaces keeps the routing domains current while connected: on
-// every change of the namespaces (a watch with the user's credentials) it
-// computes the set again and, when it changed, has the helper apply it.
-// The helper is a short-lived root process, so the daemon runs it again,
-// non-interactively (UpdateDNS, sudo -n); when that fails, status says so.
-func (d *Daemon) watchNamespaces(ctx context.Context, domain, mode string, req *teleproto.HelperRequest) error {
-	changed := make(chan struct{}, 1)
+// informer runs a shared informer that keeps only what keep leaves of each
+// object, and pokes changed on every addition, update and deletion.
+func informer(lw *cache.ListWatch, obj runtime.Object, keep func(any) any, changed chan<- struct{}) cache.SharedIndexInformer {
 	poke := func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
 	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return d.cfg.Client.CoreV1().Namespaces().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return d.cfg.Client.CoreV1().Namespaces().Watch(ctx, o)
-		},
-	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Namespace{}, 0, cache.Indexers{})
-	// Only names matter: the cache keeps nothing else.
-	inf.SetTransform(func(o any) (any, error) {
-		if ns, ok := o.(*corev1.Namespace); ok {
-			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, ResourceVersion: ns.ResourceVersion}}, nil
-		}
-		return o, nil
-	})
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
+	inf.SetTransform(func(o any) (any, error) { return keep(o), nil })
 	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	})
+	return inf
+}
+
+// watchRouting keeps the routing domains current while connected: on every
+// change of the namespaces or of the connected namespace's EndpointSlices
+// (watches with the user's credentials, of what they may list) it computes
+// the set again and, when it changed, has the helper apply it. The helper is
+// a short-lived root process, so the daemon runs it again,
+// non-interactively (UpdateDNS, sudo -n); when that fails, status says so.
+func (d *Daemon) watchRouting(ctx context.Context, domain, mode string, src routingSources, req *teleproto.HelperRequest) error {
+	changed := make(chan struct{}, 1)
+	var nsInf, epInf cache.SharedIndexInformer
+	if src.listNS {
+		nsInf = informer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return d.cfg.Client.CoreV1().Namespaces().List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return d.cfg.Client.CoreV1().Namespaces().Watch(ctx, o)
+			},
+		}, &corev1.Namespace{}, func(o any) any {
+			if ns, ok := o.(*corev1.Namespace); ok { // only names matter
+				return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, ResourceVersion: ns.ResourceVersion}}
+			}
+			return o
+		}, changed)
+	}
+	if src.listSlices {
+		eps := d.cfg.Client.DiscoveryV1().EndpointSlices(d.cfg.Namespace)
+		epInf = informer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return eps.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return eps.Watch(ctx, o)
+			},
+		}, &discoveryv1.EndpointSlice{}, func(o any) any {
+			s, ok := o.(*discoveryv1.EndpointSlice)
+			if !ok {
+				return o
+			}
+			// Only the Service's name and whether pods have hostnames.
+			small := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion,
+				Labels: map[string]string{discoveryv1.LabelServiceName: s.Labels[discoveryv1.LabelServiceName]}}}
+			for _, e := range s.Endpoints {
+				if e.Hostname != nil {
+					small.Endpoints = append(small.Endpoints, discoveryv1.Endpoint{Hostname: e.Hostname})
+					break
+				}
+			}
+			return small
+		}, changed)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Go(func() { inf.RunWithContext(ctx) })
+	for _, inf := range []cache.SharedIndexInformer{nsInf, epInf} {
+		if inf != nil {
+			wg.Go(func() { inf.RunWithContext(ctx) })
+		}
+	}
 	current := req.GetDns().GetDomains()
 	for {
 		select {
@@ -111,17 +181,31 @@ func (d *Daemon) watchNamespaces(ctx context.Context, domain, mode string, req *
 			return nil
 		case <-changed:
 		}
-		// Namespaces come and go in bursts (a test suite, a deploy):
-		// one update for a burst.
+		// Namespaces and pods come and go in bursts (a test suite, a
+		// rollout): one update for a burst.
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
 		}
-		if !inf.HasSynced() {
-			continue
+		now := routingSources{}
+		if nsInf != nil {
+			if !nsInf.HasSynced() {
+				continue
+			}
+			now.namespaces = nsInf.GetStore().ListKeys()
 		}
-		set := d.routingSet(domain, inf.GetStore().ListKeys())
+		if epInf != nil {
+			if !epInf.HasSynced() {
+				continue
+			}
+			var items []discoveryv1.EndpointSlice
+			for _, o := range epInf.GetStore().List() {
+				items = append(items, *o.(*discoveryv1.EndpointSlice))
+			}
+			now.subdomains = subdomainsOf(items)
+		}
+		set := d.routingSet(domain, now)
 		if slices.Equal(set.Domains, current) {
 			continue
 		}
@@ -139,7 +223,7 @@ func (d *Daemon) watchNamespaces(ctx context.Context, domain, mode string, req *
 		}
 		d.update(func(s *teleproto.DaemonStatus) {
 			if err != nil {
-				s.Dns.UpdateError = fmt.Sprintf("the routing domains could not follow the cluster's namespaces (%v): run kubectl tele quit and connect again", err)
+				s.Dns.UpdateError = fmt.Sprintf("the routing domains could not follow the cluster (%v): run kubectl tele quit and connect again", err)
 				return
 			}
 			s.Dns.UpdateError = ""
@@ -190,7 +274,7 @@ func (d *Daemon) startNameCheck(srv *dns.Server, domain, mode, device, nameserve
 	}
 	d.names.mu.Lock()
 	defer d.names.mu.Unlock()
-	d.names.fresh = 10 * time.Second
+	d.names.fresh = 2 * time.Second
 	d.names.run = func(ctx context.Context) []namecheck.Result {
 		st, _ := d.snapshot()
 		setup := namecheck.Setup{Mode: mode, Device: device, Nameserver: nameserver, Namespace: mns, Domain: domain,

@@ -20,37 +20,39 @@ const MaxRoutingDomains = 256
 // name where it went before.
 type RoutingSet struct {
 	// Domains, most important first: svc, the cluster domain, pod, the
-	// connected namespace, then the other namespaces.
+	// connected namespace, its subdomains, then the other namespaces.
 	Domains []string
-	// Public are namespaces left out because their name is a public
-	// suffix (a top-level domain such as dev or app): routing it to the
-	// cluster would capture every name of that TLD. NAME.NS of such a
-	// namespace goes to the laptop's own DNS; NAME.NS.svc still resolves.
+	// Public are namespaces and subdomains left out because their name is
+	// a public suffix (a top-level domain such as dev or app): routing it
+	// to the cluster would capture every name of that TLD. NAME.NS of such
+	// a namespace goes to the laptop's own DNS; NAME.NS.svc still resolves.
 	Public []string
 	// Dropped counts namespaces left out over MaxRoutingDomains.
 	Dropped int
 }
 
 // RoutingDomains decides the routing domains for a session connected to
-// namespace ns of a cluster whose DNS domain is clusterDomain, when the user
-// can see namespaces (listed with their own credentials, or named in the
-// config): "svc" (NAME.NS.svc), the cluster domain (FQDNs), "pod"
-// (IP.NS.pod), the connected namespace and the others (NAME.NS,
-// kubernetes.default), so that every name a pod of ns resolves comes to us,
-// as it is, from resolvers that search single labels only. Names that are
-// public suffixes are left out (see RoutingSet.Public). It is OS-independent:
+// namespace ns of a cluster whose DNS domain is clusterDomain: "svc"
+// (NAME.NS.svc), the cluster domain (FQDNs), "pod" (IP.NS.pod), the
+// connected namespace and the other namespaces the user can see (listed with
+// their own credentials, or named in the config: NAME.NS,
+// kubernetes.default), and the connected namespace's subdomains, the
+// headless Services whose pods have names under them (db-0.db of a
+// StatefulSet), so that every name a pod of ns resolves comes to us, as it
+// is, from resolvers that search single labels only. Names that are public
+// suffixes are left out (see RoutingSet.Public). It is OS-independent:
 // every split-DNS configurator takes its set from here.
-func RoutingDomains(clusterDomain, ns string, namespaces []string) RoutingSet {
+func RoutingDomains(clusterDomain, ns string, subdomains, namespaces []string) RoutingSet {
 	var set RoutingSet
 	seen := map[string]bool{}
-	add := func(d string, namespace bool) {
+	add := func(d string, named bool) {
 		d = strings.ToLower(strings.Trim(strings.TrimSpace(d), "."))
 		if d == "" || seen[d] {
 			return
 		}
 		seen[d] = true
 		if IsPublicSuffix(d) {
-			if namespace {
+			if named {
 				set.Public = append(set.Public, d)
 			}
 			return
@@ -68,6 +70,11 @@ func RoutingDomains(clusterDomain, ns string, namespaces []string) RoutingSet {
 	add(clusterDomain, false)
 	add("pod", false)
 	add(ns, true)
+	subs := slices.Clone(subdomains)
+	slices.Sort(subs)
+	for _, n := range subs {
+		add(n, true)
+	}
 	// Every cluster has these two, and pods use them by these names
 	// (kubernetes.default, kube-dns.kube-system), listed or not.
 	add("default", true)

@@ -18,6 +18,7 @@ func TestRoutingDomains(t *testing.T) {
 		name       string
 		domain, ns string
 		namespaces []string
+		subdomains []string
 		want       []string
 		public     []string
 		dropped    int
@@ -30,6 +31,12 @@ func TestRoutingDomains(t *testing.T) {
 			name: "listed, sorted, deduplicated", domain: "cluster.local.", ns: "Demo",
 			namespaces: []string{"zeta", "demo", "alpha", "default", "kube-system", "kube-public"},
 			want:       []string{"svc", "cluster.local", "pod", "demo", "default", "kube-system", "alpha", "kube-public", "zeta"},
+		},
+		{
+			name: "subdomains of the connected namespace", domain: "cluster.local", ns: "demo",
+			subdomains: []string{"db", "app", "web"}, namespaces: []string{"db"},
+			want:   []string{"svc", "cluster.local", "pod", "demo", "db", "web", "default", "kube-system"},
+			public: []string{"app"},
 		},
 		{
 			// A namespace named as a TLD would capture every name of it.
@@ -54,7 +61,7 @@ func TestRoutingDomains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := RoutingDomains(tt.domain, tt.ns, tt.namespaces)
+			got := RoutingDomains(tt.domain, tt.ns, tt.subdomains, tt.namespaces)
 			if !slices.Equal(got.Domains, tt.want) {
 				t.Errorf("Domains = %v\nwant %v", got.Domains, tt.want)
 			}
