@@ -109,6 +109,14 @@ func TestResolvedUpdateInPlace(t *testing.T) {
 	if !slices.Contains(bus.calls, "SetLinkDomains 7 [{demo.svc.cluster.local false} {svc.cluster.local false} {cluster.local false} {demo true} {other true}]") {
 		t.Errorf("update calls %q", bus.calls)
 	}
+	// A failed update leaves the running session's settings, not none.
+	bus.calls, bus.failOn = nil, "SetLinkDomains"
+	if err := r.Apply(ctx, cfg); err == nil {
+		t.Fatal("failed update returned nil")
+	}
+	if slices.Contains(bus.calls, "RevertLink 7") {
+		t.Errorf("a failed update reverted the link: %q", bus.calls)
+	}
 }
 
 func TestResolvedDeviceGoneOrReused(t *testing.T) {

@@ -99,7 +99,9 @@ func (r *Resolved) Apply(ctx context.Context, cfg Config) error {
 	// An update of this session's link (new routing domains) replaces its
 	// settings in place, with no moment without them; anything else saved
 	// is a previous session's, undone first.
-	if name, sidx, ok := r.saved(); !ok || name != cfg.Device || sidx != idx {
+	name, sidx, ok := r.saved()
+	update := ok && name == cfg.Device && sidx == idx
+	if !update {
 		if err := r.Restore(ctx); err != nil {
 			r.log.Warn("could not revert the link of a previous session", "err", err)
 		}
@@ -109,6 +111,11 @@ func (r *Resolved) Apply(ctx context.Context, cfg Config) error {
 	}
 	fail := func(what string, err error) error {
 		err = fmt.Errorf("configure link %s (%d) in systemd-resolved: %s: %w", cfg.Device, idx, what, err)
+		if update {
+			// The session's settings stay as they were: reverting them
+			// would take every cluster name from a running session.
+			return err
+		}
 		if rerr := r.Restore(context.WithoutCancel(ctx)); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
