@@ -9,6 +9,9 @@ REGISTRY_VERSION=${REGISTRY_VERSION:-v3.0.0}
 CACHE_DIR=${TELE_CACHE_DIR:-$KIND_DIR/.cache}
 K8S_BIN=$CACHE_DIR/kubernetes-$K8S_VERSION
 COREDNS_BIN=$CACHE_DIR/coredns-$COREDNS_VERSION/coredns
+# systemd-resolved and libnss-resolve unpacked (install-deps.sh), for the e2e
+# laptops with a real resolver (laptop.sh up-resolved).
+RESOLVED_DIR=${TELE_RESOLVED_DIR:-$CACHE_DIR/systemd-resolved}
 REGISTRY_BIN=$CACHE_DIR/registry-$REGISTRY_VERSION/registry
 # All state of a running cluster lives under STATE; cluster-down removes it.
 STATE=${TELE_CLUSTER_DIR:-$KIND_DIR/.cluster}

@@ -30,7 +30,8 @@ connect wins over the file.
   neverProxy: [10.0.0.0/8]
   alsoProxy: [192.168.50.0/24]
   managerIdleTimeout: 30m
-  deviceAddr: 100.127.255.254       # when a fake-IP proxy has 198.18.0.0/15`,
+  deviceAddr: 100.127.255.254       # when a fake-IP proxy has 198.18.0.0/15
+  dnsNamespaces: [staging, shared]  # NAME.NS resolves for these too`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -137,6 +138,7 @@ func (o *ConfigViewOptions) view() (*configView, error) {
 			list("alsoProxy", c.AlsoProxy),
 			{"managerIdleTimeout", idle.String(), from(c.IdleTimeout != 0)},
 			{"deviceAddr", deviceAddrOr(c.DeviceAddr), from(c.DeviceAddr != "")},
+			list("dnsNamespaces", c.DNSNamespaces),
 		},
 	}, nil
 }

@@ -36,6 +36,7 @@ func TestConfigView(t *testing.T) {
 			{"alsoProxy", []any{}, "default"},
 			{"managerIdleTimeout", "30m0s", path},
 			{"deviceAddr", "198.18.0.1", "default"},
+			{"dnsNamespaces", []any{}, "default"},
 		},
 	}
 	for _, format := range []string{"json", "yaml"} {
@@ -74,6 +75,7 @@ func TestConfigView(t *testing.T) {
 			{"alsoProxy", "<none>", "default"},
 			{"managerIdleTimeout", "30m0s", path},
 			{"deviceAddr", "198.18.0.1", "default"},
+			{"dnsNamespaces", "<none>", "default"},
 		}
 		if len(lines) != len(wantRows) {
 			t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(wantRows), out)

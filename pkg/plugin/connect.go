@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/encoding/protojson"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -50,6 +52,9 @@ type ConnectOptions struct {
 	// DeviceAddr is the laptop's address on the TUN device (--device-addr).
 	DeviceAddr string
 	Timeout    time.Duration
+	// DNSNamespaces resolve as NAME.NS on split-DNS laptops when
+	// namespaces cannot be listed.
+	DNSNamespaces []string
 
 	namespace   string
 	contextName string
@@ -127,6 +132,7 @@ func (o *ConnectOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "give up connecting after this long")
 	f.DurationVar(&o.RefreshInterval, "manager-refresh-interval", 0, "how often a manager this connect starts reads cluster info again (0: its default, 5m)")
 	_ = f.MarkHidden("manager-refresh-interval") // for tests of a control-plane blip
+	f.StringSliceVar(&o.DNSNamespaces, "dns-namespace", nil, "a namespace whose Services resolve as NAME.NAMESPACE on systemd-resolved and macOS when you may not list namespaces (repeatable)")
 }
 
 // applyConfig takes from the config file what the command line did not say,
@@ -145,6 +151,9 @@ func (o *ConnectOptions) applyConfig(f *pflag.FlagSet, c *config.Config) error {
 	}
 	if !given("device-addr") && c.DeviceAddr != "" {
 		o.DeviceAddr = c.DeviceAddr
+	}
+	if !given("dns-namespace") && len(c.DNSNamespaces) > 0 {
+		o.DNSNamespaces = c.DNSNamespaces
 	}
 	switch {
 	case given("manager-idle-timeout"):
@@ -240,6 +249,11 @@ func (o *ConnectOptions) Validate() error {
 	if _, err := device.ParseAddr(o.DeviceAddr); err != nil {
 		return usagef("--device-addr: %v", err)
 	}
+	for _, n := range o.DNSNamespaces {
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return usagef("--dns-namespace %q is not a namespace name: %s", n, strings.Join(errs, "; "))
+		}
+	}
 	if o.IdleTimeout < config.MinIdleTimeout {
 		return usagef("--manager-idle-timeout %s is too short: give at least %s", o.IdleTimeout, config.MinIdleTimeout)
 	}
@@ -316,8 +330,48 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return o.failed(ctx, ctl, err)
 	}
-	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: names like my-service and my-service.%s resolve here.\n", st.Namespace, st.Context, st.Namespace)
+	st = o.waitNameCheck(ctx, ctl, st)
+	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: %s\n", st.Namespace, st.Context, namesSummary(st))
+	for _, c := range st.DNS.Checks {
+		if !c.OK {
+			fmt.Fprintf(o.Streams.ErrOut, "  warning: %s\n", nameCheckLine(c))
+		}
+	}
 	return nil
+}
+
+// waitNameCheck waits a little for the daemon's first self-check of names
+// (it runs once connected); without it, st as it is.
+func (o *ConnectOptions) waitNameCheck(ctx context.Context, ctl *session.Control, st *session.Status) *session.Status {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = ctl.Watch(ctx, func(s *session.Status) (bool, error) {
+		st = s
+		return len(s.DNS.Checks) > 0 || s.Phase != teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, nil
+	})
+	return st
+}
+
+// namesSummary says which name forms resolve here, from the self-check.
+func namesSummary(st *session.Status) string {
+	if len(st.DNS.Checks) == 0 {
+		return fmt.Sprintf("names like my-service and my-service.%s should resolve here (the self-check did not finish: see kubectl tele status).", st.Namespace)
+	}
+	var ok, bad []string
+	for _, c := range st.DNS.Checks {
+		if c.OK {
+			ok = append(ok, c.Name)
+		} else {
+			bad = append(bad, c.Name)
+		}
+	}
+	if len(bad) == 0 {
+		return fmt.Sprintf("checked through this machine's resolver, %s all resolve.", strings.Join(ok, ", "))
+	}
+	if len(ok) == 0 {
+		return fmt.Sprintf("but no name form resolves through this machine's resolver (tried %s).", strings.Join(bad, ", "))
+	}
+	return fmt.Sprintf("checked through this machine's resolver, %s resolve; %s do NOT.", strings.Join(ok, ", "), strings.Join(bad, ", "))
 }
 
 // idleTimeoutWarning says, when an idle timeout was asked for (from names
@@ -402,6 +456,7 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 		"--image-pull-secret=" + strings.Join(o.ImagePullSecrets, ","),
 		fmt.Sprintf("--allow-conflicting-subnets=%t", o.AllowConflictingSubnets),
 		"--device-addr=" + o.DeviceAddr,
+		"--dns-namespace=" + strings.Join(o.DNSNamespaces, ","),
 	}, o.kubeArgs...)
 	for _, p := range o.also {
 		args = append(args, "--also-proxy="+p.String())
@@ -487,6 +542,14 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 				return err
 			}
 			cfg.Version = version.Version
+			cfg.UpdateDNS = func(ctx context.Context, req *teleproto.HelperRequest, mode string) error {
+				b, err := protojson.Marshal(req)
+				if err != nil {
+					return err
+				}
+				// The daemon has no terminal: sudo -n, never a prompt.
+				return runHelper(ctx, "dns", b, cfg.Paths, os.Stderr, "--mode="+mode) // stderr is the daemon log
+			}
 			// A soft limit: under load the Go heap otherwise grows to twice its
 			// live size and keeps the pages; the daemon's live heap is a few MiB.
 			debug.SetMemoryLimit(48 << 20)
@@ -510,5 +573,6 @@ func newCmdDaemon(flags *genericclioptions.ConfigFlags) *cobra.Command {
 	f.StringSliceVar(&never, "never-proxy", nil, "")
 	f.BoolVar(&cfg.AllowConflictingSubnets, "allow-conflicting-subnets", false, "")
 	f.StringVar(&addr, "device-addr", device.DefaultAddr.Addr().String(), "")
+	f.StringSliceVar(&cfg.DNSNamespaces, "dns-namespace", nil, "")
 	return cmd
 }

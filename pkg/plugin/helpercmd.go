@@ -19,13 +19,13 @@ import (
 // newCmdHelper is the short-lived privileged helper: connect and quit run it
 // through sudo. It takes its request on stdin and acts for SUDO_UID.
 func newCmdHelper() *cobra.Command {
-	var logFile string
+	var logFile, mode string
 	cmd := &cobra.Command{
-		Use:       "helper up|down",
-		Short:     "Create or remove the TUN device, routes and DNS settings (root, run by connect and quit)",
+		Use:       "helper up|down|dns",
+		Short:     "Create or remove the TUN device, routes and DNS settings (root, run by connect and quit; dns: by the daemon, to update them)",
 		Hidden:    true,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"up", "down"},
+		ValidArgs: []string{"up", "down", "dns"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if os.Geteuid() != 0 {
 				return fmt.Errorf("kubectl-tele helper must run as root (connect runs it through sudo)")
@@ -56,10 +56,16 @@ func newCmdHelper() *cobra.Command {
 					return rerr
 				}
 				err = helper.Up(cmd.Context(), data, uid, log)
+			case "dns":
+				data, rerr := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+				if rerr != nil {
+					return rerr
+				}
+				err = helper.Update(cmd.Context(), data, uid, mode, log)
 			case "down":
 				err = helper.Down(cmd.Context(), session.DeviceName, log)
 			default:
-				return usagef("helper: unknown action %q (up or down)", args[0])
+				return usagef("helper: unknown action %q (up, down or dns)", args[0])
 			}
 			if err != nil {
 				log.Error("helper failed", "err", err)
@@ -68,6 +74,7 @@ func newCmdHelper() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&logFile, "log-file", "", "append the helper's log here")
+	cmd.Flags().StringVar(&mode, "mode", "", "dns: the resolver mode the session's helper chose")
 	return cmd
 }
 
@@ -84,12 +91,12 @@ func openLog(path string, uid int) (*os.File, error) {
 
 // runHelper runs `kubectl-tele helper ACTION` as root: directly when we are
 // root, else through sudo (which asks for a password on the terminal).
-func runHelper(ctx context.Context, action string, request []byte, paths session.Paths, errOut io.Writer) error {
+func runHelper(ctx context.Context, action string, request []byte, paths session.Paths, errOut io.Writer, extra ...string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find this program: %w", err)
 	}
-	args := []string{exe, "helper", action, "--log-file", paths.HelperLog()}
+	args := append([]string{exe, "helper", action, "--log-file", paths.HelperLog()}, extra...)
 	if os.Geteuid() != 0 {
 		sudo, err := exec.LookPath("sudo")
 		if err != nil {

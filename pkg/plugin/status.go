@@ -50,7 +50,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	defer cancel()
 	ctl := session.NewControl(paths.ControlSocket())
 	defer ctl.Close()
-	st, err := ctl.Status(sctx)
+	st, err := ctl.CheckedStatus(sctx)
 	if errors.Is(err, session.ErrNotRunning) {
 		st = &session.Status{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
 		// No daemon, yet its DNS settings or device may be left: a crashed
@@ -97,6 +97,13 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Device", st.Device)
 	row("Routes", strings.Join(st.Routes, " "))
 	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))
+	if st.DNS.Mode != "" && st.DNS.Mode != "resolv.conf" {
+		row("Routing domains", routingLine(st.DNS))
+	}
+	row("Warning", st.DNS.UpdateError)
+	for _, c := range st.DNS.Checks {
+		row("Names", nameCheckLine(c))
+	}
 	// Your intercepts, each with the requests it takes; list shows
 	// everyone's. Only a connected session can ask the manager.
 	if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
@@ -116,6 +123,26 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	row("Helper log", st.HelperLogFile)
 	row("Control socket", st.ControlSocket)
 	return nil
+}
+
+// routingLine says which names go to the session on a split-DNS resolver.
+func routingLine(d session.DNS) string {
+	s := strings.Join(d.RoutingDomains, " ")
+	if d.NamespacesFrom == "config" {
+		s += " (namespaces from the config: you may not list namespaces; add others with dnsNamespaces or --dns-namespace)"
+	}
+	if len(d.PublicNamespaces) > 0 {
+		s += fmt.Sprintf("; left out as public top-level domains: %s (use NAME.NS.svc for them)", strings.Join(d.PublicNamespaces, " "))
+	}
+	return s
+}
+
+// nameCheckLine is one name form of the self-check, for people.
+func nameCheckLine(c session.NameCheck) string {
+	if c.OK {
+		return fmt.Sprintf("%s (%s) resolves: %s", c.Form, c.Name, c.Detail)
+	}
+	return fmt.Sprintf("%s (%s) does NOT resolve through this machine's resolver: %s; %s", c.Form, c.Name, c.Detail, c.Hint)
 }
 
 // interceptLine is one of status's Intercept rows.

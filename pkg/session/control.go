@@ -64,6 +64,28 @@ type DNS struct {
 	Nameserver    string   `json:"nameserver,omitempty"`
 	Search        []string `json:"search,omitempty"`
 	ClusterDomain string   `json:"clusterDomain,omitempty"`
+	// RoutingDomains send names under them to the session on split-DNS
+	// resolvers; PublicNamespaces were left out of them as public
+	// suffixes; NamespacesFrom says whether the namespaces were listed or
+	// came from the config.
+	RoutingDomains   []string `json:"routingDomains,omitempty"`
+	PublicNamespaces []string `json:"publicNamespaces,omitempty"`
+	NamespacesFrom   string   `json:"namespacesFrom,omitempty"`
+	// UpdateError says why the routing domains could not follow the
+	// cluster's namespaces while connected.
+	UpdateError string `json:"updateError,omitempty"`
+	// Checks is the self-check: each name form asked of the OS's own
+	// resolver.
+	Checks []NameCheck `json:"checks,omitempty"`
+}
+
+// NameCheck is one name form of the self-check.
+type NameCheck struct {
+	Form   string `json:"form"`
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+	Hint   string `json:"hint,omitempty"`
 }
 
 // statusView is what status shows of a daemon's status.
@@ -74,9 +96,14 @@ func statusView(s *teleproto.DaemonStatus) (*Status, error) {
 		ManagerVersion: s.GetManagerVersion(), ClientVersion: s.GetClientVersion(), Session: s.GetSession(),
 		Device: s.GetDevice(), Routes: s.GetRoutes(), Discovery: s.GetDiscovery(),
 		DNS: DNS{Mode: s.GetDns().GetMode(), Nameserver: s.GetDns().GetNameserver(),
-			Search: s.GetDns().GetSearch(), ClusterDomain: s.GetDns().GetClusterDomain()},
+			Search: s.GetDns().GetSearch(), ClusterDomain: s.GetDns().GetClusterDomain(),
+			RoutingDomains: s.GetDns().GetRoutingDomains(), PublicNamespaces: s.GetDns().GetPublicNamespaces(),
+			NamespacesFrom: s.GetDns().GetNamespacesFrom(), UpdateError: s.GetDns().GetUpdateError()},
 		LogFile: s.GetLogFile(), HelperLogFile: s.GetHelperLogFile(), ControlSocket: s.GetControlSocket(),
 		Since: s.GetSince(), Error: s.GetError(), Identity: s.GetIdentity(), ProvenBy: s.GetProvenBy(),
+	}
+	for _, c := range s.GetDns().GetChecks() {
+		v.DNS.Checks = append(v.DNS.Checks, NameCheck{Form: c.GetForm(), Name: c.GetName(), OK: c.GetOk(), Detail: c.GetDetail(), Hint: c.GetHint()})
 	}
 	if r := s.GetHelperRequest(); r != nil {
 		b, err := protojson.Marshal(r)
@@ -184,8 +211,18 @@ var v = teleproto.CurrentControlVersion
 
 // Status asks the daemon for its status.
 func (c *Control) Status(ctx context.Context) (*Status, error) {
+	return c.status(ctx, false)
+}
+
+// CheckedStatus asks the daemon for its status with a self-check of names
+// no older than a few seconds (it may take as long to run).
+func (c *Control) CheckedStatus(ctx context.Context) (*Status, error) {
+	return c.status(ctx, true)
+}
+
+func (c *Control) status(ctx context.Context, check bool) (*Status, error) {
 	var tr metadata.MD
-	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v}, grpc.Trailer(&tr))
+	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v, CheckNames: check}, grpc.Trailer(&tr))
 	if err != nil {
 		return nil, c.explain(ctx, err, tr)
 	}

@@ -174,7 +174,7 @@ func TestControlWatch(t *testing.T) {
 		<-step
 		d.update(func(s *teleproto.DaemonStatus) {
 			s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
-			s.HelperRequest = helperRequest(d.cfg, nil, device.DefaultAddr.Addr(), nil, "cluster.local", deviceChoice{Addr: device.DefaultAddr})
+			s.HelperRequest = helperRequest(d.cfg, nil, device.DefaultAddr.Addr(), nil, []string{"cluster.local"}, deviceChoice{Addr: device.DefaultAddr})
 		})
 		<-step
 		return errors.New("the manager went away")

@@ -68,7 +68,10 @@ func (s *controlServer) checkPluginVersion(v teleproto.ControlVersion) error {
 	return nil
 }
 
-func (s *controlServer) Status(context.Context, *teleproto.StatusRequest) (*teleproto.DaemonStatus, error) {
+func (s *controlServer) Status(ctx context.Context, r *teleproto.StatusRequest) (*teleproto.DaemonStatus, error) {
+	if r.GetCheckNames() {
+		s.d.refreshNames(ctx)
+	}
 	st, _ := s.d.snapshot()
 	return st, nil
 }

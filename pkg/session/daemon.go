@@ -19,6 +19,7 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/dns"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
+	"github.com/kubectl-tele/kubectl-tele/pkg/net/namecheck"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/stack"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -52,6 +53,18 @@ type Config struct {
 	Paths                   Paths
 	Version                 string
 	Logger                  *slog.Logger
+	// DNSNamespaces are namespaces to route to the cluster's DNS (NAME.NS)
+	// when the user may not list namespaces (config dnsNamespaces, flag
+	// --dns-namespace).
+	DNSNamespaces []string
+	// UpdateDNS runs the privileged helper again, non-interactively, to
+	// apply a request's DNS settings to the running session (new routing
+	// domains); mode is the resolver mode the first run chose. Nil: the
+	// routing domains stay as connect set them.
+	UpdateDNS func(ctx context.Context, req *teleproto.HelperRequest, mode string) error
+	// OSLookup asks the OS's resolver path, for the self-check; nil means
+	// namecheck.OSLookup.
+	OSLookup namecheck.Lookup
 
 	// DeviceAddr is the laptop's address on the TUN; zero means
 	// device.DefaultAddr.
@@ -83,6 +96,8 @@ type Daemon struct {
 	// intercepts are this session's, by name (unique per session, not per
 	// namespace), to create again on a new manager.
 	intercepts map[string]*teleproto.CreateInterceptRequest
+	// names is the self-check of name forms, once connected.
+	names nameChecker
 }
 
 // Run is the daemon: it returns when the session ends (quit, or ctx).
@@ -192,6 +207,14 @@ func (d *Daemon) run(ctx context.Context) error {
 	// The OS resolver and our DNS server get the same search list, a
 	// pod's of the namespace.
 	search := dns.PodSearch(ns, domain)
+	// Split-DNS resolvers (systemd-resolved, macOS) send a dotted name
+	// to us only under a routing domain: the namespaces are.
+	src := d.readRouting(ctx)
+	set := d.routingSet(domain, src)
+	from := namespacesConfig
+	if src.listNS {
+		from = namespacesListed
+	}
 	dc, err := chooseDevice(runtime.GOOS, d.cfg, routes, nil)
 	if err != nil {
 		return err
@@ -208,13 +231,14 @@ func (d *Daemon) run(ctx context.Context) error {
 		defer loL.Close()
 		dc.LoopbackPort = uint16(loPC.LocalAddr().(*net.UDPAddr).Port)
 	}
-	req := helperRequest(d.cfg, routes, dnsIP, search, domain, dc)
+	req := helperRequest(d.cfg, routes, dnsIP, search, set.Domains, dc)
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Phase = teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE
 		s.HelperRequest = req
 		s.Device = DeviceName
 		s.Routes = prefixStrings(routes)
-		s.Dns = &teleproto.SessionDNS{Nameserver: dnsIP.String(), Search: search, ClusterDomain: domain}
+		s.Dns = &teleproto.SessionDNS{Nameserver: dnsIP.String(), Search: search, ClusterDomain: domain,
+			RoutingDomains: set.Domains, PublicNamespaces: set.Public, NamespacesFrom: from}
 		s.Discovery = info.GetDiscovery()
 	})
 	tdev, dnsMode, err := receiveDevice(ctx, d.cfg.Paths.HelperSocket(), d.quit)
@@ -231,14 +255,17 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.log.Info("device received", "device", devName, "routes", routes, "dnsMode", dnsMode)
 
 	stateDir, _ := helper.StateDir()
-	upstream, _ := resolver.OriginalNameservers(resolver.Options{StateDir: stateDir})
+	upstream, err := upstreamFor(dnsMode, stateDir, dnsIP)
+	if err != nil {
+		d.log.Warn("no upstream DNS for names that are not the cluster's: they are answered NXDOMAIN", "err", err)
+	}
 	dnsSrv := dns.NewServer(dns.Config{
 		ClusterDomain: domain,
 		Namespace:     ns,
 		Search:        search,
 		ReverseCIDRs:  routes,
 		Cluster:       d.lookupCluster,
-		Upstream:      upstreamExchange(upstream),
+		Upstream:      upstreamExchange(upstream, dnsMode == resolver.ModeResolved),
 		Logger:        d.log.With("part", "dns"),
 	})
 	mem := newIdleMemory()
@@ -256,7 +283,8 @@ func (d *Daemon) run(ctx context.Context) error {
 		s.HelperRequest = nil
 		s.Dns.Mode = dnsMode
 	})
-	d.log.Info("connected", "namespace", ns, "routes", routes)
+	d.log.Info("connected", "namespace", ns, "routes", routes, "dnsMode", dnsMode, "upstream", upstream, "routingDomains", set.Domains)
+	d.startNameCheck(dnsSrv, domain, dnsMode, devName, dnsIP.String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -267,6 +295,13 @@ func (d *Daemon) run(ctx context.Context) error {
 	g.Go(func() error { return mem.run(ctx, 5*time.Second) })
 	if loPC != nil {
 		g.Go(func() error { return dnsSrv.ServeLoopback(ctx, loPC, loL) })
+	}
+	g.Go(func() error {
+		d.recheckNames(ctx)
+		return nil
+	})
+	if (src.listNS || src.listSlices) && dnsMode != resolver.ModeResolvConf && d.cfg.UpdateDNS != nil {
+		g.Go(func() error { return d.watchRouting(ctx, domain, dnsMode, src, req) })
 	}
 	g.Go(func() error {
 		select {

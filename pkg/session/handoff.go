@@ -50,7 +50,7 @@ func chooseDevice(goos string, cfg Config, routes []netip.Prefix, random io.Read
 // resolver: on macOS, whose /etc/resolver files can name a port.
 func loopbackDNS(goos string) bool { return goos == "darwin" }
 
-func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search []string, domain string, dc deviceChoice) *teleproto.HelperRequest {
+func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search, domains []string, dc deviceChoice) *teleproto.HelperRequest {
 	req := &teleproto.HelperRequest{
 		Device: &teleproto.DeviceRequest{
 			Version:                 teleproto.CurrentHelperVersion,
@@ -61,7 +61,7 @@ func helperRequest(cfg Config, routes []netip.Prefix, dnsIP netip.Addr, search [
 			SocketPath:              cfg.Paths.HelperSocket(),
 			AllowConflictingSubnets: cfg.AllowConflictingSubnets,
 		},
-		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: []string{domain},
+		Dns: &teleproto.HelperDNS{Nameserver: dnsIP.String(), Search: search, Domains: domains,
 			LoopbackPort: uint32(dc.LoopbackPort)},
 	}
 	if dc.Addr6.IsValid() {

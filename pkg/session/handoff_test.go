@@ -80,7 +80,7 @@ func TestHelperRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := helperRequest(cfg, routes, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, "cluster.local", dc)
+	req := helperRequest(cfg, routes, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, []string{"cluster.local"}, dc)
 	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestChooseDevice(t *testing.T) {
 	}
 	// What a darwin daemon asks for reaches the helper whole.
 	dc := deviceChoice{Addr: device.DefaultAddr, Addr6: ula, LoopbackPort: 50053}
-	req := helperRequest(Config{Paths: Paths{RuntimeDir: "/tmp/kubectl-tele-1000"}}, dual, netip.MustParseAddr("10.96.0.10"), nil, "cluster.local", dc)
+	req := helperRequest(Config{Paths: Paths{RuntimeDir: "/tmp/kubectl-tele-1000"}}, dual, netip.MustParseAddr("10.96.0.10"), nil, []string{"cluster.local"}, dc)
 	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,17 @@ func (d *Daemon) lookupCluster(ctx context.Context, q *mdns.Msg) (*mdns.Msg, err
 
 // upstreamExchange asks the laptop's original nameservers, for names that are
 // not the cluster's.
-func upstreamExchange(servers []netip.Addr) dns.Exchange {
+func upstreamExchange(servers []netip.Addr, nxdomain bool) dns.Exchange {
+	if len(servers) == 0 && nxdomain {
+		// systemd-resolved with no server of its own (only ours, or none):
+		// a name that is not the cluster's does not exist here, and must
+		// not go back to resolved's stub, which would route it to us.
+		return func(_ context.Context, q *mdns.Msg) (*mdns.Msg, error) {
+			r := new(mdns.Msg)
+			r.SetRcode(q, mdns.RcodeNameError)
+			return r, nil
+		}
+	}
 	if len(servers) == 0 {
 		return nil
 	}

@@ -198,8 +198,11 @@ func (HelperVersion) EnumDescriptor() ([]byte, []int) {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       ControlVersion         `protobuf:"varint,1,opt,name=version,proto3,enum=tele.v1.ControlVersion" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version ControlVersion         `protobuf:"varint,1,opt,name=version,proto3,enum=tele.v1.ControlVersion" json:"version,omitempty"`
+	// Run the self-check of names again first if its last run is older than
+	// a few seconds (kubectl tele status does).
+	CheckNames    bool `protobuf:"varint,2,opt,name=check_names,json=checkNames,proto3" json:"check_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +242,13 @@ func (x *StatusRequest) GetVersion() ControlVersion {
 		return x.Version
 	}
 	return ControlVersion_CONTROL_VERSION_UNSPECIFIED
+}
+
+func (x *StatusRequest) GetCheckNames() bool {
+	if x != nil {
+		return x.CheckNames
+	}
+	return false
 }
 
 type InterceptRequest struct {
@@ -741,6 +751,21 @@ type SessionDNS struct {
 	Nameserver    string                 `protobuf:"bytes,2,opt,name=nameserver,proto3" json:"nameserver,omitempty"`
 	Search        []string               `protobuf:"bytes,3,rep,name=search,proto3" json:"search,omitempty"`
 	ClusterDomain string                 `protobuf:"bytes,4,opt,name=cluster_domain,json=clusterDomain,proto3" json:"cluster_domain,omitempty"`
+	// Routing domains: names under them go to our nameserver on split-DNS
+	// resolvers (systemd-resolved, macOS), whatever their dots.
+	RoutingDomains []string `protobuf:"bytes,5,rep,name=routing_domains,json=routingDomains,proto3" json:"routing_domains,omitempty"`
+	// Namespaces whose name is a public suffix (a TLD such as dev), left out
+	// of the routing domains: NAME.NS of them goes to the laptop's own DNS.
+	PublicNamespaces []string `protobuf:"bytes,6,rep,name=public_namespaces,json=publicNamespaces,proto3" json:"public_namespaces,omitempty"`
+	// Where the namespaces came from: "listed" (with the user's own
+	// credentials) or "config" (listing is not allowed).
+	NamespacesFrom string `protobuf:"bytes,7,opt,name=namespaces_from,json=namespacesFrom,proto3" json:"namespaces_from,omitempty"`
+	// Why the routing domains could not be brought up to date while
+	// connected (the helper through sudo -n failed), if they could not.
+	UpdateError string `protobuf:"bytes,8,opt,name=update_error,json=updateError,proto3" json:"update_error,omitempty"`
+	// The self-check: the OS's own resolver asked for a sentinel in each
+	// name form.
+	Checks        []*NameCheck `protobuf:"bytes,9,rep,name=checks,proto3" json:"checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -803,6 +828,122 @@ func (x *SessionDNS) GetClusterDomain() string {
 	return ""
 }
 
+func (x *SessionDNS) GetRoutingDomains() []string {
+	if x != nil {
+		return x.RoutingDomains
+	}
+	return nil
+}
+
+func (x *SessionDNS) GetPublicNamespaces() []string {
+	if x != nil {
+		return x.PublicNamespaces
+	}
+	return nil
+}
+
+func (x *SessionDNS) GetNamespacesFrom() string {
+	if x != nil {
+		return x.NamespacesFrom
+	}
+	return ""
+}
+
+func (x *SessionDNS) GetUpdateError() string {
+	if x != nil {
+		return x.UpdateError
+	}
+	return ""
+}
+
+func (x *SessionDNS) GetChecks() []*NameCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// NameCheck is one name form of the self-check, asked of the OS's own
+// resolver (getaddrinfo through nsswitch, or libSystem), not our server.
+type NameCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The form, e.g. "svc.ns", and the name asked.
+	Form string `protobuf:"bytes,1,opt,name=form,proto3" json:"form,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Ok   bool   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What the OS answered, or why it failed.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// For a failed form, what to do.
+	Hint          string `protobuf:"bytes,5,opt,name=hint,proto3" json:"hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameCheck) Reset() {
+	*x = NameCheck{}
+	mi := &file_control_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameCheck) ProtoMessage() {}
+
+func (x *NameCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameCheck.ProtoReflect.Descriptor instead.
+func (*NameCheck) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NameCheck) GetForm() string {
+	if x != nil {
+		return x.Form
+	}
+	return ""
+}
+
+func (x *NameCheck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NameCheck) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *NameCheck) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *NameCheck) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
 // HelperRequest is what kubectl-tele helper up reads on its stdin, in
 // protojson (a person can read and write it; its field names are those of
 // the JSON the helper always took), and validates before acting.
@@ -816,7 +957,7 @@ type HelperRequest struct {
 
 func (x *HelperRequest) Reset() {
 	*x = HelperRequest{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +969,7 @@ func (x *HelperRequest) String() string {
 func (*HelperRequest) ProtoMessage() {}
 
 func (x *HelperRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +982,7 @@ func (x *HelperRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelperRequest.ProtoReflect.Descriptor instead.
 func (*HelperRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HelperRequest) GetDevice() *DeviceRequest {
@@ -881,7 +1022,7 @@ type DeviceRequest struct {
 
 func (x *DeviceRequest) Reset() {
 	*x = DeviceRequest{}
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1034,7 @@ func (x *DeviceRequest) String() string {
 func (*DeviceRequest) ProtoMessage() {}
 
 func (x *DeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1047,7 @@ func (x *DeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceRequest.ProtoReflect.Descriptor instead.
 func (*DeviceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{10}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeviceRequest) GetVersion() HelperVersion {
@@ -982,7 +1123,7 @@ type HelperDNS struct {
 
 func (x *HelperDNS) Reset() {
 	*x = HelperDNS{}
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1135,7 @@ func (x *HelperDNS) String() string {
 func (*HelperDNS) ProtoMessage() {}
 
 func (x *HelperDNS) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1148,7 @@ func (x *HelperDNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelperDNS.ProtoReflect.Descriptor instead.
 func (*HelperDNS) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{11}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HelperDNS) GetNameserver() string {
@@ -1051,7 +1192,7 @@ type DeviceHandoff struct {
 
 func (x *DeviceHandoff) Reset() {
 	*x = DeviceHandoff{}
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1204,7 @@ func (x *DeviceHandoff) String() string {
 func (*DeviceHandoff) ProtoMessage() {}
 
 func (x *DeviceHandoff) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1217,7 @@ func (x *DeviceHandoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceHandoff.ProtoReflect.Descriptor instead.
 func (*DeviceHandoff) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{12}
+	return file_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeviceHandoff) GetDevice() string {
@@ -1098,9 +1239,11 @@ var File_control_proto protoreflect.FileDescriptor
 const file_control_proto_rawDesc = "" +
 	"\n" +
 	"\rcontrol.proto\x12\atele.v1\x1a\n" +
-	"tele.proto\"B\n" +
+	"tele.proto\"c\n" +
 	"\rStatusRequest\x121\n" +
-	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\"\x84\x01\n" +
+	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12\x1f\n" +
+	"\vcheck_names\x18\x02 \x01(\bR\n" +
+	"checkNames\"\x84\x01\n" +
 	"\x10InterceptRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12=\n" +
 	"\tintercept\x18\x02 \x01(\v2\x1f.tele.v1.CreateInterceptRequestR\tintercept\"U\n" +
@@ -1138,7 +1281,7 @@ const file_control_proto_rawDesc = "" +
 	"\x05error\x18\x14 \x01(\tR\x05error\x12=\n" +
 	"\x0ehelper_request\x18\x15 \x01(\v2\x16.tele.v1.HelperRequestR\rhelperRequest\x12\x1a\n" +
 	"\bidentity\x18\x16 \x01(\tR\bidentity\x12\x1b\n" +
-	"\tproven_by\x18\x17 \x01(\tR\bprovenBy\"\x7f\n" +
+	"\tproven_by\x18\x17 \x01(\tR\bprovenBy\"\xcd\x02\n" +
 	"\n" +
 	"SessionDNS\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1e\n" +
@@ -1146,7 +1289,18 @@ const file_control_proto_rawDesc = "" +
 	"nameserver\x18\x02 \x01(\tR\n" +
 	"nameserver\x12\x16\n" +
 	"\x06search\x18\x03 \x03(\tR\x06search\x12%\n" +
-	"\x0ecluster_domain\x18\x04 \x01(\tR\rclusterDomain\"e\n" +
+	"\x0ecluster_domain\x18\x04 \x01(\tR\rclusterDomain\x12'\n" +
+	"\x0frouting_domains\x18\x05 \x03(\tR\x0eroutingDomains\x12+\n" +
+	"\x11public_namespaces\x18\x06 \x03(\tR\x10publicNamespaces\x12'\n" +
+	"\x0fnamespaces_from\x18\a \x01(\tR\x0enamespacesFrom\x12!\n" +
+	"\fupdate_error\x18\b \x01(\tR\vupdateError\x12*\n" +
+	"\x06checks\x18\t \x03(\v2\x12.tele.v1.NameCheckR\x06checks\"o\n" +
+	"\tNameCheck\x12\x12\n" +
+	"\x04form\x18\x01 \x01(\tR\x04form\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x12\n" +
+	"\x04hint\x18\x05 \x01(\tR\x04hint\"e\n" +
 	"\rHelperRequest\x12.\n" +
 	"\x06device\x18\x01 \x01(\v2\x16.tele.v1.DeviceRequestR\x06device\x12$\n" +
 	"\x03dns\x18\x02 \x01(\v2\x12.tele.v1.HelperDNSR\x03dns\"\x86\x02\n" +
@@ -1207,7 +1361,7 @@ func file_control_proto_rawDescGZIP() []byte {
 }
 
 var file_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_control_proto_goTypes = []any{
 	(ControlVersion)(0),            // 0: tele.v1.ControlVersion
 	(ConnectPhase)(0),              // 1: tele.v1.ConnectPhase
@@ -1221,45 +1375,47 @@ var file_control_proto_goTypes = []any{
 	(*QuitResponse)(nil),           // 9: tele.v1.QuitResponse
 	(*DaemonStatus)(nil),           // 10: tele.v1.DaemonStatus
 	(*SessionDNS)(nil),             // 11: tele.v1.SessionDNS
-	(*HelperRequest)(nil),          // 12: tele.v1.HelperRequest
-	(*DeviceRequest)(nil),          // 13: tele.v1.DeviceRequest
-	(*HelperDNS)(nil),              // 14: tele.v1.HelperDNS
-	(*DeviceHandoff)(nil),          // 15: tele.v1.DeviceHandoff
-	(*CreateInterceptRequest)(nil), // 16: tele.v1.CreateInterceptRequest
-	(*Intercept)(nil),              // 17: tele.v1.Intercept
-	(*ListInterceptsResponse)(nil), // 18: tele.v1.ListInterceptsResponse
+	(*NameCheck)(nil),              // 12: tele.v1.NameCheck
+	(*HelperRequest)(nil),          // 13: tele.v1.HelperRequest
+	(*DeviceRequest)(nil),          // 14: tele.v1.DeviceRequest
+	(*HelperDNS)(nil),              // 15: tele.v1.HelperDNS
+	(*DeviceHandoff)(nil),          // 16: tele.v1.DeviceHandoff
+	(*CreateInterceptRequest)(nil), // 17: tele.v1.CreateInterceptRequest
+	(*Intercept)(nil),              // 18: tele.v1.Intercept
+	(*ListInterceptsResponse)(nil), // 19: tele.v1.ListInterceptsResponse
 }
 var file_control_proto_depIdxs = []int32{
 	0,  // 0: tele.v1.StatusRequest.version:type_name -> tele.v1.ControlVersion
 	0,  // 1: tele.v1.InterceptRequest.version:type_name -> tele.v1.ControlVersion
-	16, // 2: tele.v1.InterceptRequest.intercept:type_name -> tele.v1.CreateInterceptRequest
+	17, // 2: tele.v1.InterceptRequest.intercept:type_name -> tele.v1.CreateInterceptRequest
 	0,  // 3: tele.v1.LeaveRequest.version:type_name -> tele.v1.ControlVersion
 	0,  // 4: tele.v1.ListRequest.version:type_name -> tele.v1.ControlVersion
 	0,  // 5: tele.v1.QuitRequest.version:type_name -> tele.v1.ControlVersion
 	0,  // 6: tele.v1.DaemonStatus.version:type_name -> tele.v1.ControlVersion
 	1,  // 7: tele.v1.DaemonStatus.phase:type_name -> tele.v1.ConnectPhase
 	11, // 8: tele.v1.DaemonStatus.dns:type_name -> tele.v1.SessionDNS
-	12, // 9: tele.v1.DaemonStatus.helper_request:type_name -> tele.v1.HelperRequest
-	13, // 10: tele.v1.HelperRequest.device:type_name -> tele.v1.DeviceRequest
-	14, // 11: tele.v1.HelperRequest.dns:type_name -> tele.v1.HelperDNS
-	2,  // 12: tele.v1.DeviceRequest.version:type_name -> tele.v1.HelperVersion
-	3,  // 13: tele.v1.Daemon.Status:input_type -> tele.v1.StatusRequest
-	3,  // 14: tele.v1.Daemon.Watch:input_type -> tele.v1.StatusRequest
-	4,  // 15: tele.v1.Daemon.Intercept:input_type -> tele.v1.InterceptRequest
-	5,  // 16: tele.v1.Daemon.Leave:input_type -> tele.v1.LeaveRequest
-	7,  // 17: tele.v1.Daemon.List:input_type -> tele.v1.ListRequest
-	8,  // 18: tele.v1.Daemon.Quit:input_type -> tele.v1.QuitRequest
-	10, // 19: tele.v1.Daemon.Status:output_type -> tele.v1.DaemonStatus
-	10, // 20: tele.v1.Daemon.Watch:output_type -> tele.v1.DaemonStatus
-	17, // 21: tele.v1.Daemon.Intercept:output_type -> tele.v1.Intercept
-	6,  // 22: tele.v1.Daemon.Leave:output_type -> tele.v1.LeaveResponse
-	18, // 23: tele.v1.Daemon.List:output_type -> tele.v1.ListInterceptsResponse
-	9,  // 24: tele.v1.Daemon.Quit:output_type -> tele.v1.QuitResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 9: tele.v1.DaemonStatus.helper_request:type_name -> tele.v1.HelperRequest
+	12, // 10: tele.v1.SessionDNS.checks:type_name -> tele.v1.NameCheck
+	14, // 11: tele.v1.HelperRequest.device:type_name -> tele.v1.DeviceRequest
+	15, // 12: tele.v1.HelperRequest.dns:type_name -> tele.v1.HelperDNS
+	2,  // 13: tele.v1.DeviceRequest.version:type_name -> tele.v1.HelperVersion
+	3,  // 14: tele.v1.Daemon.Status:input_type -> tele.v1.StatusRequest
+	3,  // 15: tele.v1.Daemon.Watch:input_type -> tele.v1.StatusRequest
+	4,  // 16: tele.v1.Daemon.Intercept:input_type -> tele.v1.InterceptRequest
+	5,  // 17: tele.v1.Daemon.Leave:input_type -> tele.v1.LeaveRequest
+	7,  // 18: tele.v1.Daemon.List:input_type -> tele.v1.ListRequest
+	8,  // 19: tele.v1.Daemon.Quit:input_type -> tele.v1.QuitRequest
+	10, // 20: tele.v1.Daemon.Status:output_type -> tele.v1.DaemonStatus
+	10, // 21: tele.v1.Daemon.Watch:output_type -> tele.v1.DaemonStatus
+	18, // 22: tele.v1.Daemon.Intercept:output_type -> tele.v1.Intercept
+	6,  // 23: tele.v1.Daemon.Leave:output_type -> tele.v1.LeaveResponse
+	19, // 24: tele.v1.Daemon.List:output_type -> tele.v1.ListInterceptsResponse
+	9,  // 25: tele.v1.Daemon.Quit:output_type -> tele.v1.QuitResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1274,7 +1430,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -329,6 +329,9 @@ func ignoreNotFound(err error) error {
 type laptop struct {
 	n    int
 	name string
+	// holder is the process holding a laptop's mount namespace as well
+	// (newResolvedLaptop); 0 for a plain laptop.
+	holder int
 }
 
 func newLaptop(t *testing.T, n int) *laptop {
@@ -346,6 +349,10 @@ func newLaptop(t *testing.T, n int) *laptop {
 // run runs a command inside the laptop and returns its combined output.
 func (l *laptop) run(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.name}, args...)...)
+	if l.holder != 0 {
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"-t", fmt.Sprint(l.holder), "-m", "-n", "--"}, args...)...)
+		cmd.Dir = "/"
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -31,7 +31,7 @@ import (
 // Limits on what the helper accepts.
 const (
 	maxRequest = 64 << 10
-	maxDomains = 8
+	maxSearch  = 8
 )
 
 // StateDir is where the helper keeps what "down" needs (the resolver's
@@ -127,8 +127,8 @@ func validateDNS(d *teleproto.HelperDNS, spec device.Spec) (resolver.Config, err
 	if !inside {
 		return resolver.Config{}, fmt.Errorf("dns nameserver %s is not inside the session's routes", ns)
 	}
-	if len(d.GetSearch()) > maxDomains || len(d.GetDomains()) > maxDomains {
-		return resolver.Config{}, fmt.Errorf("at most %d search and routing domains are allowed", maxDomains)
+	if len(d.GetSearch()) > maxSearch || len(d.GetDomains()) > resolver.MaxRoutingDomains {
+		return resolver.Config{}, fmt.Errorf("at most %d search and %d routing domains are allowed", maxSearch, resolver.MaxRoutingDomains)
 	}
 	for _, n := range append(append([]string{}, d.GetSearch()...), d.GetDomains()...) {
 		// No slash either: on macOS each domain names a file in /etc/resolver.
@@ -269,6 +269,30 @@ func checkAddr(ctx context.Context, spec device.Spec) error {
 		return err
 	}
 	return device.CheckAddr(spec.Addr, routes, addrs, spec.Name)
+}
+
+// Update applies a request's DNS settings again to the running session's
+// device: the daemon runs it (through sudo -n) when the routing domains
+// change while connected. It touches nothing but the resolver, and fails if
+// the resolver is not the mode the session's helper chose (mode), so a
+// late update never configures a resolver the session does not use.
+func Update(ctx context.Context, data []byte, uid int, mode string, log *slog.Logger) error {
+	_, _, rc, err := Parse(data, uid)
+	if err != nil {
+		return err
+	}
+	res, err := resolverFor(ctx, log)
+	if err != nil {
+		return err
+	}
+	if res.Mode() != mode {
+		return fmt.Errorf("the resolver is now %s, not the session's %s: run kubectl tele quit and connect again", res.Mode(), mode)
+	}
+	if err := res.Apply(ctx, rc); err != nil {
+		return fmt.Errorf("update the resolver (%s): %w", res.Mode(), err)
+	}
+	log.Info("resolver updated", "mode", res.Mode(), "domains", rc.Domains)
+	return nil
 }
 
 // Down puts the resolver back and removes the device name if a dead session

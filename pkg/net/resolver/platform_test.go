@@ -86,6 +86,37 @@ func TestResolved(t *testing.T) {
 	}
 }
 
+// A second Apply on the same link (new routing domains while connected)
+// replaces the settings without reverting the link first.
+func TestResolvedUpdateInPlace(t *testing.T) {
+	ctx := context.Background()
+	bus := &fakeBus{}
+	r, _ := newTestResolved(t, bus, map[string]int{"tele0": 7})
+	if err := r.Apply(ctx, testCfg); err != nil {
+		t.Fatal(err)
+	}
+	bus.calls = nil
+	cfg := testCfg
+	cfg.Domains = []string{"demo", "other"}
+	if err := r.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(bus.calls, "RevertLink 7") {
+		t.Errorf("update reverted the link: %q", bus.calls)
+	}
+	if !slices.Contains(bus.calls, "SetLinkDomains 7 [{demo.svc.cluster.local false} {svc.cluster.local false} {cluster.local false} {demo true} {other true}]") {
+		t.Errorf("update calls %q", bus.calls)
+	}
+	// A failed update leaves the running session's settings, not none.
+	bus.calls, bus.failOn = nil, "SetLinkDomains"
+	if err := r.Apply(ctx, cfg); err == nil {
+		t.Fatal("failed update returned nil")
+	}
+	if slices.Contains(bus.calls, "RevertLink 7") {
+		t.Errorf("a failed update reverted the link: %q", bus.calls)
+	}
+}
+
 func TestResolvedDeviceGoneOrReused(t *testing.T) {
 	ctx := context.Background()
 	links := map[string]int{"tele0": 7}

@@ -176,7 +176,10 @@ func NewResolvConf(opts Options) *ResolvConf {
 }
 
 // Mode implements Configurator.
-func (r *ResolvConf) Mode() string { return "resolv.conf" }
+func (r *ResolvConf) Mode() string { return ModeResolvConf }
+
+// ModeResolvConf is the Mode of a rewritten /etc/resolv.conf.
+const ModeResolvConf = "resolv.conf"
 
 var errNoBackup = errors.New("written by a kubectl-tele session whose backup is missing")
 

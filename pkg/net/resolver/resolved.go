@@ -66,7 +66,10 @@ func NewResolved(bus ResolvedLink, opts Options) *Resolved {
 }
 
 // Mode implements Configurator.
-func (r *Resolved) Mode() string { return "systemd-resolved" }
+func (r *Resolved) Mode() string { return ModeResolved }
+
+// ModeResolved is the Mode of systemd-resolved's per-link settings.
+const ModeResolved = "systemd-resolved"
 
 // LinkDomains is the domain list for the link: the search list (search
 // and routing), then the other routing domains as routing-only.
@@ -89,18 +92,30 @@ func (r *Resolved) Apply(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("configure systemd-resolved: %w", err)
 	}
-	if err := r.Restore(ctx); err != nil {
-		r.log.Warn("could not revert the link of a previous session", "err", err)
-	}
 	idx, err := r.linkIndex(cfg.Device)
 	if err != nil {
 		return fmt.Errorf("find link %s: %w", cfg.Device, err)
+	}
+	// An update of this session's link (new routing domains) replaces its
+	// settings in place, with no moment without them; anything else saved
+	// is a previous session's, undone first.
+	name, sidx, ok := r.saved()
+	update := ok && name == cfg.Device && sidx == idx
+	if !update {
+		if err := r.Restore(ctx); err != nil {
+			r.log.Warn("could not revert the link of a previous session", "err", err)
+		}
 	}
 	if err := writeAtomic(r.statePath, fmt.Appendf(nil, "%s %d\n", cfg.Device, idx)); err != nil {
 		return fmt.Errorf("save link state %s: %w", r.statePath, err)
 	}
 	fail := func(what string, err error) error {
 		err = fmt.Errorf("configure link %s (%d) in systemd-resolved: %s: %w", cfg.Device, idx, what, err)
+		if update {
+			// The session's settings stay as they were: reverting them
+			// would take every cluster name from a running session.
+			return err
+		}
 		if rerr := r.Restore(context.WithoutCancel(ctx)); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -127,6 +142,17 @@ func (r *Resolved) Apply(ctx context.Context, cfg Config) error {
 // Restore implements Configurator. The link is reverted only if it still
 // is the device we configured: once the TUN device is gone, resolved has
 // forgotten its settings already, and the index may be someone else's.
+// saved is the link a session configured, from the state file.
+func (r *Resolved) saved() (name string, idx int, ok bool) {
+	data, err := os.ReadFile(r.statePath)
+	if err != nil {
+		return "", 0, false
+	}
+	name, idxText, _ := strings.Cut(string(bytes.TrimSpace(data)), " ")
+	idx, err = strconv.Atoi(idxText)
+	return name, idx, err == nil
+}
+
 func (r *Resolved) Restore(ctx context.Context) error {
 	data, err := os.ReadFile(r.statePath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -160,10 +186,8 @@ func resolvedManages(root string) bool {
 		return false
 	}
 	if data, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf")); err == nil {
-		for _, a := range ParseResolvConf(data).Nameservers {
-			if a == netip.AddrFrom4([4]byte{127, 0, 0, 53}) || a == netip.AddrFrom4([4]byte{127, 0, 0, 54}) {
-				return true
-			}
+		if slices.ContainsFunc(ParseResolvConf(data).Nameservers, isResolvedStub) {
+			return true
 		}
 	}
 	if data, err := os.ReadFile(filepath.Join(root, "etc/nsswitch.conf")); err == nil {
@@ -187,4 +211,37 @@ func detectLinux(ctx context.Context, opts Options, resolvedOnBus func(context.C
 		opts.Logger.Info("systemd-resolved is not on the system bus; writing resolv.conf")
 	}
 	return NewResolvConf(opts)
+}
+
+// resolvedUpstreamFile is where systemd-resolved lists the servers it
+// sends names to (global and per link), as a resolv.conf; the stub's file
+// (stub-resolv.conf, /etc/resolv.conf) names only 127.0.0.53.
+const resolvedUpstreamFile = "run/systemd/resolve/resolv.conf"
+
+// ResolvedUpstreams returns the servers systemd-resolved itself asks, for
+// our DNS server's non-cluster names, leaving out its stub listeners
+// (127.0.0.53 and 127.0.0.54) and own, our nameserver on the TUN link: a
+// name sent to either comes back to us (resolved routes it to the link by
+// its routing domain), and a miss would go round until every timeout ran
+// out. None (nil) means such names are answered NXDOMAIN; see
+// dns.Config.Upstream.
+func ResolvedUpstreams(opts Options, own netip.Addr) ([]netip.Addr, error) {
+	opts = opts.withDefaults()
+	path := filepath.Join(opts.Root, resolvedUpstreamFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read systemd-resolved's servers %s: %w", path, err)
+	}
+	var out []netip.Addr
+	for _, a := range ParseResolvConf(data).Nameservers {
+		if isResolvedStub(a) || a.WithZone("") == own.WithZone("") || slices.Contains(out, a) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func isResolvedStub(a netip.Addr) bool {
+	return a == netip.AddrFrom4([4]byte{127, 0, 0, 53}) || a == netip.AddrFrom4([4]byte{127, 0, 0, 54})
 }

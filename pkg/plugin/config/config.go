@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
@@ -52,6 +53,10 @@ type File struct {
 	// DeviceAddr is the laptop's own address on the TUN device, when the
 	// default (198.18.0.1) is taken, e.g. by a fake-IP proxy.
 	DeviceAddr string `json:"deviceAddr,omitempty"`
+	// DNSNamespaces are namespaces whose names resolve as NAME.NS on
+	// split-DNS laptops (systemd-resolved, macOS) when the user may not
+	// list namespaces; the connected one, default and kube-system always do.
+	DNSNamespaces []string `json:"dnsNamespaces,omitempty"`
 }
 
 // Config is a config file as read.
@@ -207,6 +212,11 @@ func (f File) check() error {
 			if _, err := netip.ParsePrefix(strings.TrimSpace(s)); err != nil {
 				return fmt.Errorf("field %s[%d] %q is not a CIDR: write it like 10.0.0.0/16", l.field, i, s)
 			}
+		}
+	}
+	for i, s := range f.DNSNamespaces {
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+			return fmt.Errorf("field dnsNamespaces[%d] %q is not a namespace name: %s", i, s, strings.Join(errs, "; "))
 		}
 	}
 	for i, s := range f.ImagePullSecrets {
