@@ -4,16 +4,19 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // blipRefresh is the manager's refresh interval in TestBlip: long enough
@@ -29,7 +32,10 @@ const blipRefresh = 60 * time.Second
 // nothing and such a laptop got a route to the DNS server only.
 //
 // It stops the shared cluster's kube-apiserver (hack/kind/apiserver.sh):
-// run it alone, never beside other e2e tests.
+// run it alone, never beside other e2e tests. Its file is named to run
+// last: the cluster's own clients (kubelet, CoreDNS, kube-proxy) take a
+// while to come back from an outage, and it waits for them (clusterMended)
+// before it ends.
 func TestBlip(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "blip", nil)
@@ -57,12 +63,14 @@ func TestBlip(t *testing.T) {
 			t.Fatalf("apiserver.sh %s: %v\n%s", action, err, out)
 		}
 	}
-	// Whatever fails, the API server runs again for whoever comes next.
+	// Whatever fails, the API server runs again for whoever comes next,
+	// and the cluster's own clients are back before the test ends.
 	t.Cleanup(func() {
 		out, err := exec.Command(filepath.Join(kindDir, "apiserver.sh"), "start").CombinedOutput()
 		if err != nil && !strings.Contains(string(out), "already runs") {
 			t.Errorf("restart kube-apiserver: %v\n%s", err, out)
 		}
+		c.clusterMended(t, ns)
 	})
 
 	// A first laptop starts the manager, which reads cluster info, and
@@ -111,6 +119,50 @@ func TestBlip(t *testing.T) {
 	if after := string(logs[failed:]); strings.Contains(after, `"msg":"cluster info"`) &&
 		strings.Index(after, `"msg":"cluster info"`) < strings.Index(after, `"msg":"session arrived"`) {
 		t.Logf("a successful refresh came before laptop 2 arrived: this run did not test the blip")
+	}
+}
+
+// clusterMended waits until CoreDNS answers for a Service made after the
+// API server came back, and kubelet reports a new pod running: their
+// watches reconnect with a backoff, and until then the next test's new
+// Services do not resolve and its pods' status lags (seen: TestConnect's
+// names and TestConnectBadInput's ImagePullBackOff, a minute late).
+func (c *cluster) clusterMended(t *testing.T, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	svc, err := c.client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "mended"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Errorf("the cluster after the outage: create Service: %v", err)
+		return
+	}
+	dnsSvc, err := c.client.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+	if err != nil {
+		t.Errorf("the cluster after the outage: %v", err)
+		return
+	}
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(dnsSvc.Spec.ClusterIP, "53"))
+	}}
+	name := "mended." + ns + ".svc.cluster.local."
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		addrs, _ := r.LookupHost(ctx, name)
+		return slices.Contains(addrs, svc.Spec.ClusterIP), nil
+	})
+	if err != nil {
+		t.Errorf("CoreDNS did not answer %s after the outage: %v", name, err)
+	}
+	// Any quick exit will do: an unknown mode ends the echo binary at once.
+	pod := c.startPod(t, ns, "exit-at-once")
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		return err == nil && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed), nil
+	})
+	if err != nil {
+		t.Errorf("kubelet did not report pod %s/%s done after the outage: %v", ns, pod, err)
 	}
 }
 
