@@ -98,6 +98,8 @@ type Agent struct {
 	started   time.Time
 	group     *errgroup.Group
 	gctx      context.Context
+	// serveCtx ends the routers, once the redirect is gone (see Run).
+	serveCtx context.Context
 }
 
 // port is one app port the agent serves: its listener and router.
@@ -124,8 +126,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer turn.Close()
-	a := &Agent{cfg: cfg, log: cfg.Logger, creds: creds, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now()}
-	if red := a.openRedirect(ctx); red != nil {
+	// On the way out the redirect goes before the agent ports close: a
+	// connection the redirect still sent to a closed agent port would be
+	// refused while the app serves on (seen in rollouts: "connection
+	// refused" from a terminating pod). So the routers serve until the
+	// table is gone (serveCtx), not until the agent's context ends.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	a := &Agent{cfg: cfg, log: cfg.Logger, creds: creds, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now(), serveCtx: serveCtx}
+	red := a.openRedirect(ctx)
+	if red != nil {
 		a.red = red
 		defer red.Close()
 	}
@@ -138,6 +148,16 @@ func Run(ctx context.Context, cfg Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	a.group, a.gctx = g, gctx
 	g.Go(func() error { return a.watchLoop(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		if red != nil {
+			if err := red.Close(); err != nil {
+				a.log.Error("remove the redirect", "err", err)
+			}
+		}
+		stopServing()
+		return nil
+	})
 	if err := g.Wait(); !errors.Is(err, errRetired) {
 		return err
 	}
@@ -425,7 +445,7 @@ func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
 	})
 	p := &port{agentPort: agentPort, router: r}
 	a.ports[appPort] = p
-	a.group.Go(func() error { return r.Serve(a.gctx, l) })
+	a.group.Go(func() error { return r.Serve(a.serveCtx, l) })
 	a.log.Info("serving app port", "port", appPort, "agentPort", agentPort)
 	return p, nil
 }

@@ -63,7 +63,7 @@ func newTestAgent(t *testing.T) (*Agent, *fakeRedirector) {
 	t.Cleanup(func() { cancel(); g.Wait() })
 	red := &fakeRedirector{}
 	a := &Agent{log: slog.New(slog.DiscardHandler), red: red, ports: map[uint32]*port{}, held: map[uint32]bool{},
-		resetting: map[uint16]bool{}, started: time.Now(), group: g, gctx: gctx}
+		resetting: map[uint16]bool{}, started: time.Now(), group: g, gctx: gctx, serveCtx: gctx}
 	return a, red
 }
 
