@@ -103,9 +103,9 @@ func certKubeconfig(t *testing.T, name string, certPEM, keyPEM []byte) []byte {
 		base64.StdEncoding.EncodeToString(certPEM), base64.StdEncoding.EncodeToString(keyPEM)))
 }
 
-// userRole creates the README's Role (deploy/user-role.yaml) in ns and
-// binds it to subjects.
-func (c *cluster) userRole(t *testing.T, ns string, subjects ...rbacv1.Subject) {
+// userRole creates the README's Role (deploy/user-role.yaml) in ns, binds
+// it to subjects and returns it.
+func (c *cluster) userRole(t *testing.T, ns string, subjects ...rbacv1.Subject) *rbacv1.Role {
 	t.Helper()
 	ctx := ctxFor(t, time.Minute)
 	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "user-role.yaml"))
@@ -120,6 +120,7 @@ func (c *cluster) userRole(t *testing.T, ns string, subjects ...rbacv1.Subject) 
 		t.Fatal(err)
 	}
 	c.bind(t, ns, role.Name, subjects...)
+	return &role
 }
 
 func (c *cluster) bind(t *testing.T, ns, role string, subjects ...rbacv1.Subject) {

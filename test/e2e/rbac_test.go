@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // TestNamespacedUser: a user whose kubeconfig is a ServiceAccount bound only
@@ -26,27 +25,10 @@ func TestNamespacedUser(t *testing.T) {
 	c.deployEcho(t, ns, "echo", 1)
 	ctx := ctxFor(t, 10*time.Minute)
 
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "user-role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var role rbacv1.Role
-	if err := yaml.Unmarshal(b, &role); err != nil {
-		t.Fatalf("deploy/user-role.yaml: %v", err)
-	}
-	if _, err := c.client.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "dev"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "dev", Namespace: ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	role := c.userRole(t, ns, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "dev", Namespace: ns})
 	tr, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "dev", &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
