@@ -18,7 +18,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,7 +73,9 @@ func main() {
 		if err == nil {
 			err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, Pod: "intruder"}})
 		}
-		if err == nil {
+		// A stream the server ended fails Send with io.EOF; its status
+		// comes with Recv (grpc.ClientStream).
+		if err == nil || errors.Is(err, io.EOF) {
 			_, err = st.Recv()
 		}
 		report(fmt.Sprintf("agent Watch (token %q)", tok), err)
@@ -80,7 +84,7 @@ func main() {
 		if err == nil {
 			err = cs.Send(teleproto.OpenIntercepted{InterceptID: "echo"}.Message())
 		}
-		if err == nil {
+		if err == nil || errors.Is(err, io.EOF) {
 			_, err = cs.Recv()
 		}
 		report(fmt.Sprintf("agent Connect (token %q)", tok), err)
