@@ -104,9 +104,10 @@ cluster-up: ## start the local single-node cluster (root; builds Kubernetes once
 cluster-down: ## stop the local cluster and remove all it made
 	$(KIND)/cluster-down.sh
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and the packages' import direction (hack/check-layout.sh)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	hack/check-layout.sh
 
 unit: ## unit tests (no cluster, no root)
 	$(GO) test ./...

@@ -26,9 +26,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/redirect"
 	"github.com/kubectl-tele/kubectl-tele/pkg/agent/router"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )

@@ -42,16 +42,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 const (
-	// AgentCASecret holds the namespace's CA for the agents' link: its
-	// certificate and private key. Only the manager's Role reads it; no
-	// pod refers to it, so no kubelet is given it either.
-	AgentCASecret = "kubectl-tele-agent-ca"
-	caCertKey     = "ca.crt"
-	caKeyKey      = "ca.key"
+	caCertKey = "ca.crt"
+	caKeyKey  = "ca.key"
 	// caEnv, in an agent's spec, is the CA certificate (PEM) the agent
 	// verifies the manager with: public, so it needs no Secret.
 	caEnv = "TELE_AGENT_CA"
@@ -76,12 +73,12 @@ type agentCA struct {
 	serving *tls.Certificate
 }
 
-// loadAgentCA returns the CA in Secret AgentCASecret, making it first if
+// loadAgentCA returns the CA in Secret objects.AgentCASecret, making it first if
 // there is none; names are the DNS names of the serving certificates it
 // will issue.
 func (s *Server) loadAgentCA(ctx context.Context, names []string) (*agentCA, error) {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
-	sec, err := secrets.Get(ctx, AgentCASecret, metav1.GetOptions{})
+	sec, err := secrets.Get(ctx, objects.AgentCASecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		var certPEM, keyPEM []byte
 		certPEM, keyPEM, err = newCA(s.cfg.Namespace, s.now())
@@ -89,19 +86,19 @@ func (s *Server) loadAgentCA(ctx context.Context, names []string) (*agentCA, err
 			return nil, err
 		}
 		sec, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: AgentCASecret, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
+			ObjectMeta: metav1.ObjectMeta{Name: objects.AgentCASecret, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
 			Data:       map[string][]byte{caCertKey: certPEM, caKeyKey: keyPEM},
 		}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			sec, err = secrets.Get(ctx, AgentCASecret, metav1.GetOptions{})
+			sec, err = secrets.Get(ctx, objects.AgentCASecret, metav1.GetOptions{})
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("agent CA secret %s/%s: %w", s.cfg.Namespace, AgentCASecret, err)
+		return nil, fmt.Errorf("agent CA secret %s/%s: %w", s.cfg.Namespace, objects.AgentCASecret, err)
 	}
 	ca, err := parseCA(sec.Data[caCertKey], sec.Data[caKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("agent CA secret %s/%s: %w (kubectl tele uninstall -n %s removes it; the next connect makes a new one)", s.cfg.Namespace, AgentCASecret, err, s.cfg.Namespace)
+		return nil, fmt.Errorf("agent CA secret %s/%s: %w (kubectl tele uninstall -n %s removes it; the next connect makes a new one)", s.cfg.Namespace, objects.AgentCASecret, err, s.cfg.Namespace)
 	}
 	ca.names, ca.now = names, s.now
 	if _, err := ca.issue(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -25,7 +26,7 @@ func TestAgentCA(t *testing.T) {
 	if s1.agentCA == nil || string(s1.agentCA.pem) != string(s2.agentCA.pem) {
 		t.Fatal("a second manager made another CA")
 	}
-	sec, err := client.CoreV1().Secrets(testNS).Get(context.Background(), AgentCASecret, metav1.GetOptions{})
+	sec, err := client.CoreV1().Secrets(testNS).Get(context.Background(), objects.AgentCASecret, metav1.GetOptions{})
 	if err != nil || len(sec.Data[caKeyKey]) == 0 || string(sec.Data[caCertKey]) != string(s1.agentCA.pem) {
 		t.Fatalf("CA secret: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -180,7 +181,7 @@ func agentTestServer(t *testing.T, pod *corev1.Pod) (*Server, *fake.Clientset) {
 	t.Helper()
 	client := fake.NewClientset(pod,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: AgentService, Namespace: testNS}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.50"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AgentSecret, Namespace: testNS, UID: types.UID("uid-1")}, Data: map[string][]byte{agentTokenKey: []byte("tok")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: objects.AgentSecret, Namespace: testNS, UID: types.UID("uid-1")}, Data: map[string][]byte{agentTokenKey: []byte("tok")}},
 		testCASecret())
 	s := setUpAgents(t, client)
 	if s.agentHost != testHost || s.agentIP != testIP || s.tokenID != "uid-1" {
@@ -192,7 +193,7 @@ func agentTestServer(t *testing.T, pod *corev1.Pod) (*Server, *fake.Clientset) {
 // testCASecret is the Secret holding testCA.
 func testCASecret() *corev1.Secret {
 	c, k := testCA()
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AgentCASecret, Namespace: testNS}, Data: map[string][]byte{caCertKey: c, caKeyKey: k}}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: objects.AgentCASecret, Namespace: testNS}, Data: map[string][]byte{caCertKey: c, caKeyKey: k}}
 }
 
 // setUpAgents returns a Server on client that has run setupAgents.

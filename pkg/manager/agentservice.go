@@ -18,13 +18,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/discovery"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // Agent plumbing: names of what the manager keeps in its namespace for the
 // agents, and the metadata key of their token.
 const (
-	AgentSecret    = "kubectl-tele-agent"
 	AgentService   = teleproto.AgentServiceName
 	agentTokenKey  = "token"
 	agentContainer = "tele-agent"
@@ -64,18 +64,18 @@ func (s *Server) agentAddress(p *corev1.Pod) string {
 // one).
 func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) error {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
-	sec, err := secrets.Get(ctx, AgentSecret, metav1.GetOptions{})
+	sec, err := secrets.Get(ctx, objects.AgentSecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		sec, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: AgentSecret, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
+			ObjectMeta: metav1.ObjectMeta{Name: objects.AgentSecret, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubectl-tele"}},
 			Data:       map[string][]byte{agentTokenKey: []byte(rand.Text())},
 		}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			sec, err = secrets.Get(ctx, AgentSecret, metav1.GetOptions{})
+			sec, err = secrets.Get(ctx, objects.AgentSecret, metav1.GetOptions{})
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("agent token secret %s/%s: %w", s.cfg.Namespace, AgentSecret, err)
+		return fmt.Errorf("agent token secret %s/%s: %w", s.cfg.Namespace, objects.AgentSecret, err)
 	}
 	s.agentToken = string(sec.Data[agentTokenKey])
 	s.tokenID = string(sec.UID)

@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -428,7 +429,7 @@ func (s *Server) agentSpec(name string, netAdmin, newPod bool, addr string) core
 		Env: []corev1.EnvVar{
 			// From the Secret, so the token is not in the pod's spec.
 			{Name: "TELE_AGENT_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: AgentSecret}, Key: agentTokenKey}}},
+				LocalObjectReference: corev1.LocalObjectReference{Name: objects.AgentSecret}, Key: agentTokenKey}}},
 			{Name: tokenIDEnv, Value: s.tokenID},
 			// Public: what the agent verifies the manager's certificate with.
 			{Name: caEnv, Value: s.caPEM()},

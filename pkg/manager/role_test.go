@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 )
 
 // recorded holds every fake clientset the package's tests make, so that
@@ -86,7 +88,7 @@ func checkRole() string {
 	}
 	recorded.mu.Unlock()
 	granted := map[string][]string{} // key -> resourceNames (nil: all)
-	for _, r := range Role(testNS, "kubectl-tele-manager").Rules {
+	for _, r := range objects.Role(testNS, "kubectl-tele-manager").Rules {
 		for _, g := range r.APIGroups {
 			for _, res := range r.Resources {
 				for _, v := range r.Verbs {
@@ -133,14 +135,14 @@ func grantKey(verb, group, resource, sub string) string {
 // TestRoleSecrets: only the agents' token and CA are readable, by name;
 // nothing is deleted.
 func TestRoleSecrets(t *testing.T) {
-	r := Role(testNS, "kubectl-tele-manager")
+	r := objects.Role(testNS, "kubectl-tele-manager")
 	if r.Namespace != testNS || r.Name != "kubectl-tele-manager" {
 		t.Errorf("Role meta = %v", r.ObjectMeta)
 	}
 	for _, rule := range r.Rules {
 		for _, res := range rule.Resources {
-			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{AgentSecret, AgentCASecret}) {
-				t.Errorf("Role reads secrets other than %s and %s: %+v", AgentSecret, AgentCASecret, rule)
+			if res == "secrets" && slices.Contains(rule.Verbs, "get") && !slices.Equal(rule.ResourceNames, []string{objects.AgentSecret, objects.AgentCASecret}) {
+				t.Errorf("Role reads secrets other than %s and %s: %+v", objects.AgentSecret, objects.AgentCASecret, rule)
 			}
 			if slices.Contains(rule.Verbs, "delete") || slices.Contains(rule.Verbs, "*") || res == "*" {
 				t.Errorf("Role grants %v on %s", rule.Verbs, res)

@@ -14,17 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
-
-// AnnotOriginalTargetPort (+ the port name) records a retargeted Service port's original targetPort,
-// so that it can be restored also by a later manager.
-const AnnotOriginalTargetPort = "kubectl-tele.io/original-target-port-"
 
 // retargetServices is the no-capability mechanism: the Service ports the
 // laptop found leading to the intercepted port (InterceptTarget's
@@ -82,7 +78,7 @@ func retargetPorts(svc *corev1.Service, refs []*teleproto.ServicePortRef, to int
 			return fmt.Errorf("it has no TCP port %s any more: intercept again", describeRef(r))
 		}
 		p := &svc.Spec.Ports[i]
-		key := AnnotOriginalTargetPort + portKey(*p)
+		key := objects.AnnotOriginalTargetPort + objects.PortKey(*p)
 		now, recorded := svc.Annotations[key]
 		if !recorded {
 			now = p.TargetPort.String()
@@ -158,7 +154,7 @@ func (s *Server) restoreServices(ctx context.Context, ic *state.Intercept) {
 	for _, name := range ic.Services {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			err = restoreService(ctx, s.cfg.Client, svc)
+			err = objects.RestoreService(ctx, s.cfg.Client, svc)
 		}
 		if err != nil {
 			s.log.Warn("restore service", "svc", name, "err", err)
@@ -166,45 +162,4 @@ func (s *Server) restoreServices(ctx context.Context, ic *state.Intercept) {
 		}
 		s.log.Info("service restored", "svc", name, "intercept", ic.PB.Name)
 	}
-}
-
-// restoreService puts back the targetPorts recorded in svc's annotations.
-func restoreService(ctx context.Context, c kubernetes.Interface, svc *corev1.Service) error {
-	changed := false
-	for i, p := range svc.Spec.Ports {
-		key := AnnotOriginalTargetPort + portKey(p)
-		if orig, ok := svc.Annotations[key]; ok {
-			svc.Spec.Ports[i].TargetPort = intstr.Parse(orig)
-			delete(svc.Annotations, key)
-			changed = true
-		}
-	}
-	if !changed {
-		return nil
-	}
-	_, err := c.CoreV1().Services(svc.Namespace).Update(ctx, svc, metav1.UpdateOptions{})
-	return err
-}
-
-// RestoreServices puts back every Service in ns that the Service mechanism
-// retargeted, from its annotations: for uninstall, when no manager is left
-// to do it.
-func RestoreServices(ctx context.Context, c kubernetes.Interface, ns string) error {
-	svcs, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("list services in %s: %w", ns, err)
-	}
-	for i := range svcs.Items {
-		if err := restoreService(ctx, c, &svcs.Items[i]); err != nil {
-			return fmt.Errorf("restore service %s/%s: %w", ns, svcs.Items[i].Name, err)
-		}
-	}
-	return nil
-}
-
-func portKey(p corev1.ServicePort) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return fmt.Sprint(p.Port)
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -37,7 +38,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.7.4"}},
 		&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: testNS,
-				Annotations: map[string]string{AnnotOriginalTargetPort + "http": "8080"}},
+				Annotations: map[string]string{objects.AnnotOriginalTargetPort + "http": "8080"}},
 			Spec: corev1.ServiceSpec{Selector: echo, Ports: []corev1.ServicePort{{
 				Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(int32(teleproto.AgentListenPort(8080))),
 			}}},
@@ -69,8 +70,8 @@ func wantRestored(t *testing.T, client *fake.Clientset) {
 	if got := svc.Spec.Ports[0].TargetPort; got != intstr.FromInt32(8080) {
 		t.Errorf("Service echo targetPort %s, want 8080 (restored)", got.String())
 	}
-	if _, ok := svc.Annotations[AnnotOriginalTargetPort+"http"]; ok {
-		t.Errorf("Service echo keeps annotation %s", AnnotOriginalTargetPort+"http")
+	if _, ok := svc.Annotations[objects.AnnotOriginalTargetPort+"http"]; ok {
+		t.Errorf("Service echo keeps annotation %s", objects.AnnotOriginalTargetPort+"http")
 	}
 }
 
@@ -160,7 +161,7 @@ func TestServiceMechanism(t *testing.T) {
 	metrics := corev1.ServicePort{Name: "metrics", Port: 9090, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(9090)}
 	samePort := corev1.ServicePort{Port: 8080, Protocol: corev1.ProtocolTCP}
 	udp := corev1.ServicePort{Name: "dns", Port: 8080, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(8080)}
-	objects := func() []runtime.Object {
+	objs := func() []runtime.Object {
 		return []runtime.Object{
 			&corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Namespace: testNS, Labels: echo},
@@ -191,7 +192,7 @@ func TestServiceMechanism(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
-			client := newFakeClientset(objects()...)
+			client := newFakeClientset(objs()...)
 			cfg.Client = client
 			s, err := NewServer(cfg)
 			if err != nil {
@@ -241,7 +242,7 @@ func TestServiceMechanism(t *testing.T) {
 			// Uninstall, from the annotations alone, and the manager's own
 			// restore, each put back what was there.
 			want["web"][0], want["direct"][0] = byName.TargetPort, samePort.TargetPort
-			if err := RestoreServices(ctx, client, testNS); err != nil {
+			if err := objects.RestoreServices(ctx, client, testNS); err != nil {
 				t.Fatal(err)
 			}
 			check("restored by uninstall")

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 )
 
 // TestStartAccess: starting a manager checks, besides creating its
@@ -21,7 +21,7 @@ import (
 // that a user whose Role predates a grant is told which one is missing, all
 // at once, before anything is created.
 func TestStartAccess(t *testing.T) {
-	role := manager.Role("ns", Name)
+	role := objects.Role("ns", Name)
 	need := startAccess(role)
 	checked := map[string]bool{}
 	for _, a := range need {
@@ -44,7 +44,7 @@ func TestStartAccess(t *testing.T) {
 	}
 	denied := map[string]bool{
 		"patch pods/ephemeralcontainers":     true,
-		"get secrets " + manager.AgentSecret: true,
+		"get secrets " + objects.AgentSecret: true,
 	}
 	cs := fake.NewClientset()
 	var asked []string
@@ -72,7 +72,7 @@ func TestStartAccess(t *testing.T) {
 // (one SelfSubjectRulesReview) is not asked again; only the rest is, one
 // SelfSubjectAccessReview each, and what those deny is named.
 func TestCheckAccessAsksOnce(t *testing.T) {
-	need := startAccess(manager.Role("ns", Name))
+	need := startAccess(objects.Role("ns", Name))
 	tests := []struct {
 		name   string
 		rules  []authv1.ResourceRule
@@ -91,7 +91,7 @@ func TestCheckAccessAsksOnce(t *testing.T) {
 				{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"secrets"}},
 				{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"another"}},
 			},
-			asked: []string{"get secrets " + manager.AgentSecret, "get secrets " + manager.AgentCASecret},
+			asked: []string{"get secrets " + objects.AgentSecret, "get secrets " + objects.AgentCASecret},
 		},
 		{
 			name:   "no rules listed (a webhook authorizer): every one asked",

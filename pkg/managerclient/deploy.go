@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -151,7 +151,7 @@ func ensureOnce(ctx context.Context, o Options) (*Manager, error) {
 	}
 	need := useAccess
 	if job == nil {
-		need = append(append([]access{}, useAccess...), startAccess(manager.Role(o.Namespace, Name))...)
+		need = append(append([]access{}, useAccess...), startAccess(objects.Role(o.Namespace, Name))...)
 	}
 	if err := checkAccess(ctx, o.Client, o.Namespace, need); err != nil {
 		return nil, err
@@ -292,7 +292,7 @@ func create(ctx context.Context, o Options) (*batchv1.Job, error) {
 	if _, err := o.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, explain(err, "create", "serviceaccounts", ns)
 	}
-	role := manager.Role(ns, Name)
+	role := objects.Role(ns, Name)
 	role.TypeMeta = metav1.TypeMeta{}
 	if _, err := o.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		if _, err := o.Client.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {

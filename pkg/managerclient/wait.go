@@ -15,8 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/kubectl-tele/kubectl-tele/pkg/kubewait"
 )
 
 // waitForPod watches the Job's pods until one is running, and fails fast on

@@ -18,7 +18,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 	"github.com/kubectl-tele/kubectl-tele/pkg/target"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"

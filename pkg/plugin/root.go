@@ -66,9 +66,13 @@ func (e usageError) Unwrap() error { return e.error }
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // Execute runs the command line args and returns the process exit code.
-func Execute(ctx context.Context, args []string) int {
+// inCluster are the hidden commands of the programs that run in the
+// cluster (manager, agent), which main adds so that this package, the
+// laptop's, does not import them.
+func Execute(ctx context.Context, args []string, inCluster ...*cobra.Command) int {
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	cmd := NewRootCmd(streams)
+	cmd.AddCommand(inCluster...)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
@@ -120,8 +124,6 @@ their requests to a process on this machine.`,
 		NewCmdCompletion(streams),
 		newCmdDaemon(flags),
 		newCmdHelper(),
-		newCmdManager(),
-		newCmdAgent(),
 	)
 	registerCompletions(cmd, flags)
 	return cmd

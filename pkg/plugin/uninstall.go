@@ -13,9 +13,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
+	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // UninstallOptions holds the flags of kubectl tele uninstall.
@@ -67,15 +68,15 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	errs := []error{manager.RestoreServices(ctx, c, ns), managerclient.Remove(ctx, c, ns)}
+	errs := []error{objects.RestoreServices(ctx, c, ns), managerclient.Remove(ctx, c, ns)}
 	for _, del := range []struct {
 		what string
 		err  error
 	}{
-		{"secret " + manager.AgentSecret, c.CoreV1().Secrets(ns).Delete(ctx, manager.AgentSecret, metav1.DeleteOptions{})},
+		{"secret " + objects.AgentSecret, c.CoreV1().Secrets(ns).Delete(ctx, objects.AgentSecret, metav1.DeleteOptions{})},
 		// The next install makes a new CA; agents given this one refuse it.
-		{"secret " + manager.AgentCASecret, c.CoreV1().Secrets(ns).Delete(ctx, manager.AgentCASecret, metav1.DeleteOptions{})},
-		{"service " + manager.AgentService, c.CoreV1().Services(ns).Delete(ctx, manager.AgentService, metav1.DeleteOptions{})},
+		{"secret " + objects.AgentCASecret, c.CoreV1().Secrets(ns).Delete(ctx, objects.AgentCASecret, metav1.DeleteOptions{})},
+		{"service " + teleproto.AgentServiceName, c.CoreV1().Services(ns).Delete(ctx, teleproto.AgentServiceName, metav1.DeleteOptions{})},
 	} {
 		if del.err != nil && !apierrors.IsNotFound(del.err) {
 			errs = append(errs, fmt.Errorf("delete %s in namespace %s: %w", del.what, ns, del.err))

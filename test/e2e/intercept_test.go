@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -437,7 +437,7 @@ func TestInterceptBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := manager.AnnotOriginalTargetPort + svc.Spec.Ports[0].Name
+	key := objects.AnnotOriginalTargetPort + svc.Spec.Ports[0].Name
 	if svc.Annotations == nil {
 		svc.Annotations = map[string]string{}
 	}

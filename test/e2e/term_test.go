@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/manager"
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 )
 
 // TestManagerSIGTERMRestoresService: a manager pod deleted with the default
@@ -123,9 +123,9 @@ func sameTargetPorts(a, b *corev1.Service) bool {
 // hasOriginalAnnotation says whether svc still records a targetPort to put back.
 func hasOriginalAnnotation(svc *corev1.Service) bool {
 	for _, p := range svc.Spec.Ports {
-		key := manager.AnnotOriginalTargetPort + p.Name
+		key := objects.AnnotOriginalTargetPort + p.Name
 		if p.Name == "" {
-			key = manager.AnnotOriginalTargetPort + fmt.Sprint(p.Port)
+			key = objects.AnnotOriginalTargetPort + fmt.Sprint(p.Port)
 		}
 		if _, ok := svc.Annotations[key]; ok {
 			return true

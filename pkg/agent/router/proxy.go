@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 )
 
 // dest is one place traffic can go: the application, or one route's laptop.

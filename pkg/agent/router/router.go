@@ -57,7 +57,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 )
 
 // Route sends the traffic one intercept asked for to that intercept's laptop.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 )
 
 func TestPassThroughWithoutRoutes(t *testing.T) {

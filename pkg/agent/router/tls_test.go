@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 )
 
 const tlsName = "echo.ns.svc"

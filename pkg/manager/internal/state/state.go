@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/kubectl-tele/kubectl-tele/internal/testcert"
-	"github.com/kubectl-tele/kubectl-tele/pkg/agent/match"
+	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 

@@ -1,4 +1,4 @@
-package manager
+package objects
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
