@@ -15,6 +15,10 @@ RESOLVED_DIR=${TELE_RESOLVED_DIR:-$CACHE_DIR/systemd-resolved}
 REGISTRY_BIN=$CACHE_DIR/registry-$REGISTRY_VERSION/registry
 # All state of a running cluster lives under STATE; cluster-down removes it.
 STATE=${TELE_CLUSTER_DIR:-$KIND_DIR/.cluster}
+# A worktree's .cluster may be a symlink to the one cluster's folder: work on
+# the folder itself, so that cluster-down unmounts and removes what is in it
+# (the mounts are under the real path) rather than only the link.
+[ -L "$STATE" ] && STATE=$(readlink -f "$STATE")
 KUBECONFIG_FILE=$STATE/kubeconfig
 
 # Addresses. The node and API server sit on a /32 held by a bridge device (this
