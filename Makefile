@@ -29,7 +29,7 @@ export CGO_ENABLED := 0
 # prerelease of v0.0.0 that names the source.
 KREW_VERSION ?= $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-dev.g$(VERSION))
 
-.PHONY: help proto cross build image image-tar image-push image-bins arm64-check release image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
+.PHONY: help proto cross build image image-tar image-push image-bins arm64-check release release-version image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,7 +53,10 @@ proto: ## regenerate pkg/teleproto's Go code from tele.proto and control.proto (
 docs: ## regenerate the command reference in docs/ (a unit test fails when it is stale)
 	$(GO) run ./hack/gendocs -dir docs
 
-KREW_RELEASE = VERSION=$(VERSION) KREW_VERSION=$(KREW_VERSION) LDFLAGS="$(LDFLAGS)" GO=$(GO) OUT=$(BIN)/krew hack/krew/release.sh
+# Where hack/krew/release.sh writes the archives: bin/krew, or bin/release
+# for make release (a target-specific value).
+KREW_OUT = $(BIN)/krew
+KREW_RELEASE = VERSION=$(VERSION) KREW_VERSION=$(KREW_VERSION) LDFLAGS="$(LDFLAGS)" GO=$(GO) OUT=$(KREW_OUT) hack/krew/release.sh
 
 krew: ## krew archives for 6 platforms in bin/krew/, and krew/tele.yaml with their sha256 (VERSION=v1.2.3 for a release)
 	$(KREW_RELEASE)
@@ -93,10 +96,26 @@ arm64-check: image-bins ## the image's arm64 binary runs under qemu-user
 	out=$$(qemu-aarch64-static $(BIN)/linux_arm64/kubectl-tele version 2>&1) || { echo "$$out"; exit 1; }; \
 	echo "arm64 under qemu: $$out"; case "$$out" in *$(VERSION)*) ;; *) echo "arm64 binary does not print $(VERSION)"; exit 1 ;; esac
 
-release: ## a release: VERSION=v1.2.3 make release builds the krew archives and pushes the image to RELEASE_REGISTRY
+# A release, into bin/release/: the krew archives of every platform
+# krew/tele.yaml.tmpl lists (hack/krew/release.sh, as make krew builds them),
+# SHA256SUMS of them, tele.yaml (the krew manifest with their sha256), and
+# image.txt (the image index pushed, by digest). The image goes to REGISTRY:
+# ghcr.io/kubectl-tele for a vX.Y.Z, unless REGISTRY or IMAGE_REPO say
+# otherwise; the binaries deploy that image. make test releases v0.1.0 to the
+# local cluster's registry (REGISTRY_CA: the cluster's CA, trusted there);
+# .github/workflows/release.yml releases a pushed tag to ghcr.io.
+RELEASE_DIR := $(BIN)/release
+REGISTRY_CA ?= $(if $(filter $(LOCAL_REGISTRY),$(REGISTRY)),$(CLUSTER_CA))
+TEST_RELEASE_VERSION := v0.1.0
+release: KREW_OUT = $(RELEASE_DIR)
+release: release-version image-bins ## VERSION=vX.Y.Z: archives for every krew platform, SHA256SUMS, the krew manifest and the image pushed to REGISTRY, in bin/release/
+	MANIFEST=$(RELEASE_DIR)/tele.yaml $(KREW_RELEASE)
+	cd $(RELEASE_DIR) && sha256sum kubectl-tele_*.tar.gz >SHA256SUMS
+	$(IMAGEBUILD) -push $(if $(REGISTRY_CA),-ca $(REGISTRY_CA)) $(IMAGE_FILES) >$(RELEASE_DIR)/image.txt
+	@echo "== release $(VERSION) in $(RELEASE_DIR)/"; ls -l $(RELEASE_DIR); cat $(RELEASE_DIR)/SHA256SUMS $(RELEASE_DIR)/image.txt
+
+release-version:
 	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "release needs VERSION=vX.Y.Z, not $(VERSION)"; exit 1 ;; esac
-	$(KREW_RELEASE)
-	$(MAKE) image-push VERSION=$(VERSION)
 
 cluster-up: ## start the local single-node cluster (root; builds Kubernetes once)
 	$(KIND)/cluster-up.sh
@@ -130,10 +149,14 @@ e2e: ## e2e tests on the local cluster (brings it up if needed)
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee $(BIN)/e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; \
 	status=$${PIPESTATUS[0]}; [ $$status = 0 ] || hack/e2e-failures.sh $(BIN)/e2e.log; exit $$status
 
-test: lint unit cross arm64-check krew-test ## everything: lint, unit tests, krew install, then e2e on a fresh local cluster, torn down after
+# The release runs after the e2e tests, whatever their outcome, because the
+# local registry it pushes to is up only with the cluster.
+test: lint unit cross arm64-check krew-test ## everything: lint, unit tests, krew install, then e2e and make release VERSION=v0.1.0 on a fresh local cluster, torn down after
 	@mkdir -p $(BIN)
 	$(KIND)/cluster-down.sh
-	status=0; $(MAKE) e2e || status=$$?; $(KIND)/cluster-down.sh; exit $$status
+	status=0; $(MAKE) e2e || status=$$?; \
+	  $(MAKE) release VERSION=$(TEST_RELEASE_VERSION) REGISTRY=$(LOCAL_REGISTRY) || status=$$?; \
+	  $(KIND)/cluster-down.sh; exit $$status
 
 bench: ## benchmarks on the local cluster: one table of ratios, and bench/results.json
 	@mkdir -p $(BIN)

@@ -3,7 +3,7 @@
 # The laptop's packages (CLI, daemon, helper, manager client) import neither
 # in-cluster program, the two in-cluster programs import neither each other
 # nor the laptop's packages; only cmd/kubectl-tele, where the hidden
-# commands are routed, imports both sides. See docs/architecture.md.
+# commands are routed, imports both sides. See docs/how-it-works.md, "Package map".
 set -euo pipefail
 mod=github.com/kubectl-tele/kubectl-tele
 fail=0

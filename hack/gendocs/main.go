@@ -1,6 +1,8 @@
 // Command gendocs writes the Markdown reference of kubectl tele, one file per
-// command, from the cobra commands themselves: `make docs` runs it, and its
-// test fails when docs/ no longer matches the commands.
+// command, from the cobra commands themselves, and the packages' import graph
+// in docs/how-it-works.md: `make docs` runs it, and its tests fail when docs/
+// no longer matches the commands and packages, or when a command example in
+// README.md or a docs page names a command or flag that does not exist.
 package main
 
 import (
@@ -24,6 +26,10 @@ func main() {
 	dir := flag.String("dir", "docs", "write the Markdown files here")
 	flag.Parse()
 	if err := generate(*dir); err != nil {
+		fmt.Fprintln(os.Stderr, "gendocs:", err)
+		os.Exit(1)
+	}
+	if err := writeGraph(filepath.Join(*dir, graphPage)); err != nil {
 		fmt.Fprintln(os.Stderr, "gendocs:", err)
 		os.Exit(1)
 	}

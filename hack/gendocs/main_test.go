@@ -67,3 +67,24 @@ func TestHiddenNotDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestImportGraphUpToDate fails when the import graph in docs/how-it-works.md
+// is not the packages' own.
+func TestImportGraphUpToDate(t *testing.T) {
+	const page = "../../docs/" + graphPage
+	got, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph, err := importGraph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := spliceGraph(got, graph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("the import graph in docs/%s is stale: run `make docs` and commit the result", graphPage)
+	}
+}

@@ -2,7 +2,7 @@ package manager
 
 // Who a laptop's session is, as the API server established it, and what
 // RBAC lets that identity do: the manager acts for a session only as far
-// as its user may act themselves (see README "Security model").
+// as its user may act themselves (see docs/security.md).
 
 import (
 	"context"

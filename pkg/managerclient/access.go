@@ -31,7 +31,7 @@ func (a access) String() string {
 	return a.verb + " " + r
 }
 
-// What starting a manager needs, beyond using one (see README "Permissions").
+// What starting a manager needs, beyond using one (see docs/permissions.md).
 var (
 	useAccess = []access{
 		{verb: "get", group: "batch", resource: "jobs"},
@@ -128,7 +128,7 @@ func checkAccess(ctx context.Context, c kubernetes.Interface, ns string, need []
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("you may not %s in namespace %q, which kubectl tele needs to start its traffic manager there: ask for a Role granting it (the README's \"Permissions\" section has one), or connect to a namespace where the manager already runs with --manager-namespace",
+		return fmt.Errorf("you may not %s in namespace %q, which kubectl tele needs to start its traffic manager there: ask for a Role granting it (docs/permissions.md has one), or connect to a namespace where the manager already runs with --manager-namespace",
 			strings.Join(missing, ", "), ns)
 	}
 	return nil

@@ -153,7 +153,7 @@ func Resolve(ctx context.Context, getter genericclioptions.RESTClientGetter, nam
 			return nil, notFound(ctx, info, namespace, err)
 		}
 		if apierrors.IsForbidden(err) {
-			return nil, fmt.Errorf("get %s/%s in namespace %q: %w; intercept needs get on %s there (the README's Permissions section has the Role)",
+			return nil, fmt.Errorf("get %s/%s in namespace %q: %w; intercept needs get on %s there (docs/permissions.md has the Role)",
 				strings.ToLower(gk.Kind), info.Name, namespace, err, info.Mapping.Resource.GroupResource())
 		}
 		return nil, fmt.Errorf("get %s/%s in namespace %q: %w", strings.ToLower(gk.Kind), info.Name, namespace, err)

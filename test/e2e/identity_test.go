@@ -103,7 +103,7 @@ func certKubeconfig(t *testing.T, name string, certPEM, keyPEM []byte) []byte {
 		base64.StdEncoding.EncodeToString(certPEM), base64.StdEncoding.EncodeToString(keyPEM)))
 }
 
-// userRole creates the README's Role (deploy/user-role.yaml) in ns, binds
+// userRole creates the Role of docs/permissions.md (deploy/user-role.yaml) in ns, binds
 // it to subjects and returns it.
 func (c *cluster) userRole(t *testing.T, ns string, subjects ...rbacv1.Subject) *rbacv1.Role {
 	t.Helper()
@@ -226,7 +226,7 @@ func TestAttacker(t *testing.T) {
 	}
 
 	t.Run("the plugin of a user who may not attach agents exits 5", func(t *testing.T) {
-		// The README's Role less pods/ephemeralcontainers (and so unable
+		// The user Role (deploy/user-role.yaml) less pods/ephemeralcontainers (and so unable
 		// to start a manager, but one runs): a ServiceAccount's token.
 		b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "user-role.yaml"))
 		if err != nil {
@@ -272,7 +272,7 @@ func TestAttacker(t *testing.T) {
 }
 
 // TestIdentities: two client-certificate users and an exec-plugin user,
-// each bound to the README's Role alone, connect from laptops of their
+// each bound to the user Role (deploy/user-role.yaml) alone, connect from laptops of their
 // own, intercept with their own headers, see each other's intercepts under
 // the names the API server gives them, and cannot leave each other's.
 func TestIdentities(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 )
 
 // TestNamespacedUser: a user whose kubeconfig is a ServiceAccount bound only
-// to the README's Role (deploy/user-role.yaml) in one namespace can connect,
+// to the Role of docs/permissions.md (deploy/user-role.yaml) in one namespace can connect,
 // intercept with --env-file, leave and quit.
 func TestNamespacedUser(t *testing.T) {
 	c := newCluster(t)

@@ -24,7 +24,7 @@ import (
 // going to whatever answers at the cluster DNS address on the LAN or VPN;
 // every other name keeps going to the Mac's own resolvers. The next
 // connect, status or quit removes the files (see the plugin's leftovers).
-// Compiled and tested on Linux, not run on a Mac (see the README).
+// Compiled and tested on Linux, not run on a Mac (see docs/development.md, "What ran where").
 type ResolverDir struct {
 	// Dir is /etc/resolver.
 	Dir string
