@@ -104,11 +104,12 @@ cluster-up: ## start the local single-node cluster (root; builds Kubernetes once
 cluster-down: ## stop the local cluster and remove all it made
 	$(KIND)/cluster-down.sh
 
-lint: ## gofmt, go vet, and the packages' import direction (hack/check-layout.sh)
+lint: ## gofmt, go vet, the packages' import direction (hack/check-layout.sh), and tests off the clock (hack/checksleep)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags root $(ROOT_PKGS)
 	hack/check-layout.sh
+	$(GO) run ./hack/checksleep pkg internal cmd test
 
 unit: ## unit tests (no cluster, no root)
 	$(GO) test ./...
