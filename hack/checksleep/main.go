@@ -1,5 +1,5 @@
 // Command checksleep keeps tests off the clock. In a unit test a time.Sleep
-// may run only inside a testing/synctest bubble, where it costs nothing and
+// (or a bare <-time.After) may run only inside a testing/synctest bubble, where it costs nothing and
 // means "once everything else is blocked": lexically inside a function
 // passed to synctest.Test (a literal, a function of the package or a local
 // variable holding a literal). Elsewhere it needs a comment beside it that
@@ -124,8 +124,8 @@ func checkPackage(paths []string) ([]string, error) {
 		}
 		e2e := hasTag(f, "e2e")
 		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || !isPkgCall(call, timeName, "Sleep") {
+			call := sleepCall(n, timeName)
+			if call == nil {
 				return true
 			}
 			pos := fset.Position(call.Pos())
@@ -147,6 +147,24 @@ func checkPackage(paths []string) ([]string, error) {
 		})
 	}
 	return bad, nil
+}
+
+// sleepCall returns n's call if n sleeps: time.Sleep(d), or a statement
+// that only waits for <-time.After(d).
+func sleepCall(n ast.Node, timeName string) *ast.CallExpr {
+	switch n := n.(type) {
+	case *ast.CallExpr:
+		if isPkgCall(n, timeName, "Sleep") {
+			return n
+		}
+	case *ast.ExprStmt:
+		if u, ok := n.X.(*ast.UnaryExpr); ok && u.Op == token.ARROW {
+			if call, ok := u.X.(*ast.CallExpr); ok && isPkgCall(call, timeName, "After") {
+				return call
+			}
+		}
+	}
+	return nil
 }
 
 // importName is the name f gives the package of path, or "".
