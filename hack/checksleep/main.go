@@ -89,7 +89,6 @@ func checkPackage(paths []string) ([]string, error) {
 			}
 		}
 	}
-	type span struct{ from, to token.Pos }
 	var bubbles []span
 	for _, f := range files {
 		synctestName := importName(f, "testing/synctest")
@@ -123,7 +122,16 @@ func checkPackage(paths []string) ([]string, error) {
 			continue
 		}
 		e2e := hasTag(f, "e2e")
-		ast.Inspect(f, func(n ast.Node) bool {
+		var visit func(n ast.Node) bool
+		visit = func(n ast.Node) bool {
+			if cc, ok := n.(*ast.CommClause); ok {
+				// A select's case <-time.After(d) bounds a wait for
+				// something else: look only at its body.
+				for _, st := range cc.Body {
+					ast.Inspect(st, visit)
+				}
+				return false
+			}
 			call := sleepCall(n, timeName)
 			if call == nil {
 				return true
@@ -135,18 +143,26 @@ func checkPackage(paths []string) ([]string, error) {
 				bad = append(bad, fmt.Sprintf("%s: an e2e sleep needs a comment saying what it waits for", pos))
 			case e2e:
 			case strings.HasPrefix(note, "sleepcheck:allow ") && len(strings.TrimSpace(strings.TrimPrefix(note, "sleepcheck:allow"))) > 0:
+			case inBubble(bubbles, call):
 			default:
-				for _, b := range bubbles {
-					if b.from <= call.Pos() && call.End() <= b.to {
-						return true
-					}
-				}
-				bad = append(bad, fmt.Sprintf("%s: time.Sleep outside a synctest bubble", pos))
+				bad = append(bad, fmt.Sprintf("%s: a sleep outside a synctest bubble", pos))
 			}
 			return true
-		})
+		}
+		ast.Inspect(f, visit)
 	}
 	return bad, nil
+}
+
+type span struct{ from, to token.Pos }
+
+func inBubble(bubbles []span, call *ast.CallExpr) bool {
+	for _, b := range bubbles {
+		if b.from <= call.Pos() && call.End() <= b.to {
+			return true
+		}
+	}
+	return false
 }
 
 // sleepCall returns n's call if n sleeps: time.Sleep(d), or a statement
