@@ -29,7 +29,7 @@ export CGO_ENABLED := 0
 # prerelease of v0.0.0 that names the source.
 KREW_VERSION ?= $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-dev.g$(VERSION))
 
-.PHONY: help proto cross build image image-tar image-push image-bins arm64-check release release-version image-ref cluster-up cluster-down test unit e2e bench lint demo install clean docs krew krew-test
+.PHONY: help proto cross build image image-tar image-push image-bins arm64-check release release-version image-ref cluster-up cluster-down test unit unit-root e2e bench lint demo install clean docs krew krew-test
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -123,13 +123,25 @@ cluster-up: ## start the local single-node cluster (root; builds Kubernetes once
 cluster-down: ## stop the local cluster and remove all it made
 	$(KIND)/cluster-down.sh
 
-lint: ## gofmt, go vet, and the packages' import direction (hack/check-layout.sh)
+lint: ## gofmt, go vet, the packages' import direction (hack/check-layout.sh), and tests off the clock (hack/checksleep)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags root $(ROOT_PKGS)
 	hack/check-layout.sh
+	$(GO) run ./hack/checksleep pkg internal cmd test
 
 unit: ## unit tests (no cluster, no root)
 	$(GO) test ./...
+
+# Tests that need root and the kernel (TUN devices, network namespaces,
+# nftables, files of another uid) are built only with the root tag, so that
+# go test ./... runs anywhere; make test runs them (CI is root).
+unit-root: ## unit tests that need root and the kernel (build tag root; run as root)
+	@[ "$$(id -u)" = 0 ] || { echo "unit-root needs root"; exit 1; }
+	$(GO) test -tags root $(ROOT_PKGS)
+
+# The packages with such tests: their files' build line names the root tag.
+ROOT_PKGS = $(addprefix ./,$(sort $(dir $(shell grep -rlw --include='*_test.go' '^//go:build.*root' pkg internal cmd))))
 
 # Code that cannot run here: every package and its tests compile for these
 # (the test binaries are linked, then "run" by /bin/true), and go vet checks
@@ -139,7 +151,7 @@ CROSS_PLATFORMS := darwin/arm64 darwin/amd64 windows/amd64
 cross: ## build, vet and compile the tests of every package for macOS and Windows
 	for p in $(CROSS_PLATFORMS); do \
 	  echo "== $$p"; export GOOS=$${p%/*} GOARCH=$${p#*/}; \
-	  $(GO) build -trimpath ./... && $(GO) vet ./... || exit; \
+	  $(GO) build -trimpath ./... && $(GO) vet -tags root ./... || exit; \
 	  $(GO) test -trimpath -exec /bin/true ./... >/dev/null || exit; \
 	done
 
@@ -151,7 +163,7 @@ e2e: ## e2e tests on the local cluster (brings it up if needed)
 
 # The release runs after the e2e tests, whatever their outcome, because the
 # local registry it pushes to is up only with the cluster.
-test: lint unit cross arm64-check krew-test ## everything: lint, unit tests, krew install, then e2e and make release VERSION=v0.1.0 on a fresh local cluster, torn down after
+test: lint unit unit-root cross arm64-check krew-test ## everything: lint, unit tests (also as root), krew install, then e2e and make release VERSION=v0.1.0 on a fresh local cluster, torn down after
 	@mkdir -p $(BIN)
 	$(KIND)/cluster-down.sh
 	status=0; $(MAKE) e2e || status=$$?; \

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -135,41 +136,36 @@ func TestBypassingReported(t *testing.T) {
 
 // TestNewPodResetsEarlyConnections: the agent of a new pod resets, once
 // quiet, the connections that reached the app before its redirect, with no
-// route asking; an agent of an older pod only reports them.
+// route asking; an agent of an older pod only reports them. On synctest's
+// clock: the agent's port is made without a listener, so every goroutine
+// of the agent is in the bubble and waits on it.
 func TestNewPodResetsEarlyConnections(t *testing.T) {
 	for _, newPod := range []bool{true, false} {
-		a, red := newTestAgent(t)
-		a.cfg.NewPod = newPod
-		red.open = map[uint16]int{8080: 2}
-		route := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: freePort(t), Mech: teleproto.Mechanism_MECHANISM_NFTABLES, HttpMatch: []string{"x-dev=alice"}}
-		got, err := a.apply([]*teleproto.AgentRoute{route})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 1 || got[0].GetBypassing() != 2 || got[0].GetResetConnections() != 0 {
-			t.Errorf("new pod %v: report %v, want 2 bypassing, none reset by the route", newPod, got)
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		synctest.Test(t, func(t *testing.T) {
+			a, red := newTestAgent(t)
+			a.cfg.NewPod = newPod
+			red.open = map[uint16]int{8080: 2}
+			a.ports[8080] = &port{agentPort: 48080, router: router.New(router.Config{AppAddr: "127.0.0.1:8080"})}
+			route := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: 48080, Mech: teleproto.Mechanism_MECHANISM_NFTABLES, HttpMatch: []string{"x-dev=alice"}}
+			got, err := a.apply([]*teleproto.AgentRoute{route})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].GetBypassing() != 2 || got[0].GetResetConnections() != 0 {
+				t.Errorf("new pod %v: report %v, want 2 bypassing, none reset by the route", newPod, got)
+			}
+			time.Sleep(newPodWindow) // the whole window
+			synctest.Wait()
 			a.mu.Lock()
+			defer a.mu.Unlock()
 			left, asked := red.open[8080], red.resets[8080]
-			a.mu.Unlock()
-			if !newPod || left == 0 || time.Now().After(deadline) {
-				if newPod && (left != 0 || asked != newPodQuiet) {
-					t.Errorf("new pod: %d connections left, quiet asked %v; want 0, %v", left, asked, newPodQuiet)
-				}
-				break
+			switch {
+			case newPod && (left != 0 || asked != newPodQuiet):
+				t.Errorf("new pod: %d connections left, quiet asked %v; want 0, %v", left, asked, newPodQuiet)
+			case !newPod && left != 2:
+				t.Errorf("old pod: %d connections left, want the 2 untouched", left)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if !newPod {
-			time.Sleep(3 * newPodPoll)
-			a.mu.Lock()
-			if red.open[8080] != 2 {
-				t.Errorf("old pod: %d connections left, want the 2 untouched", red.open[8080])
-			}
-			a.mu.Unlock()
-		}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,20 +23,28 @@ func podsLW(cs *fake.Clientset) *cache.ListWatch {
 	return ListWatch(pods.List, pods.Watch, func(o *metav1.ListOptions) { o.LabelSelector = "app=web" })
 }
 
+// The pod is created once every goroutine of the wait is blocked: on
+// synctest's clock, after Until has listed and is watching.
 func TestUntilSeesAnEvent(t *testing.T) {
-	cs := fake.NewClientset()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		_, _ = cs.CoreV1().Pods("ns").Create(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Labels: map[string]string{"app": "web"}}}, metav1.CreateOptions{})
-	}()
-	err := Until(ctx, podsLW(cs), cs, &corev1.Pod{},
-		func(s cache.Store) (bool, error) { return len(s.List()) > 0, nil },
-		func(ev watch.Event) (bool, error) { return ev.Type == watch.Added, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		cs := fake.NewClientset()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			_, _ = cs.CoreV1().Pods("ns").Create(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Labels: map[string]string{"app": "web"}}}, metav1.CreateOptions{})
+		}()
+		atSync := -1 // pods listed
+		err := Until(ctx, podsLW(cs), cs, &corev1.Pod{},
+			func(s cache.Store) (bool, error) { atSync = len(s.List()); return atSync > 0, nil },
+			func(ev watch.Event) (bool, error) { return ev.Type == watch.Added, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if atSync != 0 {
+			t.Errorf("%d pods at sync, want none: the pod must come as an event", atSync)
+		}
+	})
 }
 
 func TestUntilEndsOnRefusal(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -247,7 +248,10 @@ func TestAttachAgentTakesOverFromStale(t *testing.T) {
 
 // TestAttachAgentAdopts: a running agent of this install (the manager pod
 // restarted) is waited for and adopted, not replaced.
-func TestAttachAgentAdopts(t *testing.T) {
+// On synctest's clock: the agent says hello while attachAgent waits.
+func TestAttachAgentAdopts(t *testing.T) { synctest.Test(t, testAttachAgentAdopts) }
+
+func testAttachAgentAdopts(t *testing.T) {
 	pod := agentPod([3]string{"tele-agent", "running", testHost})
 	pod.Spec.EphemeralContainers[1].Env = currentAgentEnv()
 	s, client := agentTestServer(t, pod)

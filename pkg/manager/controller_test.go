@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,7 +41,11 @@ func echoPod(name string, phase corev1.PodPhase) *corev1.Pod {
 // agent when it appears, still Pending, with --new-pod; a pod of another
 // workload, and one going away, get none; no pod list is asked of the API
 // server after the informer's first.
-func TestControllerAttachesNewPods(t *testing.T) {
+// On synctest's clock: a wrong attach would show once the controller is
+// idle (synctest.Wait).
+func TestControllerAttachesNewPods(t *testing.T) { synctest.Test(t, testControllerAttachesNewPods) }
+
+func testControllerAttachesNewPods(t *testing.T) {
 	cfg := testConfig(t)
 	client := newFakeClientset()
 	cfg.Client = client
@@ -88,6 +93,7 @@ func TestControllerAttachesNewPods(t *testing.T) {
 		t.Errorf("agent %s %v, want %s with --new-pod", a.Name, a.Args, agentContainer)
 	}
 	time.Sleep(100 * time.Millisecond) // time for a wrong attach to show
+	synctest.Wait()
 	for _, name := range []string{"other", "echo-old"} {
 		if p := get(name); len(p.Spec.EphemeralContainers) != 0 {
 			t.Errorf("%s got an agent", name)

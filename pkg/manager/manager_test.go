@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -659,7 +660,11 @@ func TestRunIdleExit(t *testing.T) {
 	}
 }
 
-func TestServerIdleWaitsForSessions(t *testing.T) {
+// On synctest's clock: the session outlives the idle timeout, and Run
+// returns one idle timeout after Depart.
+func TestServerIdleWaitsForSessions(t *testing.T) { synctest.Test(t, testServerIdleWaitsForSessions) }
+
+func testServerIdleWaitsForSessions(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.IdleTimeout = 150 * time.Millisecond
 	cfg.HeartbeatTimeout = time.Minute

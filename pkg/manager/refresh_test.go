@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +26,13 @@ import (
 // A refresh during an API server outage keeps the last good cluster info;
 // the first refresh after it replaces it (issue 22, item 4: laptops
 // connecting during the 5 minutes after a blip got no Service CIDR).
+// On synctest's clock, so that Run's refresher waiting on the fake clock
+// shows at synctest.Wait rather than by polling.
 func TestRefreshKeepsLastGoodClusterInfo(t *testing.T) {
+	synctest.Test(t, testRefreshKeepsLastGoodClusterInfo)
+}
+
+func testRefreshKeepsLastGoodClusterInfo(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RefreshInterval = 5 * time.Minute
 	c := newFakeClientset()
@@ -76,12 +83,14 @@ func TestRefreshKeepsLastGoodClusterInfo(t *testing.T) {
 	// waiting, and returns that refresh's outcome.
 	tick := func() error {
 		t.Helper()
-		for !clk.HasWaiters() {
-			select {
-			case <-done:
-				t.Fatal("Run returned")
-			case <-time.After(time.Millisecond):
-			}
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("Run returned")
+		default:
+		}
+		if !clk.HasWaiters() {
+			t.Fatal("Run's refresher does not wait on the clock")
 		}
 		clk.Step(cfg.RefreshInterval)
 		select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -90,7 +91,7 @@ func TestWaitForPod(t *testing.T) {
 			wantErr: `verb "watch" on jobs.batch`,
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		run := func(t *testing.T) {
 			cs := fake.NewClientset(job.DeepCopy())
 			for _, p := range tc.objs() {
 				if err := cs.Tracker().Add(p); err != nil {
@@ -123,29 +124,42 @@ func TestWaitForPod(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Errorf("the wait took until the test's timeout")
 			}
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.after == nil {
+				run(t)
+				return
+			}
+			// On synctest's clock, after comes once every goroutine of
+			// the wait is blocked: the wait has listed and is watching.
+			synctest.Test(t, run)
 		})
 	}
 }
 
+// On synctest's clock: the Job is replaced once waitGone is watching, and
+// one that stays is given up on after the short context's 300ms.
 func TestWaitGone(t *testing.T) {
-	job := oldJob(nil)
-	cs := fake.NewClientset(job.DeepCopy())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		// Replaced by another laptop's Job of the same name: gone too.
-		_ = cs.Tracker().Delete(batchv1.SchemeGroupVersion.WithResource("jobs"), testNS, Name)
-		j := job.DeepCopy()
-		j.UID = "another"
-		_ = cs.Tracker().Add(j)
-	}()
-	if err := waitGone(ctx, cs, testNS, job.UID); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel2()
-	if err := waitGone(short, cs, testNS, "another"); err == nil || !strings.Contains(err.Error(), "not going away") {
-		t.Errorf("waitGone of a Job that stays: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		job := oldJob(nil)
+		cs := fake.NewClientset(job.DeepCopy())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			// Replaced by another laptop's Job of the same name: gone too.
+			_ = cs.Tracker().Delete(batchv1.SchemeGroupVersion.WithResource("jobs"), testNS, Name)
+			j := job.DeepCopy()
+			j.UID = "another"
+			_ = cs.Tracker().Add(j)
+		}()
+		if err := waitGone(ctx, cs, testNS, job.UID); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel2()
+		if err := waitGone(short, cs, testNS, "another"); err == nil || !strings.Contains(err.Error(), "not going away") {
+			t.Errorf("waitGone of a Job that stays: %v", err)
+		}
+	})
 }

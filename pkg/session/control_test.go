@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/connectivity"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -215,7 +218,14 @@ func TestControlWatchWaits(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Listen once Watch has tried the socket and failed: the
+		// connection to the daemon leaves idle for a transient failure.
+		for st := ctl.conn.GetState(); st != connectivity.TransientFailure; st = ctl.conn.GetState() {
+			if !ctl.conn.WaitForStateChange(ctx, st) {
+				served <- fmt.Errorf("the connection stayed %s", st)
+				return
+			}
+		}
 		l, err := listenUnix(sock)
 		if err != nil {
 			served <- err

@@ -3,31 +3,40 @@ package session
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+// On synctest's clock: released exactly once quiet for after, not before.
 func TestIdleMemoryReleasesOnceQuiet(t *testing.T) {
-	m := newIdleMemory()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.run(ctx, 20*time.Millisecond) }()
-	m.begin()
-	m.begin()
-	m.end()
-	time.Sleep(60 * time.Millisecond)
-	if !m.dirty.Load() {
-		t.Fatal("released while a flow was open")
-	}
-	m.end()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.dirty.Load() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if m.dirty.Load() {
-		t.Fatal("not released after the last flow ended")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const after = 20 * time.Millisecond
+		m := newIdleMemory()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.run(ctx, after) }()
+		m.begin()
+		m.begin()
+		m.end()
+		time.Sleep(3 * after)
+		synctest.Wait()
+		if !m.dirty.Load() {
+			t.Fatal("released while a flow was open")
+		}
+		m.end()
+		time.Sleep(after - time.Nanosecond)
+		synctest.Wait()
+		if !m.dirty.Load() {
+			t.Fatal("released before quiet for after")
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if m.dirty.Load() {
+			t.Fatal("not released after the last flow ended")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -127,6 +127,8 @@ func delayCopy(dst, src net.Conn, delay time.Duration) {
 	}()
 	for c := range q {
 		if d := time.Until(c.due); d > 0 {
+			// Sleep: the simulated link's one-way delay: each chunk leaves
+			// when it is due, which is the point of this proxy.
 			time.Sleep(d)
 		}
 		if _, err := dst.Write(c.b); err != nil {

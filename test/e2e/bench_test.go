@@ -94,6 +94,8 @@ func TestBench(t *testing.T) {
 			t.Fatalf("quit: %v\n%s", err, out)
 		}
 		warm := timeConnect(t, ctx, l, u, ns, svcURL+"/")
+		// Sleep: lets the fresh daemon settle before its RSS is read: no event
+		// says a process is done allocating.
 		time.Sleep(time.Second)
 		pid := l.status(t, ctx, u).PID
 		rep.add("daemon RSS, just connected", "MiB", mib(readRSS(pid)), nil, "< 50 MiB", func(v float64, _ []float64) bool { return v < 50 }, rssSplit(pid))
@@ -272,6 +274,8 @@ func TestBench(t *testing.T) {
 		icept, iceptFailed := p.at.Sub(start), p
 
 		agent := podProcess(t, c, ns, "app=echo", "kubectl-tele agent")
+		// Sleep: lets the agent settle after its first request before its RSS
+		// is read: no event says a process is done allocating.
 		time.Sleep(time.Second)
 		agentIdle, agentSplit := readRSS(agent), rssSplit(agent)
 		if before, after := podMemBefore, podMemoryKiB(appPID); before > 0 && after > 0 {
@@ -618,6 +622,9 @@ func timeConnect(t *testing.T, ctx context.Context, l *laptop, u *teleUser, ns, 
 		if time.Since(start) > 2*time.Minute {
 			t.Fatalf("no request by name succeeded 2 minutes after connect started")
 		}
+		// Sleep: the measurement's resolution: the laptop's resolver and the
+		// daemon starting up give no event for the moment a name first
+		// resolves.
 		time.Sleep(5 * time.Millisecond)
 	}
 	first := time.Since(start)
@@ -873,6 +880,8 @@ func probe(ctx context.Context, url, hdr string, want func(string) bool, limit t
 					return
 				}
 			}
+			// Sleep: the probe's resolution: what is measured is when requests
+			// start to be served by the other side, which only a request shows.
 			time.Sleep(10 * time.Millisecond)
 		}
 		res <- probeResult{failed: failed, firstErr: firstErr, err: fmt.Errorf("not within %s (%d requests failed, first: %s)", limit, failed, firstErr)}

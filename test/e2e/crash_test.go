@@ -99,6 +99,9 @@ func TestLaptopCrash(t *testing.T) {
 		} else if time.Since(killed) > 20*time.Second {
 			t.Fatalf("the laptop does not resolve its usual names 20 s after the daemon died: %v", err)
 		}
+		// Sleep: the measurement's resolution: the system resolver recovering
+		// after the daemon died gives no event, and no tele command may run
+		// here.
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("the laptop resolves %s again %s after the kill, with no command run", usual, dnsBack.Round(time.Millisecond))

@@ -85,6 +85,8 @@ func TestFaults(t *testing.T) {
 			out, err := l.run(ctx, "curl", "-sS", "-o", "/dev/null", "--max-time", "60", "--limit-rate", "2M", "http://echo:8080/bytes?n=100000000")
 			dl <- result{out, err}
 		}()
+		// Sleep: lets the download get under way, so the cut finds it
+		// mid-flow: curl gives no event of its progress.
 		time.Sleep(2 * time.Second)
 		// Cut the laptop's connections to the API server, as a network
 		// change or an API server restart would.

@@ -214,10 +214,14 @@ func TestIntercept(t *testing.T) {
 		go func() {
 			done <- c.runPod(t, ns, "load", "-url", url, "-rps", "200", "-duration", "20s", "-H", "x-dev=alice")
 		}()
+		// Sleep: the load's first phase: 4 s of requests to the app before the
+		// intercept starts.
 		time.Sleep(4 * time.Second)
 		if out, err := la.tele(ctx, ua, "intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-dev=alice"); err != nil {
 			t.Fatalf("intercept under load: %v\n%s", err, out)
 		}
+		// Sleep: the load's second phase: 6 s of requests to the laptop before
+		// the leave.
 		time.Sleep(6 * time.Second)
 		if out, err := la.tele(ctx, ua, "leave", "echo"); err != nil {
 			t.Fatalf("leave under load: %v\n%s", err, out)
@@ -403,17 +407,12 @@ func TestInterceptBaseline(t *testing.T) {
 	url := "http://echo:8080/"
 	// The Service mechanism goes through kube-proxy, which applies the new
 	// targetPort on its next sync, a moment after intercept returns.
-	var who []string
-	for try := 0; try < 5; try++ {
-		if who = served(t, c, ns, "-H", "x-dev=carol@0", url, url); len(who) == 2 && who[0] == "LAPTOP-C" {
-			break
+	eventually(t, 30*time.Second, "the Service mechanism's route", func() error {
+		if who := served(t, c, ns, "-H", "x-dev=carol@0", url, url); len(who) != 2 || who[0] != "LAPTOP-C" || !strings.HasPrefix(who[1], "echo-") {
+			return fmt.Errorf("answered by %v", who)
 		}
-		t.Logf("try %d: answered by %v", try, who)
-		time.Sleep(time.Second)
-	}
-	if len(who) != 2 || who[0] != "LAPTOP-C" || !strings.HasPrefix(who[1], "echo-") {
-		t.Errorf("answered by %v", who)
-	}
+		return nil
+	})
 	if out, err := l.tele(ctx, u, "leave", "echo"); err != nil {
 		t.Fatalf("leave: %v\n%s", err, out)
 	}

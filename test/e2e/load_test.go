@@ -70,6 +70,7 @@ func TestLoad(t *testing.T) {
 		return ch
 	}
 	toLaptop, toApp := run("x-dev=load"), run("x-dev=other")
+	// Sleep: half of the 60 s load: the daemon's RSS is read mid-load.
 	time.Sleep(30 * time.Second)
 	rssMid := rssKiB(t, pid)
 	rl, ra := <-toLaptop, <-toApp

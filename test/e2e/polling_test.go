@@ -92,6 +92,8 @@ func TestManagerNoPolling(t *testing.T) {
 	}
 	for time.Since(window) < 60*time.Second {
 		served(t, c, ns, "-H", "x-dev=alice@0", "http://echo:8080/")
+		// Sleep: paces the requests through the 60 s window whose API calls
+		// are counted: the window itself is the test.
 		time.Sleep(5 * time.Second)
 	}
 	out, _ := l.tele(ctx, u, "list")

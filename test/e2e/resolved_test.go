@@ -407,6 +407,8 @@ func waitFor(d time.Duration, f func() error) error {
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
+		// Sleep: the poll interval of waitFor, the helper for conditions (the
+		// system resolver's state) that give no event.
 		time.Sleep(250 * time.Millisecond)
 	}
 }

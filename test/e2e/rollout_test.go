@@ -111,6 +111,8 @@ func TestRolloutIntercept(t *testing.T) {
 		}
 		return nil
 	})
+	// Sleep: 5 s of steady load through the intercept before the rollout, so
+	// the baseline is in the results.
 	time.Sleep(5 * time.Second)
 
 	kubectl := func(args ...string) {
@@ -133,6 +135,8 @@ func TestRolloutIntercept(t *testing.T) {
 	}
 	kubectl("rollout", "restart", "deploy/echo", "deploy/plain")
 	rolled := complete("rollout restart")
+	// Sleep: 20 s of load after the rollout settled, before the scale: the
+	// results measure each phase.
 	time.Sleep(20 * time.Second)
 	kubectl("scale", "deploy/echo", "deploy/plain", "--replicas=3")
 	scaled := complete("scale to 3")

@@ -197,6 +197,8 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %v", what, err)
 		}
+		// Sleep: the poll interval of eventually, the helper for conditions
+		// outside the test's process that give no event.
 		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -99,16 +99,21 @@ type backend struct {
 	started chan string   // /slow requests announce themselves here
 	release chan struct{} // and wait for this
 	conns   atomic.Int64
+	dialed  chan struct{} // one per connection accepted, while it has room
 }
 
 func newBackend(t testing.TB, name string) *backend {
 	t.Helper()
-	b := &backend{name: name, started: make(chan string, 16), release: make(chan struct{})}
+	b := &backend{name: name, started: make(chan string, 16), release: make(chan struct{}), dialed: make(chan struct{}, 64)}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(b.serveHTTP))
 	b.srv.Config.Protocols = h1h2c()
 	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			b.conns.Add(1)
+			select {
+			case b.dialed <- struct{}{}:
+			default:
+			}
 		}
 	}
 	b.srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)

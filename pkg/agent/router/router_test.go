@@ -12,11 +12,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/match"
 )
@@ -415,9 +416,8 @@ func TestSetRoutesMidFlight(t *testing.T) {
 
 func TestServeStopsAndWaits(t *testing.T) {
 	app, alice := newBackend(t, "app"), newBackend(t, "alice")
-	// Let goroutines of the backends settle before counting.
-	time.Sleep(50 * time.Millisecond)
-	before := runtime.NumGoroutine()
+	// Nothing the router started outlives it (the backends' are older).
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 
 	r := startRouter(t, Config{AppAddr: app.addr()}, alice.route("alice", "x-dev=alice"))
 	h1, h2 := h1Client(t), h2cClient(t)
@@ -468,15 +468,6 @@ func TestServeStopsAndWaits(t *testing.T) {
 	}
 	h1.CloseIdleConnections()
 	h2.CloseIdleConnections()
-
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines after stop, %d before start:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
 }
 
 func TestSniff(t *testing.T) {
@@ -561,7 +552,12 @@ func TestSilentHTTPClientStillRouted(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	time.Sleep(400 * time.Millisecond)
+	// Silent past PeekTimeout: the router dials the app to see who speaks.
+	select {
+	case <-app.dialed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the router did not dial the app for a silent client")
+	}
 	br := bufio.NewReader(c)
 	for _, tt := range []struct{ hdr, want string }{
 		{"x-dev: alice\r\n", "alice"},
@@ -584,7 +580,7 @@ func TestSilentHTTPClientStillRouted(t *testing.T) {
 // A server-first application that hangs up on a silent client: the client
 // sees the hang-up, as it would without the agent.
 func TestSilentClientAppHangsUp(t *testing.T) {
-	app := serveTCP(t, func(net.Conn) { time.Sleep(50 * time.Millisecond) })
+	app := serveTCP(t, func(net.Conn) {}) // hangs up at once
 	laptop := newBackend(t, "alice")
 	r := startRouter(t, Config{AppAddr: app, PeekTimeout: 100 * time.Millisecond}, laptop.route("alice", "x-dev=alice"))
 	c, err := net.Dial("tcp", r.addr)
@@ -671,25 +667,44 @@ func TestClientGaveUpLogged(t *testing.T) {
 		t.Fatal("the slow request did not time out")
 	}
 	<-app.started
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.After(5 * time.Second)
 	for !strings.Contains(logs.String(), "the client gave up on a slow request") {
-		if time.Now().After(deadline) {
+		select {
+		case <-logs.wrote():
+		case <-timeout:
 			t.Fatalf("no line about the slow request; logs:\n%s", logs.String())
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // lockedBuffer is a bytes.Buffer that goroutines may share.
+// Each Write wakes a reader of wrote.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{}
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		select {
+		case b.written <- struct{}{}:
+		default:
+		}
+	}
 	return b.b.Write(p)
+}
+
+// wrote has a value when b was written since it was last read.
+func (b *lockedBuffer) wrote() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.written == nil {
+		b.written = make(chan struct{}, 1)
+	}
+	return b.written
 }
 
 func (b *lockedBuffer) String() string {

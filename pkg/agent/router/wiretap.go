@@ -128,12 +128,21 @@ func (t *tap) counters() WiretapCounters {
 	return WiretapCounters{Sent: t.sent.Load(), Dropped: t.dropped.Load()}
 }
 
+// count adds one to c, one of t's counters.
+func (t *tap) count(c *atomic.Uint64) {
+	c.Add(1)
+	countersChanged()
+}
+
+// countersChanged is called after a tap counted a copy; tests wait on it.
+var countersChanged = func() {}
+
 // offer queues c without waiting: a full queue drops it.
 func (t *tap) offer(c *wireCopy) {
 	select {
 	case t.queue <- c:
 	default:
-		t.dropped.Add(1)
+		t.count(&t.dropped)
 	}
 }
 
@@ -145,14 +154,14 @@ func (r *Router) sendCopies(ctx context.Context, t *tap) {
 			for {
 				select {
 				case <-t.queue:
-					t.dropped.Add(1)
+					t.count(&t.dropped)
 				default:
 					return
 				}
 			}
 		case c := <-t.queue:
 			if err := t.send(ctx, c); err != nil {
-				t.dropped.Add(1)
+				t.count(&t.dropped)
 				if ctx.Err() != nil {
 					continue
 				}
@@ -167,7 +176,7 @@ func (r *Router) sendCopies(ctx context.Context, t *tap) {
 				}
 				continue
 			}
-			t.sent.Add(1)
+			t.count(&t.sent)
 			if t.failing.Swap(false) {
 				r.log.Info("wiretap: the laptop takes copies again", "intercept", t.id)
 			}
@@ -295,7 +304,7 @@ func (t *table) tee(req *http.Request) func() {
 	}
 	drop := func() {
 		for _, h := range hits {
-			h.dropped.Add(1)
+			h.count(&h.dropped)
 		}
 	}
 	if req.ContentLength > MaxCopyBody {

@@ -72,18 +72,41 @@ func bodyApp(t *testing.T) string {
 	return srv.Listener.Addr().String()
 }
 
-func waitStats(t *testing.T, r *Router, id string, want WiretapCounters) {
+// countersMoved has a value when a tap's counters changed since it was last
+// read.
+var countersMoved = make(chan struct{}, 1)
+
+func init() {
+	countersChanged = func() {
+		select {
+		case countersMoved <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitCounters waits until a tap's counters satisfy done, reading them again
+// each time a tap counts, and returns them.
+func waitCounters(t *testing.T, r *Router, id string, done func(WiretapCounters) bool) WiretapCounters {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.After(5 * time.Second)
 	for {
 		got := r.WiretapStats()[id]
-		if got == want {
-			return
+		if done(got) {
+			return got
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wiretap %s counters %+v, want %+v", id, got, want)
+		select {
+		case <-countersMoved:
+		case <-timeout:
+			return got
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitStats(t *testing.T, r *Router, id string, want WiretapCounters) {
+	t.Helper()
+	if got := waitCounters(t, r, id, func(c WiretapCounters) bool { return c == want }); got != want {
+		t.Fatalf("wiretap %s counters %+v, want %+v", id, got, want)
 	}
 }
 
@@ -206,10 +229,7 @@ func TestWiretapQueueFull(t *testing.T) {
 	}
 	// A copy is queued after its answer has left, so the last ones may
 	// still be on their way to the queue: wait for them.
-	got := tr.WiretapStats()["tap"]
-	for deadline := time.Now().Add(2 * time.Second); got.Dropped < n-CopyQueue-CopySenders && time.Now().Before(deadline); got = tr.WiretapStats()["tap"] {
-		time.Sleep(5 * time.Millisecond)
-	}
+	got := waitCounters(t, tr.Router, "tap", func(c WiretapCounters) bool { return c.Dropped >= n-CopyQueue-CopySenders })
 	// The senders hold up to CopySenders copies (fewer if they had not
 	// taken them yet) while the queue is full.
 	if got.Sent != 0 || got.Dropped < n-CopyQueue-CopySenders || got.Dropped > n-CopyQueue {

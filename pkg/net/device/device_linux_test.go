@@ -1,3 +1,5 @@
+//go:build linux && root
+
 package device
 
 import (
@@ -30,7 +32,7 @@ import (
 func enterNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("the root tag's tests need root: run them with make unit-root")
 	}
 	if _, err := os.Stat(cloneDevicePath); err != nil {
 		t.Skipf("needs %s: %v", cloneDevicePath, err)
@@ -56,22 +58,37 @@ func routesOn(t *testing.T, link netlink.Link, family int) []netip.Prefix {
 	return out
 }
 
+// waitGone waits for the kernel's RTM_DELLINK of the device: it is removed
+// when its last file is closed.
 func waitGone(t *testing.T, name string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	updates, done := make(chan netlink.LinkUpdate), make(chan struct{})
+	defer func() {
+		close(done)
+		for range updates { // until the subscription's goroutine ends
+		}
+	}()
+	// Subscribed before the lookup, so a removal between the two is seen.
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		t.Fatalf("subscribe to link updates: %v", err)
+	}
+	timeout := time.After(5 * time.Second)
+	_, err := netlink.LinkByName(name)
 	for {
-		_, err := netlink.LinkByName(name)
 		if _, ok := errors.AsType[netlink.LinkNotFoundError](err); ok {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case u := <-updates:
+			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == name {
+				return
+			}
+		case <-timeout:
 			t.Fatalf("device %s still exists (lookup error: %v)", name, err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// udpPayloadTo returns the payload of p if it is an IPv4 UDP packet to dst.
 func udpPayloadTo(p []byte, dst netip.AddrPort) ([]byte, bool) {
 	if len(p) < 28 || p[0]>>4 != 4 || p[9] != unix.IPPROTO_UDP {
 		return nil, false

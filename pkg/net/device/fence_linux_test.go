@@ -1,3 +1,5 @@
+//go:build linux && root
+
 package device
 
 import (

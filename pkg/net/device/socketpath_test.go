@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && root
 
 package device
 
@@ -12,7 +12,7 @@ import (
 
 func TestValidateSocketPath(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create files owned by another uid")
+		t.Fatal("the root tag's tests need root to create files owned by another uid: run them with make unit-root")
 	}
 	// A uid no real user has, so the test never touches a real user's dirs.
 	uid := 3_000_000 + os.Getpid()%100_000

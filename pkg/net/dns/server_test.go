@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -488,7 +489,11 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
-func TestCoalesce(t *testing.T) {
+// On synctest's clock: once every goroutine is blocked, all have joined
+// the one flight.
+func TestCoalesce(t *testing.T) { synctest.Test(t, testCoalesce) }
+
+func testCoalesce(t *testing.T) {
 	cluster := newFake(t, 5, clusterRecords...)
 	cluster.gate = make(chan struct{})
 	s := newTestServer(t, cluster, nil, nil) // no cache: coalescing alone
@@ -500,10 +505,7 @@ func TestCoalesce(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { answers[i] = s.Answer(ctx, query("echo.", dns.TypeA)) })
 	}
-	for cluster.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the others join the flight
+	synctest.Wait() // one asks the cluster, the others join its flight
 	close(cluster.gate)
 	wg.Wait()
 	if c := cluster.calls.Load(); c != 1 {
@@ -516,7 +518,11 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-func TestCoalescedCallerCancelled(t *testing.T) {
+// On synctest's clock: synctest.Wait returns once the first asks the
+// cluster, then once the second has joined its flight.
+func TestCoalescedCallerCancelled(t *testing.T) { synctest.Test(t, testCoalescedCallerCancelled) }
+
+func testCoalescedCallerCancelled(t *testing.T) {
 	cluster := newFake(t, 5, clusterRecords...)
 	cluster.gate = make(chan struct{})
 	s := newTestServer(t, cluster, nil, nil)
@@ -524,12 +530,10 @@ func TestCoalescedCallerCancelled(t *testing.T) {
 	first, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Answer(first, query("echo.", dns.TypeA)) }()
-	for cluster.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	synctest.Wait()
 	second := make(chan *dns.Msg)
 	go func() { second <- s.Answer(context.Background(), query("echo.", dns.TypeA)) }()
-	time.Sleep(50 * time.Millisecond) // let the second join the flight
+	synctest.Wait()
 	cancel()
 	<-done
 	close(cluster.gate)

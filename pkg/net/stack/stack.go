@@ -537,7 +537,10 @@ func (s *Stack) acceptUDP(r *udp.ForwarderRequest) {
 	}()
 	go func() {
 		defer s.flows.done()
-		conn.closeWhenIdle(ctx, cancel, idle)
+		closeWhenIdle(ctx, &conn.last, idle, func() {
+			cancel()
+			conn.Close() // wakes a handler blocked in Read
+		})
 	}()
 }
 
@@ -581,9 +584,9 @@ func (c *udpConn) SetDeadline(t time.Time) error      { return c.c.SetDeadline(t
 func (c *udpConn) SetReadDeadline(t time.Time) error  { return c.c.SetReadDeadline(t) }
 func (c *udpConn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
 
-// closeWhenIdle closes c and cancels its flow once no datagram has passed
-// for idle, or returns when ctx is done.
-func (c *udpConn) closeWhenIdle(ctx context.Context, cancel context.CancelFunc, idle time.Duration) {
+// closeWhenIdle calls end once no datagram has passed for idle (last holds
+// the UnixNano of the last one), or returns when ctx is done.
+func closeWhenIdle(ctx context.Context, last *atomic.Int64, idle time.Duration, end func()) {
 	t := time.NewTimer(idle)
 	defer t.Stop()
 	for {
@@ -591,10 +594,9 @@ func (c *udpConn) closeWhenIdle(ctx context.Context, cancel context.CancelFunc, 
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			since := now.Sub(time.Unix(0, c.last.Load()))
+			since := now.Sub(time.Unix(0, last.Load()))
 			if since >= idle {
-				cancel()
-				c.Close() // wakes a handler blocked in Read
+				end()
 				return
 			}
 			t.Reset(idle - since)

@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"golang.org/x/sync/errgroup"
 	"golang.zx2c4.com/wireguard/tun"
@@ -49,12 +51,14 @@ type testHandler struct {
 	seen map[netip.AddrPort]netip.AddrPort // src -> dst
 
 	udpEnded chan netip.AddrPort // src of UDP flows whose handler returned
+	running  chan struct{}       // one per handler call, once it counts as active
 }
 
 func newTestHandler() *testHandler {
 	return &testHandler{
 		seen:     make(map[netip.AddrPort]netip.AddrPort),
 		udpEnded: make(chan netip.AddrPort, 100),
+		running:  make(chan struct{}, 1000),
 	}
 }
 
@@ -63,6 +67,10 @@ func (h *testHandler) record(src, dst netip.AddrPort) {
 	h.mu.Lock()
 	h.seen[src] = dst
 	h.mu.Unlock()
+	select {
+	case h.running <- struct{}{}:
+	default: // a test that does not read it
+	}
 }
 
 func (h *testHandler) dstOf(src netip.AddrPort) (netip.AddrPort, bool) {
@@ -468,6 +476,7 @@ func TestUDPEcho(t *testing.T) {
 	}
 }
 
+// An idle UDP flow ends, and a datagram after it starts a new one.
 func TestUDPIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	h := startHarness(t, func(c *Config) { c.UDPIdleTimeout = idle })
@@ -487,27 +496,54 @@ func TestUDPIdleTimeout(t *testing.T) {
 			t.Fatalf("read echo: %v", err)
 		}
 	}
-	// Traffic keeps the flow alive past the timeout.
-	start := time.Now()
-	for range 6 {
-		ping()
-		time.Sleep(idle / 3)
-	}
-	select {
-	case <-h.handler.udpEnded:
-		t.Fatalf("flow ended after %v despite traffic", time.Since(start))
-	default:
-	}
+	ping()
 	select {
 	case <-h.handler.udpEnded:
 	case <-time.After(10 * time.Second):
 		t.Fatal("idle UDP flow did not end")
 	}
-	// A datagram after the flow ended starts a new one.
 	ping()
 	if got := h.handler.started.Load(); got != 2 {
 		t.Errorf("handler saw %d flows, want 2", got)
 	}
+}
+
+// The idle timer on synctest's clock: traffic idle/3 apart keeps a flow
+// alive past idle, and it ends exactly idle after the last datagram, or
+// never once its context is done.
+func TestCloseWhenIdle(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		var last atomic.Int64
+		last.Store(time.Now().UnixNano())
+		ended := make(chan time.Time, 1)
+		go closeWhenIdle(t.Context(), &last, idle, func() { ended <- time.Now() })
+		for range 6 {
+			time.Sleep(idle / 3)
+			last.Store(time.Now().UnixNano())
+		}
+		synctest.Wait()
+		select {
+		case at := <-ended:
+			t.Fatalf("flow ended at %v despite traffic", at)
+		default:
+		}
+		quiet := time.Now()
+		if at := <-ended; at.Sub(quiet) != idle {
+			t.Errorf("flow ended %v after the last datagram, want %v", at.Sub(quiet), idle)
+		}
+
+		ctx, cancel := context.WithCancel(t.Context())
+		go closeWhenIdle(ctx, &last, idle, func() { ended <- time.Now() })
+		cancel()
+		time.Sleep(2 * idle)
+		synctest.Wait()
+		select {
+		case <-ended:
+			t.Error("flow ended after its context was done")
+		default:
+		}
+	})
 }
 
 // TestRunEndsFlows checks that cancelling Run ends every handler, whether
@@ -539,12 +575,13 @@ func TestRunEndsFlows(t *testing.T) {
 		}
 		want++
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.handler.active.Load() != int64(want) {
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	for range want {
+		select {
+		case <-h.handler.running:
+		case <-timeout:
 			t.Fatalf("%d handlers running, want %d", h.handler.active.Load(), want)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	h.stop(t)
 	if n := h.handler.active.Load(); n != 0 {
@@ -555,7 +592,9 @@ func TestRunEndsFlows(t *testing.T) {
 // TestRunDeviceError checks that Run returns a device's read error and
 // leaves no goroutine of its own or of its gVisor stack behind.
 func TestRunDeviceError(t *testing.T) {
-	before := runtime.NumGoroutine()
+	// Earlier tests' client stacks may still be winding down: goleak
+	// ignores them and retries until Run's own are gone.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	errBoom := errors.New("boom")
 	dev := &failingDevice{err: errBoom}
 	s, err := New(Config{Device: dev, Handler: newTestHandler(), MTU: testMTU})
@@ -570,15 +609,6 @@ func TestRunDeviceError(t *testing.T) {
 	}
 	if err := s.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
-	}
-	// Earlier tests' client stacks may still be winding down, so wait
-	// for the count to settle rather than compare once.
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after Run, %d before", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
