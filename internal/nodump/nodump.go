@@ -39,6 +39,3 @@ func init() {
 
 // Set makes the calling process non-dumpable.
 func Set() error { return set() }
-
-// Dumpable tells whether the calling process is dumpable.
-func Dumpable() (bool, error) { return dumpable() }

@@ -12,11 +12,3 @@ func set() error {
 	}
 	return nil
 }
-
-func dumpable() (bool, error) {
-	d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
-	if err != nil {
-		return false, fmt.Errorf("prctl PR_GET_DUMPABLE: %w", err)
-	}
-	return d != 0, nil
-}

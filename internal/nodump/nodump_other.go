@@ -8,5 +8,3 @@ import "errors"
 var errNotLinux = errors.New("non-dumpable processes are a Linux matter: the agent runs on Linux only")
 
 func set() error { return errNotLinux }
-
-func dumpable() (bool, error) { return true, errNotLinux }

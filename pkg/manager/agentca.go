@@ -75,7 +75,7 @@ type agentCA struct {
 
 // loadAgentCA returns the CA in Secret objects.AgentCASecret, making it first if
 // there is none; names are the DNS names of the serving certificates it
-// will issue.
+// will issue. Created only if absent, not applied: see setupAgents.
 func (s *Server) loadAgentCA(ctx context.Context, names []string) (*agentCA, error) {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
 	sec, err := secrets.Get(ctx, objects.AgentCASecret, metav1.GetOptions{})

@@ -62,6 +62,12 @@ func (s *Server) agentAddress(p *corev1.Pod) string {
 // agentca.go) and the Service agents reach the manager through (all kept
 // across manager restarts, so agents of an earlier manager find the next
 // one).
+//
+// Each is read, and created only if absent, rather than server-side
+// applied: the first one made must win (the token and CA that running
+// agents hold, the ClusterIP they were given), where an apply would
+// replace another manager's, and apply would need patch on secrets and
+// services, which the manager's Role does not grant.
 func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) error {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
 	sec, err := secrets.Get(ctx, objects.AgentSecret, metav1.GetOptions{})

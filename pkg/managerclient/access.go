@@ -43,6 +43,7 @@ var (
 		{verb: "create", group: "batch", resource: "jobs"},
 		{verb: "create", resource: "serviceaccounts"},
 		{verb: "create", group: "rbac.authorization.k8s.io", resource: "roles"},
+		{verb: "patch", group: "rbac.authorization.k8s.io", resource: "roles"}, // create applies the Role
 		{verb: "create", group: "rbac.authorization.k8s.io", resource: "rolebindings"},
 	}
 )

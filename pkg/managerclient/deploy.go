@@ -17,6 +17,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	rbacapplyv1 "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
@@ -283,8 +284,20 @@ func labels() map[string]string {
 	return map[string]string{LabelName: Name, LabelManaged: "kubectl-tele"}
 }
 
+// fieldManager is the field manager kubectl-tele's server-side applies name.
+const fieldManager = "kubectl-tele"
+
 // create makes the ServiceAccount, Role, RoleBinding and Job. Existing
 // ServiceAccount, Role and RoleBinding are kept (and the Role brought up to date).
+//
+// Only the Role is applied (server-side apply: verb patch, and create when
+// it is new), because only the Role changes between versions. The others
+// are created unless they exist: applying them would need patch on
+// serviceaccounts and rolebindings, which the user's Role then grants for
+// every one in the namespace, to bring up to date objects that never change
+// (a RoleBinding's roleRef cannot). The Job is never applied: one made
+// first by another laptop, of any version, is shared and decided about as
+// it is, not overwritten.
 func create(ctx context.Context, o Options) (*batchv1.Job, error) {
 	ns := o.Namespace
 	meta := metav1.ObjectMeta{Name: Name, Namespace: ns, Labels: labels()}
@@ -292,14 +305,11 @@ func create(ctx context.Context, o Options) (*batchv1.Job, error) {
 	if _, err := o.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, explain(err, "create", "serviceaccounts", ns)
 	}
-	role := objects.Role(ns, Name)
-	role.TypeMeta = metav1.TypeMeta{}
-	if _, err := o.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		if _, err := o.Client.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
-			return nil, explain(err, "update", "roles.rbac.authorization.k8s.io", ns)
-		}
-	} else if err != nil {
-		return nil, explain(err, "create", "roles.rbac.authorization.k8s.io", ns)
+	// Force: the Role is ours whole; someone's edit of it is undone, as
+	// an update undid it.
+	if _, err := o.Client.RbacV1().Roles(ns).Apply(ctx, roleApply(objects.Role(ns, Name)),
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return nil, explain(err, "patch", "roles.rbac.authorization.k8s.io", ns)
 	}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: meta,
@@ -318,6 +328,17 @@ func create(ctx context.Context, o Options) (*batchv1.Job, error) {
 		return nil, explain(err, "create", "jobs.batch", ns)
 	}
 	return job, nil
+}
+
+// roleApply is role as an apply configuration: its labels and rules, all
+// of which the apply owns.
+func roleApply(role *rbacv1.Role) *rbacapplyv1.RoleApplyConfiguration {
+	a := rbacapplyv1.Role(role.Name, role.Namespace).WithLabels(role.Labels)
+	for _, r := range role.Rules {
+		a.WithRules(rbacapplyv1.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).
+			WithResourceNames(r.ResourceNames...).WithVerbs(r.Verbs...).WithNonResourceURLs(r.NonResourceURLs...))
+	}
+	return a
 }
 
 func jobFor(o Options) *batchv1.Job {

@@ -3,6 +3,7 @@ package managerclient
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,12 +13,14 @@ import (
 	authv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -240,6 +243,42 @@ func TestEnsureStartsWhereNoneRuns(t *testing.T) {
 	}
 	if m.IdleTimeout != 10*time.Minute {
 		t.Errorf("IdleTimeout = %s, want the default 10m0s its Job was made with", m.IdleTimeout)
+	}
+}
+
+// TestEnsureAppliesRole: the manager's Role is made, and an earlier one (of
+// an older build, or edited) brought up to date, by one server-side apply.
+func TestEnsureAppliesRole(t *testing.T) {
+	want := objects.Role(testNS, Name)
+	for name, objs := range map[string][]runtime.Object{
+		"none": nil,
+		"outdated": {&rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: testNS},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}},
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := fakeCluster(t, objs...)
+			if _, err := Ensure(context.Background(), testOptions(cs, nil)); err != nil {
+				t.Fatalf("Ensure: %v", err)
+			}
+			for _, a := range cs.Actions() {
+				if a.GetResource().Resource != "roles" {
+					continue
+				}
+				p, ok := a.(k8stesting.PatchAction)
+				if !ok || p.GetPatchType() != types.ApplyPatchType {
+					t.Errorf("%s roles, want only an apply", a.GetVerb())
+				}
+			}
+			got, err := cs.RbacV1().Roles(testNS).Get(context.Background(), Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Rules, want.Rules) || !reflect.DeepEqual(got.Labels, want.Labels) {
+				t.Errorf("Role has labels %v and rules %v, want %v and %v", got.Labels, got.Rules, want.Labels, want.Rules)
+			}
+		})
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/util/fieldpath"
 )
 
 // EnvVar is one variable of a container's environment.
@@ -295,9 +296,10 @@ func (r *envResolver) valueFrom(c *corev1.Container, e corev1.EnvVar) (value str
 	return "", false, nil
 }
 
-// fieldRefValue is the kubelet's podFieldSelectorRuntimeValue and
-// k8s.io/kubernetes/pkg/fieldpath's ExtractFieldPathAsString for a running
-// pod.
+// fieldRefValue is the kubelet's podFieldSelectorRuntimeValue for a running
+// pod: the spec and status fields it reads itself, and metadata through
+// k8s.io/kubectl's copy of k8s.io/kubernetes/pkg/fieldpath (labels and
+// annotations whole or by key, name, namespace, uid).
 func fieldRefValue(pod *corev1.Pod, path string) (string, error) {
 	switch path {
 	case "spec.nodeName":
@@ -320,45 +322,8 @@ func fieldRefValue(pod *corev1.Pod, path string) (string, error) {
 			ips[i] = ip.IP
 		}
 		return strings.Join(ips, ","), nil
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
 	}
-	if strings.HasSuffix(path, "']") {
-		p, key, ok := strings.Cut(strings.TrimSuffix(path, "']"), "['")
-		if ok && p != "" {
-			switch p {
-			case "metadata.labels":
-				return pod.Labels[key], nil
-			case "metadata.annotations":
-				return pod.Annotations[key], nil
-			}
-			return "", fmt.Errorf("fieldPath %q does not support a subscript", path)
-		}
-	}
-	return "", fmt.Errorf("unsupported fieldPath %q", path)
-}
-
-// formatMap is how the downward API renders labels and annotations: sorted
-// key="quoted value" lines.
-func formatMap(m map[string]string) string {
-	var b strings.Builder
-	for i, k := range sortedKeys(m) {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(m[k]))
-	}
-	return b.String()
+	return fieldpath.ExtractFieldPathAsString(pod, path)
 }
 
 // resourceFieldValue is the kubelet's containerResourceRuntimeValue: the

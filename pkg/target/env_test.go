@@ -128,7 +128,7 @@ func TestEnv(t *testing.T) {
 			{"NODE", "node-1"}, {"SA", "echo-sa"}, {"APP", "echo"}, {"TEAM", "core"}, {"NOPE", ""},
 			{"LABELS", "app=\"echo\"\ntier=\"web\""}}},
 		{name: "unsupported field", c: corev1.Container{Env: []corev1.EnvVar{field("X", "spec.hostname")}},
-			wantErr: []string{"env X", `unsupported fieldPath "spec.hostname"`}},
+			wantErr: []string{"env X", `unsupported fieldPath: spec.hostname`}},
 		{name: "resource refs", c: corev1.Container{
 			Resources: corev1.ResourceRequirements{
 				Limits:   corev1.ResourceList{corev1.ResourceCPU: apiresource.MustParse("1500m")},

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// WriteEnvFile writes env to path as NAME=VALUE lines, one a variable, the
+// formatDotenv writes env as NAME=VALUE lines, one a variable, the
 // format of docker run --env-file and of dotenv tools (python-dotenv,
 // godotenv, docker compose's env_file, node's dotenv).
 //
@@ -21,21 +21,12 @@ import (
 // carriage return \r. Unquoted values are read back exactly by all of
 // these tools; quoted ones by the dotenv tools. docker --env-file does no
 // unquoting at all, so it reads a quoted value with its quotes: write
-// EnvSyntaxDocker for it (WriteEnvFileSyntax), which cannot carry
-// multi-line values either; EnvSyntaxSh and the JSON file carry them. A $ is written as
-// it is, so tools that expand ${VAR} in env files (compose) expand it.
+// EnvSyntaxDocker for it, which cannot carry multi-line values either;
+// EnvSyntaxSh and the JSON file carry them. A $ is written as it is, so
+// tools that expand ${VAR} in env files (compose) expand it.
 //
 // Names that no env file can hold (empty, with '=', whitespace or control
 // characters, or starting with '#') are an error: use WriteEnvJSON.
-//
-// The file is written to a temporary file in the same directory, created
-// 0600 because it holds Secret values, and renamed over path, so a reader
-// never sees half of it and an existing file's wider mode is not kept.
-func WriteEnvFile(path string, env []EnvVar) error {
-	_, err := WriteEnvFileSyntax(path, EnvSyntaxDotenv, env)
-	return err
-}
-
 func formatDotenv(b *bytes.Buffer, env []EnvVar) error {
 	b.WriteString(envFileHeader)
 	for _, e := range env {
@@ -95,7 +86,7 @@ func quoteEnvValue(v string) string {
 }
 
 // WriteEnvJSON writes env to path as one JSON object of name to value,
-// created 0600 like WriteEnvFile. A name given twice keeps its last value.
+// created 0600 and replaced at once as WriteEnvFileSyntax does. A name given twice keeps its last value.
 func WriteEnvJSON(path string, env []EnvVar) error {
 	m := make(map[string]string, len(env))
 	for _, e := range env {

@@ -39,7 +39,7 @@ func TestQuoteEnvValue(t *testing.T) {
 	}
 }
 
-// readEnvFile reads what WriteEnvFile writes, by the dotenv rule it
+// readEnvFile reads what writeDotenv writes, by the dotenv rule it
 // documents, so tests can check the round trip.
 func readEnvFile(t *testing.T, data string) []EnvVar {
 	t.Helper()
@@ -93,7 +93,7 @@ func TestWriteEnvFile(t *testing.T) {
 		{"COMMENTISH", "a #b"},
 	}
 	path := filepath.Join(t.TempDir(), "app.env")
-	if err := WriteEnvFile(path, env); err != nil {
+	if err := writeDotenv(path, env); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -123,7 +123,7 @@ func TestWriteEnvFileReplacesWithPrivateFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("OLD=1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteEnvFile(path, []EnvVar{{"NEW", "2"}}); err != nil {
+	if err := writeDotenv(path, []EnvVar{{"NEW", "2"}}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
@@ -140,9 +140,9 @@ func TestWriteEnvFileReplacesWithPrivateFile(t *testing.T) {
 func TestWriteEnvFileBadNames(t *testing.T) {
 	for _, name := range []string{"", "A=B", "WITH SPACE", "#COMMENT", "TAB\tNAME", "NL\nNAME"} {
 		path := filepath.Join(t.TempDir(), "app.env")
-		err := WriteEnvFile(path, []EnvVar{{name, "v"}})
+		err := writeDotenv(path, []EnvVar{{name, "v"}})
 		if err == nil {
-			t.Errorf("WriteEnvFile accepted name %q", name)
+			t.Errorf("dotenv accepted name %q", name)
 			continue
 		}
 		if name != "" && !strings.Contains(err.Error(), "--env-json") {
@@ -154,13 +154,13 @@ func TestWriteEnvFileBadNames(t *testing.T) {
 	}
 	// Names Kubernetes allows and env files can hold.
 	path := filepath.Join(t.TempDir(), "app.env")
-	if err := WriteEnvFile(path, []EnvVar{{"my.dotted-name", "1"}, {"_x9", "2"}}); err != nil {
-		t.Errorf("WriteEnvFile: %v", err)
+	if err := writeDotenv(path, []EnvVar{{"my.dotted-name", "1"}, {"_x9", "2"}}); err != nil {
+		t.Errorf("writeDotenv: %v", err)
 	}
 }
 
 func TestWriteEnvFileNoDirectory(t *testing.T) {
-	err := WriteEnvFile(filepath.Join(t.TempDir(), "missing", "app.env"), nil)
+	err := writeDotenv(filepath.Join(t.TempDir(), "missing", "app.env"), nil)
 	if err == nil || !strings.Contains(err.Error(), "app.env") {
 		t.Errorf("err = %v, want one naming the file", err)
 	}
@@ -202,4 +202,10 @@ func checkMode(t *testing.T, path string) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
 	}
+}
+
+// writeDotenv writes env to path in EnvSyntaxDotenv.
+func writeDotenv(path string, env []EnvVar) error {
+	_, err := WriteEnvFileSyntax(path, EnvSyntaxDotenv, env)
+	return err
 }

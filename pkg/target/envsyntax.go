@@ -15,8 +15,8 @@ type EnvSyntax string
 
 // The syntaxes WriteEnvFileSyntax writes.
 const (
-	// EnvSyntaxDotenv is WriteEnvFile's format: NAME=VALUE, quoted when a
-	// dotenv reader would change the value.
+	// EnvSyntaxDotenv is NAME=VALUE, quoted when a dotenv reader (python-
+	// dotenv, godotenv, docker compose's env_file) would change the value.
 	EnvSyntaxDotenv EnvSyntax = "dotenv"
 	// EnvSyntaxDocker is what docker run --env-file reads: NAME=VALUE
 	// lines taken as they are, with no quoting at all.
@@ -50,10 +50,13 @@ func ParseEnvSyntax(s string) (EnvSyntax, error) {
 
 const envFileHeader = "# Written by kubectl tele. Holds Secret values: do not commit it.\n"
 
-// WriteEnvFileSyntax writes env to path in syntax, created 0600 and
-// replaced at once as WriteEnvFile does. The warnings name the variables
-// the syntax cannot carry, which are left out, and say why; dotenv instead
-// fails on a name it cannot hold, as WriteEnvFile does.
+// WriteEnvFileSyntax writes env to path in syntax. The warnings name the
+// variables the syntax cannot carry, which are left out, and say why;
+// dotenv instead fails on a name it cannot hold.
+//
+// The file is written to a temporary file in the same directory, created
+// 0600 because it holds Secret values, and renamed over path, so a reader
+// never sees half of it and an existing file's wider mode is not kept.
 func WriteEnvFileSyntax(path string, syntax EnvSyntax, env []EnvVar) (warnings []string, err error) {
 	data, warnings, err := FormatEnv(syntax, env)
 	if err != nil {

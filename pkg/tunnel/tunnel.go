@@ -201,12 +201,8 @@ func HalfClose(st Stream) func() error {
 	}
 }
 
-// Fail sends a Close carrying err.
-func Fail(st Stream, err error) error {
-	return FailWith(st, err, teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
-}
-
-// FailWith is Fail with the reason an agent acts on (see teleproto.CloseReason).
+// FailWith sends a Close carrying err, and the reason an agent acts on (see
+// teleproto.CloseReason).
 func FailWith(st Stream, err error, reason teleproto.CloseReason) error {
 	return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error(), Reason: reason}}})
 }

@@ -96,7 +96,7 @@ func TestPipeCloseWithError(t *testing.T) {
 	local, remote := streamPair()
 	done := make(chan error, 1)
 	go func() { done <- Pipe(context.Background(), tcpA, local, local.CloseSend) }()
-	Fail(remote, errors.New("dial refused"))
+	FailWith(remote, errors.New("dial refused"), teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
 	select {
 	case err := <-done:
 		if err == nil || err.Error() != "dial refused" {
@@ -165,7 +165,7 @@ func FuzzConn(f *testing.F) {
 				HalfClose(remote)()
 				closed = true
 			case 2:
-				Fail(remote, errors.New(string(data)+"!"))
+				FailWith(remote, errors.New(string(data)+"!"), teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
 				closed = true
 			}
 		}

@@ -12,9 +12,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// Create is only implemented on Linux and darwin. On windows a helper would
-// create the wintun adapter with wireguard-go and apply [WindowsCommands];
-// connect refuses native Windows before getting here.
+// Create is only implemented on Linux and darwin; connect refuses native
+// Windows before getting here.
 func Create(ctx context.Context, s Spec) (*os.File, error) {
 	if err := ValidateSpec(s); err != nil {
 		return nil, err

@@ -36,10 +36,9 @@
 // device_darwin.go only makes the calls. [CheckPeer] uses LOCAL_PEERCRED,
 // and descriptors pass with SCM_RIGHTS as on Linux. [Open] wraps the
 // received file with tun.CreateTUNFromFile, which on darwin needs no
-// privilege when given no MTU. [DarwinCommands] are the same steps as
-// command lines, for a person checking a Mac by hand.
+// privilege when given no MTU.
 //
-// On windows the package compiles; [WindowsCommands] gives the netsh command
-// lines for a [Spec], and the functions that need a kernel return
-// [errors.ErrUnsupported] (connect refuses native Windows before that).
+// On windows the package compiles, and the functions that need a kernel
+// return [errors.ErrUnsupported] (connect refuses native Windows before
+// that).
 package device

@@ -113,12 +113,6 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 	}
 }
 
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
-}
-
 // cacheTTL says how long m may be cached: the smallest TTL of its records
 // for a positive answer; for NXDOMAIN and NODATA the SOA's negative TTL
 // (min of its TTL and MINIMUM field, RFC 2308 section 5). Failures,

@@ -155,3 +155,9 @@ var upstreamRecords = []string{
 	"localhost. 300 IN A 127.0.0.1",
 	"8.8.8.8.in-addr.arpa. 300 IN PTR dns.google.",
 }
+
+func (c *cache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}

@@ -23,7 +23,7 @@ import (
 // after every query it started has been answered or abandoned. The caller
 // closes conn.
 func (s *Server) ServeUDP(ctx context.Context, conn net.Conn) error {
-	return s.serve(ctx, conn, "udp", maxUDPQuery, readDatagram, writeDatagram)
+	return s.serve(ctx, conn, "udp", maxUDPQuery, conn.Read, conn.Write)
 }
 
 // maxUDPQuery is the largest UDP query read whole; a longer one is cut
@@ -39,15 +39,17 @@ const maxUDPQuery = 4096
 // (RFC 7766 section 6.2.1.1), matched to queries by ID. Returns as ServeUDP
 // does; a broken frame ends the connection with an error.
 func (s *Server) ServeTCP(ctx context.Context, conn net.Conn) error {
-	return s.serve(ctx, conn, "tcp", dns.MaxMsgSize, readFrame, writeFrame)
+	// miekg/dns's Conn frames a stream (its Read and Write take and give
+	// one whole message) as long as conn is not a net.PacketConn, which a
+	// flow of the TUN's TCP stack is not.
+	framed := &dns.Conn{Conn: conn}
+	return s.serve(ctx, conn, "tcp", dns.MaxMsgSize, framed.Read, framed.Write)
 }
 
-type (
-	readFunc  func(conn net.Conn, buf []byte) ([]byte, error)
-	writeFunc func(conn net.Conn, m *dns.Msg, maxSize int) error
-)
-
-func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, bufSize int, read readFunc, write writeFunc) error {
+// serve reads one query per call of read and writes one packed response per
+// call of write: conn's own Read and Write for datagrams, a dns.Conn's for a
+// stream.
+func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, bufSize int, read, write func([]byte) (int, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Unblock Read when ctx ends. A deadline in the past, rather than
@@ -69,7 +71,7 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, bufSize
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		raw, err := read(conn, buf)
+		n, err := read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -84,15 +86,21 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, proto string, bufSize
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		pkt := append([]byte(nil), raw...)
+		pkt := append([]byte(nil), buf[:n]...)
 		wg.Go(func() {
 			defer func() { <-sem }()
 			m, maxSize := s.handle(ctx, pkt, proto)
 			if m == nil {
 				return
 			}
+			m.Truncate(maxSize)
+			b, err := m.Pack()
+			if err != nil {
+				log.Debug("pack dns response", "id", m.Id, "err", err)
+				return
+			}
 			writeMu.Lock()
-			err := write(conn, m, maxSize)
+			_, err = write(b)
 			writeMu.Unlock()
 			if err != nil && ctx.Err() == nil {
 				log.Debug("write dns response", "err", err)
@@ -123,59 +131,9 @@ func (s *Server) handle(ctx context.Context, pkt []byte, proto string) (*dns.Msg
 	}
 	maxSize := dns.MaxMsgSize
 	if proto == "udp" {
-		maxSize = dns.MinMsgSize
-		if opt := q.IsEdns0(); opt != nil {
-			maxSize = max(int(opt.UDPSize()), dns.MinMsgSize)
-		}
+		maxSize = udpResponseSize(q)
 	}
 	return s.Answer(ctx, q), maxSize
-}
-
-func readDatagram(conn net.Conn, buf []byte) ([]byte, error) {
-	n, err := conn.Read(buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
-func writeDatagram(conn net.Conn, m *dns.Msg, maxSize int) error {
-	m.Truncate(maxSize)
-	b, err := m.Pack()
-	if err != nil {
-		return fmt.Errorf("pack dns response %d: %w", m.Id, err)
-	}
-	_, err = conn.Write(b)
-	return err
-}
-
-func readFrame(conn net.Conn, buf []byte) ([]byte, error) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(hdr[:]))
-	if _, err := io.ReadFull(conn, buf[:n]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
-func writeFrame(conn net.Conn, m *dns.Msg, maxSize int) error {
-	m.Truncate(maxSize)
-	b, err := m.Pack()
-	if err != nil {
-		return fmt.Errorf("pack dns response %d: %w", m.Id, err)
-	}
-	// One Write per frame, so the length and message go out together.
-	out := make([]byte, 2+len(b))
-	binary.BigEndian.PutUint16(out, uint16(len(b)))
-	copy(out[2:], b)
-	_, err = conn.Write(out)
-	return err
 }
 
 func addrString(a net.Addr) string {

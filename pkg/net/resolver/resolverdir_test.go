@@ -42,7 +42,7 @@ func TestRenderResolverFile(t *testing.T) {
 		{testCfg, []string{"domain cluster.local", "nameserver 100.64.0.53", "search_order 1"}},
 		{loopbackCfg, []string{"domain cluster.local", "nameserver 127.0.0.1", "port 50053", "search_order 1"}},
 	} {
-		got := RenderResolverFile(tt.cfg, "cluster.local")
+		got := renderResolverFile(tt.cfg, "cluster.local", nil)
 		if lines := fileLines(got); !slices.Equal(lines, tt.want) || !IsOurs(got) {
 			t.Errorf("resolver file:\n%s\nwant lines %q and the marker", got, tt.want)
 		}
@@ -241,7 +241,7 @@ func TestResolverDirStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	older := filepath.Join(dead.Dir, "svc.cluster.local")
-	if err := os.WriteFile(older, RenderResolverFile(testCfg, "svc.cluster.local"), 0o644); err != nil {
+	if err := os.WriteFile(older, renderResolverFile(testCfg, "svc.cluster.local", nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	userFile := filepath.Join(dead.Dir, "corp.example")
