@@ -36,6 +36,9 @@ const (
 // exitCode is the exit code of a command's error: a gRPC status from the
 // daemon (the manager's, passed through) by its code.
 func exitCode(err error) int {
+	if ce := (commandExit{}); errors.As(err, &ce) {
+		return ce.code
+	}
 	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
@@ -77,6 +80,10 @@ func Execute(ctx context.Context, args []string, inCluster ...*cobra.Command) in
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	// intercept -- CMD exits as CMD did, which said what went wrong itself.
+	if errors.As(err, new(commandExit)) {
+		return exitCode(err)
 	}
 	fmt.Fprintln(streams.ErrOut, "error:", errorText(err))
 	return exitCode(err)
