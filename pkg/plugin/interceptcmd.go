@@ -152,7 +152,7 @@ func runInIntercept(ctx context.Context, errOut io.Writer, verb, name string, st
 // execProcess is a process of os/exec.
 type execProcess struct{ cmd *exec.Cmd }
 
-func (p execProcess) Signal(s os.Signal) error { return p.cmd.Process.Signal(s) }
+func (p execProcess) Signal(s os.Signal) error { return signalCommand(p.cmd, s) }
 
 func (p execProcess) Wait() (int, error) {
 	err := p.cmd.Wait()

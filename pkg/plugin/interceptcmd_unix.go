@@ -21,7 +21,9 @@ var commandSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SI
 // SIGTERM, which no terminal sends, is passed on (passing the others too
 // would deliver each twice, and many programs take a second Ctrl-C as "stop
 // now"). Otherwise (an IDE, a script, a service manager) CMD gets a process
-// group of its own, and every signal reaches it once, from kubectl tele.
+// group of its own, and every signal reaches it once, from kubectl tele:
+// the whole group, as a terminal's Ctrl-C reaches a job (a script's server
+// and its shell alike).
 func commandGroup(c *exec.Cmd) func(os.Signal) bool {
 	if inForegroundJob() {
 		return func(s os.Signal) bool { return s == unix.SIGTERM }
@@ -40,4 +42,14 @@ func inForegroundJob() bool {
 		}
 	}
 	return false
+}
+
+// signalCommand delivers s to c: to its process group when it has its own
+// (see commandGroup).
+func signalCommand(c *exec.Cmd, s os.Signal) error {
+	sig, ok := s.(syscall.Signal)
+	if !ok || c.SysProcAttr == nil || !c.SysProcAttr.Setpgid {
+		return c.Process.Signal(s)
+	}
+	return unix.Kill(-c.Process.Pid, sig)
 }

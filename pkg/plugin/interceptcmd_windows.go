@@ -16,3 +16,5 @@ var commandSignals = []os.Signal{os.Interrupt}
 func commandGroup(*exec.Cmd) func(os.Signal) bool {
 	return func(os.Signal) bool { return false }
 }
+
+func signalCommand(c *exec.Cmd, s os.Signal) error { return c.Process.Signal(s) }
