@@ -66,8 +66,8 @@ func TestInterceptCommand(t *testing.T) {
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, got)
 			}
-			if !strings.HasPrefix(got, "cmd-s3cr3t-echo") {
-				return fmt.Errorf("answered %q, want cmd-s3cr3t-echo first", got)
+			if !strings.Contains(got, `"server":"cmd-s3cr3t-echo"`) {
+				return fmt.Errorf("answered %q, want server cmd-s3cr3t-echo", got)
 			}
 			return nil
 		})
