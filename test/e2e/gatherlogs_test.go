@@ -83,8 +83,11 @@ func TestGatherLogs(t *testing.T) {
 			t.Errorf("%s is empty", names[i])
 		}
 	}
+	// The user may read all of it: the session's files and, as the
+	// namespace's developer, its pods' logs. (A resolver tool this laptop
+	// lacks, or root's own state, may be noted; that is the laptop's.)
 	for _, n := range names {
-		if strings.HasSuffix(n, ".refused.txt") || strings.HasSuffix(n, ".error.txt") {
+		if (strings.HasSuffix(n, ".refused.txt") || strings.HasSuffix(n, ".error.txt")) && !strings.HasPrefix(n, "tele-logs/resolver/") {
 			t.Errorf("%s: %s", n, files[n])
 		}
 	}
