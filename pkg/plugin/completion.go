@@ -133,6 +133,15 @@ func completeNamespaces(flags *genericclioptions.ConfigFlags) cobra.CompletionFu
 // kept, so "sts/d<TAB>" becomes "sts/db".
 func completeWorkloads(flags *genericclioptions.ConfigFlags) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		// Past -- and the command's name: its arguments (intercept --
+		// CMD ARGS), the shell's to complete, files included. cobra
+		// completes as if a -- followed what was typed, so ArgsLenAtDash
+		// equals len(args) with no -- typed, and a -- just typed ("-- "
+		// then TAB) cannot be told from none: the command's name itself
+		// gets nothing, as TYPE/NAME's arguments do.
+		if dash := cmd.ArgsLenAtDash(); dash >= 0 && dash < len(args) {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

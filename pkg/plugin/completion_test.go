@@ -130,6 +130,22 @@ func TestCompleteWorkloads(t *testing.T) {
 			t.Errorf("__complete %q: directive %q, want :4", tc.args, directive)
 		}
 	}
+	// After -- CMD, the command's arguments: no workloads, the shell's
+	// own completion (:0), files included. The command's name itself
+	// gets nothing (see completeWorkloads).
+	for _, tc := range []struct {
+		args      []string
+		directive string
+	}{
+		{[]string{"-n", "shop", "intercept", "deploy/web", "--port", "8080", "--", "go", ""}, ":0"},
+		{[]string{"-n", "shop", "intercept", "deploy/web", "--", "./bin/server", "--config", "./c"}, ":0"},
+		{[]string{"-n", "shop", "wiretap", "deploy/web", "--", "sh", "./"}, ":0"},
+		{[]string{"-n", "shop", "intercept", "deploy/web", "--", ""}, ":4"},
+	} {
+		if got, directive := runComplete(t, tc.args...); len(got) != 0 || directive != tc.directive {
+			t.Errorf("__complete %q = %q %s, want nothing and %s", tc.args, got, directive, tc.directive)
+		}
+	}
 }
 
 func TestCompleteWorkloadsPartialFailure(t *testing.T) {

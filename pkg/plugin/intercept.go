@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +56,11 @@ type InterceptOptions struct {
 	LocalTLS  bool
 
 	workloadArg string
+	// command is the command line after --, run in the intercept, which
+	// ends with it; commandPath is its executable, found before the
+	// intercept is made.
+	command     []string
+	commandPath string
 	namespace   string
 	client      kubernetes.Interface
 	port        target.PortSpec
@@ -68,7 +75,7 @@ type InterceptOptions struct {
 func NewCmdIntercept(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{Flags: flags, Streams: streams}
 	cmd := &cobra.Command{
-		Use:   "intercept TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]... [--http-path PATH] [--http-method METHOD]",
+		Use:   "intercept TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]... [--http-path PATH] [--http-method METHOD] [-- CMD [ARGS...]]",
 		Short: "Send a workload's requests to a process on this machine",
 		Long: `Intercept a workload of the connected namespace: the requests its pods receive
 on the intercepted port go to localhost:LOCAL on this machine. With
@@ -107,14 +114,24 @@ whole port comes to your server, which must speak TLS itself.
 An intercept's name is yours: it is unique among your intercepts, not the
 namespace's, so teammates intercepting one workload with their own
 --http-match each get one named after it, and each ends theirs with
-kubectl tele leave NAME.`,
+kubectl tele leave NAME.
+
+With -- CMD [ARGS...], intercept makes the intercept, then runs CMD on this
+machine with the container's environment (as --env-file resolves it) over
+your own, and TELE_INTERCEPT set to the intercept's name; CMD has the
+terminal (standard input, output and error). The intercept ends when CMD
+exits, and kubectl tele exits with CMD's status. Ctrl-C goes to CMD, which
+decides when to exit (SIGTERM sent to kubectl tele is passed on to it too);
+the intercept ends after it has. If the intercept cannot be made, CMD does
+not run.`,
 		Example: `  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice
   kubectl tele intercept deploy/my-service --port 8080 --http-path-prefix /api/orders/ --http-method POST
   kubectl tele intercept deploy/grpc-api --port 9000 --http-path /orders.v1.Orders/Create --http-match x-dev=alice
   kubectl tele intercept deploy/web --port 8443:https --tls-secret web-tls --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env
-  kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh`,
-		Args:              cobra.ExactArgs(1),
+  kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh
+  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice -- go run ./cmd/my-service`,
+		Args:              interceptArgs,
 		ValidArgsFunction: completeWorkloads(flags),
 		RunE:              o.runE,
 	}
@@ -143,6 +160,7 @@ kubectl tele leave NAME.`,
 
 // runE is the commands' RunE: Complete, Validate, Run.
 func (o *InterceptOptions) runE(cmd *cobra.Command, args []string) error {
+	args, o.command = splitAtDash(args, cmd.ArgsLenAtDash())
 	if err := o.Complete(args); err != nil {
 		return err
 	}
@@ -205,19 +223,36 @@ func (o *InterceptOptions) Validate() error {
 	if o.EnvFile == "" && o.envSyntax != target.EnvSyntaxDotenv {
 		return usagef("--env-syntax %s is the syntax of --env-file: add --env-file FILE", o.envSyntax)
 	}
+	if len(o.command) > 0 {
+		// Before the intercept: a typo must not leave one behind.
+		if o.commandPath, err = exec.LookPath(o.command[0]); err != nil {
+			return usagef("the command after --: %w", err)
+		}
+	}
 	return nil
 }
 
-// Run creates the intercept through the session's daemon.
+// Run creates the intercept through the session's daemon; with a command
+// after --, it then runs the command in it, and ends the intercept after.
 func (o *InterceptOptions) Run(ctx context.Context) error {
+	defer o.ctl.Close()
+	ic, env, err := o.create(ctx)
+	if err != nil || len(o.command) == 0 {
+		return err
+	}
+	return o.runCommand(ctx, ic.GetName(), commandEnv(os.Environ(), env, ic.GetName()))
+}
+
+// create creates the intercept, bounded by --timeout, and returns it with
+// the container's environment when the flags or the command need it.
+func (o *InterceptOptions) create(ctx context.Context) (*teleproto.Intercept, []target.EnvVar, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	defer o.ctl.Close()
 	st, err := o.ctl.Status(ctx)
 	if errors.Is(err, session.ErrNotRunning) {
-		return fmt.Errorf("not connected: run kubectl tele connect -n %s first", o.namespace)
+		return nil, nil, fmt.Errorf("not connected: run kubectl tele connect -n %s first", o.namespace)
 	} else if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if w := daemonSkew(st); w != "" {
 		fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
@@ -225,32 +260,32 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	ns := st.Namespace
 	w, err := target.Resolve(ctx, o.Flags, ns, o.workloadArg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	t, warnings, err := target.ResolvePort(ctx, o.client, w, o.port.Remote, o.Container)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	for _, wmsg := range warnings {
 		fmt.Fprintln(o.Streams.ErrOut, "warning:", wmsg)
 	}
 	cert, err := o.checkTLS(ctx, w, t)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if o.EnvFile != "" || o.EnvJSON != "" {
+	var env []target.EnvVar
+	if o.EnvFile != "" || o.EnvJSON != "" || len(o.command) > 0 {
 		pod, err := target.RunningPod(ctx, o.client, w)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		env, err := target.Env(ctx, o.client, pod, t.Container)
-		if err != nil {
-			return err
+		if env, err = target.Env(ctx, o.client, pod, t.Container); err != nil {
+			return nil, nil, err
 		}
 		if o.EnvFile != "" {
 			warnings, err := target.WriteEnvFileSyntax(o.EnvFile, o.envSyntax, env)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			for _, wmsg := range warnings {
 				fmt.Fprintf(o.Streams.ErrOut, "warning: --env-file %s: %s\n", o.EnvFile, wmsg)
@@ -258,13 +293,13 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		}
 		if o.EnvJSON != "" {
 			if err := target.WriteEnvJSON(o.EnvJSON, env); err != nil {
-				return err
+				return nil, nil, err
 			}
 		}
 	}
 	wire, err := w.InterceptTarget(t)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var services []string // for managers that predate wire
 	for _, sp := range t.ServicePorts {
@@ -280,19 +315,31 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Tls: cert, LocalTls: o.LocalTLS, Target: wire,
 	})
 	if err != nil {
-		return fmt.Errorf("%s %s/%s: %w", o.verb(), strings.ToLower(w.Kind), w.Name, err)
+		return nil, nil, fmt.Errorf("%s %s/%s: %w", o.verb(), strings.ToLower(w.Kind), w.Name, err)
 	}
 	if o.kind == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP {
 		o.reportWiretap(ctx, ic, w.Kind, w.Name)
-		return nil
+		return ic, env, nil
 	}
-	fmt.Fprintf(o.Streams.Out, "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
+	fmt.Fprintf(o.report(), "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
 		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), mechanismWord(ic), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
-	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()), "intercepted requests get a 502 until your server does")
-	return nil
+	if len(o.command) == 0 { // the command's server is not up yet
+		warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()), "intercepted requests get a 502 until your server does")
+	}
+	return ic, env, nil
+}
+
+// report is where intercept says what it made: standard output, or, when
+// a command runs after it, standard error, leaving the command's output
+// its own.
+func (o *InterceptOptions) report() io.Writer {
+	if len(o.command) > 0 {
+		return o.Streams.ErrOut
+	}
+	return o.Streams.Out
 }
 
 // matchTerms turns the filter flags into match terms, header terms first as

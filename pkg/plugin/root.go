@@ -36,6 +36,9 @@ const (
 // exitCode is the exit code of a command's error: a gRPC status from the
 // daemon (the manager's, passed through) by its code.
 func exitCode(err error) int {
+	if ce := (commandExit{}); errors.As(err, &ce) {
+		return ce.code
+	}
 	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
@@ -78,6 +81,10 @@ func Execute(ctx context.Context, args []string, inCluster ...*cobra.Command) in
 	if err == nil {
 		return 0
 	}
+	// intercept -- CMD exits as CMD did, which said what went wrong itself.
+	if errors.As(err, new(commandExit)) {
+		return exitCode(err)
+	}
 	fmt.Fprintln(streams.ErrOut, "error:", errorText(err))
 	return exitCode(err)
 }
@@ -118,6 +125,7 @@ their requests to a process on this machine.`,
 		NewCmdWiretap(flags, streams),
 		NewCmdLeave(flags, streams),
 		NewCmdList(flags, streams),
+		NewCmdGatherLogs(flags, streams),
 		NewCmdUninstall(flags, streams),
 		NewCmdConfig(streams),
 		NewCmdImage(streams),

@@ -19,7 +19,7 @@ import (
 func NewCmdWiretap(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InterceptOptions{Flags: flags, Streams: streams, EnvSyntax: string(target.EnvSyntaxDotenv), kind: teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP}
 	cmd := &cobra.Command{
-		Use:   "wiretap TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]... [--http-path PATH] [--http-method METHOD]",
+		Use:   "wiretap TYPE/NAME --port LOCAL[:REMOTE] [--http-match NAME=VALUE]... [--http-path PATH] [--http-method METHOD] [-- CMD [ARGS...]]",
 		Short: "Send copies of a workload's requests to a process on this machine",
 		Long: `Wiretap a workload of the connected namespace: its pods still answer every
 request on the port, and a copy of each matching request (all of them without
@@ -38,11 +38,16 @@ Wiretaps never conflict: several developers may wiretap a port that others
 intercept, and an intercept's requests are copied to the wiretaps that match
 them too. A port intercepted whole (an intercept without filters) carries
 raw connections to its laptop, and wiretaps see none of them. End a wiretap
-with kubectl tele leave NAME.`,
+with kubectl tele leave NAME.
+
+With -- CMD [ARGS...], as with intercept: CMD runs with the container's
+environment and TELE_INTERCEPT set to the wiretap's name, the wiretap ends
+when CMD exits, and kubectl tele exits with CMD's status.`,
 		Example: `  kubectl tele wiretap deploy/my-service --port 8080
   kubectl tele wiretap deploy/my-service --port 9090:8080 --http-path-prefix /api/orders/ --http-method POST
-  kubectl tele wiretap deploy/my-service --name tap --port 9090:http --http-match x-dev=alice`,
-		Args:              cobra.ExactArgs(1),
+  kubectl tele wiretap deploy/my-service --name tap --port 9090:http --http-match x-dev=alice
+  kubectl tele wiretap deploy/my-service --port 9090:8080 -- ./my-service --listen :9090`,
+		Args:              interceptArgs,
 		ValidArgsFunction: completeWorkloads(flags),
 		RunE:              o.runE,
 	}
@@ -74,7 +79,7 @@ func (o *InterceptOptions) doing() string {
 
 // reportWiretap tells the user what a new wiretap does.
 func (o *InterceptOptions) reportWiretap(ctx context.Context, ic *teleproto.Intercept, kind, name string) {
-	fmt.Fprintf(o.Streams.Out, "Wiretap %s: copies of %s to %s/%s port %d now reach localhost:%d; the pods still answer them (mechanism %s, pods %s).\n",
+	fmt.Fprintf(o.report(), "Wiretap %s: copies of %s to %s/%s port %d now reach localhost:%d; the pods still answer them (mechanism %s, pods %s).\n",
 		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(kind), name, ic.GetPort(), ic.GetLocalPort(), mechanismWord(ic), strings.Join(ic.GetPods(), ", "))
 	if left := ic.GetUncoveredPods(); len(left) > 0 {
 		fmt.Fprintf(o.Streams.ErrOut, "Warning: no copies from %s: their agent predates wiretaps (or is joining); kubectl rollout restart gives them a current one.\n", strings.Join(left, ", "))
@@ -82,7 +87,9 @@ func (o *InterceptOptions) reportWiretap(ctx context.Context, ic *teleproto.Inte
 	if note := bypassNote(ic, false); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
-	warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()), "copies are dropped until your server does")
+	if len(o.command) == 0 {
+		warnIfNothingListens(ctx, o.Streams.ErrOut, int(ic.GetLocalPort()), "copies are dropped until your server does")
+	}
 }
 
 // kindColumn is list's KIND: intercept or wiretap.
