@@ -160,7 +160,7 @@ func NewControl(socket string) *Control {
 func (c *Control) Close() error { return c.conn.Close() }
 
 // explain turns an error of a call into what the plugin shows: no daemon,
-// a daemon of an older control protocol, or the daemon's (often the
+// or the daemon's (often the
 // manager's) gRPC status as it is, for the plugin to map its code. An
 // answer carries the daemon's trailer (teleproto.TrailerDaemon); without
 // it, an Unavailable is the socket's, and what the socket is, explain tells
@@ -173,11 +173,8 @@ func (c *Control) explain(ctx context.Context, err error, trailer metadata.MD) e
 	if notRunning(dialErr) {
 		return ErrNotRunning
 	}
-	if dialErr == nil { // something listens: an older daemon that speaks HTTP?
+	if dialErr == nil {
 		conn.Close()
-		if old := probeLegacy(ctx, c.socket); old != nil {
-			return old
-		}
 	}
 	return fmt.Errorf("daemon at %s: %w", c.socket, err)
 }
@@ -304,15 +301,10 @@ func (c *Control) List(ctx context.Context) ([]*teleproto.Intercept, error) {
 }
 
 // Quit asks the daemon to end the session, and waits until it has exited.
-// A daemon of an older build that speaks HTTP is asked its old way.
 func (c *Control) Quit(ctx context.Context) error {
 	var tr metadata.MD
 	_, err := c.rpc.Quit(ctx, &teleproto.QuitRequest{Version: v}, grpc.Trailer(&tr))
-	err = c.explain(ctx, err, tr)
-	if old := (*LegacyDaemonError)(nil); errors.As(err, &old) {
-		err = quitLegacy(ctx, c.socket)
-	}
-	if err != nil {
+	if err := c.explain(ctx, err, tr); err != nil {
 		return err
 	}
 	for {

@@ -342,41 +342,16 @@ func TestControlVersions(t *testing.T) {
 	}
 }
 
-// TestControlLegacyDaemon: a daemon of an older build answers HTTP on the
-// socket: status says what to do, and quit still ends it.
-func TestControlLegacyDaemon(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "daemon.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quit := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, `{"phase":"connected","clientVersion":"v0.9.0"}`)
-	})
-	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, _ *http.Request) { close(quit) })
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(l)
-	go func() { <-quit; srv.Close() }()
-	defer srv.Close()
-	ctl := NewControl(sock)
-	defer ctl.Close()
-	ctx := ctxT(t)
-	_, err = ctl.Status(ctx)
-	var old *LegacyDaemonError
-	if !errors.As(err, &old) || old.Version != "v0.9.0" || !strings.Contains(err.Error(), "kubectl tele quit, then kubectl tele connect again") {
-		t.Fatalf("status of an HTTP daemon: %v", err)
-	}
-	if err := ctl.Quit(ctx); err != nil {
-		t.Fatalf("quit of an HTTP daemon: %v", err)
-	}
-}
-
 // TestControlPprof: Go's profiles stay on the socket, over HTTP/1.
 func TestControlPprof(t *testing.T) {
 	d, _, _ := testDaemon(t, nil)
-	hc := legacyClient(d.cfg.Paths.ControlSocket())
+	socket := d.cfg.Paths.ControlSocket()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get("http://daemon/debug/pprof/")
 	if err != nil {
