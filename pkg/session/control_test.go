@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
@@ -123,8 +124,8 @@ func TestControlStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Phase != teleproto.ConnectPhase_CONNECT_PHASE_STARTING || st.Namespace != "demo" || st.Context != "kind-tele" ||
-		st.Server != "https://api.example:6443" || st.ControlSocket != d.cfg.Paths.ControlSocket() || st.ClientVersion != "v1.2.3" {
+	if st.GetPhase() != teleproto.ConnectPhase_CONNECT_PHASE_STARTING || st.GetNamespace() != "demo" || st.GetContext() != "kind-tele" ||
+		st.GetServer() != "https://api.example:6443" || st.GetControlSocket() != d.cfg.Paths.ControlSocket() || st.GetClientVersion() != "v1.2.3" {
 		t.Errorf("status %+v", st)
 	}
 	if err := ctl.Quit(ctx); err != nil {
@@ -181,13 +182,17 @@ func TestControlWatch(t *testing.T) {
 	})
 	var seen []string
 	var helperReq string
-	err := ctl.Watch(ctxT(t), func(st *Status) (bool, error) {
-		seen = append(seen, st.Phase.Label())
-		if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE {
-			helperReq = string(st.HelperRequest)
+	err := ctl.Watch(ctxT(t), func(st *teleproto.DaemonStatus) (bool, error) {
+		seen = append(seen, st.GetPhase().Label())
+		if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE {
+			b, err := protojson.Marshal(st.GetHelperRequest())
+			if err != nil {
+				return true, err
+			}
+			helperReq = string(b)
 		}
-		if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_FAILED {
-			return true, errors.New(st.Error)
+		if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_FAILED {
+			return true, errors.New(st.GetError())
 		}
 		step <- struct{}{}
 		return false, nil
@@ -223,7 +228,7 @@ func TestControlWatchWaits(t *testing.T) {
 		}
 		served <- d.serve(ctx, l, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	}()
-	err := ctl.Watch(ctx, func(st *Status) (bool, error) { return true, nil })
+	err := ctl.Watch(ctx, func(*teleproto.DaemonStatus) (bool, error) { return true, nil })
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}

@@ -39,18 +39,3 @@ func (p ConnectPhase) Label() string {
 	}
 	return fmt.Sprintf("phase-%d", int32(p))
 }
-
-// MarshalText writes the phase's Label, so that status -o json and -o yaml
-// keep the names scripts read (encoding/json uses it; protojson does not).
-func (p ConnectPhase) MarshalText() ([]byte, error) { return []byte(p.Label()), nil }
-
-// UnmarshalText reads a Label.
-func (p *ConnectPhase) UnmarshalText(b []byte) error {
-	for k, l := range phaseLabels {
-		if l == string(b) {
-			*p = k
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown phase %q", b)
-}
