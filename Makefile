@@ -44,7 +44,7 @@ build: ## the plugin for this machine, in bin/, with kubectl_complete-tele for k
 # versions go.mod and the generated files name.
 BUF_VERSION := v1.75.0
 GRPC_GEN_VERSION := v1.6.2
-proto: ## regenerate pkg/teleproto's Go code from tele.proto and control.proto (buf and the protoc-gen-go plugins, from the Go module proxy)
+proto: ## regenerate pkg/teleproto's Go code from its .proto files (one per boundary) (buf and the protoc-gen-go plugins, from the Go module proxy)
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(GRPC_GEN_VERSION)

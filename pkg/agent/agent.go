@@ -262,10 +262,9 @@ func (a *Agent) watch(ctx context.Context) error {
 		return err
 	}
 	err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{
-		ProtocolVersion: teleproto.CurrentProtocolVersion,
+		ProtocolVersion: teleproto.CurrentAgentProtocolVersion,
 		Pod:             a.cfg.Pod, Namespace: a.cfg.Namespace, Container: a.cfg.Container,
 		Version: a.cfg.Version, CanRedirect: a.red != nil,
-		Features: []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
 	}})
 	if err != nil {
 		// The manager's refusal, if any, is the stream's status.
@@ -291,6 +290,10 @@ func (a *Agent) watch(ctx context.Context) error {
 		u, err := st.Recv()
 		if err != nil {
 			return err
+		}
+		if v := u.GetProtocolVersion(); v != teleproto.CurrentAgentProtocolVersion {
+			return fmt.Errorf("the manager speaks agent protocol %d, this agent (kubectl-tele %s) agent protocol %d: restart the pod so that it gets the manager's agent",
+				int32(v), a.cfg.Version, int32(teleproto.CurrentAgentProtocolVersion))
 		}
 		conns, err := a.apply(u.GetRoutes())
 		if err != nil {
@@ -331,8 +334,7 @@ func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnecti
 			return nil, err
 		}
 		byPort[r.GetPort()] = append(byPort[r.GetPort()], rt)
-		// MechanismOf: a manager that predates the enum sends the word.
-		nft := teleproto.MechanismOf(r) == teleproto.Mechanism_MECHANISM_NFTABLES
+		nft := r.GetMech() == teleproto.Mechanism_MECHANISM_NFTABLES
 		if nft && !redirected[r.GetPort()] {
 			redirected[r.GetPort()] = true
 			rules = append(rules, redirect.Rule{Port: uint16(r.GetPort()), ToPort: uint16(p.agentPort)})
@@ -461,7 +463,7 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 		sctx, cancel := context.WithCancel(a.authed(a.gctx))
 		st, err := a.client.Connect(sctx)
 		if err == nil {
-			err = st.Send(teleproto.OpenIntercepted{InterceptID: intercept}.Message())
+			err = st.Send(teleproto.InterceptedOpen(intercept))
 		}
 		if err != nil {
 			cancel()
@@ -470,7 +472,7 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 			return nil, fmt.Errorf("intercept %s: reach the manager: %w: %w", intercept, router.ErrLaptopGone, err)
 		}
 		type result struct {
-			m   *teleproto.TunnelMessage
+			m   *teleproto.Frame
 			err error
 		}
 		first := make(chan result, 1)

@@ -193,27 +193,22 @@ func TestCloseError(t *testing.T) {
 }
 
 // TestRedirectByMechanism: the agent redirects a route's port for the
-// nftables mechanism only, whether the manager says it in the enum or, as
-// managers that predate it do, in the legacy word.
+// nftables mechanism only.
 func TestRedirectByMechanism(t *testing.T) {
 	nft, svc := teleproto.Mechanism_MECHANISM_NFTABLES, teleproto.Mechanism_MECHANISM_SERVICE
 	for _, tc := range []struct {
 		name     string
 		mech     teleproto.Mechanism
-		legacy   string
 		redirect bool
 	}{
-		{"new manager, nftables", nft, nft.Legacy(), true},
-		{"new manager, service", svc, svc.Legacy(), false},
-		{"old manager, nftables", 0, nft.Legacy(), true},
-		{"old manager, service", 0, svc.Legacy(), false},
-		{"enum wins over the word", nft, svc.Legacy(), true},
-		{"neither", 0, "", false},
+		{"nftables", nft, true},
+		{"service", svc, false},
+		{"unspecified", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, red := newTestAgent(t)
 			ap := freePort(t)
-			r := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: ap, Mech: tc.mech, Mechanism: tc.legacy}
+			r := &teleproto.AgentRoute{Intercept: "alice", Port: 8080, AgentPort: ap, Mech: tc.mech}
 			if _, err := a.apply([]*teleproto.AgentRoute{r}); err != nil {
 				t.Fatal(err)
 			}

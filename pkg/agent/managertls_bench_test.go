@@ -26,8 +26,11 @@ type echoManager struct {
 }
 
 func (echoManager) Connect(st teleproto.AgentService_ConnectServer) error {
+	if _, err := st.Recv(); err != nil { // the ConnectOpen
+		return err
+	}
 	for {
-		m, err := st.Recv()
+		m, err := tunnel.Recv(st)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -88,7 +91,10 @@ func BenchmarkAgentHop(b *testing.B) {
 				if err != nil {
 					return err
 				}
-				if err := st.Send(tunnel.Data(req)); err != nil {
+				if err := st.Send(teleproto.InterceptedOpen("bench")); err != nil {
+					return err
+				}
+				if err := st.SendMsg(tunnel.Data(req)); err != nil {
 					return err
 				}
 				if _, err := st.Recv(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,5 +69,46 @@ func TestRetiresWhenRefused(t *testing.T) {
 				t.Errorf("%d Watch calls", n)
 			}
 		})
+	}
+}
+
+// otherProtocolManager sends routes of another agent protocol.
+type otherProtocolManager struct {
+	teleproto.UnimplementedAgentServiceServer
+}
+
+func (otherProtocolManager) Watch(st teleproto.AgentService_WatchServer) error {
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	if err := st.Send(&teleproto.AgentRoutes{Version: 1, ProtocolVersion: 3}); err != nil {
+		return err
+	}
+	<-st.Context().Done()
+	return nil
+}
+
+// TestWatchRefusesManagerProtocol: routes of another agent protocol are
+// refused, not applied, with an error naming both versions.
+func TestWatchRefusesManagerProtocol(t *testing.T) {
+	lis := bufconn.Listen(1 << 16)
+	gs := grpc.NewServer()
+	teleproto.RegisterAgentServiceServer(gs, otherProtocolManager{})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	a, _ := newTestAgent(t)
+	a.client = teleproto.NewAgentServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = a.watch(ctx)
+	if err == nil || !strings.Contains(err.Error(), "agent protocol 3") || !strings.Contains(err.Error(), "agent protocol 2") {
+		t.Errorf("watch: %v, want the refusal naming both versions", err)
 	}
 }

@@ -57,7 +57,7 @@ func (s *Server) sendRoutes(ac *agentConn, routes []*teleproto.AgentRoute, force
 	v := s.routeVersion.Add(1)
 	ac.sentVersion = v
 	ac.mu.Unlock()
-	send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: routes})
+	send(ac.updates, &teleproto.AgentRoutes{Version: v, Routes: routes, ProtocolVersion: teleproto.CurrentAgentProtocolVersion})
 	return v
 }
 
@@ -134,8 +134,9 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 	if h == nil || h.GetPod() == "" {
 		return status.Error(codes.InvalidArgument, "the first report must be a hello naming the pod")
 	}
-	if h.GetProtocolVersion() != teleproto.CurrentProtocolVersion {
-		return status.Errorf(codes.FailedPrecondition, "agent speaks protocol %v, this manager %v", h.GetProtocolVersion(), teleproto.CurrentProtocolVersion)
+	if v := h.GetProtocolVersion(); v != teleproto.CurrentAgentProtocolVersion {
+		return status.Errorf(codes.FailedPrecondition, "the agent in pod %s (kubectl-tele %s) speaks agent protocol %d, this manager (kubectl-tele %s) agent protocol %d: restart the pod (kubectl delete pod) so that it gets a current agent",
+			h.GetPod(), orUnknown(h.GetVersion()), int32(v), orUnknown(s.cfg.Version), int32(teleproto.CurrentAgentProtocolVersion))
 	}
 	if err := s.admitAgent(stream.Context(), h); err != nil {
 		s.log.Info("agent refused", "pod", h.GetPod(), "container", h.GetContainer(), "err", err)
@@ -243,16 +244,11 @@ func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error
 	if err != nil {
 		return err
 	}
-	oc, err := teleproto.OpenCaseOf(first.GetOpen())
-	ic, ok := oc.(teleproto.OpenIntercepted)
-	if err != nil || !ok {
-		return status.Errorf(codes.InvalidArgument, "the first message must be an Open naming the intercept (got %T: %v)", oc, err)
+	id := first.GetOpen().GetInterceptId()
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "the first message must be a ConnectOpen naming the intercept")
 	}
-	client := ""
-	if ic.Client.IsValid() {
-		client = ic.Client.String()
-	}
-	return a.s.connectToLaptop(stream, ic.InterceptID, client)
+	return a.s.connectToLaptop(stream, id)
 }
 
 // pushRoutes sends each pod's agent its routes and, with a timeout, waits
@@ -266,7 +262,7 @@ func (s *Server) pushRoutes(ctx context.Context, pods []*corev1.Pod, timeout tim
 		if err != nil {
 			return nil, err
 		}
-		v := s.sendRoutes(ac, s.routesFor(p, ac.hello), true)
+		v := s.sendRoutes(ac, s.routesFor(p), true)
 		if err := ac.waitApplied(ctx, v); err != nil {
 			return nil, status.Errorf(codes.DeadlineExceeded, "agent in pod %s did not apply its routes: %v", p.Name, err)
 		}

@@ -134,8 +134,8 @@ func currentAgentEnv() []corev1.EnvVar {
 }
 
 // TestStaleAgent: an agent given an earlier Service's ClusterIP, holding
-// an earlier install's token, or trusting another CA (or none: it predates
-// TLS) can never serve this manager.
+// an earlier install's token, or trusting another CA (or none) can never
+// serve this manager.
 func TestStaleAgent(t *testing.T) {
 	ca, _ := testCA()
 	other, _, err := newCA(testNS, time.Now())

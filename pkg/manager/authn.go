@@ -206,7 +206,7 @@ func (s *Server) allowed(ctx context.Context, u identity.User, a authv1.Resource
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace}, Spec: spec,
 	}, metav1.CreateOptions{})
 	if apierrors.IsForbidden(err) {
-		return false, status.Errorf(codes.FailedPrecondition, "the manager may not ask RBAC what %s may do (create localsubjectaccessreviews in namespace %s): its Role predates that; run kubectl tele uninstall -n %s and connect again: %v",
+		return false, status.Errorf(codes.FailedPrecondition, "the manager may not ask RBAC what %s may do (create localsubjectaccessreviews in namespace %s): its Role does not grant that; run kubectl tele uninstall -n %s and connect again: %v",
 			u.Name, s.cfg.Namespace, s.cfg.Namespace, err)
 	}
 	if err != nil {

@@ -184,7 +184,7 @@ func TestAuthorizeNewPod(t *testing.T) {
 	if !s.authorizeNewPod(context.Background(), p.Name, ask) {
 		t.Fatal("could not ask")
 	}
-	routes := s.routesFor(p, &teleproto.AgentHello{})
+	routes := s.routesFor(p)
 	if len(routes) != 1 || routes[0].GetIntercept() != a.ID {
 		t.Errorf("routes on the new pod: %v, want alice's only", routes)
 	}

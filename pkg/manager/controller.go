@@ -149,7 +149,7 @@ func (c *controller) sync(ctx context.Context, name string) {
 		return
 	}
 	if ac := c.s.agent(name); ac != nil {
-		c.s.sendRoutes(ac, c.s.routesFor(p, ac.hello), false)
+		c.s.sendRoutes(ac, c.s.routesFor(p), false)
 		return
 	}
 	mech := c.s.mechFor(p)

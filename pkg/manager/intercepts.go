@@ -56,10 +56,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		name = req.GetWorkloadName()
 	}
 	sel, err := state.PodSetOf(req.GetTarget())
-	if errors.Is(err, state.ErrNoTarget) {
-		return nil, status.Errorf(codes.FailedPrecondition, "kubectl-tele %s predates resolving the workload on the laptop, which this manager (version %s) needs: upgrade kubectl-tele to %s or later, or intercept with a kubectl-tele of that version",
-			orUnknown(ss.version), orUnknown(s.cfg.Version), orUnknown(s.cfg.Version))
-	} else if err != nil {
+	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s/%s: %v", strings.ToLower(req.GetWorkloadKind()), req.GetWorkloadName(), err)
 	}
 	ic := &state.Intercept{
@@ -78,7 +75,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	if err != nil {
 		return nil, err
 	}
-	mech := teleproto.MechanismOf(req)
+	mech := req.GetMech()
 	need := identity.Reviews(s.cfg.Namespace, podNames(pods), serviceNames(req.GetTarget()), mech != mechNftables)
 	denied, err := s.authorize(ctx, ss.user, need)
 	if err != nil {
@@ -124,15 +121,10 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		if mech == mechNone {
 			mech = got
 		}
-		if ac := s.agent(p.Name); ac != nil {
-			if err := state.AgentRefusal(ac.hello, ic, mech); err != nil {
-				return nil, status.Errorf(codes.FailedPrecondition, "the agent in pod %s/%s (version %s) %v; nothing was changed", s.cfg.Namespace, p.Name, ac.hello.GetVersion(), err)
-			}
-		}
 	}
 	s.imu.Lock()
 	ic.Mech = mech
-	ic.PB.Mech, ic.PB.Mechanism = mech, mech.Legacy()
+	ic.PB.Mech = mech
 	s.imu.Unlock()
 	if mech == mechService {
 		if err := s.retargetServices(ctx, ic, req.GetTarget().GetServicePorts()); err != nil {
@@ -157,7 +149,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	out := ic.Clone(ss.id)
 	s.imu.Unlock()
 	s.log.InfoContext(ctx, "intercept created", "intercept", name, "id", id, "workload", req.GetWorkloadKind()+"/"+req.GetWorkloadName(),
-		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Legacy(), "owner", ic.PB.Owner, "host", ic.PB.OwnerHost, "pods", names,
+		"port", req.GetPort(), "match", m.String(), "tls_secret", cert.GetSecret(), "mechanism", mech.Word(), "owner", ic.PB.Owner, "host", ic.PB.OwnerHost, "pods", names,
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
@@ -297,11 +289,11 @@ const laptopAnswerTimeout = 1500 * time.Millisecond
 // agent had in its route. When no laptop can take the connection it fails
 // with CLOSE_REASON_LAPTOP_GONE, at once when the laptop's Dials stream has
 // ended, so that the agent serves it with the app instead.
-func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id, client string) error {
+func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id string) error {
 	ctx := agent.Context()
 	gone := func(format string, args ...any) error {
 		err := fmt.Errorf(format, args...)
-		s.log.Debug("intercepted connection served by the app", "intercept", id, "client", client, "reason", err)
+		s.log.Debug("intercepted connection served by the app", "intercept", id, "reason", err)
 		return tunnel.FailWith(agent, err, teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE)
 	}
 	s.imu.Lock()
@@ -338,7 +330,7 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	timeout := time.NewTimer(laptopAnswerTimeout)
 	defer timeout.Stop()
 	select {
-	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.PB.LocalPort, Client: client}:
+	case ss.dials <- &teleproto.DialRequest{DialId: dialID, Intercept: interceptName, LocalPort: ic.PB.LocalPort}:
 	case <-down:
 		return gone("intercept %s: the laptop of %s disconnected", interceptName, ic.Who())
 	case <-timeout.C:
@@ -458,12 +450,12 @@ func podRunning(p *corev1.Pod) bool {
 	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
 }
 
-// routesFor is the routes of pod's agent, which said hello (see
+// routesFor is the routes of pod's agent (see
 // state.Table.RoutesFor).
-func (s *Server) routesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*teleproto.AgentRoute {
+func (s *Server) routesFor(pod *corev1.Pod) []*teleproto.AgentRoute {
 	s.imu.Lock()
 	defer s.imu.Unlock()
-	return s.table.RoutesFor(pod, hello)
+	return s.table.RoutesFor(pod)
 }
 
 func orUnknown(v string) string {

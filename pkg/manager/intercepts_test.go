@@ -90,7 +90,7 @@ func TestTwoDevelopersOneName(t *testing.T) {
 	noTarget, err := c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{
 		SessionId: bid, WorkloadKind: "Deployment", WorkloadName: "echo", Port: 8080, LocalPort: 7071, HttpMatch: []string{"x-dev=bob"},
 	})
-	wantCode(t, "a laptop that predates targets", err, codes.FailedPrecondition, "predates resolving the workload on the laptop")
+	wantCode(t, "a request without target", err, codes.InvalidArgument, "no target")
 	if noTarget != nil {
 		t.Errorf("got %v", noTarget)
 	}
@@ -170,7 +170,7 @@ func TestRoutesFor(t *testing.T) {
 		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
 		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
 	echo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Labels: map[string]string{"app": "echo"}}}
-	if routes := s.routesFor(echo, &teleproto.AgentHello{}); len(routes) != 2 {
+	if routes := s.routesFor(echo); len(routes) != 2 {
 		t.Errorf("%d routes, want 2: %v", len(routes), routes)
 	}
 	if mech := s.mechFor(echo); mech != mechNftables {
@@ -216,11 +216,11 @@ func TestListState(t *testing.T) {
 		return resp.GetIntercepts()[0]
 	}
 	ic := list()
-	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_WAITING || ic.GetState() != `WAITING` {
-		t.Errorf("no agent: state %v %q, want WAITING", ic.GetInterceptState(), ic.GetState())
+	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_WAITING {
+		t.Errorf("no agent: state %v, want WAITING", ic.GetInterceptState())
 	}
-	if ic.GetMech() != mechService || ic.GetMechanism() != `service` {
-		t.Errorf("mechanism %v %q, want service in both", ic.GetMech(), ic.GetMechanism())
+	if ic.GetMech() != mechService {
+		t.Errorf("mechanism %v, want service", ic.GetMech())
 	}
 	s.imu.Lock()
 	icID := s.table.All()[0].ID
@@ -230,7 +230,7 @@ func TestListState(t *testing.T) {
 		lastSent: []*teleproto.AgentRoute{{Intercept: icID}}}
 	s.amu.Unlock()
 	ic = list()
-	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_ACTIVE || ic.GetState() != `ACTIVE` {
-		t.Errorf("agent applies it: state %v %q, want ACTIVE", ic.GetInterceptState(), ic.GetState())
+	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_ACTIVE {
+		t.Errorf("agent applies it: state %v, want ACTIVE", ic.GetInterceptState())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -48,33 +49,41 @@ func TestLaptopLink(t *testing.T) {
 }
 
 // fakeAgentStream is an agent's Connect stream as connectToLaptop sees it:
-// what the manager sends goes to sent, and Recv gives what the test feeds.
+// what the manager sends goes to sent, and it receives the frames the test
+// feeds.
 type fakeAgentStream struct {
 	grpc.ServerStream
 	ctx  context.Context
-	sent chan *teleproto.TunnelMessage
-	recv chan *teleproto.TunnelMessage
+	sent chan *teleproto.Frame
+	recv chan *teleproto.Frame
 }
 
 func newFakeAgentStream(ctx context.Context) *fakeAgentStream {
-	return &fakeAgentStream{ctx: ctx, sent: make(chan *teleproto.TunnelMessage, 16), recv: make(chan *teleproto.TunnelMessage)}
+	return &fakeAgentStream{ctx: ctx, sent: make(chan *teleproto.Frame, 16), recv: make(chan *teleproto.Frame)}
 }
 
 func (f *fakeAgentStream) Context() context.Context { return f.ctx }
-func (f *fakeAgentStream) Send(m *teleproto.TunnelMessage) error {
+func (f *fakeAgentStream) Send(m *teleproto.Frame) error {
 	f.sent <- m
 	return nil
 }
 
-func (f *fakeAgentStream) Recv() (*teleproto.TunnelMessage, error) {
+func (f *fakeAgentStream) SendMsg(m any) error { return f.Send(m.(*teleproto.Frame)) }
+
+func (f *fakeAgentStream) Recv() (*teleproto.ConnectRequest, error) {
+	return nil, errors.New("the open was the test's: connectToLaptop receives frames only")
+}
+
+func (f *fakeAgentStream) RecvMsg(m any) error {
 	select {
-	case m, ok := <-f.recv:
+	case fr, ok := <-f.recv:
 		if !ok {
-			return nil, io.EOF
+			return io.EOF
 		}
-		return m, nil
+		proto.Merge(m.(*teleproto.Frame), fr)
+		return nil
 	case <-f.ctx.Done():
-		return nil, f.ctx.Err()
+		return f.ctx.Err()
 	}
 }
 
@@ -102,7 +111,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 		agent := newFakeAgentStream(ctx)
 		start := time.Now()
 		done := make(chan error, 1)
-		go func() { done <- s.connectToLaptop(agent, interceptID, "10.0.0.9:1234") }()
+		go func() { done <- s.connectToLaptop(agent, interceptID) }()
 		select {
 		case m := <-agent.sent:
 			took := time.Since(start)
@@ -206,7 +215,7 @@ func TestConnectToLaptopLiveness(t *testing.T) {
 			}
 			tst, err := c.Tunnel(ctx)
 			if err == nil {
-				err = tst.Send(teleproto.OpenDialAnswer{SessionID: id, DialID: req.GetDialId()}.Message())
+				err = tst.Send(teleproto.DialAnswerOpen(id, req.GetDialId()))
 			}
 			if err == nil {
 				err = tunnel.FailWith(tst, errors.New("nothing answers on the laptop's localhost:7070"), teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED)

@@ -216,7 +216,7 @@ func TestArriveProtocolVersion(t *testing.T) {
 	}{
 		{name: "unspecified", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED, code: codes.FailedPrecondition},
 		{name: "newer", version: teleproto.ProtocolVersion(3), code: codes.FailedPrecondition},
-		{name: "v1, without proofs of identity", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, code: codes.FailedPrecondition},
+		{name: "older", version: teleproto.ProtocolVersion(1), code: codes.FailedPrecondition},
 		{name: "v2", version: teleproto.ProtocolVersion_PROTOCOL_VERSION_2, code: codes.OK},
 	}
 	for _, tt := range tests {
@@ -308,7 +308,7 @@ func openTunnel(t *testing.T, ctx context.Context, c teleproto.ManagerClient, se
 	if err != nil {
 		t.Fatalf("Tunnel: %v", err)
 	}
-	err = st.Send(teleproto.OpenFlow{SessionID: session, Protocol: proto, Dest: dest, Src: netip.MustParseAddrPort("100.64.0.1:40000")}.Message())
+	err = st.Send(teleproto.FlowOpen(session, proto, netip.MustParseAddrPort("100.64.0.1:40000"), dest))
 	if err != nil {
 		t.Fatalf("send Open: %v", err)
 	}
@@ -317,7 +317,7 @@ func openTunnel(t *testing.T, ctx context.Context, c teleproto.ManagerClient, se
 
 func sendData(t *testing.T, st teleproto.Manager_TunnelClient, b []byte) {
 	t.Helper()
-	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: b}}); err != nil {
+	if err := st.Send(&teleproto.TunnelRequest{Msg: &teleproto.TunnelRequest_Data{Data: b}}); err != nil {
 		t.Fatalf("send data: %v", err)
 	}
 }
@@ -373,24 +373,11 @@ func TestTunnelTCP(t *testing.T) {
 			t.Errorf("got %d bytes back, want %d (tail %q)", len(got), len(want), tail(got))
 		}
 	})
-	t.Run("ack_dial: the ack once dialed, before the data", func(t *testing.T) {
-		if !arrive(t, c).GetAcksDial() {
-			t.Fatal("ArriveResponse.acks_dial is false")
-		}
-		st, err := c.Tunnel(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// As a laptop that predates the Open oneof sends it.
-		err = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
-			SessionId: sid, Protocol: teleproto.Protocol_PROTOCOL_TCP, DestIp: greeter.Addr().AsSlice(), DestPort: uint32(greeter.Port()), AckDial: true,
-		}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+	t.Run("the ack once dialed, before the data", func(t *testing.T) {
+		st := openTunnel(t, ctx, c, sid, teleproto.Protocol_PROTOCOL_TCP, greeter)
 		m, err := st.Recv()
-		if err != nil || m.GetOpen().GetOpened() == nil || teleproto.AckOf(m) != nil {
-			t.Fatalf("first message %v, %v; want Open.opened", m, err)
+		if err != nil || teleproto.AckOf(m) != nil {
+			t.Fatalf("first message %v, %v; want opened", m, err)
 		}
 		got, err := recvAll(st)
 		if err != nil || string(got) != "hello" {
@@ -436,6 +423,9 @@ func TestTunnelTCP(t *testing.T) {
 	t.Run("session ends", func(t *testing.T) {
 		sid2 := arrive(t, c).GetSessionId()
 		st := openTunnel(t, ctx, c, sid2, teleproto.Protocol_PROTOCOL_TCP, echo)
+		if m, err := st.Recv(); err != nil || teleproto.AckOf(m) != nil {
+			t.Fatalf("Recv = %v, %v; want the ack", m, err)
+		}
 		sendData(t, st, []byte("ping"))
 		if m, err := st.Recv(); err != nil || string(m.GetData()) != "ping" {
 			t.Fatalf("Recv = %v, %v", m, err)
@@ -507,8 +497,9 @@ func TestTunnelErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{
-			SessionId: sid, Protocol: teleproto.Protocol_PROTOCOL_TCP, DestIp: []byte{1, 2, 3}, DestPort: 80}}})
+		_ = st.Send(&teleproto.TunnelRequest{Msg: &teleproto.TunnelRequest_Open{Open: &teleproto.TunnelOpen{
+			SessionId: sid, Kind: &teleproto.TunnelOpen_Destination{Destination: &teleproto.Destination{
+				Protocol: teleproto.Protocol_PROTOCOL_TCP, Ip: []byte{1, 2, 3}, Port: 80}}}}})
 		_, err = st.Recv()
 		wantCode(t, "3-byte IP", err, codes.InvalidArgument)
 	})

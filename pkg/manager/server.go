@@ -354,9 +354,6 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		SessionId:          ss.id,
 		Cluster:            info,
 		HeartbeatTimeoutMs: s.cfg.HeartbeatTimeout.Milliseconds(),
-		AcksDial:           true,
-		Wiretaps:           true,
-		TlsIntercepts:      true,
 		Identity:           &teleproto.Identity{Username: u.Name, Uid: u.UID, Groups: u.Groups},
 		ProvenBy:           provenBy,
 	}, nil

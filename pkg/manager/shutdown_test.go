@@ -53,7 +53,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 	}
 	ic := testIntercept(t, ss, "echo", "echo", 8080)
 	ic.Pods = state.PodSet{Selector: labels.SelectorFromSet(echo)}
-	ic.Mech, ic.PB.Mech, ic.PB.Mechanism = mechService, mechService, mechService.Legacy()
+	ic.Mech, ic.PB.Mech = mechService, mechService
 	ic.Services = []string{"echo"}
 	addIntercept(t, s, ic)
 	return s, c, id, client

@@ -42,39 +42,30 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 	if err != nil {
 		return err
 	}
-	if first.GetOpen() == nil {
-		return status.Error(codes.InvalidArgument, "tunnel: the first message must be an Open")
+	open := first.GetOpen()
+	if open == nil {
+		return status.Error(codes.InvalidArgument, "tunnel: the first message must be a TunnelOpen")
 	}
-	oc, err := teleproto.OpenCaseOf(first.GetOpen())
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "tunnel: %v", err)
-	}
-	var flow teleproto.OpenFlow
-	switch oc := oc.(type) {
-	case teleproto.OpenDialAnswer:
-		// The laptop answers an agent's intercepted connection.
-		ss, err := s.lookup(ctx, oc.SessionID)
-		if err != nil {
-			return err
-		}
-		return s.answerDial(stream, ss, oc.DialID)
-	case teleproto.OpenFlow:
-		flow = oc
-	default:
-		return status.Errorf(codes.InvalidArgument, "tunnel: the first Open must name a destination or a dial, not %T", oc)
-	}
-	ss, err := s.lookup(ctx, flow.SessionID)
+	ss, err := s.lookup(ctx, open.GetSessionId())
 	if err != nil {
 		return err
 	}
-	dest := flow.Dest
-	network := "tcp"
-	if flow.Protocol == teleproto.Protocol_PROTOCOL_UDP {
-		network = "udp"
+	var network string
+	var dest, src netip.AddrPort
+	switch k := open.GetKind().(type) {
+	case *teleproto.TunnelOpen_DialId:
+		// The laptop answers an agent's intercepted connection.
+		return s.answerDial(stream, ss, k.DialId)
+	case *teleproto.TunnelOpen_Destination:
+		if network, dest, src, err = k.Destination.Flow(); err != nil {
+			return status.Errorf(codes.InvalidArgument, "tunnel: %v", err)
+		}
+	default:
+		return status.Error(codes.InvalidArgument, "tunnel: the TunnelOpen names neither a destination nor a dial")
 	}
 	log := s.log.With("session", ss.id, "proto", network, "dest", dest.String())
-	if flow.Src.IsValid() {
-		log = log.With("src", flow.Src.String())
+	if src.IsValid() {
+		log = log.With("src", src.String())
 	}
 
 	// The flow ends with its stream or its session.
@@ -90,13 +81,13 @@ func (s *Server) Tunnel(stream teleproto.Manager_TunnelServer) error {
 			return flowEnded(ctx)
 		}
 		log.DebugContext(ctx, "tunnel dial failed", "err", err)
-		_ = stream.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error()}}})
+		_ = tunnel.FailWith(stream, err, teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
 		return status.Errorf(codes.Unavailable, "dial %s %s: %v", network, dest, err)
 	}
 	defer conn.Close()
-	if flow.AckDial && network == "tcp" {
+	if network == "tcp" {
 		// The laptop holds its application's SYN until now.
-		if err := stream.Send(teleproto.OpenAck{}.Message()); err != nil {
+		if err := stream.Send(teleproto.Ack()); err != nil {
 			return err
 		}
 	}
@@ -147,7 +138,7 @@ func (s *Server) receive(conn net.Conn, recv func() error) <-chan error {
 func (s *Server) tcpFlow(ctx context.Context, stream teleproto.Manager_TunnelServer, conn *net.TCPConn, dest netip.AddrPort) error {
 	recvErr := s.receive(conn, func() error {
 		for {
-			m, err := stream.Recv()
+			m, err := tunnel.Recv(stream)
 			if errors.Is(err, io.EOF) {
 				if err := conn.CloseWrite(); err != nil {
 					return status.Errorf(codes.Unavailable, "half-close tcp %s: %v", dest, err)
@@ -161,18 +152,18 @@ func (s *Server) tcpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 				return err
 			}
 			switch x := m.GetMsg().(type) {
-			case *teleproto.TunnelMessage_Data:
+			case *teleproto.Frame_Data:
 				_, err := conn.Write(x.Data)
 				tunnel.Release(m)
 				if err != nil {
 					return status.Errorf(codes.Unavailable, "write to tcp %s: %v", dest, err)
 				}
-			case *teleproto.TunnelMessage_Close:
+			case *teleproto.Frame_Close:
 				// The laptop's side failed: reset ours rather than end cleanly.
 				_ = conn.SetLinger(0)
 				return errClientClosed
 			default:
-				return status.Error(codes.InvalidArgument, "tunnel: only data or close may follow the Open")
+				return status.Error(codes.InvalidArgument, "tunnel: only data or close may follow the TunnelOpen")
 			}
 		}
 	})
@@ -207,7 +198,7 @@ func (s *Server) udpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 
 	recvErr := s.receive(conn, func() error {
 		for {
-			m, err := stream.Recv()
+			m, err := tunnel.Recv(stream)
 			if errors.Is(err, io.EOF) {
 				return errClientClosed
 			}
@@ -215,7 +206,7 @@ func (s *Server) udpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 				return err
 			}
 			switch x := m.GetMsg().(type) {
-			case *teleproto.TunnelMessage_Data:
+			case *teleproto.Frame_Data:
 				last.Store(time.Now().UnixNano())
 				// Datagrams may be lost; a refused or failed send is not the
 				// end of the flow, as it would not be for a pod's socket.
@@ -224,10 +215,10 @@ func (s *Server) udpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 				if err != nil {
 					log.DebugContext(ctx, "udp send", "err", err)
 				}
-			case *teleproto.TunnelMessage_Close:
+			case *teleproto.Frame_Close:
 				return errClientClosed
 			default:
-				return status.Error(codes.InvalidArgument, "tunnel: only data or close may follow the Open")
+				return status.Error(codes.InvalidArgument, "tunnel: only data or close may follow the TunnelOpen")
 			}
 		}
 	})
@@ -246,7 +237,7 @@ func (s *Server) udpFlow(ctx context.Context, stream teleproto.Manager_TunnelSer
 		n, err := conn.Read(buf)
 		if err == nil {
 			last.Store(time.Now().UnixNano())
-			if err := stream.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: buf[:n]}}); err != nil {
+			if err := stream.Send(tunnel.Data(buf[:n])); err != nil {
 				return err
 			}
 			continue

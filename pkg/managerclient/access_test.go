@@ -18,7 +18,7 @@ import (
 // TestStartAccess: starting a manager checks, besides creating its
 // objects, every permission its Role grants (a user may create a Role only
 // with permissions they hold), by name where the Role names the object, so
-// that a user whose Role predates a grant is told which one is missing, all
+// that a user whose Role lacks a grant is told which one is missing, all
 // at once, before anything is created.
 func TestStartAccess(t *testing.T) {
 	role := objects.Role("ns", Name)

@@ -158,8 +158,8 @@ func (c *Client) arriveOnce(ctx context.Context, req *teleproto.ArriveRequest, c
 	ch, err := c.Challenge(ctx, &teleproto.ChallengeRequest{}, grpc.WaitForReady(true))
 	switch {
 	case status.Code(err) == codes.Unimplemented:
-		// A manager that predates Challenge: its Arrive refuses our
-		// protocol, saying its own.
+		// A manager of another protocol version, without Challenge: its
+		// Arrive refuses ours, naming both.
 	case err != nil:
 		return nil, err
 	case cred != nil:
@@ -183,7 +183,7 @@ func (c *Client) Sessions(ctx context.Context) (int, error) {
 	case err != nil && status.Code(err) != codes.NotFound:
 		return 0, fmt.Errorf("ask the manager for its sessions: %w", err)
 	}
-	return 0, fmt.Errorf("the manager does not report its sessions (it predates header %s)", teleproto.HeaderSessions)
+	return 0, fmt.Errorf("the manager does not report its sessions (no header %s)", teleproto.HeaderSessions)
 }
 
 // CountSessions is a SessionCounter that reaches the manager's pod through

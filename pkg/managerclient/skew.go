@@ -118,8 +118,8 @@ type Decision struct {
 //	running        other/bad     -          0             Replace
 //	running        other/bad     -          >0 / unknown  Refuse
 //
-// A Job without the protocol annotation speaks
-// teleproto.LegacyProtocolVersion.
+// A Job without the protocol annotation speaks no protocol this build
+// knows (UNSPECIFIED).
 func Decide(self Self, f Found) Decision {
 	d := Decision{Sessions: f.Sessions}
 	d.ManagerVersion, d.ManagerProtocol = jobVersions(f.Annotations)
@@ -150,11 +150,7 @@ func Decide(self Self, f Found) Decision {
 // jobVersions reads a manager Job's version and protocol annotations.
 func jobVersions(annotations map[string]string) (string, teleproto.ProtocolVersion) {
 	v := annotations[teleproto.AnnotationVersion]
-	s, ok := annotations[teleproto.AnnotationProtocol]
-	if !ok {
-		return v, teleproto.LegacyProtocolVersion
-	}
-	p, err := teleproto.ParseProtocol(s)
+	p, err := teleproto.ParseProtocol(annotations[teleproto.AnnotationProtocol])
 	if err != nil {
 		return v, teleproto.ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED
 	}

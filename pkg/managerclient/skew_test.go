@@ -8,11 +8,11 @@ import (
 )
 
 func TestDecide(t *testing.T) {
-	self := Self{Version: "v0.5.0", Protocol: teleproto.ProtocolVersion_PROTOCOL_VERSION_1}
+	self := Self{Version: "v0.5.0", Protocol: teleproto.ProtocolVersion(1)}
 	ann := func(version, protocol string) map[string]string {
 		return map[string]string{teleproto.AnnotationVersion: version, teleproto.AnnotationProtocol: protocol}
 	}
-	legacy := map[string]string{teleproto.AnnotationVersion: "v0.4.0"} // from before the protocol annotation
+	unannotated := map[string]string{teleproto.AnnotationVersion: "v0.4.0"} // no protocol annotation
 	tests := []struct {
 		name         string
 		found        Found
@@ -20,7 +20,7 @@ func TestDecide(t *testing.T) {
 		wantVersion  string
 		wantProtocol teleproto.ProtocolVersion
 	}{
-		{name: "none", found: Found{State: JobNone, Sessions: SessionsUnknown}, want: ActionStart, wantProtocol: teleproto.LegacyProtocolVersion},
+		{name: "none", found: Found{State: JobNone, Sessions: SessionsUnknown}, want: ActionStart},
 
 		{name: "finished, same", found: Found{State: JobFinished, Annotations: ann("v0.5.0", "1"), Sessions: SessionsUnknown},
 			want: ActionReplace, wantVersion: "v0.5.0", wantProtocol: 1},
@@ -37,10 +37,10 @@ func TestDecide(t *testing.T) {
 			want: ActionUse, wantVersion: "v0.5.0", wantProtocol: 1},
 		{name: "running, other version, same protocol", found: Found{State: JobRunning, Annotations: ann("v0.6.0", "1"), Sessions: 2},
 			want: ActionUseOtherVersion, wantVersion: "v0.6.0", wantProtocol: 1},
-		{name: "running, legacy (no protocol annotation)", found: Found{State: JobRunning, Annotations: legacy, Sessions: SessionsUnknown},
-			want: ActionUseOtherVersion, wantVersion: "v0.4.0", wantProtocol: teleproto.LegacyProtocolVersion},
-		{name: "running, no annotations at all", found: Found{State: JobRunning, Sessions: SessionsUnknown},
-			want: ActionUseOtherVersion, wantProtocol: teleproto.LegacyProtocolVersion},
+		{name: "running, no protocol annotation", found: Found{State: JobRunning, Annotations: unannotated, Sessions: 0},
+			want: ActionReplace, wantVersion: "v0.4.0"},
+		{name: "running, no annotations at all, sessions unknown", found: Found{State: JobRunning, Sessions: SessionsUnknown},
+			want: ActionRefuse},
 		{name: "running, same version string, other protocol", found: Found{State: JobRunning, Annotations: ann("v0.5.0", "2"), Sessions: 0},
 			want: ActionReplace, wantVersion: "v0.5.0", wantProtocol: 2},
 

@@ -281,14 +281,14 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	ctl := session.NewControl(o.paths.ControlSocket())
 	defer ctl.Close()
 	if st, err := ctl.Status(ctx); err == nil {
-		if st.Context == o.contextName && st.Namespace == o.namespace && st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
-			fmt.Fprintf(o.Streams.Out, "Already connected to namespace %s of context %s.\n", st.Namespace, st.Context)
+		if st.GetContext() == o.contextName && st.GetNamespace() == o.namespace && st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
+			fmt.Fprintf(o.Streams.Out, "Already connected to namespace %s of context %s.\n", st.GetNamespace(), st.GetContext())
 			if w := daemonSkew(st); w != "" {
 				fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
 			}
 			return nil
 		}
-		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.Namespace, st.Context, st.Phase.Label())
+		return fmt.Errorf("already connected to namespace %s of context %s (%s): run kubectl tele quit first", st.GetNamespace(), st.GetContext(), st.GetPhase().Label())
 	} else if !errors.Is(err, session.ErrNotRunning) {
 		return err
 	}
@@ -322,8 +322,12 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return o.failed(ctx, ctl, err)
 	}
-	o.progress("creating TUN device " + st.Device + ", routes " + strings.Join(st.Routes, " ") + " and DNS settings (as root)")
-	if err := runHelper(ctx, "up", st.HelperRequest, o.paths, o.Streams.ErrOut); err != nil {
+	o.progress("creating TUN device " + st.GetDevice() + ", routes " + strings.Join(st.GetRoutes(), " ") + " and DNS settings (as root)")
+	req, err := protojson.Marshal(st.GetHelperRequest())
+	if err != nil {
+		return o.failed(ctx, ctl, fmt.Errorf("encode the helper request: %w", err))
+	}
+	if err := runHelper(ctx, "up", req, o.paths, o.Streams.ErrOut); err != nil {
 		return o.failed(ctx, ctl, err)
 	}
 	st, err = waitPhase(ctx, ctl, teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED)
@@ -331,9 +335,9 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 		return o.failed(ctx, ctl, err)
 	}
 	st = o.waitNameCheck(ctx, ctl, st)
-	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: %s\n", st.Namespace, st.Context, namesSummary(st))
-	for _, c := range st.DNS.Checks {
-		if !c.OK {
+	fmt.Fprintf(o.Streams.Out, "Connected to namespace %s of context %s: %s\n", st.GetNamespace(), st.GetContext(), namesSummary(st))
+	for _, c := range st.GetDns().GetChecks() {
+		if !c.GetOk() {
 			fmt.Fprintf(o.Streams.ErrOut, "  warning: %s\n", nameCheckLine(c))
 		}
 	}
@@ -342,27 +346,27 @@ func (o *ConnectOptions) Run(ctx context.Context) error {
 
 // waitNameCheck waits a little for the daemon's first self-check of names
 // (it runs once connected); without it, st as it is.
-func (o *ConnectOptions) waitNameCheck(ctx context.Context, ctl *session.Control, st *session.Status) *session.Status {
+func (o *ConnectOptions) waitNameCheck(ctx context.Context, ctl *session.Control, st *teleproto.DaemonStatus) *teleproto.DaemonStatus {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_ = ctl.Watch(ctx, func(s *session.Status) (bool, error) {
+	_ = ctl.Watch(ctx, func(s *teleproto.DaemonStatus) (bool, error) {
 		st = s
-		return len(s.DNS.Checks) > 0 || s.Phase != teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, nil
+		return len(s.GetDns().GetChecks()) > 0 || s.GetPhase() != teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, nil
 	})
 	return st
 }
 
 // namesSummary says which name forms resolve here, from the self-check.
-func namesSummary(st *session.Status) string {
-	if len(st.DNS.Checks) == 0 {
-		return fmt.Sprintf("names like my-service and my-service.%s should resolve here (the self-check did not finish: see kubectl tele status).", st.Namespace)
+func namesSummary(st *teleproto.DaemonStatus) string {
+	if len(st.GetDns().GetChecks()) == 0 {
+		return fmt.Sprintf("names like my-service and my-service.%s should resolve here (the self-check did not finish: see kubectl tele status).", st.GetNamespace())
 	}
 	var ok, bad []string
-	for _, c := range st.DNS.Checks {
-		if c.OK {
-			ok = append(ok, c.Name)
+	for _, c := range st.GetDns().GetChecks() {
+		if c.GetOk() {
+			ok = append(ok, c.GetName())
 		} else {
-			bad = append(bad, c.Name)
+			bad = append(bad, c.GetName())
 		}
 	}
 	if len(bad) == 0 {
@@ -479,16 +483,16 @@ func (o *ConnectOptions) startDaemon(m *managerclient.Manager) error {
 }
 
 // waitPhase watches the daemon until it reaches phase, or fails.
-func waitPhase(ctx context.Context, ctl *session.Control, phase teleproto.ConnectPhase) (*session.Status, error) {
-	var last, reached *session.Status
-	err := ctl.Watch(ctx, func(st *session.Status) (bool, error) {
+func waitPhase(ctx context.Context, ctl *session.Control, phase teleproto.ConnectPhase) (*teleproto.DaemonStatus, error) {
+	var last, reached *teleproto.DaemonStatus
+	err := ctl.Watch(ctx, func(st *teleproto.DaemonStatus) (bool, error) {
 		last = st
-		switch st.Phase {
+		switch st.GetPhase() {
 		case phase:
 			reached = st
 			return true, nil
 		case teleproto.ConnectPhase_CONNECT_PHASE_FAILED:
-			return true, errors.New(st.Error)
+			return true, errors.New(st.GetError())
 		}
 		return false, nil
 	})
@@ -498,7 +502,7 @@ func waitPhase(ctx context.Context, ctl *session.Control, phase teleproto.Connec
 	if err != nil && ctx.Err() != nil {
 		at := "not started"
 		if last != nil {
-			at = last.Phase.Label()
+			at = last.GetPhase().Label()
 		}
 		return nil, fmt.Errorf("waiting for the daemon to reach %s (it is %q): %w", phase.Label(), at, ctx.Err())
 	}

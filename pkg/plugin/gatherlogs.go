@@ -174,19 +174,24 @@ func (o *GatherLogsOptions) Run(ctx context.Context) error {
 
 // gatherSession adds status -o json and the intercepts, and returns the
 // status (nil without a session).
-func (o *GatherLogsOptions) gatherSession(ctx context.Context, a *archive) *session.Status {
+func (o *GatherLogsOptions) gatherSession(ctx context.Context, a *archive) *teleproto.DaemonStatus {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := o.ctl.CheckedStatus(ctx)
 	if errors.Is(err, session.ErrNotRunning) {
 		// As status prints it, without the repair status would make.
-		st = &session.Status{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: o.paths.DaemonLog(), HelperLogFile: o.paths.HelperLog()}
+		st = &teleproto.DaemonStatus{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: o.paths.DaemonLog(), HelperLogFile: o.paths.HelperLog()}
 	} else if err != nil {
 		a.fail("status.json", "the session's status", err)
 		return nil
 	}
 	var b bytes.Buffer
-	_, _ = printStructured(&b, "json", st)
+	doc, err := statusDocument(st, nil)
+	if err != nil {
+		a.fail("status.json", "the session's status", err)
+		return nil
+	}
+	_, _ = printStructured(&b, "json", doc)
 	a.add("status.json", b.Bytes())
 	if st.Phase != teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
 		return st
@@ -317,7 +322,7 @@ func addCommand(ctx context.Context, a *archive, name string, argv ...string) {
 
 // gatherCluster adds the manager's log and the namespace's agents' logs,
 // read with the user's own credentials.
-func (o *GatherLogsOptions) gatherCluster(ctx context.Context, a *archive, st *session.Status) {
+func (o *GatherLogsOptions) gatherCluster(ctx context.Context, a *archive, st *teleproto.DaemonStatus) {
 	if o.client == nil {
 		a.fail("cluster/logs", "the cluster's logs", o.clientErr)
 		return

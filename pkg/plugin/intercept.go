@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -211,7 +210,7 @@ func (o *InterceptOptions) Validate() error {
 		return usageError{err}
 	}
 	var known bool
-	if o.mech, known = teleproto.MechanismFromLegacy(o.Mechanism); !known {
+	if o.mech, known = teleproto.MechanismOfWord(o.Mechanism); !known {
 		return usagef("--mechanism %q: use %s", o.Mechanism, strings.Join(mechanismWords(), " or "))
 	}
 	if o.LocalTLS && o.TLSSecret == "" {
@@ -301,17 +300,11 @@ func (o *InterceptOptions) create(ctx context.Context) (*teleproto.Intercept, []
 	if err != nil {
 		return nil, nil, err
 	}
-	var services []string // for managers that predate wire
-	for _, sp := range t.ServicePorts {
-		if !slices.Contains(services, sp.Service) {
-			services = append(services, sp.Service)
-		}
-	}
 	fmt.Fprintf(o.Streams.ErrOut, "  %s %s/%s port %d (container %s): attaching agents\n", o.doing(), strings.ToLower(w.Kind), w.Name, t.Port, t.Container)
 	ic, err := o.ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{
 		Name: o.Name, WorkloadKind: w.Kind, WorkloadName: w.Name, Container: t.Container,
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
-		Mech: o.mech, Mechanism: o.mech.Legacy(), Services: services, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
+		Mech: o.mech, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
 		Tls: cert, LocalTls: o.LocalTLS, Target: wire,
 	})
 	if err != nil {
@@ -322,7 +315,7 @@ func (o *InterceptOptions) create(ctx context.Context) (*teleproto.Intercept, []
 		return ic, env, nil
 	}
 	fmt.Fprintf(o.report(), "Intercept %s: %s to %s/%s port %d now reach localhost:%d%s (mechanism %s, pods %s).\n",
-		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), mechanismWord(ic), strings.Join(ic.GetPods(), ", "))
+		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(w.Kind), w.Name, t.Port, ic.GetLocalPort(), tlsNote(ic), ic.GetMech().Word(), strings.Join(ic.GetPods(), ", "))
 	if note := bypassNote(ic, o.ResetIdle); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)
 	}
@@ -438,8 +431,8 @@ func (s *onceString) Set(v string) error {
 // port before the agent's redirect: they still reach the app (the redirect
 // takes new connections only), and a pooled client may hold one for hours.
 func bypassNote(ic *teleproto.Intercept, resetAsked bool) string {
-	if nft := teleproto.Mechanism_MECHANISM_NFTABLES; resetAsked && teleproto.MechanismOf(ic) != nft {
-		return fmt.Sprintf("Warning: --reset-idle-connections needs the %s mechanism; with %s, connections open before the intercept stay on the app until their clients reconnect.", nft.Legacy(), mechanismWord(ic))
+	if nft := teleproto.Mechanism_MECHANISM_NFTABLES; resetAsked && ic.GetMech() != nft {
+		return fmt.Sprintf("Warning: --reset-idle-connections needs the %s mechanism; with %s, connections open before the intercept stay on the app until their clients reconnect.", nft.Word(), ic.GetMech().Word())
 	}
 	open, reset := ic.GetBypassingConnections(), ic.GetResetConnections()
 	var lines []string
@@ -510,17 +503,11 @@ func warnIfNothingListens(ctx context.Context, w io.Writer, port int, then strin
 	c.Close()
 }
 
-// mechanismWord is an intercept's mechanism as kubectl tele prints it
-// (nftables), from a manager of any age.
-func mechanismWord(ic *teleproto.Intercept) string {
-	return teleproto.MechanismOf(ic).Legacy()
-}
-
 // mechanismWords are the values --mechanism takes, in the enum's order.
 func mechanismWords() []string {
 	var out []string
 	for m := range len(teleproto.Mechanism_name) {
-		if w := teleproto.Mechanism(m).Legacy(); w != "" {
+		if w := teleproto.Mechanism(m).Word(); w != "" {
 			out = append(out, w)
 		}
 	}

@@ -180,25 +180,10 @@ func TestInterceptValidateEnvSyntax(t *testing.T) {
 	}
 }
 
-// TestMechanismWords: --mechanism takes the enum's words, and an
-// intercept's mechanism prints as that word from a manager of any age (an
-// older one sends the word alone).
+// TestMechanismWords: --mechanism takes the enum's words.
 func TestMechanismWords(t *testing.T) {
 	if got := strings.Join(mechanismWords(), " or "); got != `nftables or service` {
 		t.Errorf("mechanismWords: %q", got)
-	}
-	for _, tc := range []struct {
-		ic   *teleproto.Intercept
-		want string
-	}{
-		{&teleproto.Intercept{Mech: teleproto.Mechanism_MECHANISM_NFTABLES, Mechanism: `nftables`}, `nftables`},
-		{&teleproto.Intercept{Mechanism: `service`}, `service`},
-		{&teleproto.Intercept{Mech: teleproto.Mechanism_MECHANISM_SERVICE}, `service`},
-		{&teleproto.Intercept{}, ""},
-	} {
-		if got := mechanismWord(tc.ic); got != tc.want {
-			t.Errorf("mechanismWord(%v) = %q, want %q", tc.ic, got, tc.want)
-		}
 	}
 }
 

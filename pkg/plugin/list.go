@@ -137,7 +137,7 @@ func writeList(out io.Writer, ws []target.Summary, ics []*teleproto.Intercept, o
 				owner += " (you)"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.workload, r.ready, r.ports,
-				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), mechanismWord(ic), owner, coveredPods(ic), kindColumn(ic), copiesColumn(ic))
+				ic.GetName(), ic.GetPort(), m, ic.GetLocalPort(), ic.GetMech().Word(), owner, coveredPods(ic), kindColumn(ic), copiesColumn(ic))
 			n++
 		}
 	}

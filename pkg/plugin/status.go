@@ -51,8 +51,9 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	ctl := session.NewControl(paths.ControlSocket())
 	defer ctl.Close()
 	st, err := ctl.CheckedStatus(sctx)
+	var repaired []string
 	if errors.Is(err, session.ErrNotRunning) {
-		st = &session.Status{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
+		st = &teleproto.DaemonStatus{Phase: teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED, LogFile: paths.DaemonLog(), HelperLogFile: paths.HelperLog()}
 		// No daemon, yet its DNS settings or device may be left: a crashed
 		// session's resolv.conf sends every lookup to a server that is no
 		// longer there first. status is what a user runs when names stop
@@ -60,22 +61,25 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		// a password; the helper's own timeout is quit's).
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		repaired, err := repairCrashed(rctx, paths, o.Streams.ErrOut)
-		if err != nil {
+		if repaired, err = repairCrashed(rctx, paths, o.Streams.ErrOut); err != nil {
 			return err
 		}
-		st.Repaired = repaired
 	} else if err != nil {
 		return err
 	}
-	if done, err := printStructured(o.Streams.Out, o.Output, st); done {
+	if o.Output != "" {
+		doc, err := statusDocument(st, repaired)
+		if err != nil {
+			return err
+		}
+		_, err = printStructured(o.Streams.Out, o.Output, doc)
 		return err
 	}
 	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
-	if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED {
-		fmt.Fprintln(w, disconnectedMessage(st.Repaired))
-		fmt.Fprintf(w, "Daemon log:\t%s\nHelper log:\t%s\n", st.LogFile, st.HelperLogFile)
+	if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_DISCONNECTED {
+		fmt.Fprintln(w, disconnectedMessage(repaired))
+		fmt.Fprintf(w, "Daemon log:\t%s\nHelper log:\t%s\n", st.GetLogFile(), st.GetHelperLogFile())
 		return nil
 	}
 	row := func(k, v string) {
@@ -83,30 +87,31 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(w, "%s:\t%s\n", k, v)
 		}
 	}
-	row("Status", st.Phase.Label())
-	row("Error", st.Error)
-	row("Context", st.Context)
-	row("API server", st.Server)
-	row("Namespace", st.Namespace)
-	if st.Identity != "" {
-		row("Identity", st.Identity+" (proven to the manager by "+st.ProvenBy+")")
+	dns := st.GetDns()
+	row("Status", st.GetPhase().Label())
+	row("Error", st.GetError())
+	row("Context", st.GetContext())
+	row("API server", st.GetServer())
+	row("Namespace", st.GetNamespace())
+	if st.GetIdentity() != "" {
+		row("Identity", st.GetIdentity()+" (proven to the manager by "+st.GetProvenBy()+")")
 	}
-	row("Manager", st.ManagerNamespace+"/"+st.ManagerPod+" (version "+st.ManagerVersion+")")
-	row("Client version", st.ClientVersion)
+	row("Manager", st.GetManagerNamespace()+"/"+st.GetManagerPod()+" (version "+st.GetManagerVersion()+")")
+	row("Client version", st.GetClientVersion())
 	row("Warning", daemonSkew(st))
-	row("Device", st.Device)
-	row("Routes", strings.Join(st.Routes, " "))
-	row("DNS", fmt.Sprintf("%s via %s, search %s", st.DNS.Mode, st.DNS.Nameserver, strings.Join(st.DNS.Search, " ")))
-	if st.DNS.Mode != "" && st.DNS.Mode != "resolv.conf" {
-		row("Routing domains", routingLine(st.DNS))
+	row("Device", st.GetDevice())
+	row("Routes", strings.Join(st.GetRoutes(), " "))
+	row("DNS", fmt.Sprintf("%s via %s, search %s", dns.GetMode(), dns.GetNameserver(), strings.Join(dns.GetSearch(), " ")))
+	if dns.GetMode() != "" && dns.GetMode() != "resolv.conf" {
+		row("Routing domains", routingLine(dns))
 	}
-	row("Warning", st.DNS.UpdateError)
-	for _, c := range st.DNS.Checks {
+	row("Warning", dns.GetUpdateError())
+	for _, c := range dns.GetChecks() {
 		row("Names", nameCheckLine(c))
 	}
 	// Your intercepts, each with the requests it takes; list shows
 	// everyone's. Only a connected session can ask the manager.
-	if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
+	if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED {
 		ics, err := ctl.List(sctx)
 		if err != nil {
 			row("Intercepts", "unknown: "+err.Error())
@@ -117,32 +122,32 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	row("Daemon PID", fmt.Sprint(st.PID))
-	row("Since", st.Since)
-	row("Daemon log", st.LogFile)
-	row("Helper log", st.HelperLogFile)
-	row("Control socket", st.ControlSocket)
+	row("Daemon PID", fmt.Sprint(st.GetPid()))
+	row("Since", st.GetSince())
+	row("Daemon log", st.GetLogFile())
+	row("Helper log", st.GetHelperLogFile())
+	row("Control socket", st.GetControlSocket())
 	return nil
 }
 
 // routingLine says which names go to the session on a split-DNS resolver.
-func routingLine(d session.DNS) string {
-	s := strings.Join(d.RoutingDomains, " ")
-	if d.NamespacesFrom == "config" {
+func routingLine(d *teleproto.SessionDNS) string {
+	s := strings.Join(d.GetRoutingDomains(), " ")
+	if d.GetNamespacesFrom() == "config" {
 		s += " (namespaces from the config: you may not list namespaces; add others with dnsNamespaces or --dns-namespace)"
 	}
-	if len(d.PublicNamespaces) > 0 {
-		s += fmt.Sprintf("; left out as public top-level domains: %s (use NAME.NS.svc for them)", strings.Join(d.PublicNamespaces, " "))
+	if len(d.GetPublicNamespaces()) > 0 {
+		s += fmt.Sprintf("; left out as public top-level domains: %s (use NAME.NS.svc for them)", strings.Join(d.GetPublicNamespaces(), " "))
 	}
 	return s
 }
 
 // nameCheckLine is one name form of the self-check, for people.
-func nameCheckLine(c session.NameCheck) string {
-	if c.OK {
-		return fmt.Sprintf("%s (%s) resolves: %s", c.Form, c.Name, c.Detail)
+func nameCheckLine(c *teleproto.NameCheck) string {
+	if c.GetOk() {
+		return fmt.Sprintf("%s (%s) resolves: %s", c.GetForm(), c.GetName(), c.GetDetail())
 	}
-	return fmt.Sprintf("%s (%s) does NOT resolve through this machine's resolver: %s; %s", c.Form, c.Name, c.Detail, c.Hint)
+	return fmt.Sprintf("%s (%s) does NOT resolve through this machine's resolver: %s; %s", c.GetForm(), c.GetName(), c.GetDetail(), c.GetHint())
 }
 
 // interceptLine is one of status's Intercept rows.

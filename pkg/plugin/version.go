@@ -50,11 +50,11 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return nil
 	}
-	if st.ClientVersion != "" {
-		fmt.Fprintf(o.Streams.Out, "Daemon Version: %s (PID %d)\n", st.ClientVersion, st.PID)
+	if st.GetClientVersion() != "" {
+		fmt.Fprintf(o.Streams.Out, "Daemon Version: %s (PID %d)\n", st.GetClientVersion(), st.GetPid())
 	}
-	if st.ManagerVersion != "" {
-		fmt.Fprintf(o.Streams.Out, "Manager Version: %s (%s/%s)\n", st.ManagerVersion, st.ManagerNamespace, st.ManagerPod)
+	if st.GetManagerVersion() != "" {
+		fmt.Fprintf(o.Streams.Out, "Manager Version: %s (%s/%s)\n", st.GetManagerVersion(), st.GetManagerNamespace(), st.GetManagerPod())
 	}
 	if w := daemonSkew(st); w != "" {
 		fmt.Fprintf(o.Streams.ErrOut, "Warning: %s\n", w)
@@ -66,10 +66,10 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 // build of kubectl-tele (the binary was upgraded or rebuilt since connect),
 // or returns "" when they match. The daemon keeps running the old code until
 // it is restarted, so what the user reads in --help may not be what runs.
-func daemonSkew(st *session.Status) string {
-	if st == nil || st.ClientVersion == "" || st.ClientVersion == version.Version {
+func daemonSkew(st *teleproto.DaemonStatus) string {
+	if st.GetClientVersion() == "" || st.GetClientVersion() == version.Version {
 		return ""
 	}
 	return fmt.Sprintf("the daemon runs kubectl-tele %s but this binary is %s: run kubectl tele quit, then connect again to run this one",
-		st.ClientVersion, version.Version)
+		st.GetClientVersion(), version.Version)
 }

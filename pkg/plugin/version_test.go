@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -106,5 +107,28 @@ func TestStatusStructuredPhase(t *testing.T) {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("status -o %s: %v\n%s", format, err, out)
 		}
+	}
+}
+
+// status -o json is the DaemonStatus by protojson's names, every scalar and
+// list even when empty, the phase by its label, and no control version.
+func TestStatusDocument(t *testing.T) {
+	st := &teleproto.DaemonStatus{Version: teleproto.CurrentControlVersion, Phase: teleproto.ConnectPhase_CONNECT_PHASE_CONNECTED, Pid: 42,
+		ManagerNamespace: "demo", Dns: &teleproto.SessionDNS{Checks: []*teleproto.NameCheck{{Form: "svc", Name: "x"}}}}
+	doc, err := statusDocument(st, []string{"resolv.conf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"phase":"connected"`, `"pid":42`, `"managerNamespace":"demo"`, `"context":""`, `"ok":false`, `"routes":[]`, `"repaired":["resolv.conf"]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: no %s", b, want)
+		}
+	}
+	if strings.Contains(string(b), `"version"`) || strings.Contains(string(b), `"helperRequest"`) {
+		t.Errorf("%s: a control version or an empty helper request", b)
 	}
 }

@@ -80,9 +80,9 @@ func (o *InterceptOptions) doing() string {
 // reportWiretap tells the user what a new wiretap does.
 func (o *InterceptOptions) reportWiretap(ctx context.Context, ic *teleproto.Intercept, kind, name string) {
 	fmt.Fprintf(o.report(), "Wiretap %s: copies of %s to %s/%s port %d now reach localhost:%d; the pods still answer them (mechanism %s, pods %s).\n",
-		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(kind), name, ic.GetPort(), ic.GetLocalPort(), mechanismWord(ic), strings.Join(ic.GetPods(), ", "))
+		ic.GetName(), describeMatch(ic.GetHttpMatch()), strings.ToLower(kind), name, ic.GetPort(), ic.GetLocalPort(), ic.GetMech().Word(), strings.Join(ic.GetPods(), ", "))
 	if left := ic.GetUncoveredPods(); len(left) > 0 {
-		fmt.Fprintf(o.Streams.ErrOut, "Warning: no copies from %s: their agent predates wiretaps (or is joining); kubectl rollout restart gives them a current one.\n", strings.Join(left, ", "))
+		fmt.Fprintf(o.Streams.ErrOut, "Warning: no copies from %s yet: their agent is joining.\n", strings.Join(left, ", "))
 	}
 	if note := bypassNote(ic, false); note != "" {
 		fmt.Fprintln(o.Streams.ErrOut, note)

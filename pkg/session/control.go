@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,104 +15,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
-
-// Status is what kubectl tele status prints (its -o json is this struct),
-// made from the daemon's teleproto.DaemonStatus.
-type Status struct {
-	Phase            teleproto.ConnectPhase `json:"phase"` // by its Label: connected, ...
-	PID              int                    `json:"pid"`
-	Context          string                 `json:"context"`
-	Server           string                 `json:"server"`
-	Namespace        string                 `json:"namespace"`
-	ManagerNamespace string                 `json:"managerNamespace"`
-	ManagerPod       string                 `json:"managerPod,omitempty"`
-	ManagerVersion   string                 `json:"managerVersion,omitempty"`
-	ClientVersion    string                 `json:"clientVersion"`
-	Session          string                 `json:"session,omitempty"`
-	// Identity is who the manager takes the session for, as the API
-	// server knows them, and ProvenBy how the laptop proved it.
-	Identity      string   `json:"identity,omitempty"`
-	ProvenBy      string   `json:"provenBy,omitempty"`
-	Device        string   `json:"device,omitempty"`
-	Routes        []string `json:"routes,omitempty"`
-	DNS           DNS      `json:"dns"`
-	Discovery     []string `json:"discovery,omitempty"`
-	LogFile       string   `json:"logFile"`
-	HelperLogFile string   `json:"helperLogFile"`
-	// ControlSocket is the daemon's API, its user's alone; it also serves
-	// Go's profiles under /debug/pprof/.
-	ControlSocket string `json:"controlSocket,omitempty"`
-	Since         string `json:"since"`
-	Error         string `json:"error,omitempty"`
-	// HelperRequest is the teleproto.HelperRequest, in protojson, that the
-	// plugin passes to the privileged helper while the daemon waits for its
-	// device (phase waiting-for-device).
-	HelperRequest json.RawMessage `json:"helperRequest,omitempty"`
-	// Repaired says what status repaired, with no daemon running, of a
-	// session that died without quit (phase disconnected).
-	Repaired []string `json:"repaired,omitempty"`
-}
-
-// DNS describes the session's resolver settings.
-type DNS struct {
-	Mode          string   `json:"mode,omitempty"`
-	Nameserver    string   `json:"nameserver,omitempty"`
-	Search        []string `json:"search,omitempty"`
-	ClusterDomain string   `json:"clusterDomain,omitempty"`
-	// RoutingDomains send names under them to the session on split-DNS
-	// resolvers; PublicNamespaces were left out of them as public
-	// suffixes; NamespacesFrom says whether the namespaces were listed or
-	// came from the config.
-	RoutingDomains   []string `json:"routingDomains,omitempty"`
-	PublicNamespaces []string `json:"publicNamespaces,omitempty"`
-	NamespacesFrom   string   `json:"namespacesFrom,omitempty"`
-	// UpdateError says why the routing domains could not follow the
-	// cluster's namespaces while connected.
-	UpdateError string `json:"updateError,omitempty"`
-	// Checks is the self-check: each name form asked of the OS's own
-	// resolver.
-	Checks []NameCheck `json:"checks,omitempty"`
-}
-
-// NameCheck is one name form of the self-check.
-type NameCheck struct {
-	Form   string `json:"form"`
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
-	Hint   string `json:"hint,omitempty"`
-}
-
-// statusView is what status shows of a daemon's status.
-func statusView(s *teleproto.DaemonStatus) (*Status, error) {
-	v := &Status{
-		Phase: s.GetPhase(), PID: int(s.GetPid()), Context: s.GetContext(), Server: s.GetServer(),
-		Namespace: s.GetNamespace(), ManagerNamespace: s.GetManagerNamespace(), ManagerPod: s.GetManagerPod(),
-		ManagerVersion: s.GetManagerVersion(), ClientVersion: s.GetClientVersion(), Session: s.GetSession(),
-		Device: s.GetDevice(), Routes: s.GetRoutes(), Discovery: s.GetDiscovery(),
-		DNS: DNS{Mode: s.GetDns().GetMode(), Nameserver: s.GetDns().GetNameserver(),
-			Search: s.GetDns().GetSearch(), ClusterDomain: s.GetDns().GetClusterDomain(),
-			RoutingDomains: s.GetDns().GetRoutingDomains(), PublicNamespaces: s.GetDns().GetPublicNamespaces(),
-			NamespacesFrom: s.GetDns().GetNamespacesFrom(), UpdateError: s.GetDns().GetUpdateError()},
-		LogFile: s.GetLogFile(), HelperLogFile: s.GetHelperLogFile(), ControlSocket: s.GetControlSocket(),
-		Since: s.GetSince(), Error: s.GetError(), Identity: s.GetIdentity(), ProvenBy: s.GetProvenBy(),
-	}
-	for _, c := range s.GetDns().GetChecks() {
-		v.DNS.Checks = append(v.DNS.Checks, NameCheck{Form: c.GetForm(), Name: c.GetName(), OK: c.GetOk(), Detail: c.GetDetail(), Hint: c.GetHint()})
-	}
-	if r := s.GetHelperRequest(); r != nil {
-		b, err := protojson.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("encode the helper request: %w", err)
-		}
-		v.HelperRequest = b
-	}
-	return v, nil
-}
 
 // ErrNotRunning means no daemon answers on the control socket.
 var ErrNotRunning = errors.New("no session: kubectl tele connect starts one")
@@ -160,7 +64,7 @@ func NewControl(socket string) *Control {
 func (c *Control) Close() error { return c.conn.Close() }
 
 // explain turns an error of a call into what the plugin shows: no daemon,
-// a daemon of an older control protocol, or the daemon's (often the
+// or the daemon's (often the
 // manager's) gRPC status as it is, for the plugin to map its code. An
 // answer carries the daemon's trailer (teleproto.TrailerDaemon); without
 // it, an Unavailable is the socket's, and what the socket is, explain tells
@@ -173,11 +77,8 @@ func (c *Control) explain(ctx context.Context, err error, trailer metadata.MD) e
 	if notRunning(dialErr) {
 		return ErrNotRunning
 	}
-	if dialErr == nil { // something listens: an older daemon that speaks HTTP?
+	if dialErr == nil {
 		conn.Close()
-		if old := probeLegacy(ctx, c.socket); old != nil {
-			return old
-		}
 	}
 	return fmt.Errorf("daemon at %s: %w", c.socket, err)
 }
@@ -210,17 +111,17 @@ func versionMismatch(plugin, daemon teleproto.ControlVersion, build string) erro
 var v = teleproto.CurrentControlVersion
 
 // Status asks the daemon for its status.
-func (c *Control) Status(ctx context.Context) (*Status, error) {
+func (c *Control) Status(ctx context.Context) (*teleproto.DaemonStatus, error) {
 	return c.status(ctx, false)
 }
 
 // CheckedStatus asks the daemon for its status with a self-check of names
 // no older than a few seconds (it may take as long to run).
-func (c *Control) CheckedStatus(ctx context.Context) (*Status, error) {
+func (c *Control) CheckedStatus(ctx context.Context) (*teleproto.DaemonStatus, error) {
 	return c.status(ctx, true)
 }
 
-func (c *Control) status(ctx context.Context, check bool) (*Status, error) {
+func (c *Control) status(ctx context.Context, check bool) (*teleproto.DaemonStatus, error) {
 	var tr metadata.MD
 	st, err := c.rpc.Status(ctx, &teleproto.StatusRequest{Version: v, CheckNames: check}, grpc.Trailer(&tr))
 	if err != nil {
@@ -229,14 +130,14 @@ func (c *Control) status(ctx context.Context, check bool) (*Status, error) {
 	if err := checkDaemonVersion(st); err != nil {
 		return nil, err
 	}
-	return statusView(st)
+	return st, nil
 }
 
 // Watch calls f with the daemon's status now and on every change until f
 // returns true, an error, or ctx ends. It waits for a daemon that is not
 // listening yet (connect watches the daemon it just started); a daemon that
 // exits ends the watch with an error.
-func (c *Control) Watch(ctx context.Context, f func(*Status) (bool, error)) error {
+func (c *Control) Watch(ctx context.Context, f func(*teleproto.DaemonStatus) (bool, error)) error {
 	for {
 		seen, err := c.watchOnce(ctx, f)
 		if seen || !errors.Is(err, ErrNotRunning) && status.Code(err) != codes.Unavailable {
@@ -251,7 +152,7 @@ func (c *Control) Watch(ctx context.Context, f func(*Status) (bool, error)) erro
 }
 
 // watchOnce is one Watch stream; seen says it had a status.
-func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) (seen bool, err error) {
+func (c *Control) watchOnce(ctx context.Context, f func(*teleproto.DaemonStatus) (bool, error)) (seen bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := c.rpc.Watch(ctx, &teleproto.StatusRequest{Version: v}, grpc.WaitForReady(true))
@@ -272,11 +173,7 @@ func (c *Control) watchOnce(ctx context.Context, f func(*Status) (bool, error)) 
 		if err := checkDaemonVersion(s); err != nil {
 			return true, err
 		}
-		view, err := statusView(s)
-		if err != nil {
-			return true, err
-		}
-		if done, err := f(view); done || err != nil {
+		if done, err := f(s); done || err != nil {
 			return true, err
 		}
 	}
@@ -304,15 +201,10 @@ func (c *Control) List(ctx context.Context) ([]*teleproto.Intercept, error) {
 }
 
 // Quit asks the daemon to end the session, and waits until it has exited.
-// A daemon of an older build that speaks HTTP is asked its old way.
 func (c *Control) Quit(ctx context.Context) error {
 	var tr metadata.MD
 	_, err := c.rpc.Quit(ctx, &teleproto.QuitRequest{Version: v}, grpc.Trailer(&tr))
-	err = c.explain(ctx, err, tr)
-	if old := (*LegacyDaemonError)(nil); errors.As(err, &old) {
-		err = quitLegacy(ctx, c.socket)
-	}
-	if err != nil {
+	if err := c.explain(ctx, err, tr); err != nil {
 		return err
 	}
 	for {

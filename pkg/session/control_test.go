@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
@@ -126,8 +127,8 @@ func TestControlStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Phase != teleproto.ConnectPhase_CONNECT_PHASE_STARTING || st.Namespace != "demo" || st.Context != "kind-tele" ||
-		st.Server != "https://api.example:6443" || st.ControlSocket != d.cfg.Paths.ControlSocket() || st.ClientVersion != "v1.2.3" {
+	if st.GetPhase() != teleproto.ConnectPhase_CONNECT_PHASE_STARTING || st.GetNamespace() != "demo" || st.GetContext() != "kind-tele" ||
+		st.GetServer() != "https://api.example:6443" || st.GetControlSocket() != d.cfg.Paths.ControlSocket() || st.GetClientVersion() != "v1.2.3" {
 		t.Errorf("status %+v", st)
 	}
 	if err := ctl.Quit(ctx); err != nil {
@@ -184,13 +185,17 @@ func TestControlWatch(t *testing.T) {
 	})
 	var seen []string
 	var helperReq string
-	err := ctl.Watch(ctxT(t), func(st *Status) (bool, error) {
-		seen = append(seen, st.Phase.Label())
-		if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE {
-			helperReq = string(st.HelperRequest)
+	err := ctl.Watch(ctxT(t), func(st *teleproto.DaemonStatus) (bool, error) {
+		seen = append(seen, st.GetPhase().Label())
+		if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE {
+			b, err := protojson.Marshal(st.GetHelperRequest())
+			if err != nil {
+				return true, err
+			}
+			helperReq = string(b)
 		}
-		if st.Phase == teleproto.ConnectPhase_CONNECT_PHASE_FAILED {
-			return true, errors.New(st.Error)
+		if st.GetPhase() == teleproto.ConnectPhase_CONNECT_PHASE_FAILED {
+			return true, errors.New(st.GetError())
 		}
 		step <- struct{}{}
 		return false, nil
@@ -233,7 +238,7 @@ func TestControlWatchWaits(t *testing.T) {
 		}
 		served <- d.serve(ctx, l, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	}()
-	err := ctl.Watch(ctx, func(st *Status) (bool, error) { return true, nil })
+	err := ctl.Watch(ctx, func(*teleproto.DaemonStatus) (bool, error) { return true, nil })
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}
@@ -352,41 +357,16 @@ func TestControlVersions(t *testing.T) {
 	}
 }
 
-// TestControlLegacyDaemon: a daemon of an older build answers HTTP on the
-// socket: status says what to do, and quit still ends it.
-func TestControlLegacyDaemon(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "daemon.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quit := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, `{"phase":"connected","clientVersion":"v0.9.0"}`)
-	})
-	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, _ *http.Request) { close(quit) })
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(l)
-	go func() { <-quit; srv.Close() }()
-	defer srv.Close()
-	ctl := NewControl(sock)
-	defer ctl.Close()
-	ctx := ctxT(t)
-	_, err = ctl.Status(ctx)
-	var old *LegacyDaemonError
-	if !errors.As(err, &old) || old.Version != "v0.9.0" || !strings.Contains(err.Error(), "kubectl tele quit, then kubectl tele connect again") {
-		t.Fatalf("status of an HTTP daemon: %v", err)
-	}
-	if err := ctl.Quit(ctx); err != nil {
-		t.Fatalf("quit of an HTTP daemon: %v", err)
-	}
-}
-
 // TestControlPprof: Go's profiles stay on the socket, over HTTP/1.
 func TestControlPprof(t *testing.T) {
 	d, _, _ := testDaemon(t, nil)
-	hc := legacyClient(d.cfg.Paths.ControlSocket())
+	socket := d.cfg.Paths.ControlSocket()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get("http://daemon/debug/pprof/")
 	if err != nil {

@@ -105,9 +105,6 @@ func (s *controlServer) Intercept(ctx context.Context, r *teleproto.InterceptReq
 		return nil, status.Error(codes.InvalidArgument, "no intercept in the request")
 	}
 	req.SessionId = id
-	if err := s.d.refuseUnknown(c, req); err != nil {
-		return nil, err
-	}
 	ic, err := c.CreateIntercept(ctx, req)
 	if err != nil {
 		return nil, err

@@ -79,15 +79,12 @@ type Daemon struct {
 	mu     sync.Mutex
 	status *teleproto.DaemonStatus
 	// changed is closed, and replaced, on every change of status.
-	changed       chan struct{}
-	client        *managerclient.Client
-	sessionID     string
-	acksDial      bool // the manager answers Destination.ack_dial
-	wiretaps      bool // the manager knows wiretaps (ArriveResponse.wiretaps)
-	tlsIntercepts bool // the manager knows TLS intercepts (ArriveResponse.tls_intercepts)
-	dnsIP         netip.Addr
-	quit          chan struct{}
-	quitOnce      sync.Once
+	changed   chan struct{}
+	client    *managerclient.Client
+	sessionID string
+	dnsIP     netip.Addr
+	quit      chan struct{}
+	quitOnce  sync.Once
 	// heartbeat is how often keepAlive sends Remain (remainInterval), and
 	// redial one attempt to get the session back (redialManager): tests
 	// shorten and replace them.

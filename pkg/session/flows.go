@@ -36,7 +36,9 @@ func (f *flows) HandleTCP(ctx context.Context, conn net.Conn, src, dst netip.Add
 		f.dns.ServeTCP(ctx, conn)
 		return
 	}
-	f.tunnel(ctx, conn, teleproto.Protocol_PROTOCOL_TCP, src, dst)
+	// PrepareTCP prepared every other flow, or refused it.
+	f.log.Debug("TCP flow not prepared", "src", src, "dst", dst)
+	abort(conn)
 }
 
 func (f *flows) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.AddrPort) {
@@ -52,29 +54,22 @@ func (f *flows) HandleUDP(ctx context.Context, conn net.Conn, src, dst netip.Add
 // PrepareTCP implements stack.TCPPreparer: the manager dials the flow's
 // destination before the application's SYN is answered, so a closed port is
 // refused at connect. It costs a new connection one round trip to the
-// manager before the handshake, where the application's first bytes would
-// otherwise have gone with the Open; a manager that does not answer
-// ack_dial (ArriveResponse.acks_dial) gets the old way (HandleTCP).
+// manager before the handshake: the manager answers a TCP destination with
+// Frame.opened once it dialed it.
 func (f *flows) PrepareTCP(ctx context.Context, src, dst netip.AddrPort) (stack.PreparedTCP, error) {
 	if f.isDNS(dst) {
 		return nil, nil
 	}
-	c, sessionID, acks := f.d.managerFlows()
+	c, sessionID := f.d.manager()
 	if c == nil {
 		return nil, errors.New("no manager connection") // refused, as between connections
 	}
-	if !acks {
-		return nil, nil
-	}
 	f.mem.begin()
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := f.open(ctx, c, sessionID, teleproto.Protocol_PROTOCOL_TCP, src, dst, true)
-	var first *teleproto.TunnelMessage
+	st, err := f.open(ctx, c, sessionID, teleproto.Protocol_PROTOCOL_TCP, src, dst)
+	var first *teleproto.Frame
 	if err == nil {
 		first, err = st.Recv()
-	}
-	if err == nil && first.GetClose() != nil {
-		err = errors.New(first.GetClose().GetError())
 	}
 	if err == nil {
 		if err = teleproto.AckOf(first); err != nil {
@@ -108,24 +103,24 @@ func (p *preparedFlow) Abandon() {
 }
 
 // open starts a Tunnel stream to the manager for one flow.
-func (f *flows) open(ctx context.Context, c *managerclient.Client, sessionID string, proto teleproto.Protocol, src, dst netip.AddrPort, ackDial bool) (teleproto.Manager_TunnelClient, error) {
+func (f *flows) open(ctx context.Context, c *managerclient.Client, sessionID string, proto teleproto.Protocol, src, dst netip.AddrPort) (teleproto.Manager_TunnelClient, error) {
 	st, err := c.Tunnel(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return st, st.Send(teleproto.OpenFlow{SessionID: sessionID, Protocol: proto, Dest: dst, Src: src, AckDial: ackDial}.Message())
+	return st, st.Send(teleproto.FlowOpen(sessionID, proto, src, dst))
 }
 
 // tunnel carries one flow over a Tunnel stream to the manager, which dials
 // the destination inside the cluster.
 func (f *flows) tunnel(ctx context.Context, conn net.Conn, proto teleproto.Protocol, src, dst netip.AddrPort) {
-	c, sessionID, _ := f.d.managerFlows()
+	c, sessionID := f.d.manager()
 	if c == nil {
 		return // between connections: the app sees a reset
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := f.open(ctx, c, sessionID, proto, src, dst, false)
+	st, err := f.open(ctx, c, sessionID, proto, src, dst)
 	if err != nil {
 		f.log.Debug("flow broke", "src", src, "dst", dst, "err", err)
 		abort(conn)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -11,39 +12,39 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
 // tunnelManager dials nothing: port 1 is refused, any other echoes back
-// what it gets, prefixed.
+// what it gets, prefixed, after the ack for TCP.
 type tunnelManager struct {
 	teleproto.UnimplementedManagerServer
-	opens chan *teleproto.Open
+	opens chan *teleproto.Destination
 }
 
-func (m *tunnelManager) Tunnel(st grpc.BidiStreamingServer[teleproto.TunnelMessage, teleproto.TunnelMessage]) error {
+func (m *tunnelManager) Tunnel(st grpc.BidiStreamingServer[teleproto.TunnelRequest, teleproto.Frame]) error {
 	first, err := st.Recv()
 	if err != nil {
 		return err
 	}
-	open := first.GetOpen()
+	open := first.GetOpen().GetDestination()
 	m.opens <- open
-	if open.GetDestPort() == 1 {
-		return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: "dial tcp 10.0.0.1:1: connection refused"}}})
+	if open.GetPort() == 1 {
+		return tunnel.FailWith(st, errors.New("dial tcp 10.0.0.1:1: connection refused"), teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
 	}
-	if open.GetAckDial() {
-		// The ack of a manager that predates the Open oneof: an empty Open.
-		if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{}}}); err != nil {
+	if open.GetProtocol() == teleproto.Protocol_PROTOCOL_TCP {
+		if err := st.Send(teleproto.Ack()); err != nil {
 			return err
 		}
 	}
 	for {
-		m, err := st.Recv()
+		m, err := tunnel.Recv(st)
 		if err == io.EOF {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: append([]byte("echo:"), m.GetData()...)}}); err != nil {
+		if err := st.Send(tunnel.Data(append([]byte("echo:"), m.GetData()...))); err != nil {
 			return err
 		}
 	}
@@ -65,8 +66,8 @@ func roundTrip(t *testing.T, serve func(net.Conn)) string {
 }
 
 // TestFlows: which flows the daemon answers itself (DNS), refuses before
-// the handshake (a closed port, no manager), prepares (a manager that acks
-// dials) or carries the old way (one that does not).
+// the handshake (a closed port, no manager) or prepares (every other TCP
+// flow), and that UDP flows are carried too.
 func TestFlows(t *testing.T) {
 	d, _, _ := testDaemon(t, nil)
 	d.dnsIP = netip.MustParseAddr("10.96.0.10")
@@ -81,11 +82,8 @@ func TestFlows(t *testing.T) {
 		t.Error("no manager: the flow was not refused")
 	}
 
-	m := &tunnelManager{opens: make(chan *teleproto.Open, 8)}
+	m := &tunnelManager{opens: make(chan *teleproto.Destination, 8)}
 	serveManager(t, d, m)
-	d.mu.Lock()
-	d.acksDial = true
-	d.mu.Unlock()
 	if _, err := f.PrepareTCP(ctx, src, netip.MustParseAddrPort("10.0.0.1:1")); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("closed port: %v, want refused before the handshake", err)
 	}
@@ -94,7 +92,7 @@ func TestFlows(t *testing.T) {
 	if err != nil || p == nil {
 		t.Fatalf("open port: %v %v", p, err)
 	}
-	if o := <-m.opens; !o.GetAckDial() || o.GetDestPort() != 80 || o.GetSessionId() != "s1" || o.GetSrcPort() != 40000 {
+	if o := <-m.opens; o.GetPort() != 80 || o.GetSrcPort() != 40000 || o.GetProtocol() != teleproto.Protocol_PROTOCOL_TCP {
 		t.Errorf("open %v", o)
 	}
 	if got := roundTrip(t, func(c net.Conn) { p.Serve(ctx, c) }); got != "echo:ping" {
@@ -107,18 +105,6 @@ func TestFlows(t *testing.T) {
 	<-m.opens
 	p2.Abandon()
 
-	d.mu.Lock()
-	d.acksDial = false
-	d.mu.Unlock()
-	if p, err := f.PrepareTCP(ctx, src, netip.MustParseAddrPort("10.0.0.1:80")); p != nil || err != nil {
-		t.Errorf("manager without ack_dial: prepared %v %v, want HandleTCP's way", p, err)
-	}
-	if got := roundTrip(t, func(c net.Conn) { f.HandleTCP(ctx, c, src, netip.MustParseAddrPort("10.0.0.1:80")) }); got != "echo:ping" {
-		t.Errorf("TCP flow got %q", got)
-	}
-	if o := <-m.opens; o.GetAckDial() || o.GetProtocol() != teleproto.Protocol_PROTOCOL_TCP {
-		t.Errorf("open %v", o)
-	}
 	if got := roundTrip(t, func(c net.Conn) { f.HandleUDP(ctx, c, src, netip.MustParseAddrPort("10.0.0.1:9090")) }); got != "echo:ping" {
 		t.Errorf("UDP flow got %q", got)
 	}

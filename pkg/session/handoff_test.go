@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/device"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
-	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // TestListenUnix: the daemon's sockets are its user's only; a stale socket
@@ -74,13 +75,13 @@ func TestHelperRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := helperRequest(cfg, routes, netip.MustParseAddr("10.96.0.10"), []string{"ns.svc.cluster.local"}, []string{"cluster.local"}, dc)
-	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
+	b, err := protojson.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, spec, rc, err := helper.Parse(view.HelperRequest, 1000)
+	dev, spec, rc, err := helper.Parse(b, 1000)
 	if err != nil {
-		t.Fatalf("the helper refuses %s: %v", view.HelperRequest, err)
+		t.Fatalf("the helper refuses %s: %v", b, err)
 	}
 	if dev.Name != DeviceName || dev.MTU != deviceMTU || strings.Join(dev.Routes, ",") != "10.96.0.0/16" || dev.SocketPath != cfg.Paths.HelperSocket() || spec.Addr != device.DefaultAddr || spec.Addr6.IsValid() {
 		t.Errorf("device request %+v", dev)
@@ -119,11 +120,11 @@ func TestChooseDevice(t *testing.T) {
 	// What a darwin daemon asks for reaches the helper whole.
 	dc := deviceChoice{Addr: device.DefaultAddr, Addr6: ula, LoopbackPort: 50053}
 	req := helperRequest(Config{Paths: Paths{RuntimeDir: "/tmp/kubectl-tele-1000"}}, dual, netip.MustParseAddr("10.96.0.10"), nil, []string{"cluster.local"}, dc)
-	view, err := statusView(&teleproto.DaemonStatus{HelperRequest: req})
+	b, err := protojson.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, spec, _, err := helper.Parse(view.HelperRequest, 1000)
+	_, spec, _, err := helper.Parse(b, 1000)
 	if runtime.GOOS == "darwin" {
 		if err != nil || spec.Addr6 != ula {
 			t.Errorf("helper.Parse: %+v %v", spec, err)

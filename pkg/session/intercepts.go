@@ -57,7 +57,7 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 	if err != nil {
 		return
 	}
-	if err := st.Send(teleproto.OpenDialAnswer{SessionID: id, DialID: req.GetDialId()}.Message()); err != nil {
+	if err := st.Send(teleproto.DialAnswerOpen(id, req.GetDialId())); err != nil {
 		return
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", req.GetLocalPort())
@@ -79,11 +79,11 @@ func (d *Daemon) answerDial(ctx context.Context, req *teleproto.DialRequest) {
 	}
 	defer conn.Close()
 	// The ack tells the agent the laptop took the connection.
-	if err := st.Send(teleproto.OpenAck{}.Message()); err != nil {
+	if err := st.SendMsg(teleproto.Ack()); err != nil {
 		return
 	}
 	if err := tunnel.Pipe(ctx, conn, st, st.CloseSend); err != nil {
-		d.log.Debug("intercepted connection broke", "intercept", req.GetIntercept(), "client", req.GetClient(), "err", err)
+		d.log.Debug("intercepted connection broke", "intercept", req.GetIntercept(), "err", err)
 		// The local server learns that the connection broke, as it would
 		// from the cluster client itself.
 		if tc, ok := conn.(*net.TCPConn); ok {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
+	"github.com/kubectl-tele/kubectl-tele/pkg/tunnel"
 )
 
 // dialsManager is a manager that asks the laptop for the dials given, and
@@ -19,7 +20,7 @@ import (
 type dialsManager struct {
 	teleproto.UnimplementedManagerServer
 	dials   chan *teleproto.DialRequest
-	tunnels chan grpc.BidiStreamingServer[teleproto.TunnelMessage, teleproto.TunnelMessage]
+	tunnels chan grpc.BidiStreamingServer[teleproto.TunnelRequest, teleproto.Frame]
 	ended   chan struct{} // closed when the test is done with the tunnels
 }
 
@@ -36,7 +37,7 @@ func (m *dialsManager) Dials(_ *teleproto.SessionRequest, st grpc.ServerStreamin
 	}
 }
 
-func (m *dialsManager) Tunnel(st grpc.BidiStreamingServer[teleproto.TunnelMessage, teleproto.TunnelMessage]) error {
+func (m *dialsManager) Tunnel(st grpc.BidiStreamingServer[teleproto.TunnelRequest, teleproto.Frame]) error {
 	m.tunnels <- st
 	select {
 	case <-m.ended:
@@ -70,7 +71,7 @@ func serveManager(t *testing.T, d *Daemon, m teleproto.ManagerServer) {
 func TestAnswerDial(t *testing.T) {
 	d, _, _ := testDaemon(t, nil)
 	m := &dialsManager{dials: make(chan *teleproto.DialRequest), ended: make(chan struct{}),
-		tunnels: make(chan grpc.BidiStreamingServer[teleproto.TunnelMessage, teleproto.TunnelMessage])}
+		tunnels: make(chan grpc.BidiStreamingServer[teleproto.TunnelRequest, teleproto.Frame])}
 	t.Cleanup(func() { close(m.ended) })
 	serveManager(t, d, m)
 	ctx, cancel := context.WithCancel(ctxT(t))
@@ -92,7 +93,7 @@ func TestAnswerDial(t *testing.T) {
 	st := <-m.tunnels
 	open, err := st.Recv()
 	if err != nil || open.GetOpen().GetDialId() != "d1" || open.GetOpen().GetSessionId() != "s1" {
-		t.Fatalf("first message %v %v, want the dial's Open", open, err)
+		t.Fatalf("first message %v %v, want the dial's TunnelOpen", open, err)
 	}
 	fail, err := st.Recv()
 	if err != nil || fail.GetClose().GetReason() != teleproto.CloseReason_CLOSE_REASON_LOCAL_PORT_CLOSED ||
@@ -122,10 +123,10 @@ func TestAnswerDial(t *testing.T) {
 	if msg, err := st.Recv(); err != nil || msg.GetOpen().GetDialId() != "d2" {
 		t.Fatalf("first message %v %v", msg, err)
 	}
-	if msg, err := st.Recv(); err != nil || msg.GetOpen().GetOpened() == nil || teleproto.AckOf(msg) != nil {
-		t.Fatalf("ack %v %v, want Open.opened", msg, err)
+	if msg, err := st.Recv(); err != nil || msg.GetOpened() == nil {
+		t.Fatalf("ack %v %v, want opened", msg, err)
 	}
-	if err := st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: []byte("ping")}}); err != nil {
+	if err := st.Send(tunnel.Data([]byte("ping"))); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.After(5 * time.Second)

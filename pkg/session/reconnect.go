@@ -25,13 +25,6 @@ func (d *Daemon) manager() (*managerclient.Client, string) {
 	return d.client, d.sessionID
 }
 
-// managerFlows is manager, and whether that manager answers ack_dial (Destination.ack_dial).
-func (d *Daemon) managerFlows() (*managerclient.Client, string, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.client, d.sessionID, d.acksDial
-}
-
 // ensureManager finds the manager's pod again, starting the manager if it is
 // gone, as connect does.
 func (d *Daemon) ensureManager(ctx context.Context) error {
@@ -66,12 +59,9 @@ func (d *Daemon) restoreIntercepts(ctx context.Context) {
 	var lost []string
 	for _, r := range reqs {
 		r.SessionId = id
-		err := d.refuseUnknown(c, r)
-		if err == nil {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			_, err = c.CreateIntercept(cctx, r)
-			cancel()
-		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := c.CreateIntercept(cctx, r)
+		cancel()
 		if err != nil {
 			d.log.Error("intercept not restored", "intercept", r.GetName(), "err", err)
 			lost = append(lost, fmt.Sprintf("%s (%v)", r.GetName(), status.Convert(err).Message()))
@@ -134,8 +124,7 @@ func (d *Daemon) connectManager(ctx context.Context) (*teleproto.ClusterInfo, er
 	}
 	d.mu.Lock()
 	old := d.client
-	d.client, d.sessionID, d.acksDial = c, resp.GetSessionId(), resp.GetAcksDial()
-	d.wiretaps, d.tlsIntercepts = resp.GetWiretaps(), resp.GetTlsIntercepts()
+	d.client, d.sessionID = c, resp.GetSessionId()
 	d.mu.Unlock()
 	d.update(func(s *teleproto.DaemonStatus) {
 		s.Session = resp.GetSessionId()

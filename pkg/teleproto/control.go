@@ -14,17 +14,13 @@ const CurrentControlVersion = ControlVersion_CONTROL_VERSION_1
 // ControlVersion, in decimal.
 const TrailerDaemon = "x-tele-daemon"
 
-// CurrentHelperVersion is the version of HelperRequest this build speaks:
-// daemon (through the plugin) to the privileged helper. The helper also
-// takes OldestHelperVersion and those between: a version only adds
-// fields, which an older request does not carry (see device.CheckRequest).
-const (
-	CurrentHelperVersion = HelperVersion_HELPER_VERSION_2
-	OldestHelperVersion  = HelperVersion_HELPER_VERSION_1
-)
+// CurrentHelperVersion is the version of HelperRequest (helper.proto) this
+// build speaks: daemon (through the plugin) to the privileged helper, which
+// refuses any other (see device.CheckRequest).
+const CurrentHelperVersion = HelperVersion_HELPER_VERSION_1
 
 // phaseLabels are the names kubectl tele status shows, in text and in
-// -o json: they predate the enum and scripts read them.
+// -o json, which scripts read: shorter than the enum's.
 var phaseLabels = map[ConnectPhase]string{
 	ConnectPhase_CONNECT_PHASE_STARTING:           "starting",
 	ConnectPhase_CONNECT_PHASE_WAITING_FOR_DEVICE: "waiting-for-device",
@@ -42,19 +38,4 @@ func (p ConnectPhase) Label() string {
 		return l
 	}
 	return fmt.Sprintf("phase-%d", int32(p))
-}
-
-// MarshalText writes the phase's Label, so that status -o json and -o yaml
-// keep the names scripts read (encoding/json uses it; protojson does not).
-func (p ConnectPhase) MarshalText() ([]byte, error) { return []byte(p.Label()), nil }
-
-// UnmarshalText reads a Label.
-func (p *ConnectPhase) UnmarshalText(b []byte) error {
-	for k, l := range phaseLabels {
-		if l == string(b) {
-			*p = k
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown phase %q", b)
 }

@@ -6,175 +6,72 @@ import (
 	"net/netip"
 )
 
-// OpenCase is what an Open says, decoded by OpenCaseOf: one of OpenFlow,
-// OpenDialAnswer, OpenIntercepted and OpenAck. Message builds the Open of a
-// case, the only way this build makes one, so that every sender sets the
-// fields that peers predating the Open oneof read.
-type OpenCase interface {
-	// Message is the case as the first message of a stream (or, for
-	// OpenAck, the answer to one).
-	Message() *TunnelMessage
-	openCase()
-}
-
-// OpenFlow is a laptop's flow to a destination in the cluster, the first
-// message of a Tunnel stream.
-type OpenFlow struct {
-	SessionID string
-	// PROTOCOL_TCP or PROTOCOL_UDP.
-	Protocol Protocol
-	Dest     netip.AddrPort
-	// The laptop-side source, for logs only; may be the zero AddrPort.
-	Src netip.AddrPort
-	// TCP: the laptop wants OpenAck once the destination is dialed.
-	AckDial bool
-}
-
-// OpenDialAnswer is a laptop's Tunnel stream answering the DialRequest
-// with DialID.
-type OpenDialAnswer struct {
-	SessionID string
-	DialID    string
-}
-
-// OpenIntercepted is an agent's intercepted connection, the first message
-// of a Connect stream.
-type OpenIntercepted struct {
-	InterceptID string
-	// The app's client, for logs; may be the zero AddrPort. Agents do not
-	// send it yet; it is the legacy src fields, as the manager has always
-	// read them.
-	Client netip.AddrPort
-}
-
-// OpenAck says that a dial succeeded: the manager's answer to an OpenFlow
-// with AckDial, and the laptop's (through the manager) to an agent's
-// OpenIntercepted.
-type OpenAck struct{}
-
-func (OpenFlow) openCase()        {}
-func (OpenDialAnswer) openCase()  {}
-func (OpenIntercepted) openCase() {}
-func (OpenAck) openCase()         {}
-
-// Message sets destination and, for managers that predate it, the
-// deprecated fields beside it, with the same values.
-func (c OpenFlow) Message() *TunnelMessage {
-	dst, src := c.Dest.Addr().AsSlice(), c.Src.Addr().AsSlice()
-	return openMessage(&Open{
-		SessionId: c.SessionID,
-		Kind: &Open_Destination{Destination: &Destination{
-			Protocol: c.Protocol,
-			Ip:       dst, Port: uint32(c.Dest.Port()),
-			SrcIp: src, SrcPort: uint32(c.Src.Port()),
-			AckDial: c.AckDial,
+// FlowOpen is the first message of a laptop's Tunnel stream for a flow
+// from src (for logs; may be the zero AddrPort) to dst in the cluster.
+func FlowOpen(sessionID string, p Protocol, src, dst netip.AddrPort) *TunnelRequest {
+	return &TunnelRequest{Msg: &TunnelRequest_Open{Open: &TunnelOpen{
+		SessionId: sessionID,
+		Kind: &TunnelOpen_Destination{Destination: &Destination{
+			Protocol: p,
+			Ip:       dst.Addr().AsSlice(), Port: uint32(dst.Port()),
+			SrcIp: src.Addr().AsSlice(), SrcPort: uint32(src.Port()),
 		}},
-		Protocol: c.Protocol,
-		DestIp:   dst, DestPort: uint32(c.Dest.Port()),
-		SrcIp: src, SrcPort: uint32(c.Src.Port()),
-		AckDial: c.AckDial,
-	})
+	}}}
 }
 
-// Message encodes dial_id as it always was: it only moved into the oneof.
-func (c OpenDialAnswer) Message() *TunnelMessage {
-	return openMessage(&Open{SessionId: c.SessionID, Kind: &Open_DialId{DialId: c.DialID}})
+// DialAnswerOpen is the first message of a laptop's Tunnel stream that
+// answers the DialRequest with dialID.
+func DialAnswerOpen(sessionID, dialID string) *TunnelRequest {
+	return &TunnelRequest{Msg: &TunnelRequest_Open{Open: &TunnelOpen{SessionId: sessionID, Kind: &TunnelOpen_DialId{DialId: dialID}}}}
 }
 
-// Message encodes intercept_id as it always was, which older managers read.
-func (c OpenIntercepted) Message() *TunnelMessage {
-	return openMessage(&Open{
-		Kind:  &Open_InterceptId{InterceptId: c.InterceptID},
-		SrcIp: c.Client.Addr().AsSlice(), SrcPort: uint32(c.Client.Port()),
-	})
+// InterceptedOpen is the first message of an agent's Connect stream for a
+// connection intercepted for interceptID.
+func InterceptedOpen(interceptID string) *ConnectRequest {
+	return &ConnectRequest{Msg: &ConnectRequest_Open{Open: &ConnectOpen{InterceptId: interceptID}}}
 }
 
-// Message is an Open with only opened set, which a peer predating it reads
-// as the empty Open it took for the ack.
-func (OpenAck) Message() *TunnelMessage {
-	return openMessage(&Open{Kind: &Open_Opened{Opened: &Opened{}}})
-}
+// Ack is the frame that says a dial succeeded (Frame.opened).
+func Ack() *Frame { return &Frame{Msg: &Frame_Opened{Opened: &Opened{}}} }
 
-func openMessage(o *Open) *TunnelMessage {
-	return &TunnelMessage{Msg: &TunnelMessage_Open{Open: o}}
-}
-
-// OpenCaseOf decodes an Open from a peer of any age, the only reader of its
-// fields: its kind or, from a peer that predates the oneof, the fields it
-// set (a destination's, or none for the ack). It refuses a case it cannot
-// act on (no destination address, an unknown protocol, an empty id) with an
-// error that says why. An Open with only fields this build does not know is
-// the ack, as it was before the oneof.
-func OpenCaseOf(o *Open) (OpenCase, error) {
-	if o == nil {
-		return nil, errors.New("not an Open")
-	}
-	switch k := o.GetKind().(type) {
-	case *Open_Destination:
-		d := k.Destination
-		return flowOf(o.GetSessionId(), d.GetProtocol(), d.GetIp(), d.GetPort(), d.GetSrcIp(), d.GetSrcPort(), d.GetAckDial())
-	case *Open_DialId:
-		if k.DialId == "" {
-			return nil, errors.New("open: empty dial_id")
-		}
-		return OpenDialAnswer{SessionID: o.GetSessionId(), DialID: k.DialId}, nil
-	case *Open_InterceptId:
-		if k.InterceptId == "" {
-			return nil, errors.New("open: empty intercept_id")
-		}
-		client, _ := addrPortOf(o.GetSrcIp(), o.GetSrcPort())
-		return OpenIntercepted{InterceptID: k.InterceptId, Client: client}, nil
-	case *Open_Opened:
-		return OpenAck{}, nil
-	}
-	// A peer that predates the oneof: a destination is there when any of
-	// its fields is.
-	if o.GetProtocol() != Protocol_PROTOCOL_UNSPECIFIED || len(o.GetDestIp()) > 0 || o.GetDestPort() != 0 ||
-		len(o.GetSrcIp()) > 0 || o.GetSrcPort() != 0 || o.GetAckDial() {
-		return flowOf(o.GetSessionId(), o.GetProtocol(), o.GetDestIp(), o.GetDestPort(), o.GetSrcIp(), o.GetSrcPort(), o.GetAckDial())
-	}
-	return OpenAck{}, nil
-}
-
-// AckOf is nil if m, the first message a dialer receives that is not a
-// Close, is the ack that its dial succeeded.
-func AckOf(m *TunnelMessage) error {
-	if m.GetOpen() == nil {
+// AckOf is nil if f, the first frame a dialer receives, is the ack that its
+// dial succeeded, and otherwise says why not: the Close's error, or what
+// came instead.
+func AckOf(f *Frame) error {
+	switch m := f.GetMsg().(type) {
+	case *Frame_Opened:
+		return nil
+	case *Frame_Close:
+		return errors.New(m.Close.GetError())
+	case *Frame_Data:
 		return errors.New("data before the ack")
 	}
-	oc, err := OpenCaseOf(m.GetOpen())
-	if err != nil {
-		return err
-	}
-	if _, ok := oc.(OpenAck); !ok {
-		return fmt.Errorf("%T, want an ack", oc)
-	}
-	return nil
+	return errors.New("an empty frame, want the ack")
 }
 
-func flowOf(session string, proto Protocol, ip []byte, port uint32, srcIP []byte, srcPort uint32, ack bool) (OpenCase, error) {
-	switch proto {
-	case Protocol_PROTOCOL_TCP, Protocol_PROTOCOL_UDP:
+// Flow is d checked: "tcp" or "udp", the destination and the laptop-side
+// source (the zero AddrPort when d has none). It refuses what the manager
+// cannot dial (an unknown protocol, an address of the wrong length, port 0)
+// with an error that says why.
+func (d *Destination) Flow() (network string, dst, src netip.AddrPort, err error) {
+	switch d.GetProtocol() {
+	case Protocol_PROTOCOL_TCP:
+		network = "tcp"
+	case Protocol_PROTOCOL_UDP:
+		network = "udp"
 	default:
-		return nil, fmt.Errorf("open: unknown protocol %v", proto)
+		return "", dst, src, fmt.Errorf("open: unknown protocol %v", d.GetProtocol())
 	}
-	if _, ok := netip.AddrFromSlice(ip); !ok {
-		return nil, fmt.Errorf("open: destination IP has %d bytes, want 4 or 16", len(ip))
+	a, ok := netip.AddrFromSlice(d.GetIp())
+	if !ok {
+		return "", dst, src, fmt.Errorf("open: destination IP has %d bytes, want 4 or 16", len(d.GetIp()))
 	}
-	if port == 0 || port > 65535 {
-		return nil, fmt.Errorf("open: destination port %d out of range", port)
+	if p := d.GetPort(); p == 0 || p > 65535 {
+		return "", dst, src, fmt.Errorf("open: destination port %d out of range", p)
 	}
-	dest, _ := addrPortOf(ip, port)
-	src, _ := addrPortOf(srcIP, srcPort)
-	return OpenFlow{SessionID: session, Protocol: proto, Dest: dest, Src: src, AckDial: ack}, nil
-}
-
-// addrPortOf is ip (unmapped) and port, if ip has 4 or 16 bytes and port
-// fits; else the zero AddrPort and false.
-func addrPortOf(ip []byte, port uint32) (netip.AddrPort, bool) {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok || port > 65535 {
-		return netip.AddrPort{}, false
+	dst = netip.AddrPortFrom(a.Unmap(), uint16(d.GetPort()))
+	if s, ok := netip.AddrFromSlice(d.GetSrcIp()); ok && d.GetSrcPort() <= 65535 {
+		src = netip.AddrPortFrom(s.Unmap(), uint16(d.GetSrcPort()))
 	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port)), true
+	return network, dst, src, nil
 }

@@ -5,14 +5,13 @@ import (
 	"strconv"
 )
 
-// CurrentProtocolVersion is the protocol this build speaks, on every boundary
-// tele.proto declares: laptop to manager and agent to manager.
+// CurrentProtocolVersion is the version of the Manager service
+// (manager.proto) this build speaks: laptop to manager.
 const CurrentProtocolVersion = ProtocolVersion_PROTOCOL_VERSION_2
 
-// LegacyProtocolVersion is what a manager whose Job has no AnnotationProtocol
-// speaks: such a manager predates the annotation, and every build before it
-// spoke protocol 1.
-const LegacyProtocolVersion = ProtocolVersion_PROTOCOL_VERSION_1
+// CurrentAgentProtocolVersion is the version of AgentService (agent.proto)
+// this build speaks: agent to manager.
+const CurrentAgentProtocolVersion = AgentProtocolVersion_AGENT_PROTOCOL_VERSION_2
 
 // Annotations on the manager's Job and its pod template, so that a laptop can
 // tell which manager runs without reaching it. They are part of the boundary
@@ -22,8 +21,8 @@ const (
 	// AnnotationVersion is the manager's build version (version.Version).
 	AnnotationVersion = "kubectl-tele.io/version"
 	// AnnotationProtocol is the ProtocolVersion the manager speaks, as its
-	// number in decimal ("1"), which a client that does not know the name
-	// still parses.
+	// number in decimal ("2"), which a client that does not know the name
+	// still parses. A Job without it speaks no protocol this build knows.
 	AnnotationProtocol = "kubectl-tele.io/protocol"
 )
 

@@ -8,12 +8,13 @@ func TestParseProtocol(t *testing.T) {
 		want    ProtocolVersion
 		wantErr bool
 	}{
-		{in: "1", want: ProtocolVersion_PROTOCOL_VERSION_1},
+		{in: "2", want: ProtocolVersion_PROTOCOL_VERSION_2},
+		{in: "1", want: ProtocolVersion(1)}, // older than this build: still read
 		{in: "7", want: ProtocolVersion(7)}, // newer than this build: still read
 		{in: "0", wantErr: true},
 		{in: "-1", wantErr: true},
 		{in: "", wantErr: true},
-		{in: "PROTOCOL_VERSION_1", wantErr: true},
+		{in: "PROTOCOL_VERSION_2", wantErr: true},
 		{in: "99999999999", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -57,7 +57,7 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 // bulk download: decoding 17% of the daemon's CPU, GC 11%. Other messages
 // take protobuf's path.
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*teleproto.TunnelMessage); ok && unmarshalData(data, m) {
+	if m, ok := v.(*teleproto.Frame); ok && unmarshalData(data, m) {
 		return nil
 	}
 	m, ok := v.(proto.Message)
@@ -69,12 +69,12 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
 }
 
-// dataField is TunnelMessage's data field.
-var dataField = (&teleproto.TunnelMessage{}).ProtoReflect().Descriptor().Fields().ByName("data").Number()
+// dataField is Frame's data field.
+var dataField = (&teleproto.Frame{}).ProtoReflect().Descriptor().Fields().ByName("data").Number()
 
 // unmarshalData decodes data into m if it is exactly one data field of at
 // most BufferSize bytes, and reports whether it did.
-func unmarshalData(data mem.BufferSlice, m *teleproto.TunnelMessage) bool {
+func unmarshalData(data mem.BufferSlice, m *teleproto.Frame) bool {
 	var head [16]byte // a tag and a length: at most 15 bytes
 	n := data.CopyTo(head[:])
 	num, typ, tagLen := protowire.ConsumeTag(head[:n])
@@ -108,7 +108,7 @@ func unmarshalData(data mem.BufferSlice, m *teleproto.TunnelMessage) bool {
 		return false
 	}
 	proto.Reset(m)
-	m.Msg = &teleproto.TunnelMessage_Data{Data: b}
+	m.Msg = &teleproto.Frame_Data{Data: b}
 	return true
 }
 
@@ -120,8 +120,8 @@ const pooledDataMin = 32 << 10
 // its bytes are no longer used; m's data is gone after. Call it only where
 // nothing else can still hold the bytes (not after handing them to code that
 // may keep them); a message not released is simply garbage-collected.
-func Release(m *teleproto.TunnelMessage) {
-	d, ok := m.GetMsg().(*teleproto.TunnelMessage_Data)
+func Release(m *teleproto.Frame) {
+	d, ok := m.GetMsg().(*teleproto.Frame_Data)
 	if !ok || cap(d.Data) != BufferSize {
 		return
 	}

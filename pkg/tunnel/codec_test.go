@@ -34,7 +34,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		if got := data.Materialize(); !bytes.Equal(got, want) {
 			t.Fatalf("%d bytes: encoding differs from proto.Marshal", n)
 		}
-		out := new(teleproto.TunnelMessage)
+		out := new(teleproto.Frame)
 		if err := Codec.Unmarshal(frames(want), out); err != nil {
 			t.Fatal(err)
 		}
@@ -61,10 +61,10 @@ func TestCodecOtherMessages(t *testing.T) {
 	data := bytes.Repeat([]byte("d"), 100)
 	withUnknown := protowire.AppendBytes(protowire.AppendTag(nil, dataField, protowire.BytesType), data)
 	withUnknown = protowire.AppendVarint(protowire.AppendTag(withUnknown, 99, protowire.VarintType), 7)
-	open, _ := proto.Marshal(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Open{Open: &teleproto.Open{SessionId: "s", DestPort: 80}}})
-	closeMsg, _ := proto.Marshal(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: "refused"}}})
-	for name, b := range map[string][]byte{"data and an unknown field": withUnknown, "open": open, "close": closeMsg} {
-		got, want := new(teleproto.TunnelMessage), new(teleproto.TunnelMessage)
+	opened, _ := proto.Marshal(teleproto.Ack())
+	closeMsg, _ := proto.Marshal(&teleproto.Frame{Msg: &teleproto.Frame_Close{Close: &teleproto.Close{Error: "refused"}}})
+	for name, b := range map[string][]byte{"data and an unknown field": withUnknown, "opened": opened, "close": closeMsg} {
+		got, want := new(teleproto.Frame), new(teleproto.Frame)
 		if err := proto.Unmarshal(b, want); err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestCodecOtherMessages(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", name, got, want)
 		}
 	}
-	if err := Codec.Unmarshal(frames([]byte{0x12, 0x05, 'a'}), new(teleproto.TunnelMessage)); err == nil {
+	if err := Codec.Unmarshal(frames([]byte{0x12, 0x05, 'a'}), new(teleproto.Frame)); err == nil {
 		t.Error("a truncated data field decoded without error")
 	}
 }
@@ -84,7 +84,7 @@ func FuzzCodecUnmarshal(f *testing.F) {
 	f.Add([]byte{0x12, 0x03, 'a', 'b', 'c'})
 	f.Add([]byte{0x12, 0x80, 0x80, 0x08})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, want := new(teleproto.TunnelMessage), new(teleproto.TunnelMessage)
+		got, want := new(teleproto.Frame), new(teleproto.Frame)
 		werr := proto.Unmarshal(b, want)
 		gerr := Codec.Unmarshal(frames(b), got)
 		if (werr == nil) != (gerr == nil) {

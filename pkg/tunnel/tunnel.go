@@ -1,7 +1,8 @@
-// Package tunnel carries connections over teleproto.TunnelMessage streams:
-// it copies between a net.Conn and a stream (Pipe), splices two streams
-// (Splice), and presents a stream as a net.Conn (NewConn). Every hop of
-// kubectl-tele (laptop, manager, agent) moves bytes through it.
+// Package tunnel carries connections over streams of teleproto.Frame (the
+// Tunnel and Connect RPCs after their open message): it copies between a
+// net.Conn and a stream (Pipe), splices two streams (Splice), and presents a
+// stream as a net.Conn (NewConn). Every hop of kubectl-tele (laptop,
+// manager, agent) moves bytes through it.
 package tunnel
 
 import (
@@ -17,10 +18,23 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// Stream is either end of a Tunnel or Connect RPC.
+// Stream is either end of a Tunnel or Connect RPC (grpc.ClientStream and
+// grpc.ServerStream are). After its open message every message is a
+// teleproto.Frame, whose cases TunnelRequest and ConnectRequest repeat
+// field for field: so both RPCs' frames are sent and received as Frames,
+// one type for every hop.
 type Stream interface {
-	Send(*teleproto.TunnelMessage) error
-	Recv() (*teleproto.TunnelMessage, error)
+	SendMsg(m any) error
+	RecvMsg(m any) error
+}
+
+// Recv receives the next frame of st.
+func Recv(st Stream) (*teleproto.Frame, error) {
+	m := new(teleproto.Frame)
+	if err := st.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // BufferSize is the largest data message Pipe sends.
@@ -108,9 +122,9 @@ func (r *ReadBuffer) Free() {
 	}
 }
 
-// Data wraps b as a data message.
-func Data(b []byte) *teleproto.TunnelMessage {
-	return &teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Data{Data: b}}
+// Data wraps b as a data frame.
+func Data(b []byte) *teleproto.Frame {
+	return &teleproto.Frame{Msg: &teleproto.Frame_Data{Data: b}}
 }
 
 // Pipe copies conn to st and st to conn until both directions are done, with
@@ -129,7 +143,7 @@ func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error)
 	go func() { // stream -> conn
 		defer close(down)
 		for {
-			m, err := st.Recv()
+			m, err := Recv(st)
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					if cw, ok := conn.(closeWriter); ok {
@@ -164,7 +178,7 @@ func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error)
 		buf := rb.Bytes()
 		n, err := conn.Read(buf)
 		if n > 0 {
-			if serr := st.Send(Data(buf[:n])); serr != nil {
+			if serr := st.SendMsg(Data(buf[:n])); serr != nil {
 				cancel(serr)
 				break
 			}
@@ -197,14 +211,14 @@ func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error)
 // server cannot end its side of a stream but by returning).
 func HalfClose(st Stream) func() error {
 	return func() error {
-		return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{}}})
+		return st.SendMsg(&teleproto.Frame{Msg: &teleproto.Frame_Close{Close: &teleproto.Close{}}})
 	}
 }
 
 // FailWith sends a Close carrying err, and the reason an agent acts on (see
 // teleproto.CloseReason).
 func FailWith(st Stream, err error, reason teleproto.CloseReason) error {
-	return st.Send(&teleproto.TunnelMessage{Msg: &teleproto.TunnelMessage_Close{Close: &teleproto.Close{Error: err.Error(), Reason: reason}}})
+	return st.SendMsg(&teleproto.Frame{Msg: &teleproto.Frame_Close{Close: &teleproto.Close{Error: err.Error(), Reason: reason}}})
 }
 
 // Splice copies messages between two streams until both directions end; a
@@ -214,7 +228,7 @@ func Splice(ctx context.Context, a, b Stream, halfCloseA, halfCloseB func() erro
 	defer cancel(nil)
 	copyOne := func(from, to Stream, halfClose func() error) {
 		for {
-			m, err := from.Recv()
+			m, err := Recv(from)
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					if halfClose != nil {
@@ -226,7 +240,7 @@ func Splice(ctx context.Context, a, b Stream, halfCloseA, halfCloseB func() erro
 				return
 			}
 			// Send has encoded m when it returns.
-			err = to.Send(m)
+			err = to.SendMsg(m)
 			Release(m)
 			if err != nil {
 				cancel(err)
@@ -259,7 +273,7 @@ type ClientStream interface {
 type Conn struct {
 	st     ClientStream
 	cancel context.CancelFunc
-	rmsg   *teleproto.TunnelMessage // holds rbuf
+	rmsg   *teleproto.Frame // holds rbuf
 	rbuf   []byte
 	rerr   error
 	mu     sync.Mutex // serializes Read
@@ -279,7 +293,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
-		m, err := c.st.Recv()
+		m, err := Recv(c.st)
 		switch {
 		case err != nil:
 			c.rerr = err
@@ -307,7 +321,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		n := min(len(b), BufferSize)
 		// Send encodes before it returns; b stays the caller's.
-		if err := c.st.Send(Data(b[:n])); err != nil {
+		if err := c.st.SendMsg(Data(b[:n])); err != nil {
 			return written, err
 		}
 		written += n

@@ -10,23 +10,25 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 // pipeStream is one end of an in-memory bidirectional message stream.
 type pipeStream struct {
-	in      chan *teleproto.TunnelMessage
-	out     chan *teleproto.TunnelMessage
+	in      chan *teleproto.Frame
+	out     chan *teleproto.Frame
 	once    sync.Once
 	closeCh chan struct{}
 }
 
 func streamPair() (*pipeStream, *pipeStream) {
-	a2b, b2a := make(chan *teleproto.TunnelMessage, 64), make(chan *teleproto.TunnelMessage, 64)
+	a2b, b2a := make(chan *teleproto.Frame, 64), make(chan *teleproto.Frame, 64)
 	return &pipeStream{in: b2a, out: a2b, closeCh: make(chan struct{})}, &pipeStream{in: a2b, out: b2a, closeCh: make(chan struct{})}
 }
 
-func (p *pipeStream) Send(m *teleproto.TunnelMessage) error {
+func (p *pipeStream) Send(m *teleproto.Frame) error {
 	// Copy: senders reuse their buffers once Send returns.
 	if d := m.GetData(); d != nil {
 		m = Data(bytes.Clone(d))
@@ -35,12 +37,23 @@ func (p *pipeStream) Send(m *teleproto.TunnelMessage) error {
 	return nil
 }
 
-func (p *pipeStream) Recv() (*teleproto.TunnelMessage, error) {
+func (p *pipeStream) Recv() (*teleproto.Frame, error) {
 	m, ok := <-p.in
 	if !ok {
 		return nil, io.EOF
 	}
 	return m, nil
+}
+
+func (p *pipeStream) SendMsg(m any) error { return p.Send(m.(*teleproto.Frame)) }
+
+func (p *pipeStream) RecvMsg(m any) error {
+	f, err := p.Recv()
+	if err != nil {
+		return err
+	}
+	proto.Merge(m.(*teleproto.Frame), f)
+	return nil
 }
 
 // CloseSend ends this side's sending: the peer's Recv sees io.EOF.

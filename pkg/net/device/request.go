@@ -84,13 +84,9 @@ func ParseRequest(data []byte) (Request, error) {
 // the invoking user is checked separately by [ValidateSocketPath], which
 // needs that user's uid.
 func CheckRequest(pb *teleproto.DeviceRequest) (Request, error) {
-	v := pb.GetVersion()
-	if v < teleproto.OldestHelperVersion || v > teleproto.CurrentHelperVersion {
-		return Request{}, fmt.Errorf("helper request: version %d is not supported (this helper speaks versions %d to %d); use the same kubectl-tele binary for the daemon and the helper",
-			int32(v), int32(teleproto.OldestHelperVersion), int32(teleproto.CurrentHelperVersion))
-	}
-	if v < teleproto.HelperVersion_HELPER_VERSION_2 && pb.GetAddr6() != "" {
-		return Request{}, fmt.Errorf("helper request: addr6 needs version %d, the request says %d", int32(teleproto.HelperVersion_HELPER_VERSION_2), int32(v))
+	if v := pb.GetVersion(); v != teleproto.CurrentHelperVersion {
+		return Request{}, fmt.Errorf("helper request: the daemon speaks helper protocol %d, this helper %d; use the same kubectl-tele binary for the daemon and the helper",
+			int32(v), int32(teleproto.CurrentHelperVersion))
 	}
 	r := Request{Name: pb.GetName(), MTU: int(pb.GetMtu()), Addr: pb.GetAddr(), Addr6: pb.GetAddr6(), Routes: pb.GetRoutes(),
 		SocketPath: pb.GetSocketPath(), AllowConflictingSubnets: pb.GetAllowConflictingSubnets()}

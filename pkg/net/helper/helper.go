@@ -105,7 +105,7 @@ func Parse(data []byte, uid int) (device.Request, device.Spec, resolver.Config, 
 	if err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
-	if rc, err = loopbackDNS(rc, r.GetDevice().GetVersion(), r.GetDns().GetLoopbackPort(), runtime.GOOS); err != nil {
+	if rc, err = loopbackDNS(rc, r.GetDns().GetLoopbackPort(), runtime.GOOS); err != nil {
 		return device.Request{}, device.Spec{}, zero, err
 	}
 	rc.Device = spec.Name
@@ -145,12 +145,10 @@ func validateDNS(d *teleproto.HelperDNS, spec device.Spec) (resolver.Config, err
 // nameserver inside the routes has been checked all the same: the daemon
 // answers there too. An unprivileged port only: the daemon cannot bind
 // another, and a privileged one would be some root service's.
-func loopbackDNS(rc resolver.Config, v teleproto.HelperVersion, port uint32, goos string) (resolver.Config, error) {
+func loopbackDNS(rc resolver.Config, port uint32, goos string) (resolver.Config, error) {
 	switch {
 	case port == 0:
 		return rc, nil
-	case v < teleproto.HelperVersion_HELPER_VERSION_2:
-		return rc, fmt.Errorf("dns loopback port needs helper request version %d, the request says %d", int32(teleproto.HelperVersion_HELPER_VERSION_2), int32(v))
 	case goos != "darwin":
 		return rc, fmt.Errorf("dns loopback port %d: only macOS resolver files can name a port", port)
 	case port < 1024 || port > 65535:

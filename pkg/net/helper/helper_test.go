@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/resolver"
-	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
 const good = `{"device":{"version":1,"name":"tele0","mtu":1420,"addr":"198.18.0.1/32","routes":["10.96.0.0/16","10.244.0.0/24"],"socketPath":"/tmp/kubectl-tele-1000/device.sock"},"dns":{"nameserver":"10.96.0.10","search":["demo.svc.cluster.local","svc.cluster.local","cluster.local"],"domains":["cluster.local"]}}`
@@ -138,29 +137,26 @@ func TestStateDir(t *testing.T) {
 	}
 }
 
-// The daemon's loopback DNS server is taken on macOS only, from a version 2
-// request, on an unprivileged port; the resolver files then point there.
+// The daemon's loopback DNS server is taken on macOS only, on an
+// unprivileged port; the resolver files then point there.
 func TestLoopbackDNS(t *testing.T) {
 	in := resolver.Config{Nameserver: netip.MustParseAddr("10.96.0.10"), Search: []string{"demo.svc.cluster.local"}}
-	v1, v2 := teleproto.HelperVersion_HELPER_VERSION_1, teleproto.HelperVersion_HELPER_VERSION_2
 	for _, tt := range []struct {
 		name    string
-		v       teleproto.HelperVersion
 		port    uint32
 		goos    string
 		want    resolver.Config
 		wantErr string
 	}{
-		{"no port: the nameserver in the routes", v2, 0, "darwin", in, ""},
-		{"no port on Linux", v1, 0, "linux", in, ""},
-		{"darwin", v2, 50053, "darwin", resolver.Config{Nameserver: netip.MustParseAddr("127.0.0.1"), Port: 50053, Search: in.Search}, ""},
-		{"Linux cannot name a port", v2, 50053, "linux", resolver.Config{}, "only macOS"},
-		{"a version 1 request carries none", v1, 50053, "darwin", resolver.Config{}, "needs helper request version 2"},
-		{"privileged port", v2, 53, "darwin", resolver.Config{}, "between 1024 and 65535"},
-		{"not a port", v2, 70000, "darwin", resolver.Config{}, "between 1024 and 65535"},
+		{"no port: the nameserver in the routes", 0, "darwin", in, ""},
+		{"no port on Linux", 0, "linux", in, ""},
+		{"darwin", 50053, "darwin", resolver.Config{Nameserver: netip.MustParseAddr("127.0.0.1"), Port: 50053, Search: in.Search}, ""},
+		{"Linux cannot name a port", 50053, "linux", resolver.Config{}, "only macOS"},
+		{"privileged port", 53, "darwin", resolver.Config{}, "between 1024 and 65535"},
+		{"not a port", 70000, "darwin", resolver.Config{}, "between 1024 and 65535"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := loopbackDNS(in, tt.v, tt.port, tt.goos)
+			got, err := loopbackDNS(in, tt.port, tt.goos)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
@@ -172,8 +168,8 @@ func TestLoopbackDNS(t *testing.T) {
 			}
 		})
 	}
-	// Through Parse: a version 2 request with a port, on this (Linux) host.
-	req := strings.Replace(strings.Replace(good, `"version":1`, `"version":2`, 1), `"domains":["cluster.local"]`, `"domains":["cluster.local"],"loopbackPort":50053`, 1)
+	// Through Parse: a request with a port, on this (Linux) host.
+	req := strings.Replace(good, `"domains":["cluster.local"]`, `"domains":["cluster.local"],"loopbackPort":50053`, 1)
 	if _, _, _, err := Parse([]byte(req), 1000); runtime.GOOS != "darwin" && (err == nil || !strings.Contains(err.Error(), "only macOS")) {
 		t.Errorf("Parse with a loopback port on %s: %v", runtime.GOOS, err)
 	}

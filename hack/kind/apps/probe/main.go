@@ -71,7 +71,7 @@ func main() {
 		// 2. Register as an agent, to learn the routes.
 		st, err := agents.Watch(cctx)
 		if err == nil {
-			err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{ProtocolVersion: teleproto.ProtocolVersion_PROTOCOL_VERSION_1, Pod: "intruder"}})
+			err = st.Send(&teleproto.AgentReport{Hello: &teleproto.AgentHello{ProtocolVersion: teleproto.CurrentAgentProtocolVersion, Pod: "intruder"}})
 		}
 		// A stream the server ended fails Send with io.EOF; its status
 		// comes with Recv (grpc.ClientStream).
@@ -82,7 +82,7 @@ func main() {
 		// 3. Open a connection to a laptop.
 		cs, err := agents.Connect(cctx)
 		if err == nil {
-			err = cs.Send(teleproto.OpenIntercepted{InterceptID: "echo"}.Message())
+			err = cs.Send(teleproto.InterceptedOpen("echo"))
 		}
 		if err == nil || errors.Is(err, io.EOF) {
 			_, err = cs.Recv()

@@ -14,17 +14,6 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// The hellos of agents of each age: the oldest says no features.
-var (
-	oldest      = &teleproto.AgentHello{}
-	filters     = hello(teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH)
-	allFeatures = hello(teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP)
-)
-
-func hello(fs ...teleproto.AgentFeature) *teleproto.AgentHello {
-	return &teleproto.AgentHello{Features: fs}
-}
-
 func pod(name string, ls map[string]string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ls}}
 }
@@ -58,7 +47,7 @@ func routeIDs(rs []*teleproto.AgentRoute) string {
 
 // TestRoutesForPods: which routes each pod's agent gets, by id: the
 // intercepts whose pods (a workload's selector, or one pod by name) it is
-// in, attached and not being removed, that its agent can apply. A new pod
+// in, attached and not being removed. A new pod
 // of an intercepted workload gets, once its agent connects, the same as
 // its siblings.
 func TestRoutesForPods(t *testing.T) {
@@ -80,25 +69,19 @@ func TestRoutesForPods(t *testing.T) {
 		at("i-no-pods", PodSet{}, mechNftables, testIntercept(t, alice, "none", "echo", 7002)),
 	)
 	for _, tc := range []struct {
-		name  string
-		pod   *corev1.Pod
-		hello *teleproto.AgentHello
-		want  string
+		name string
+		pod  *corev1.Pod
+		want string
 	}{
-		{"a pod of the workload, current agent", pod("echo-1", echoLabels), allFeatures, "a-header c-path d-tap e-tls"},
-		{"the pod intercepted by name too", pod("echo-2", echoLabels), allFeatures, "a-header b-pod c-path d-tap e-tls"},
-		{"a new pod of the workload", pod("echo-7f9c-new", echoLabels), allFeatures, "a-header c-path d-tap e-tls"},
-		{"the named pod, other labels", pod("echo-2", map[string]string{"app": "web"}), allFeatures, "b-pod"},
-		{"a pod of another workload", pod("other-1", map[string]string{"app": "other"}), allFeatures, "h-other"},
-		{"a pod no intercept selects", pod("web-1", map[string]string{"app": "web"}), allFeatures, ""},
-		{"a pod without labels", pod("bare", nil), allFeatures, ""},
-		{"oldest agent: header matches only", pod("echo-1", echoLabels), oldest, "a-header"},
-		{"oldest agent of the named pod", pod("echo-2", echoLabels), oldest, "a-header b-pod"},
-		{"agent with filters", pod("echo-1", echoLabels), filters, "a-header c-path"},
-		{"agent with wiretaps only", pod("echo-1", echoLabels), hello(teleproto.AgentFeature_AGENT_FEATURE_WIRETAP), "a-header d-tap"},
-		{"agent with TLS only", pod("echo-1", echoLabels), hello(teleproto.AgentFeature_AGENT_FEATURE_TLS), "a-header e-tls"},
+		{"a pod of the workload, current agent", pod("echo-1", echoLabels), "a-header c-path d-tap e-tls"},
+		{"the pod intercepted by name too", pod("echo-2", echoLabels), "a-header b-pod c-path d-tap e-tls"},
+		{"a new pod of the workload", pod("echo-7f9c-new", echoLabels), "a-header c-path d-tap e-tls"},
+		{"the named pod, other labels", pod("echo-2", map[string]string{"app": "web"}), "b-pod"},
+		{"a pod of another workload", pod("other-1", map[string]string{"app": "other"}), "h-other"},
+		{"a pod no intercept selects", pod("web-1", map[string]string{"app": "web"}), ""},
+		{"a pod without labels", pod("bare", nil), ""},
 	} {
-		if got := routeIDs(tb.RoutesFor(tc.pod, tc.hello)); got != tc.want {
+		if got := routeIDs(tb.RoutesFor(tc.pod)); got != tc.want {
 			t.Errorf("%s: routes %q, want %q", tc.name, got, tc.want)
 		}
 	}
@@ -147,7 +130,7 @@ func TestRoutesByID(t *testing.T) {
 	tb := attached(t,
 		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
 		testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
-	routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest)
+	routes := tb.RoutesFor(pod("echo-1", echoLabels))
 	if len(routes) != 2 {
 		t.Fatalf("%d routes, want 2: %v", len(routes), routes)
 	}
@@ -162,30 +145,27 @@ func TestRoutesByID(t *testing.T) {
 	}
 }
 
-// TestRoutesMechanism: every route carries its mechanism in the enum and,
-// for agents of older images (which read only the word, and stay in their
-// pods for the pods' life), in the legacy word they compare with; its
-// agent port; and the reset of idle connections, with nftables only.
+// TestRoutesMechanism: every route carries its mechanism, its agent port,
+// and the reset of idle connections, with nftables only.
 func TestRoutesMechanism(t *testing.T) {
 	for _, tc := range []struct {
 		mech      teleproto.Mechanism
-		oldWord   string // what an older agent compares GetMechanism with
 		resetIdle bool
 	}{
-		{mechNftables, `nftables`, true},
-		{mechService, `service`, false},
+		{mechNftables, true},
+		{mechService, false},
 	} {
 		ic := testIntercept(t, alice, "echo", "echo", 8080)
 		ic.ResetIdle = true
 		tb := attached(t, ic)
 		ic.Mech = tc.mech
-		routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest)
+		routes := tb.RoutesFor(pod("echo-1", echoLabels))
 		if len(routes) != 1 {
 			t.Fatalf("%v: %d routes, want 1", tc.mech, len(routes))
 		}
 		r := routes[0]
-		if r.GetMech() != tc.mech || r.GetMechanism() != tc.oldWord || r.GetResetIdleConnections() != tc.resetIdle {
-			t.Errorf("%v: route mech %v, word %q, reset idle %v; want %v, %q, %v", tc.mech, r.GetMech(), r.GetMechanism(), r.GetResetIdleConnections(), tc.mech, tc.oldWord, tc.resetIdle)
+		if r.GetMech() != tc.mech || r.GetResetIdleConnections() != tc.resetIdle {
+			t.Errorf("%v: route mech %v, reset idle %v; want %v, %v", tc.mech, r.GetMech(), r.GetResetIdleConnections(), tc.mech, tc.resetIdle)
 		}
 		if r.GetPort() != 8080 || r.GetAgentPort() != teleproto.AgentListenPort(8080) || r.GetAgentPort() != 48080 {
 			t.Errorf("%v: port %d, agent port %d; want 8080, 48080", tc.mech, r.GetPort(), r.GetAgentPort())
@@ -194,109 +174,45 @@ func TestRoutesMechanism(t *testing.T) {
 	ic := testIntercept(t, alice, "echo", "echo", 8080)
 	tb := attached(t, ic)
 	ic.Mech = mechNone // its first pods' agents are being attached
-	if routes := tb.RoutesFor(pod("echo-1", echoLabels), oldest); len(routes) != 0 {
+	if routes := tb.RoutesFor(pod("echo-1", echoLabels)); len(routes) != 0 {
 		t.Errorf("unattached intercept: routes %v, want none", routes)
 	}
 }
 
-// TestWiretapRoutes: wiretap routes carry their kind and go only to agents
-// that said they apply them; intercepts' routes stay as before (no kind),
-// so older agents read them as they always did.
+// TestWiretapRoutes: wiretap routes carry their kind; intercepts' routes
+// have none (UNSPECIFIED means INTERCEPT).
 func TestWiretapRoutes(t *testing.T) {
 	tb := attached(t,
 		testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"),
 		testWiretap(t, bob, "tap", "echo", 8080, "x-dev=bob"))
-	for _, tc := range []struct {
-		features []teleproto.AgentFeature
-		want     []string // kinds of the routes
-	}{
-		{nil, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH}, []string{"INTERCEPT_KIND_UNSPECIFIED"}},
-		{[]teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_WIRETAP},
-			[]string{"INTERCEPT_KIND_UNSPECIFIED", "INTERCEPT_KIND_WIRETAP"}},
-	} {
-		var got []string
-		for _, r := range tb.RoutesFor(pod("echo-1", echoLabels), hello(tc.features...)) {
-			got = append(got, r.GetKind().String())
-		}
-		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-			t.Errorf("features %v: routes of kinds %v, want %v", tc.features, got, tc.want)
-		}
+	var got []string
+	for _, r := range tb.RoutesFor(pod("echo-1", echoLabels)) {
+		got = append(got, r.GetKind().String())
+	}
+	if want := "INTERCEPT_KIND_UNSPECIFIED INTERCEPT_KIND_WIRETAP"; strings.Join(got, " ") != want {
+		t.Errorf("routes of kinds %v, want %v", got, want)
 	}
 }
 
-// TestTLSRouteGating: a route with a certificate goes only to agents that
-// advertise AGENT_FEATURE_TLS, with its certificate; an older agent gets
-// the others (its pod is uncovered by the TLS intercept).
-func TestTLSRouteGating(t *testing.T) {
+// TestTLSRoutes: a route with a certificate carries it, and local_tls.
+func TestTLSRoutes(t *testing.T) {
 	ca := testcert.NewCA(t, "ca")
 	pair := ca.Leaf(t, "echo.ns.svc")
 	secure := testIntercept(t, bob, "echo", "echo", 8443, "x-dev=bob")
 	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls", CertPem: pair.CertPEM, KeyPem: pair.KeyPEM}
 	secure.LocalTLS = true
 	tb := attached(t, testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"), secure)
-	all := []teleproto.AgentFeature{teleproto.AgentFeature_AGENT_FEATURE_REQUEST_LINE_MATCH, teleproto.AgentFeature_AGENT_FEATURE_TLS}
-	for _, tc := range []struct {
-		name     string
-		features []teleproto.AgentFeature
-		want     int
-	}{
-		{"no features", nil, 1},
-		{"request line only", all[:1], 1},
-		{"tls", all, 2},
-	} {
-		got := tb.RoutesFor(pod("echo-1", echoLabels), hello(tc.features...))
-		if len(got) != tc.want {
-			t.Errorf("%s: %d routes, want %d: %v", tc.name, len(got), tc.want, got)
-			continue
-		}
-		for _, r := range got {
-			isTLS := r.GetPort() == 8443
-			if (r.GetTls() != nil) != isTLS || r.GetLocalTls() != isTLS {
-				t.Errorf("%s: route %s port %d: tls %v local %v", tc.name, r.GetIntercept(), r.GetPort(), r.GetTls() != nil, r.GetLocalTls())
-			}
-			if isTLS && !bytes.Equal(r.GetTls().GetKeyPem(), pair.KeyPEM) {
-				t.Errorf("%s: the route's key is not the intercept's", tc.name)
-			}
-		}
+	got := tb.RoutesFor(pod("echo-1", echoLabels))
+	if len(got) != 2 {
+		t.Fatalf("%d routes, want 2: %v", len(got), got)
 	}
-}
-
-// TestAgentRefusal: which agents CreateIntercept refuses a pod for, rather
-// than leave it to the app (or, for a wiretap with the Service mechanism,
-// refusing every client).
-func TestAgentRefusal(t *testing.T) {
-	header := testIntercept(t, alice, "h", "echo", 8080, "x-dev=alice")
-	path := testIntercept(t, alice, "p", "echo", 8080, ":path^=/api/")
-	tap := testWiretap(t, alice, "t", "echo", 8080, ":path^=/api/")
-	globalTap := testWiretap(t, alice, "g", "echo", 8080)
-	secure := testIntercept(t, alice, "s", "echo", 8443, "x-dev=alice")
-	secure.TLS = &teleproto.TLSCertificate{Secret: "echo-tls"}
-	for _, tc := range []struct {
-		name  string
-		hello *teleproto.AgentHello
-		ic    *Intercept
-		mech  teleproto.Mechanism
-		want  string // "" : taken
-	}{
-		{"header match, oldest agent", oldest, header, mechNftables, ""},
-		{"header match, oldest agent, Service mechanism", oldest, header, mechService, ""},
-		{"path filter, oldest agent", oldest, path, mechNftables, "predates path and method filters"},
-		{"path filter, current agent", filters, path, mechNftables, ""},
-		{"wiretap, old agent, nftables: its pod is uncovered", filters, tap, mechNftables, ""},
-		{"wiretap with a path filter, oldest agent, nftables: uncovered too", oldest, tap, mechNftables, ""},
-		{"wiretap, old agent, Service mechanism", filters, tap, mechService, "predates wiretaps"},
-		{"global wiretap, oldest agent, Service mechanism", oldest, globalTap, mechService, "predates wiretaps"},
-		{"wiretap, current agent, Service mechanism", allFeatures, tap, mechService, ""},
-		{"tls, agent without it", filters, secure, mechNftables, "predates TLS"},
-		{"tls, current agent", allFeatures, secure, mechService, ""},
-	} {
-		err := AgentRefusal(tc.hello, tc.ic, tc.mech)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%s: refused: %v", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+	for _, r := range got {
+		isTLS := r.GetPort() == 8443
+		if (r.GetTls() != nil) != isTLS || r.GetLocalTls() != isTLS {
+			t.Errorf("route %s port %d: tls %v local %v", r.GetIntercept(), r.GetPort(), r.GetTls() != nil, r.GetLocalTls())
+		}
+		if isTLS && !bytes.Equal(r.GetTls().GetKeyPem(), pair.KeyPEM) {
+			t.Error("the route's key is not the intercept's")
 		}
 	}
 }
@@ -311,10 +227,10 @@ func TestAuthz(t *testing.T) {
 	tb := attached(t, a, m)
 	Decide(m, "echo-1", false)
 	unasked := pod("echo-9-unasked", echoLabels)
-	if got := routeIDs(tb.RoutesFor(pod("echo-1", echoLabels), allFeatures)); got != a.ID {
+	if got := routeIDs(tb.RoutesFor(pod("echo-1", echoLabels))); got != a.ID {
 		t.Errorf("routes on a pod the second owner may not attach to: %q, want %q", got, a.ID)
 	}
-	if got := tb.RoutesFor(unasked, allFeatures); len(got) != 0 {
+	if got := tb.RoutesFor(unasked); len(got) != 0 {
 		t.Errorf("routes on a pod nobody was asked about: %v", got)
 	}
 	if got := tb.MechFor(unasked); got != mechNone {
@@ -332,7 +248,7 @@ func TestAuthz(t *testing.T) {
 	}
 	Decide(m, unasked.Name, false)
 	Decide(a, unasked.Name, true)
-	if got := routeIDs(tb.RoutesFor(unasked, allFeatures)); got != a.ID {
+	if got := routeIDs(tb.RoutesFor(unasked)); got != a.ID {
 		t.Errorf("after the answers: %q, want %q", got, a.ID)
 	}
 	if got := tb.MechFor(unasked); got != mechNftables {

@@ -18,8 +18,7 @@ type PodSet struct {
 	Name     string
 }
 
-// ErrNoTarget: the request has no InterceptTarget, as a laptop's that
-// predates it.
+// ErrNoTarget: the request has no InterceptTarget.
 var ErrNoTarget = errors.New("no target")
 
 // PodSetOf reads the pods of a request's target.

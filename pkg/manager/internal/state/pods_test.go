@@ -10,8 +10,8 @@ import (
 // TestPodSetOf: the manager takes the pods as the laptop resolved them: a
 // workload's selector selects its pods, a bare pod is itself alone (not its
 // siblings with the same labels); a target that names no pods, or would
-// name every pod, is refused, and a request without one (a laptop that
-// predates targets) is told apart.
+// name every pod, is refused, and a request without one is told apart
+// (ErrNoTarget).
 func TestPodSetOf(t *testing.T) {
 	echo := pod("echo-1", map[string]string{"app": "echo", "tier": "web"})
 	solo := pod("solo", map[string]string{"app": "echo"})

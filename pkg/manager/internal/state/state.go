@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/identity"
@@ -78,29 +79,20 @@ func (ic *Intercept) Wiretap() bool {
 }
 
 // Clone is ic as the session viewer sees it in a list (Mine when it is
-// viewer's), sharing nothing with ic, and without the key material.
+// viewer's), sharing nothing with ic. ic.PB holds no key material (the
+// certificate is ic.TLS).
 func (ic *Intercept) Clone(viewer string) *teleproto.Intercept {
-	out := &teleproto.Intercept{}
-	*out = teleproto.Intercept{
-		Name: ic.PB.Name, Namespace: ic.PB.Namespace, WorkloadKind: ic.PB.WorkloadKind, WorkloadName: ic.PB.WorkloadName,
-		Port: ic.PB.Port, LocalPort: ic.PB.LocalPort, HttpMatch: append([]string(nil), ic.PB.HttpMatch...),
-		Mechanism: ic.PB.Mechanism, Mech: ic.PB.Mech, Owner: ic.PB.Owner, OwnerHost: ic.PB.OwnerHost, Pods: append([]string(nil), ic.PB.Pods...),
-		State: ic.PB.State, InterceptState: ic.PB.InterceptState,
-		BypassingConnections: ic.PB.BypassingConnections, ResetConnections: ic.PB.ResetConnections,
-		TlsSecret: ic.PB.TlsSecret, LocalTls: ic.PB.LocalTls,
-		Mine: viewer != "" && ic.Session == viewer, Kind: ic.PB.Kind, UncoveredPods: append([]string(nil), ic.PB.UncoveredPods...),
-	}
+	out := proto.CloneOf(ic.PB)
+	out.Mine = viewer != "" && ic.Session == viewer
 	return out
 }
 
-// SetState says in pb whether a running pod's agent applies the intercept,
-// in the enum and, for laptops that predate it, the legacy string.
+// SetState says in pb whether a running pod's agent applies the intercept.
 func SetState(pb *teleproto.Intercept, applied bool) {
 	pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_WAITING
 	if applied {
 		pb.InterceptState = teleproto.InterceptState_INTERCEPT_STATE_ACTIVE
 	}
-	pb.State = pb.InterceptState.Legacy()
 }
 
 // Table is the namespace's intercepts, by id. It is not safe for
