@@ -41,7 +41,13 @@ func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs
 		}
 		byService[r.GetService()] = append(byService[r.GetService()], r)
 	}
-	agentPort := intstr.FromInt32(int32(teleproto.AgentListenPort(ic.PB.Port)))
+	pods, err := s.runningPods(ctx, ic.Pods)
+	if err != nil {
+		return err
+	}
+	s.imu.Lock()
+	agentPort := intstr.FromInt32(int32(s.table.ServiceAgentPort(ic, pods)))
+	s.imu.Unlock()
 	for _, name := range names {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

@@ -15,8 +15,9 @@ import (
 // it (Intercept.Authz), and that the agent can apply
 // (CreateIntercept refuses the others, naming the pod; this only keeps an
 // older agent that reconnects from refusing all its routes for one). It is
-// also what the agent of a new pod gets once it connects. Only the pod's
-// name and labels are read.
+// also what the agent of a new pod gets once it connects. The pod's name,
+// labels and declared ports are read; its agent's listen ports are chosen
+// (agentPort) on first use.
 func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*teleproto.AgentRoute {
 	var out []*teleproto.AgentRoute
 	for _, ic := range t.sorted() {
@@ -27,7 +28,7 @@ func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*telep
 			continue
 		}
 		r := &teleproto.AgentRoute{
-			Intercept: ic.ID, Port: ic.PB.Port, AgentPort: teleproto.AgentListenPort(ic.PB.Port),
+			Intercept: ic.ID, Port: ic.PB.Port, AgentPort: t.agentPort(pod, ic),
 			Mech: ic.Mech, Mechanism: ic.Mech.Legacy(), HttpMatch: ic.PB.HttpMatch,
 			ResetIdleConnections: ic.ResetIdle && ic.Mech == mechNftables,
 			Tls:                  ic.TLS,

@@ -49,6 +49,10 @@ type Intercept struct {
 	Match    match.Matcher
 	Mech     teleproto.Mechanism // mechNone until its first pods' agents are attached
 	Services []string            // retargeted by the Service mechanism
+	// AgentPort is where every pod's agent listens for the port, with the
+	// Service mechanism (its Services target it; see ServiceAgentPort); 0
+	// until chosen, and with nftables, where each pod has its own.
+	AgentPort uint32
 	Removing bool                // agents are dropping it; connections still reach the laptop
 	// ResetIdle asks the agents to reset idle connections that bypass
 	// their redirect (nftables only).
@@ -108,13 +112,16 @@ func SetState(pb *teleproto.Intercept, applied bool) {
 type Table struct {
 	ics  map[string]*Intercept
 	rand func() string
+	// ports are the agents' listen ports, by pod name and app port, as
+	// chosen (agentPort).
+	ports map[string]map[uint32]uint32
 }
 
 // NewTable returns an empty table whose ids take their random part from
 // random, which returns at least 8 characters (crypto/rand.Text; tests pass
 // their own).
 func NewTable(random func() string) *Table {
-	return &Table{ics: map[string]*Intercept{}, rand: random}
+	return &Table{ics: map[string]*Intercept{}, rand: random, ports: map[string]map[uint32]uint32{}}
 }
 
 // Conflict says why ic may not join the table, nil if it may (see
@@ -299,9 +306,10 @@ func Decide(ic *Intercept, pod string, allowed bool) {
 	ic.Authz[pod] = allowed
 }
 
-// ForgetPod drops the answers about a pod that is gone (a pod of the same
-// name later is asked about anew).
+// ForgetPod drops the answers about a pod that is gone, and its agent's
+// listen ports (a pod of the same name later is asked about anew).
 func (t *Table) ForgetPod(name string) {
+	delete(t.ports, name)
 	for _, ic := range t.ics {
 		delete(ic.Authz, name)
 	}
