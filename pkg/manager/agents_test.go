@@ -256,6 +256,7 @@ func TestAttachAgentAdopts(t *testing.T) {
 		s.amu.Lock()
 		s.agents["web"] = &agentConn{hello: &teleproto.AgentHello{Pod: "web", Container: "tele-agent", CanRedirect: true}, done: make(chan struct{})}
 		s.amu.Unlock()
+		s.changes.fire()
 	}()
 	mech, err := s.attachAgent(context.Background(), pod, mechNone, false)
 	if err != nil || mech != mechNftables {

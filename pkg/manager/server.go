@@ -90,6 +90,8 @@ type Server struct {
 	// the port (see agentAddress).
 	agentHost string
 	agentIP   string
+	// changes wakes the waits for agents, pods and intercepts.
+	changes *changes
 	// Dials waiting for a laptop's answer, by dial ID.
 	pmu     sync.Mutex
 	pending map[string]*dialWait
@@ -163,6 +165,7 @@ func NewServer(cfg Config) (*Server, error) {
 		table:   state.NewTable(rand.Text),
 		agents:  make(map[string]*agentConn),
 		pending: make(map[string]*dialWait),
+		changes: newChanges(),
 	}
 	s.idleSince = s.now()
 	return s, nil

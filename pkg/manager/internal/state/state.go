@@ -49,6 +49,18 @@ type Intercept struct {
 	Match    match.Matcher
 	Mech     teleproto.Mechanism // mechNone until its first pods' agents are attached
 	Services []string            // retargeted by the Service mechanism
+	// Want is the mechanism the laptop asked for (mechNone: the manager
+	// chooses from the first agent's hello, see Pending).
+	Want teleproto.Mechanism
+	// Creating holds while CreateIntercept waits for it to apply: every
+	// agent of its pods is checked (AgentRefusal) as it registers, and
+	// Failed says why it cannot be applied.
+	Creating bool
+	Failed   error
+	// ServicePorts are the Service ports the Service mechanism retargets
+	// (InterceptTarget.service_ports); Retargeted holds once they are.
+	ServicePorts []*teleproto.ServicePortRef
+	Retargeted   bool
 	// AgentPort is where every pod's agent listens for the port, with the
 	// Service mechanism (its Services target it; see ServiceAgentPort); 0
 	// until chosen, and with nftables, where each pod has its own.
@@ -292,6 +304,20 @@ func (t *Table) Unchecked(pod *corev1.Pod) []*Intercept {
 			continue
 		}
 		if _, asked := ic.Authz[pod.Name]; !asked {
+			out = append(out, ic)
+		}
+	}
+	return out
+}
+
+// Pending returns the intercepts being created, not failed, that select
+// pod and whose owner RBAC lets attach an agent to it: pod needs an agent
+// for them, and its agent's hello decides their mechanism (the first) and
+// whether it can apply them (AgentRefusal).
+func (t *Table) Pending(pod *corev1.Pod) []*Intercept {
+	var out []*Intercept
+	for _, ic := range t.sorted() {
+		if ic.Creating && ic.Failed == nil && !ic.Removing && ic.Pods.Has(pod) && ic.AllowedOn(pod.Name) {
 			out = append(out, ic)
 		}
 	}
