@@ -65,7 +65,7 @@ type Intercept struct {
 	// Service mechanism (its Services target it; see ServiceAgentPort); 0
 	// until chosen, and with nftables, where each pod has its own.
 	AgentPort uint32
-	Removing bool                // agents are dropping it; connections still reach the laptop
+	Removing  bool // agents are dropping it; connections still reach the laptop
 	// ResetIdle asks the agents to reset idle connections that bypass
 	// their redirect (nftables only).
 	ResetIdle bool
