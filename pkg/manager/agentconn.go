@@ -149,22 +149,10 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 		return err
 	}
 	ac := &agentConn{hello: h, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
-	s.amu.Lock()
-	if old, ok := s.agents[h.GetPod()]; ok {
-		close(old.done) // a reconnecting agent replaces its old stream
-	}
-	s.agents[h.GetPod()] = ac
-	s.amu.Unlock()
-	s.changes.fire()
+	s.agents.register(ac)
 	s.log.Info("agent registered", "pod", h.GetPod(), "container", h.GetContainer(), "canRedirect", h.GetCanRedirect(), "version", h.GetVersion())
 	defer func() {
-		s.amu.Lock()
-		if s.agents[h.GetPod()] == ac {
-			delete(s.agents, h.GetPod())
-			close(ac.done)
-		}
-		s.amu.Unlock()
-		s.changes.fire()
+		s.agents.unregister(ac)
 		s.log.Info("agent gone", "pod", h.GetPod())
 	}()
 	s.kickPod(h.GetPod())
@@ -285,27 +273,10 @@ func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error
 	return a.s.connectToLaptop(stream, ic.InterceptID, client)
 }
 
-// bypassing sums, over the agents of pods, what they reported of port when
-// they last applied routes: the connections that do not pass the redirect
-// (opened before it) and those reset.
+// bypassing is what the agents of pods last reported of port (see
+// agentRegistry.connections).
 func (s *Server) bypassing(pods []string, port uint32) (open, reset uint32) {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	for _, name := range pods {
-		ac := s.agents[name]
-		if ac == nil {
-			continue
-		}
-		ac.mu.Lock()
-		for _, c := range ac.conns {
-			if c.GetPort() == port {
-				open += c.GetBypassing()
-				reset += c.GetResetConnections()
-			}
-		}
-		ac.mu.Unlock()
-	}
-	return open, reset
+	return s.agents.connections(pods, port)
 }
 
 // send replaces a pending update with a newer one.
@@ -323,21 +294,10 @@ func send(ch chan *teleproto.AgentRoutes, u *teleproto.AgentRoutes) {
 	}
 }
 
-func (s *Server) agent(pod string) *agentConn {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	return s.agents[pod]
-}
+func (s *Server) agent(pod string) *agentConn { return s.agents.get(pod) }
 
 // dropAgent cuts off the registered agent of pod unless it is container.
-func (s *Server) dropAgent(pod, container string) {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	if ac := s.agents[pod]; ac != nil && ac.hello.GetContainer() != container {
-		delete(s.agents, pod)
-		close(ac.done)
-	}
-}
+func (s *Server) dropAgent(pod, container string) { s.agents.drop(pod, container) }
 
 // kick asks the controller to reconcile every pod: an intercept came or went.
 func (s *Server) kick() {

@@ -119,7 +119,7 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 	ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
 	addIntercept(t, s, ic)
 	ac := &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
-	s.agents["echo-1"] = ac
+	s.agents.byPod["echo-1"] = ac
 	startController(t, s)
 
 	var u *teleproto.AgentRoutes

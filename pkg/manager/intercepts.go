@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -393,17 +392,8 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.Who())
 	default:
 	}
-	dialID := rand.Text()
-	w := &dialWait{laptop: make(chan teleproto.Manager_TunnelServer, 1), done: make(chan struct{})}
-	s.pmu.Lock()
-	s.pending[dialID] = w
-	s.pmu.Unlock()
-	defer func() {
-		s.pmu.Lock()
-		delete(s.pending, dialID)
-		s.pmu.Unlock()
-		close(w.done)
-	}()
+	dialID, w, end := s.dials.open()
+	defer end()
 	timeout := time.NewTimer(laptopAnswerTimeout)
 	defer timeout.Stop()
 	select {
@@ -445,27 +435,15 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	return nil
 }
 
-type dialWait struct {
-	laptop chan teleproto.Manager_TunnelServer
-	done   chan struct{}
-}
-
 // answerDial is a laptop's Tunnel stream answering a DialRequest: it is
 // handed to the waiting agent connection and lives until the splice ends.
 func (s *Server) answerDial(stream teleproto.Manager_TunnelServer, ss *session, id string) error {
-	s.pmu.Lock()
-	w, ok := s.pending[id]
-	s.pmu.Unlock()
-	if !ok {
-		return status.Errorf(codes.NotFound, "dial %s is no longer wanted", id)
+	done, err := s.dials.answer(id, stream)
+	if err != nil {
+		return err
 	}
 	select {
-	case w.laptop <- stream:
-	default:
-		return status.Errorf(codes.AlreadyExists, "dial %s already answered", id)
-	}
-	select {
-	case <-w.done:
+	case <-done:
 	case <-ss.ctx.Done():
 	}
 	return nil

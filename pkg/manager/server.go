@@ -73,9 +73,9 @@ type Server struct {
 	// Intercepts in it.
 	imu   sync.Mutex
 	table *state.Table
-	// Agents, by pod name, and the version counter of their routes.
-	amu          sync.Mutex
-	agents       map[string]*agentConn
+	// agents are the registered agents, by pod name, and routeVersion the
+	// version counter of their routes.
+	agents       *agentRegistry
 	routeVersion atomic.Uint64
 	// ctl attaches agents to new pods and keeps routes current; nil in
 	// tests that drive the Server alone. Set before serving starts.
@@ -92,9 +92,8 @@ type Server struct {
 	agentIP   string
 	// changes wakes the waits for agents, pods and intercepts.
 	changes *changes
-	// Dials waiting for a laptop's answer, by dial ID.
-	pmu     sync.Mutex
-	pending map[string]*dialWait
+	// dials are the agents' connections waiting for a laptop's answer.
+	dials *dialBroker
 
 	// nmu guards the Challenge nonces and the cluster's client CAs, as
 	// last read (see clientCAs).
@@ -148,6 +147,7 @@ func NewServer(cfg Config) (*Server, error) {
 	life, stop := context.WithCancel(context.Background())
 	drain, stopDrain := context.WithCancel(context.Background())
 	restore, stopRestore := context.WithCancel(context.Background())
+	changes := newChanges()
 	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
@@ -163,9 +163,9 @@ func NewServer(cfg Config) (*Server, error) {
 		sessions:    make(map[string]*session),
 
 		table:   state.NewTable(rand.Text),
-		agents:  make(map[string]*agentConn),
-		pending: make(map[string]*dialWait),
-		changes: newChanges(),
+		dials:   newDialBroker(),
+		changes: changes,
+		agents:  newAgentRegistry(changes),
 	}
 	s.idleSince = s.now()
 	return s, nil
