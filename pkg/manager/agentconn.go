@@ -71,6 +71,14 @@ func (a *agentConn) applies(id string) bool {
 	return slices.ContainsFunc(a.lastSent, func(r *teleproto.AgentRoute) bool { return r.GetIntercept() == id })
 }
 
+// appliedAll reports whether the agent has applied routes, the last it
+// was sent.
+func (a *agentConn) appliedAll(routes []*teleproto.AgentRoute) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied >= a.sentVersion && slices.EqualFunc(a.lastSent, routes, func(a, b *teleproto.AgentRoute) bool { return proto.Equal(a, b) })
+}
+
 // holds reports whether the agent may still route the intercept id: it was
 // sent routes that hold it, or has not applied those that dropped it.
 func (a *agentConn) holds(id string) bool {

@@ -162,9 +162,9 @@ func (s *Server) awaitApplied(ctx context.Context, ic *state.Intercept) ([]strin
 		if err != nil {
 			return nil, err
 		}
+		// A pod that came since is the controller's to ask RBAC about.
 		s.imu.Lock()
 		failed, mech, retargeted := ic.Failed, ic.Mech, ic.Retargeted
-		// A pod that came since is the controller's to ask RBAC about.
 		pods = slices.DeleteFunc(pods, func(p *corev1.Pod) bool { return !ic.AllowedOn(p.Name) })
 		s.imu.Unlock()
 		if failed != nil {
@@ -173,11 +173,13 @@ func (s *Server) awaitApplied(ctx context.Context, ic *state.Intercept) ([]strin
 		var names []string
 		missing := ""
 		for _, p := range pods {
+			// Applied: the agent applied the routes the table gives it
+			// (an older agent left out of a wiretap is an uncovered pod).
 			ac := s.agent(p.Name)
 			switch {
 			case ac == nil && missing == "":
 				missing = fmt.Sprintf("the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", p.Name, s.cfg.Namespace, p.Name, s.hintAgent(ctx, p.Name))
-			case ac != nil && !ac.applies(ic.ID) && missing == "":
+			case ac != nil && mech != mechNone && !ac.appliedAll(s.routesFor(p, ac.hello)) && missing == "":
 				missing = fmt.Sprintf("agent in pod %s did not apply its routes", p.Name)
 			}
 			names = append(names, p.Name)
