@@ -168,7 +168,9 @@ func pullAdvice(secrets []string) string {
 // redirect, or, where Pod Security forbids that or mech asks, with no
 // capability (the Service mechanism). It returns the mechanism the pod's
 // agent supports. newPod tells the agent that its pod has just started (see
-// the agent's --new-pod).
+// the agent's --new-pod). Only the controller calls it (controller.attach),
+// one attach per pod at a time; the pod is read from the informer's cache,
+// and the patch's resourceVersion precondition refuses a stale one.
 func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleproto.Mechanism, newPod bool) (teleproto.Mechanism, error) {
 	if ac := s.agent(pod.Name); ac != nil {
 		return mechOf(ac.hello, mech), nil
@@ -242,7 +244,8 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleprot
 // adoptAgent returns the pod's running agent once it registers, when it can
 // serve this manager; otherwise no agent, and the pod as it now is, to add
 // one to. A pod's newest agent that is live but has not registered is
-//   - starting, added by another attach: waited for, as if added here.
+//   - starting, added by an earlier attach (of this manager, or of one
+//     that restarted): waited for, as if added here.
 //   - stale: given the ClusterIP of an earlier Service, which it retries
 //     forever, or holding the token of an earlier install, which this
 //     manager refuses (it then exits). It never registers: a new agent is

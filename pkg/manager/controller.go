@@ -31,13 +31,18 @@ const controllerResync = 30 * time.Second
 // app before the agent's redirect (see the agent's --new-pod).
 const newPodAge = time.Minute
 
-// controller keeps every agent's routes current and gives each new pod of
-// an intercepted workload its agent as soon as the pod exists, before it is
-// Ready where the kubelet allows: a shared informer on the namespace's pods
-// tells it what changed, and a workqueue serialises its reaction per pod, as
-// Kubernetes controllers do. The decisions (which intercepts select a pod,
-// the routes its agent gets) are the intercept table's (package state),
-// which the Server holds; the controller applies them.
+// controller is the manager's one writer to the cluster for agents and
+// Services, and the one sender of agents' routes: a shared informer on the
+// namespace's pods tells it what changed, and a workqueue serialises its
+// reaction per pod, as Kubernetes controllers do. For each pod it asks RBAC
+// about a new pod of an intercept, adds the pod's agent (attach, in a
+// goroutine of its own), takes the agent's hello for the intercepts being
+// created (settle: their mechanism, and whether it can apply them), points
+// their Services at the agents (retarget, in a goroutine) and sends the
+// agent its routes. The decisions (which intercepts select a pod, the
+// routes its agent gets, its listen ports) are the intercept table's
+// (package state), which the Server holds; the RPCs only change the table,
+// queue the pods and wait, on Server.changes, for what the controller did.
 type controller struct {
 	s       *Server
 	factory informers.SharedInformerFactory

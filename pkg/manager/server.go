@@ -77,8 +77,9 @@ type Server struct {
 	// version counter of their routes.
 	agents       *agentRegistry
 	routeVersion atomic.Uint64
-	// ctl attaches agents to new pods and keeps routes current; nil in
-	// tests that drive the Server alone. Set before serving starts.
+	// ctl is the one writer: it attaches agents, retargets Services and
+	// keeps routes current; nil in tests that drive the Server alone. Set
+	// before serving starts.
 	ctl        *controller
 	agentToken string
 	// agentCA signs the certificate the agents' port serves.

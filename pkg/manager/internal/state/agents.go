@@ -46,7 +46,7 @@ func (t *Table) RoutesFor(pod *corev1.Pod, hello *teleproto.AgentHello) []*telep
 // MechFor returns the mechanism a pod without an agent gets its agent with
 // (a new pod of an intercepted workload): that of the first intercept, by
 // id, that selects it and whose owner RBAC lets attach one to it, mechNone if none does (or none has been attached
-// yet: CreateIntercept attaches its first pods itself). Only the pod's name
+// yet: Pending has those being created). Only the pod's name
 // and labels are read.
 func (t *Table) MechFor(pod *corev1.Pod) teleproto.Mechanism {
 	for _, ic := range t.sorted() {
