@@ -278,6 +278,18 @@ func (c *controller) retarget(ctx context.Context, ic *state.Intercept) {
 	done := make(chan struct{})
 	c.retargeting[ic.ID] = done
 	c.mu.Unlock()
+	// Registered first, then checked: a removal that began before the
+	// check is seen here; one that begins after waits for done.
+	c.s.imu.Lock()
+	removing := ic.Removing
+	c.s.imu.Unlock()
+	if removing {
+		c.mu.Lock()
+		delete(c.retargeting, ic.ID)
+		c.mu.Unlock()
+		close(done)
+		return
+	}
 	c.attaches.Go(func() {
 		defer func() {
 			c.mu.Lock()
