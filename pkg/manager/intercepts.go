@@ -382,10 +382,8 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id,
 	}
 	// The laptop knows its intercepts by name.
 	interceptName := ic.PB.Name
-	s.mu.Lock()
-	ss, ok := s.sessions[ic.Session]
-	s.mu.Unlock()
-	if !ok {
+	ss := s.sessions.get(ic.Session)
+	if ss == nil {
 		return gone("intercept %s: the session ended", interceptName)
 	}
 	down := ss.link.gone()

@@ -111,10 +111,10 @@ func TestDepartThenCloseRestoresServices(t *testing.T) {
 // removed by Close too.
 func TestCloseRestoresOrphanedIntercept(t *testing.T) {
 	s, _, id, client := retargetedEcho(t)
-	s.mu.Lock()
-	ss := s.sessions[id]
-	delete(s.sessions, id) // ended, but its cleanup did not see the intercept
-	s.mu.Unlock()
+	s.sessions.mu.Lock()
+	ss := s.sessions.byID[id]
+	delete(s.sessions.byID, id) // ended, but its cleanup did not see the intercept
+	s.sessions.mu.Unlock()
 	ss.cancel(errSessionEnded)
 	s.Close()
 	wantRestored(t, client)
