@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -70,6 +69,22 @@ func (a *agentConn) applies(id string) bool {
 		return false // what it applied before may or may not hold id: say no
 	}
 	return slices.ContainsFunc(a.lastSent, func(r *teleproto.AgentRoute) bool { return r.GetIntercept() == id })
+}
+
+// appliedAll reports whether the agent has applied routes, the last it
+// was sent.
+func (a *agentConn) appliedAll(routes []*teleproto.AgentRoute) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied >= a.sentVersion && slices.EqualFunc(a.lastSent, routes, func(a, b *teleproto.AgentRoute) bool { return proto.Equal(a, b) })
+}
+
+// holds reports whether the agent may still route the intercept id: it was
+// sent routes that hold it, or has not applied those that dropped it.
+func (a *agentConn) holds(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied < a.sentVersion || slices.ContainsFunc(a.lastSent, func(r *teleproto.AgentRoute) bool { return r.GetIntercept() == id })
 }
 
 // coverage splits the running pods that selector selects into those whose
@@ -143,20 +158,10 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 		return err
 	}
 	ac := &agentConn{hello: h, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
-	s.amu.Lock()
-	if old, ok := s.agents[h.GetPod()]; ok {
-		close(old.done) // a reconnecting agent replaces its old stream
-	}
-	s.agents[h.GetPod()] = ac
-	s.amu.Unlock()
+	s.agents.register(ac)
 	s.log.Info("agent registered", "pod", h.GetPod(), "container", h.GetContainer(), "canRedirect", h.GetCanRedirect(), "version", h.GetVersion())
 	defer func() {
-		s.amu.Lock()
-		if s.agents[h.GetPod()] == ac {
-			delete(s.agents, h.GetPod())
-			close(ac.done)
-		}
-		s.amu.Unlock()
+		s.agents.unregister(ac)
 		s.log.Info("agent gone", "pod", h.GetPod())
 	}()
 	s.kickPod(h.GetPod())
@@ -172,13 +177,17 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 			}
 			ac.mu.Lock()
 			ac.noteWiretaps(r.GetWiretaps())
-			if r.GetApplied() > ac.applied {
+			applied := r.GetApplied() > ac.applied
+			if applied {
 				ac.applied = r.GetApplied()
 				ac.conns = r.GetConnections()
 				close(ac.changed)
 				ac.changed = make(chan struct{})
 			}
 			ac.mu.Unlock()
+			if applied {
+				s.changes.fire()
+			}
 		}
 	}()
 	for {
@@ -203,18 +212,35 @@ func (a *agentServer) Watch(stream teleproto.AgentService_WatchServer) error {
 // token of another install) an agent exits, and the kernel drops its
 // redirect with it (see pkg/agent); the newest agent then takes over.
 func (s *Server) admitAgent(ctx context.Context, h *teleproto.AgentHello) error {
-	p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, h.GetPod(), metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return status.Errorf(codes.PermissionDenied, "pod %s/%s is gone", s.cfg.Namespace, h.GetPod())
-	case err != nil:
-		// The agent retries within seconds.
-		return status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, h.GetPod(), err)
+	// From the informer's cache, which has the agent's container in the
+	// pod's spec once it has seen the patch that added it: waited for
+	// (briefly: the patch came seconds before the container started), so
+	// that a cache a little behind does not take the agent for superseded.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		changed := s.changes.wait()
+		p, err := s.pod(ctx, h.GetPod())
+		switch {
+		case apierrors.IsNotFound(err):
+			return status.Errorf(codes.PermissionDenied, "pod %s/%s is gone", s.cfg.Namespace, h.GetPod())
+		case err != nil:
+			// The agent retries within seconds.
+			return status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, h.GetPod(), err)
+		}
+		known := h.GetContainer() == "" || slices.ContainsFunc(p.Spec.EphemeralContainers, func(c corev1.EphemeralContainer) bool { return c.Name == h.GetContainer() })
+		if known {
+			if why := supersededBy(p, h.GetContainer()); why != "" {
+				return status.Error(codes.PermissionDenied, why)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return status.Errorf(codes.Unavailable, "pod %s/%s has no container %s yet", s.cfg.Namespace, h.GetPod(), h.GetContainer())
+		case <-changed:
+		}
 	}
-	if why := supersededBy(p, h.GetContainer()); why != "" {
-		return status.Error(codes.PermissionDenied, why)
-	}
-	return nil
 }
 
 // supersededBy says why the agent container of p (as its hello names it)
@@ -251,47 +277,10 @@ func (a *agentServer) Connect(stream teleproto.AgentService_ConnectServer) error
 	return a.s.connectToLaptop(stream, id)
 }
 
-// pushRoutes sends each pod's agent its routes and, with a timeout, waits
-// until they are applied. It returns the pods' names.
-func (s *Server) pushRoutes(ctx context.Context, pods []*corev1.Pod, timeout time.Duration) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var names []string
-	for _, p := range pods {
-		ac, err := s.waitAgent(ctx, p.Name, "")
-		if err != nil {
-			return nil, err
-		}
-		v := s.sendRoutes(ac, s.routesFor(p), true)
-		if err := ac.waitApplied(ctx, v); err != nil {
-			return nil, status.Errorf(codes.DeadlineExceeded, "agent in pod %s did not apply its routes: %v", p.Name, err)
-		}
-		names = append(names, p.Name)
-	}
-	return names, nil
-}
-
-// bypassing sums, over the agents of pods, what they reported of port when
-// they last applied routes: the connections that do not pass the redirect
-// (opened before it) and those reset.
+// bypassing is what the agents of pods last reported of port (see
+// agentRegistry.connections).
 func (s *Server) bypassing(pods []string, port uint32) (open, reset uint32) {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	for _, name := range pods {
-		ac := s.agents[name]
-		if ac == nil {
-			continue
-		}
-		ac.mu.Lock()
-		for _, c := range ac.conns {
-			if c.GetPort() == port {
-				open += c.GetBypassing()
-				reset += c.GetResetConnections()
-			}
-		}
-		ac.mu.Unlock()
-	}
-	return open, reset
+	return s.agents.connections(pods, port)
 }
 
 // send replaces a pending update with a newer one.
@@ -309,21 +298,10 @@ func send(ch chan *teleproto.AgentRoutes, u *teleproto.AgentRoutes) {
 	}
 }
 
-func (s *Server) agent(pod string) *agentConn {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	return s.agents[pod]
-}
+func (s *Server) agent(pod string) *agentConn { return s.agents.get(pod) }
 
 // dropAgent cuts off the registered agent of pod unless it is container.
-func (s *Server) dropAgent(pod, container string) {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	if ac := s.agents[pod]; ac != nil && ac.hello.GetContainer() != container {
-		delete(s.agents, pod)
-		close(ac.done)
-	}
-}
+func (s *Server) dropAgent(pod, container string) { s.agents.drop(pod, container) }
 
 // kick asks the controller to reconcile every pod: an intercept came or went.
 func (s *Server) kick() {

@@ -257,9 +257,10 @@ func testAttachAgentAdopts(t *testing.T) {
 	s, client := agentTestServer(t, pod)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		s.amu.Lock()
-		s.agents["web"] = &agentConn{hello: &teleproto.AgentHello{Pod: "web", Container: "tele-agent", CanRedirect: true}, done: make(chan struct{})}
-		s.amu.Unlock()
+		s.agents.mu.Lock()
+		s.agents.byPod["web"] = &agentConn{hello: &teleproto.AgentHello{Pod: "web", Container: "tele-agent", CanRedirect: true}, done: make(chan struct{})}
+		s.agents.mu.Unlock()
+		s.changes.fire()
 	}()
 	mech, err := s.attachAgent(context.Background(), pod, mechNone, false)
 	if err != nil || mech != mechNftables {

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/objects"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -34,21 +33,28 @@ var errAgentEnded = errors.New("the agent container ended")
 const takeoverTimeout = 30 * time.Second
 
 // waitAgent waits for the agent of pod to connect: with container "", any
-// agent; otherwise that container. Then it also looks at the pod once a
-// second, so that an image that cannot be pulled fails at once, a container
-// that ended returns errAgentEnded, and one that has waited
-// takeoverTimeout for an earlier agent of its pod to exit fails, saying so.
+// agent; otherwise that container. Then it also looks at the pod in the
+// informer's cache at each of its changes, so that an image that cannot be
+// pulled fails at once, a container that ended returns errAgentEnded, and
+// one that has waited takeoverTimeout for an earlier agent of its pod to
+// exit fails, saying so. It wakes on events only (s.changes): an agent's
+// registration, a change of the pod.
 func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentConn, error) {
-	next := time.Now().Add(time.Second)
 	var older []string // agents running beside container, as last seen
-	var waitingSince time.Time
+	var takeover *time.Timer
+	var takeoverC <-chan time.Time
+	defer func() {
+		if takeover != nil {
+			takeover.Stop()
+		}
+	}()
 	for {
+		changed := s.changes.wait()
 		if ac := s.agent(pod); ac != nil && (container == "" || ac.hello.GetContainer() == container) {
 			return ac, nil
 		}
-		if container != "" && time.Now().After(next) {
-			next = time.Now().Add(time.Second)
-			if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod, metav1.GetOptions{}); err == nil {
+		if container != "" {
+			if p, err := s.pod(ctx, pod); err == nil {
 				if msg := agentPullFailure(p, container, s.cfg.ImagePullSecrets); msg != "" {
 					return nil, status.Error(codes.FailedPrecondition, msg)
 				}
@@ -60,14 +66,13 @@ func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentCo
 				older = slices.DeleteFunc(runningAgents(p), func(n string) bool { return n == container })
 				switch {
 				case st == nil || st.State.Running == nil || len(older) == 0:
-					waitingSince = time.Time{}
-				case waitingSince.IsZero():
-					waitingSince = time.Now()
-				case time.Since(waitingSince) > takeoverTimeout:
-					return nil, status.Errorf(codes.FailedPrecondition, "the agent %s in pod %s/%s waits for the earlier agent %s to exit, and after %v it has not: "+
-						"it cannot reach this manager (or it is older than this manager and does not exit when refused); "+
-						"deleting the pod replaces both (kubectl delete pod -n %s %s)",
-						container, s.cfg.Namespace, pod, strings.Join(older, ", "), takeoverTimeout, s.cfg.Namespace, pod)
+					if takeover != nil {
+						takeover.Stop()
+						takeover, takeoverC = nil, nil
+					}
+				case takeover == nil:
+					takeover = time.NewTimer(takeoverTimeout)
+					takeoverC = takeover.C
 				}
 			}
 		}
@@ -82,7 +87,12 @@ func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentCo
 				msg += fmt.Sprintf("; it waits for the earlier agent %s to exit", strings.Join(older, ", "))
 			}
 			return nil, status.Error(codes.DeadlineExceeded, msg)
-		case <-time.After(200 * time.Millisecond):
+		case <-takeoverC:
+			return nil, status.Errorf(codes.FailedPrecondition, "the agent %s in pod %s/%s waits for the earlier agent %s to exit, and after %v it has not: "+
+				"it cannot reach this manager (or it is older than this manager and does not exit when refused); "+
+				"deleting the pod replaces both (kubectl delete pod -n %s %s)",
+				container, s.cfg.Namespace, pod, strings.Join(older, ", "), takeoverTimeout, s.cfg.Namespace, pod)
+		case <-changed:
 		}
 	}
 }
@@ -92,7 +102,7 @@ func (s *Server) waitAgent(ctx context.Context, pod, container string) (*agentCo
 func (s *Server) hintAgent(ctx context.Context, pod string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if p, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod, metav1.GetOptions{}); err == nil {
+	if p, err := s.pod(ctx, pod); err == nil {
 		if c := newestAgent(p); c != nil {
 			return c.Name
 		}
@@ -158,7 +168,9 @@ func pullAdvice(secrets []string) string {
 // redirect, or, where Pod Security forbids that or mech asks, with no
 // capability (the Service mechanism). It returns the mechanism the pod's
 // agent supports. newPod tells the agent that its pod has just started (see
-// the agent's --new-pod).
+// the agent's --new-pod). Only the controller calls it (controller.attach),
+// one attach per pod at a time; the pod is read from the informer's cache,
+// and the patch's resourceVersion precondition refuses a stale one.
 func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleproto.Mechanism, newPod bool) (teleproto.Mechanism, error) {
 	if ac := s.agent(pod.Name); ac != nil {
 		return mechOf(ac.hello, mech), nil
@@ -181,13 +193,13 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleprot
 	var name string
 	addr := s.agentAddress(pod)
 	withCaps := mech != mechService
+	fresh, err := s.pod(ctx, pod.Name)
 	for {
-		fresh, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
-			return mechNone, status.Errorf(codes.Unavailable, "get pod %s: %v", pod.Name, err)
+			return mechNone, status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
 		}
 		if n := newestAgent(fresh); n != nil && (seen == nil || n.Name != seen.Name) && agentLive(agentStatus(fresh, n.Name)) {
-			name = n.Name // another attach (the controller's, CreateIntercept's) was first
+			name = n.Name // another attach (an earlier sync's) was first
 			break
 		}
 		name = agentName(fresh)
@@ -195,12 +207,16 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleprot
 		switch {
 		case err == nil:
 		case apierrors.IsConflict(err):
+			// The cache was behind: its next event for the pod has what
+			// the patch conflicted with.
+			fresh, err = s.podNewerThan(ctx, pod.Name, fresh.ResourceVersion)
 			continue
 		case withCaps && (apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) && strings.Contains(err.Error(), "PodSecurity"):
 			// Pod Security admission's Status carries no cause or detail
 			// that names it; its message is the only mark it leaves.
 			s.log.Info("Pod Security forbids NET_ADMIN: using the Service mechanism", "pod", pod.Name, "err", err)
 			withCaps = false
+			err = nil
 			continue
 		case noEphemeralContainers(err):
 			return mechNone, status.Errorf(codes.Unimplemented, "this API server does not support ephemeral containers (adding one to pod %s/%s: %v): kubectl tele intercept needs Kubernetes 1.25 or later", s.cfg.Namespace, pod.Name, err)
@@ -228,7 +244,8 @@ func (s *Server) attachAgent(ctx context.Context, pod *corev1.Pod, mech teleprot
 // adoptAgent returns the pod's running agent once it registers, when it can
 // serve this manager; otherwise no agent, and the pod as it now is, to add
 // one to. A pod's newest agent that is live but has not registered is
-//   - starting, added by another attach: waited for, as if added here.
+//   - starting, added by an earlier attach (of this manager, or of one
+//     that restarted): waited for, as if added here.
 //   - stale: given the ClusterIP of an earlier Service, which it retries
 //     forever, or holding the token of an earlier install, which this
 //     manager refuses (it then exits). It never registers: a new agent is
@@ -253,8 +270,8 @@ func (s *Server) adoptAgent(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, 
 		return pod, nil, nil
 	}
 	if st == nil || st.State.Running == nil {
-		// Added by another attach of this manager (the controller's,
-		// CreateIntercept's) and starting: waited for as if added here.
+		// Added by another attach of this manager (an earlier
+		// sync's) and starting: waited for as if added here.
 		ac, err := s.waitAgent(ctx, pod.Name, c.Name)
 		if !errors.Is(err, errAgentEnded) {
 			return pod, ac, err
@@ -280,7 +297,7 @@ func (s *Server) adoptAgent(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, 
 			return nil, nil, err
 		}
 	}
-	fresh, err := s.cfg.Client.CoreV1().Pods(s.cfg.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	fresh, err := s.pod(ctx, pod.Name)
 	if err != nil {
 		return nil, nil, status.Errorf(codes.Unavailable, "get pod %s/%s: %v", s.cfg.Namespace, pod.Name, err)
 	}

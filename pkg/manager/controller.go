@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/manager/internal/state"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -28,13 +31,18 @@ const controllerResync = 30 * time.Second
 // app before the agent's redirect (see the agent's --new-pod).
 const newPodAge = time.Minute
 
-// controller keeps every agent's routes current and gives each new pod of
-// an intercepted workload its agent as soon as the pod exists, before it is
-// Ready where the kubelet allows: a shared informer on the namespace's pods
-// tells it what changed, and a workqueue serialises its reaction per pod, as
-// Kubernetes controllers do. The decisions (which intercepts select a pod,
-// the routes its agent gets) are the intercept table's (package state),
-// which the Server holds; the controller applies them.
+// controller is the manager's one writer to the cluster for agents and
+// Services, and the one sender of agents' routes: a shared informer on the
+// namespace's pods tells it what changed, and a workqueue serialises its
+// reaction per pod, as Kubernetes controllers do. For each pod it asks RBAC
+// about a new pod of an intercept, adds the pod's agent (attach, in a
+// goroutine of its own), takes the agent's hello for the intercepts being
+// created (settle: their mechanism, and whether it can apply them), points
+// their Services at the agents (retarget, in a goroutine) and sends the
+// agent its routes. The decisions (which intercepts select a pod, the
+// routes its agent gets, its listen ports) are the intercept table's
+// (package state), which the Server holds; the RPCs only change the table,
+// queue the pods and wait, on Server.changes, for what the controller did.
 type controller struct {
 	s       *Server
 	factory informers.SharedInformerFactory
@@ -42,11 +50,13 @@ type controller struct {
 	pods    corelisters.PodNamespaceLister
 	queue   workqueue.TypedRateLimitingInterface[string]
 
-	// attaching holds the pods an attach goroutine works on; attaches
-	// counts those goroutines, which run owns and waits for.
-	mu        sync.Mutex
-	attaching map[string]bool
-	attaches  sync.WaitGroup
+	// attaching holds the pods an attach goroutine works on, retargeting
+	// the intercepts a retarget goroutine works on (closed when it is
+	// done); attaches counts those goroutines, which run owns and waits for.
+	mu          sync.Mutex
+	attaching   map[string]bool
+	retargeting map[string]chan struct{}
+	attaches    sync.WaitGroup
 }
 
 func newController(s *Server) *controller {
@@ -66,13 +76,16 @@ func newController(s *Server) *controller {
 		pods:    inf.Lister().Pods(s.cfg.Namespace),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
-		attaching: map[string]bool{},
+		attaching:   map[string]bool{},
+		retargeting: map[string]chan struct{}{},
 	}
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			_, name, _ := cache.SplitMetaNamespaceKey(key)
 			c.queue.Add(name)
 		}
+		// The handler runs after the cache has the change.
+		s.changes.fire()
 	}
 	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
@@ -122,7 +135,8 @@ func (c *controller) processNext(ctx context.Context) bool {
 }
 
 // sync reconciles one pod: its agent gets the routes the intercepts give it,
-// or, if it has none and an intercept selects it, it gets one.
+// and decides the mechanism of those being created; or, if it has none and
+// an intercept selects it, it gets one.
 func (c *controller) sync(ctx context.Context, name string) {
 	p, err := c.pods.Get(name)
 	if apierrors.IsNotFound(err) {
@@ -149,19 +163,55 @@ func (c *controller) sync(ctx context.Context, name string) {
 		return
 	}
 	if ac := c.s.agent(name); ac != nil {
+		c.settle(ctx, p, ac)
 		c.s.sendRoutes(ac, c.s.routesFor(p), false)
 		return
 	}
-	mech := c.s.mechFor(p)
-	if mech == mechNone || !attachable(p) {
+	mech, newPod, need := c.s.agentNeed(p)
+	if !need || !attachable(p) {
 		return
 	}
-	c.attach(ctx, p, mech)
+	c.attach(ctx, p, mech, newPod)
+}
+
+// settle takes what the agent of p says in its hello for the intercepts
+// being created on p: the first agent decides each one's mechanism (an
+// agent of another protocol version never gets here: Watch refuses it).
+// An intercept that takes the Service mechanism gets its Services
+// retargeted, and its other pods are synced again for their routes.
+func (c *controller) settle(ctx context.Context, p *corev1.Pod, ac *agentConn) {
+	s := c.s
+	var retarget []*state.Intercept
+	decided := false
+	s.imu.Lock()
+	for _, ic := range s.table.Pending(p) {
+		if ic.Mech != mechNone {
+			continue
+		}
+		mech := mechOf(ac.hello, ic.Want)
+		ic.Mech = mech
+		ic.PB.Mech = mech
+		decided = true
+		if mech == mechService {
+			// From the informer's cache: no API call under the lock.
+			pods, _ := s.runningPods(ctx, ic.Pods)
+			s.table.ServiceAgentPort(ic, pods)
+			retarget = append(retarget, ic)
+		}
+	}
+	s.imu.Unlock()
+	for _, ic := range retarget {
+		c.retarget(ctx, ic)
+	}
+	if decided {
+		s.changes.fire()
+		c.enqueueAll()
+	}
 }
 
 // attach adds the agent to p in a goroutine of its own: the wait for the
 // agent to start and connect must not hold up the other pods.
-func (c *controller) attach(ctx context.Context, p *corev1.Pod, mech teleproto.Mechanism) {
+func (c *controller) attach(ctx context.Context, p *corev1.Pod, mech teleproto.Mechanism, newPod bool) {
 	c.mu.Lock()
 	busy := c.attaching[p.Name]
 	c.attaching[p.Name] = true
@@ -169,18 +219,19 @@ func (c *controller) attach(ctx context.Context, p *corev1.Pod, mech teleproto.M
 	if busy {
 		return
 	}
-	newPod := p.Status.StartTime == nil || time.Since(p.Status.StartTime.Time) < newPodAge
 	p = p.DeepCopy() // the informer's cache is read-only
 	c.attaches.Go(func() {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		_, err := c.s.attachAgent(actx, p, mech, newPod)
-		c.done(p.Name, err)
+		c.done(p, err)
 	})
 }
 
-// done ends an attach: on failure the pod is queued again, with backoff.
-func (c *controller) done(name string, err error) {
+// done ends an attach: on failure the pod is queued again, with backoff,
+// and the intercepts being created on it fail with the reason.
+func (c *controller) done(p *corev1.Pod, err error) {
+	name := p.Name
 	c.mu.Lock()
 	delete(c.attaching, name)
 	c.mu.Unlock()
@@ -192,8 +243,85 @@ func (c *controller) done(name string, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	c.s.log.Warn("attach agent to new pod", "pod", name, "err", err)
+	if errors.Is(err, errAgentEnded) {
+		err = status.Errorf(codes.Unavailable, "%v (kubectl logs -n %s %s -c %s)", err, c.s.cfg.Namespace, name, c.s.hintAgent(context.Background(), name))
+	}
+	c.s.imu.Lock()
+	failed := c.s.table.Pending(p)
+	for _, ic := range failed {
+		ic.Failed = err
+	}
+	c.s.imu.Unlock()
+	if len(failed) > 0 {
+		c.s.changes.fire()
+	}
+	c.s.log.Warn("attach agent", "pod", name, "err", err)
 	c.queue.AddRateLimited(name)
+}
+
+// retarget points ic's Services at the agents (the Service mechanism), in a
+// goroutine of its own: it waits for their EndpointSlices.
+func (c *controller) retarget(ctx context.Context, ic *state.Intercept) {
+	c.mu.Lock()
+	if _, busy := c.retargeting[ic.ID]; busy {
+		c.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	c.retargeting[ic.ID] = done
+	c.mu.Unlock()
+	// Registered first, then checked: a removal that began before the
+	// check is seen here; one that begins after waits for done.
+	c.s.imu.Lock()
+	removing := ic.Removing
+	c.s.imu.Unlock()
+	if removing {
+		c.mu.Lock()
+		delete(c.retargeting, ic.ID)
+		c.mu.Unlock()
+		close(done)
+		return
+	}
+	c.attaches.Go(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.retargeting, ic.ID)
+			c.mu.Unlock()
+			close(done)
+		}()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		err := c.s.retargetServices(rctx, ic)
+		c.s.imu.Lock()
+		if err != nil {
+			ic.Failed = err
+		} else {
+			ic.Retargeted = true
+		}
+		c.s.imu.Unlock()
+		c.s.changes.fire()
+	})
+}
+
+// retargeted waits until no retarget of intercept id is under way, so that
+// a removal restores what it changed.
+func (c *controller) retargeted(id string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	done := c.retargeting[id]
+	c.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// enqueue queues pods.
+func (c *controller) enqueue(pods []*corev1.Pod) {
+	for _, p := range pods {
+		c.queue.Add(p.Name)
+	}
 }
 
 // enqueueAll queues every cached pod: an intercept was added or removed.

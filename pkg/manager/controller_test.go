@@ -125,7 +125,7 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 	ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(labels.Set{"app": "echo"})}, mechNftables
 	addIntercept(t, s, ic)
 	ac := &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
-	s.agents["echo-1"] = ac
+	s.agents.byPod["echo-1"] = ac
 	startController(t, s)
 
 	var u *teleproto.AgentRoutes
@@ -146,5 +146,80 @@ func TestControllerRoutesAndCoverage(t *testing.T) {
 	ac.mu.Unlock()
 	if covered, uncovered := s.coverage(ctx, ic.ID, ic.Pods); !slices.Equal(covered, []string{"echo-1"}) || len(uncovered) != 0 {
 		t.Errorf("after: covered %v, uncovered %v", covered, uncovered)
+	}
+}
+
+// TestCreateInterceptThroughController: CreateIntercept attaches nothing
+// itself: the controller adds the pod's agent (one patch, without
+// --new-pod: the pod is not new to an intercept), the agent's hello decides
+// the mechanism, and the RPC returns once the agent has applied its routes,
+// whose listen port is not one the pod declares.
+func TestCreateInterceptThroughController(t *testing.T) {
+	cfg := testConfig(t)
+	pod := echoPod("echo-1", corev1.PodRunning)
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Ports: []corev1.ContainerPort{{ContainerPort: 8080}, {ContainerPort: 48080}}}}
+	client := newFakeClientset(pod)
+	cfg.Client = client
+	s, c := startServer(t, cfg)
+	startController(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := c.Arrive(ctx, proven(t, c, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := client.CoreV1().Pods(testNS).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// The agent: it registers once its container is in the pod, and
+	// applies what it is sent.
+	routes := make(chan *teleproto.AgentRoutes, 1)
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || len(p.Spec.EphemeralContainers) == 0 {
+				continue
+			}
+			a := p.Spec.EphemeralContainers[0]
+			if slices.Contains(a.Args, "--new-pod") {
+				t.Errorf("agent args %v: the pod is not new", a.Args)
+			}
+			ac := &agentConn{hello: &teleproto.AgentHello{Pod: p.Name, Container: a.Name, CanRedirect: true},
+				updates: make(chan *teleproto.AgentRoutes, 1), changed: make(chan struct{}), done: make(chan struct{})}
+			s.agents.register(ac)
+			select {
+			case u := <-ac.updates:
+				ac.mu.Lock()
+				ac.applied = u.GetVersion()
+				ac.mu.Unlock()
+				s.changes.fire()
+				routes <- u
+			case <-ctx.Done():
+			}
+			return
+		}
+	}()
+	ic, err := c.CreateIntercept(ctx, &teleproto.CreateInterceptRequest{SessionId: resp.GetSessionId(), Name: "echo", WorkloadKind: "Deployment", WorkloadName: "echo",
+		Port: 8080, LocalPort: 7070, HttpMatch: []string{"x-dev=alice"}, Target: echoTarget})
+	if err != nil {
+		t.Fatalf("CreateIntercept: %v", err)
+	}
+	if ic.GetMech() != mechNftables || !slices.Equal(ic.GetPods(), []string{"echo-1"}) || ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_ACTIVE {
+		t.Errorf("intercept %v", ic)
+	}
+	u := <-routes
+	if rs := u.GetRoutes(); len(rs) != 1 || rs[0].GetAgentPort() != 48081 {
+		t.Errorf("routes %v, want one at agent port 48081 (the app declares 48080)", rs)
+	}
+	patches := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "patch" && a.GetSubresource() == "ephemeralcontainers" {
+			patches++
+		}
+	}
+	if patches != 1 {
+		t.Errorf("%d patches of the pod's ephemeral containers, want 1", patches)
 	}
 }

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -100,6 +99,7 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 	for _, p := range pods {
 		state.Decide(ic, p.Name, true)
 	}
+	ic.Want, ic.Creating, ic.ServicePorts = mech, true, req.GetTarget().GetServicePorts()
 	s.imu.Lock()
 	id, err := s.table.Add(ic) // reserved while the agents are attached
 	s.imu.Unlock()
@@ -112,32 +112,24 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 			s.removeIntercept(id, "creation failed")
 		}
 	}()
-
-	for _, p := range pods {
-		got, err := s.attachAgent(ctx, p, mech, false)
-		if err != nil {
-			return nil, err
-		}
-		if mech == mechNone {
-			mech = got
-		}
+	// The controller attaches the agents, decides the mechanism from the
+	// first one's hello, retargets the Services and pushes the routes: here
+	// the intercept waits until they are applied.
+	if s.ctl == nil {
+		return nil, status.Error(codes.Unavailable, "the manager's controller is not running")
 	}
-	s.imu.Lock()
-	ic.Mech = mech
-	ic.PB.Mech = mech
-	s.imu.Unlock()
-	if mech == mechService {
-		if err := s.retargetServices(ctx, ic, req.GetTarget().GetServicePorts()); err != nil {
-			return nil, err
-		}
-	}
-	names, err := s.pushRoutes(ctx, pods, 90*time.Second)
+	s.ctl.enqueue(pods)
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	names, err := s.awaitApplied(wctx, ic)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
 	ok = true
 	bypassing, reset := s.bypassing(names, req.GetPort())
 	s.imu.Lock()
+	ic.Creating = false
+	mech = ic.Mech
 	if ic.Wiretap() {
 		// Agents without wiretaps are not sent the route: their pods
 		// are the uncovered ones.
@@ -153,6 +145,59 @@ func (s *Server) CreateIntercept(ctx context.Context, req *teleproto.CreateInter
 		"bypassing_connections", bypassing, "reset_connections", reset)
 	s.kick()
 	return out, nil
+}
+
+// awaitApplied waits, on s.changes, until the controller has applied ic
+// being created: its mechanism decided, its Services retargeted if it
+// needs them, and its routes applied by the agent of every running pod it
+// selects. It returns those pods' names; the reason the controller gave
+// (ic.Failed); or, once ctx ends, what it still waits for.
+func (s *Server) awaitApplied(ctx context.Context, ic *state.Intercept) ([]string, error) {
+	for {
+		changed := s.changes.wait()
+		pods, err := s.runningPods(ctx, ic.Pods)
+		if err != nil {
+			return nil, err
+		}
+		// A pod that came since is the controller's to ask RBAC about.
+		s.imu.Lock()
+		failed, mech, retargeted := ic.Failed, ic.Mech, ic.Retargeted
+		pods = slices.DeleteFunc(pods, func(p *corev1.Pod) bool { return !ic.AllowedOn(p.Name) })
+		s.imu.Unlock()
+		if failed != nil {
+			return nil, failed
+		}
+		var names []string
+		missing := ""
+		for _, p := range pods {
+			// Applied: the agent applied the routes the table gives it
+			// (an older agent left out of a wiretap is an uncovered pod).
+			ac := s.agent(p.Name)
+			switch {
+			case ac == nil && missing == "":
+				missing = fmt.Sprintf("the agent in pod %s did not connect to the manager (kubectl logs -n %s %s -c %s)", p.Name, s.cfg.Namespace, p.Name, s.hintAgent(ctx, p.Name))
+			case ac != nil && mech != mechNone && !ac.appliedAll(s.routesFor(p)) && missing == "":
+				missing = fmt.Sprintf("agent in pod %s did not apply its routes", p.Name)
+			}
+			names = append(names, p.Name)
+		}
+		switch {
+		case mech == mechNone && missing == "":
+			missing = "no agent decided the mechanism"
+		case mech == mechService && !retargeted && missing == "":
+			missing = "the Services are not retargeted yet"
+		case len(names) == 0 && missing == "":
+			missing = "no running pod left"
+		}
+		if missing == "" {
+			return names, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, status.Errorf(codes.DeadlineExceeded, "%s: %v", missing, ctx.Err())
+		case <-changed:
+		}
+	}
 }
 
 // RemoveIntercept implements teleproto.ManagerServer.
@@ -183,11 +228,14 @@ func (s *Server) removeIntercept(id, reason string) {
 	if !ok {
 		return
 	}
-	dctx, cancel := context.WithTimeout(s.drain, 20*time.Second)
+	// A retarget under way finishes first, so that what it changed is
+	// restored below.
+	s.ctl.retargeted(id)
+	dctx, cancel := context.WithTimeout(s.drain, 15*time.Second)
 	defer cancel()
 	if ic.Mech != mechNone && dctx.Err() == nil {
-		pods, _ := s.runningPods(dctx, ic.Pods)
-		if _, err := s.pushRoutes(dctx, pods, 15*time.Second); err != nil {
+		s.kick() // the controller sends the agents their routes without it
+		if err := s.awaitDropped(dctx, ic); err != nil {
 			s.log.Warn("agents slow to drop intercept", "intercept", id, "err", err)
 		}
 	}
@@ -202,6 +250,33 @@ func (s *Server) removeIntercept(id, reason string) {
 	}
 	s.log.Info("intercept removed", "intercept", id, "reason", reason)
 	s.kick()
+}
+
+// awaitDropped waits, on s.changes, until no agent of ic's running pods
+// applies routes that hold it.
+func (s *Server) awaitDropped(ctx context.Context, ic *state.Intercept) error {
+	for {
+		changed := s.changes.wait()
+		pods, err := s.runningPods(ctx, ic.Pods)
+		if err != nil {
+			return err
+		}
+		holding := ""
+		for _, p := range pods {
+			if ac := s.agent(p.Name); ac != nil && ac.holds(ic.ID) {
+				holding = p.Name
+				break
+			}
+		}
+		if holding == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the agent in pod %s still holds it: %w", holding, ctx.Err())
+		case <-changed:
+		}
+	}
 }
 
 // endSessionIntercepts removes a departed session's intercepts.
@@ -304,10 +379,8 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id 
 	}
 	// The laptop knows its intercepts by name.
 	interceptName := ic.PB.Name
-	s.mu.Lock()
-	ss, ok := s.sessions[ic.Session]
-	s.mu.Unlock()
-	if !ok {
+	ss := s.sessions.get(ic.Session)
+	if ss == nil {
 		return gone("intercept %s: the session ended", interceptName)
 	}
 	down := ss.link.gone()
@@ -316,17 +389,8 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id 
 		return gone("intercept %s: the laptop of %s is not connected (its daemon stopped or lost its port-forward)", interceptName, ic.Who())
 	default:
 	}
-	dialID := rand.Text()
-	w := &dialWait{laptop: make(chan teleproto.Manager_TunnelServer, 1), done: make(chan struct{})}
-	s.pmu.Lock()
-	s.pending[dialID] = w
-	s.pmu.Unlock()
-	defer func() {
-		s.pmu.Lock()
-		delete(s.pending, dialID)
-		s.pmu.Unlock()
-		close(w.done)
-	}()
+	dialID, w, end := s.dials.open()
+	defer end()
 	timeout := time.NewTimer(laptopAnswerTimeout)
 	defer timeout.Stop()
 	select {
@@ -368,27 +432,15 @@ func (s *Server) connectToLaptop(agent teleproto.AgentService_ConnectServer, id 
 	return nil
 }
 
-type dialWait struct {
-	laptop chan teleproto.Manager_TunnelServer
-	done   chan struct{}
-}
-
 // answerDial is a laptop's Tunnel stream answering a DialRequest: it is
 // handed to the waiting agent connection and lives until the splice ends.
 func (s *Server) answerDial(stream teleproto.Manager_TunnelServer, ss *session, id string) error {
-	s.pmu.Lock()
-	w, ok := s.pending[id]
-	s.pmu.Unlock()
-	if !ok {
-		return status.Errorf(codes.NotFound, "dial %s is no longer wanted", id)
+	done, err := s.dials.answer(id, stream)
+	if err != nil {
+		return err
 	}
 	select {
-	case w.laptop <- stream:
-	default:
-		return status.Errorf(codes.AlreadyExists, "dial %s already answered", id)
-	}
-	select {
-	case <-w.done:
+	case <-done:
 	case <-ss.ctx.Done():
 	}
 	return nil
@@ -434,6 +486,23 @@ func serviceNames(t *teleproto.InterceptTarget) []string {
 		out = append(out, sp.GetService())
 	}
 	return out
+}
+
+// agentNeed says whether pod needs an agent, which it gets with mech: a
+// pod that an intercept selects (being created, first), whose owner RBAC
+// lets attach one. newPod (see the agent's --new-pod) is for a pod that
+// started less than newPodAge ago and joins an intercept already applied:
+// a new pod of an intercepted workload.
+func (s *Server) agentNeed(pod *corev1.Pod) (mech teleproto.Mechanism, newPod, need bool) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if pending := s.table.Pending(pod); len(pending) > 0 {
+		return pending[0].Want, false, true
+	}
+	if mech := s.table.MechFor(pod); mech != mechNone {
+		return mech, pod.Status.StartTime == nil || time.Since(pod.Status.StartTime.Time) < newPodAge, true
+	}
+	return mechNone, false, false
 }
 
 // decide records RBAC's answer about pod for intercept id, if it is still

@@ -225,10 +225,10 @@ func TestListState(t *testing.T) {
 	s.imu.Lock()
 	icID := s.table.All()[0].ID
 	s.imu.Unlock()
-	s.amu.Lock()
-	s.agents["echo-1"] = &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, done: make(chan struct{}),
+	s.agents.mu.Lock()
+	s.agents.byPod["echo-1"] = &agentConn{hello: &teleproto.AgentHello{Pod: "echo-1"}, done: make(chan struct{}),
 		lastSent: []*teleproto.AgentRoute{{Intercept: icID}}}
-	s.amu.Unlock()
+	s.agents.mu.Unlock()
 	ic = list()
 	if ic.GetInterceptState() != teleproto.InterceptState_INTERCEPT_STATE_ACTIVE {
 		t.Errorf("agent applies it: state %v, want ACTIVE", ic.GetInterceptState())

@@ -60,10 +60,7 @@ type Server struct {
 	// handler has returned (see tunnelTCP); Close waits for them.
 	flows sync.WaitGroup
 
-	mu        sync.Mutex
-	sessions  map[string]*session
-	idleSince time.Time // when the last session ended; meaningful when sessions is empty
-	closing   bool
+	sessions *sessionRegistry
 
 	infoMu sync.Mutex
 	info   *teleproto.ClusterInfo
@@ -73,12 +70,13 @@ type Server struct {
 	// Intercepts in it.
 	imu   sync.Mutex
 	table *state.Table
-	// Agents, by pod name, and the version counter of their routes.
-	amu          sync.Mutex
-	agents       map[string]*agentConn
+	// agents are the registered agents, by pod name, and routeVersion the
+	// version counter of their routes.
+	agents       *agentRegistry
 	routeVersion atomic.Uint64
-	// ctl attaches agents to new pods and keeps routes current; nil in
-	// tests that drive the Server alone. Set before serving starts.
+	// ctl is the one writer: it attaches agents, retargets Services and
+	// keeps routes current; nil in tests that drive the Server alone. Set
+	// before serving starts.
 	ctl        *controller
 	agentToken string
 	// agentCA signs the certificate the agents' port serves.
@@ -90,9 +88,10 @@ type Server struct {
 	// the port (see agentAddress).
 	agentHost string
 	agentIP   string
-	// Dials waiting for a laptop's answer, by dial ID.
-	pmu     sync.Mutex
-	pending map[string]*dialWait
+	// changes wakes the waits for agents, pods and intercepts.
+	changes *changes
+	// dials are the agents' connections waiting for a laptop's answer.
+	dials *dialBroker
 
 	// nmu guards the Challenge nonces and the cluster's client CAs, as
 	// last read (see clientCAs).
@@ -146,6 +145,7 @@ func NewServer(cfg Config) (*Server, error) {
 	life, stop := context.WithCancel(context.Background())
 	drain, stopDrain := context.WithCancel(context.Background())
 	restore, stopRestore := context.WithCancel(context.Background())
+	changes := newChanges()
 	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
@@ -158,13 +158,13 @@ func NewServer(cfg Config) (*Server, error) {
 		stopDrain:   stopDrain,
 		restore:     restore,
 		stopRestore: stopRestore,
-		sessions:    make(map[string]*session),
 
 		table:   state.NewTable(rand.Text),
-		agents:  make(map[string]*agentConn),
-		pending: make(map[string]*dialWait),
+		dials:   newDialBroker(),
+		changes: changes,
+		agents:  newAgentRegistry(changes),
 	}
-	s.idleSince = s.now()
+	s.sessions = newSessionRegistry(s.now(), &s.cleanups)
 	return s, nil
 }
 
@@ -217,19 +217,13 @@ func (s *Server) reap(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		now := s.now()
-		s.mu.Lock()
-		for _, ss := range s.sessions {
-			if now.Sub(ss.lastSeen) > s.cfg.HeartbeatTimeout {
-				s.endLocked(ctx, ss, "heartbeat timeout")
-			}
+		expired, idle := s.sessions.reap(s.now(), s.cfg.HeartbeatTimeout, s.cfg.IdleTimeout)
+		for _, ss := range expired {
+			s.end(ctx, ss, "heartbeat timeout")
 		}
-		if len(s.sessions) == 0 && now.Sub(s.idleSince) >= s.cfg.IdleTimeout {
-			s.closing = true
-			s.mu.Unlock()
+		if idle {
 			return errIdle
 		}
-		s.mu.Unlock()
 	}
 }
 
@@ -244,12 +238,9 @@ const shutdownTimeout = 3 * time.Second
 // Call it after the gRPC servers have stopped. Close may be called again.
 func (s *Server) Close() {
 	s.stopDrain()
-	s.mu.Lock()
-	s.closing = true
-	for _, ss := range s.sessions {
-		s.endLocked(context.Background(), ss, "manager stopping")
+	for _, ss := range s.sessions.close(s.now()) {
+		s.end(context.Background(), ss, "manager stopping")
 	}
-	s.mu.Unlock()
 	// No session is left and none can arrive: no cleanup starts after this
 	// Wait begins.
 	t := time.AfterFunc(shutdownTimeout, s.stopRestore)
@@ -270,32 +261,26 @@ func (s *Server) Close() {
 	s.flows.Wait()
 }
 
-func (s *Server) endLocked(ctx context.Context, ss *session, reason string) {
-	delete(s.sessions, ss.id)
+// end ends ss, which the registry removed (counting it in s.cleanups): its
+// context, and, in a goroutine Close waits for, its intercepts.
+func (s *Server) end(ctx context.Context, ss *session, reason string) {
 	ss.cancel(fmt.Errorf("%w: %s", errSessionEnded, reason))
-	// API calls: not under s.mu, but owned, so Close waits for them.
-	s.cleanups.Add(1)
+	// API calls: owned, so Close waits for them.
 	go func() {
 		defer s.cleanups.Done()
 		s.endSessionIntercepts(ss)
 	}()
-	if len(s.sessions) == 0 {
-		s.idleSince = s.now()
-	}
 	s.log.InfoContext(ctx, "session departed", "session", ss.id, "user", ss.user.Name, "host", ss.host(), "reason", reason)
 }
 
 // lookup returns the live session with this ID, ending it first if its
 // heartbeat has lapsed and the reaper has not yet noticed.
 func (s *Server) lookup(ctx context.Context, id string) (*session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss, ok := s.sessions[id]
-	if ok && s.now().Sub(ss.lastSeen) > s.cfg.HeartbeatTimeout {
-		s.endLocked(ctx, ss, "heartbeat timeout")
-		ok = false
+	ss, expired := s.sessions.lookup(id, s.now(), s.cfg.HeartbeatTimeout)
+	if expired != nil {
+		s.end(ctx, expired, "heartbeat timeout")
 	}
-	if !ok {
+	if ss == nil {
 		return nil, status.Errorf(codes.NotFound, "session %q ended; reconnect", id)
 	}
 	return ss, nil
@@ -337,14 +322,10 @@ func (s *Server) Arrive(ctx context.Context, req *teleproto.ArriveRequest) (*tel
 		dials:    make(chan *teleproto.DialRequest, 64),
 		link:     newLaptopLink(),
 	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	if !s.sessions.add(ss) {
 		cancel(errIdle)
 		return nil, status.Error(codes.Unavailable, "manager is shutting down; reconnect to start a new one")
 	}
-	s.sessions[ss.id] = ss
-	s.mu.Unlock()
 	s.log.InfoContext(ctx, "session arrived", "session", ss.id, "user", u.Name, "uid", u.UID, "groups", u.Groups,
 		"proven_by", provenBy, "host", ss.host(), "client_version", req.GetClientVersion())
 
@@ -368,9 +349,7 @@ func (ss *session) host() string { return ss.hostUser + "@" + ss.hostname }
 func (s *Server) skewHeaders(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	// After the handler: an Arrive or Depart counts itself.
-	s.mu.Lock()
-	n := len(s.sessions)
-	s.mu.Unlock()
+	n := s.sessions.count()
 	md := metadata.Pairs(
 		teleproto.HeaderProtocol, teleproto.FormatProtocol(teleproto.CurrentProtocolVersion),
 		teleproto.HeaderVersion, s.cfg.Version,
@@ -387,21 +366,17 @@ func (s *Server) Remain(ctx context.Context, req *teleproto.SessionRequest) (*te
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	ss.lastSeen = s.now()
-	s.mu.Unlock()
+	s.sessions.touch(ss, s.now())
 	return &teleproto.RemainResponse{}, nil
 }
 
 // Depart implements teleproto.ManagerServer.
 func (s *Server) Depart(ctx context.Context, req *teleproto.SessionRequest) (*teleproto.DepartResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss, ok := s.sessions[req.GetSessionId()]
-	if !ok {
+	ss := s.sessions.remove(req.GetSessionId(), s.now())
+	if ss == nil {
 		return nil, status.Errorf(codes.NotFound, "session %q ended; reconnect", req.GetSessionId())
 	}
-	s.endLocked(ctx, ss, "departed")
+	s.end(ctx, ss, "departed")
 	return &teleproto.DepartResponse{}, nil
 }
 

@@ -29,7 +29,8 @@ import (
 // port is retargeted only while its targetPort is still the one the laptop
 // saw (or an earlier intercept of the same port recorded as the original),
 // so that a Service changed in between is refused, not guessed at.
-func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs []*teleproto.ServicePortRef) error {
+func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept) error {
+	refs := ic.ServicePorts
 	if len(refs) == 0 {
 		return status.Errorf(codes.FailedPrecondition, "Pod Security forbids the agent's NET_ADMIN here, and no Service leads to port %d of %s/%s, which the capability-free mechanism needs", ic.PB.Port, ic.PB.WorkloadKind, ic.PB.WorkloadName)
 	}
@@ -41,7 +42,14 @@ func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs
 		}
 		byService[r.GetService()] = append(byService[r.GetService()], r)
 	}
-	agentPort := intstr.FromInt32(int32(teleproto.AgentListenPort(ic.PB.Port)))
+	pods, err := s.runningPods(ctx, ic.Pods)
+	if err != nil {
+		return err
+	}
+	s.imu.Lock()
+	agentPort := intstr.FromInt32(int32(s.table.ServiceAgentPort(ic, pods)))
+	s.imu.Unlock()
+	var retargeted []string
 	for _, name := range names {
 		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -55,10 +63,13 @@ func (s *Server) retargetServices(ctx context.Context, ic *state.Intercept, refs
 		if _, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			return status.Errorf(codes.Unavailable, "point Service %s at the agents: %v", svc.Name, err)
 		}
+		retargeted = append(retargeted, svc.Name)
+		s.imu.Lock()
 		ic.Services = append(ic.Services, svc.Name)
+		s.imu.Unlock()
 		s.log.Info("service retargeted to the agents", "svc", svc.Name, "intercept", ic.PB.Name)
 	}
-	for _, name := range ic.Services {
+	for _, name := range retargeted {
 		s.awaitEndpointSlices(ctx, name, agentPort.IntVal)
 	}
 	return nil

@@ -111,10 +111,10 @@ func TestDepartThenCloseRestoresServices(t *testing.T) {
 // removed by Close too.
 func TestCloseRestoresOrphanedIntercept(t *testing.T) {
 	s, _, id, client := retargetedEcho(t)
-	s.mu.Lock()
-	ss := s.sessions[id]
-	delete(s.sessions, id) // ended, but its cleanup did not see the intercept
-	s.mu.Unlock()
+	s.sessions.mu.Lock()
+	ss := s.sessions.byID[id]
+	delete(s.sessions.byID, id) // ended, but its cleanup did not see the intercept
+	s.sessions.mu.Unlock()
 	ss.cancel(errSessionEnded)
 	s.Close()
 	wantRestored(t, client)
@@ -200,8 +200,9 @@ func TestServiceMechanism(t *testing.T) {
 			}
 			ic := testIntercept(t, alice, "echo", "echo", 8080)
 			ic.Pods, ic.Mech = state.PodSet{Selector: labels.SelectorFromSet(echo)}, mechService
+			ic.ServicePorts = tc.refs
 			ctx := context.Background()
-			err = s.retargetServices(ctx, ic, tc.refs)
+			err = s.retargetServices(ctx, ic)
 			if status.Code(err) != tc.code {
 				t.Fatalf("retarget: %v, want %v", err, tc.code)
 			}
@@ -247,7 +248,7 @@ func TestServiceMechanism(t *testing.T) {
 			}
 			check("restored by uninstall")
 			ic.Services = nil
-			if err := s.retargetServices(ctx, ic, tc.refs); err != nil {
+			if err := s.retargetServices(ctx, ic); err != nil {
 				t.Fatal(err)
 			}
 			s.restoreServices(ctx, ic)

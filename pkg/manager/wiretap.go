@@ -42,15 +42,5 @@ func (ac *agentConn) noteWiretaps(cs []*teleproto.WiretapCounters) {
 // wiretapCopies sums, over the connected agents, the copies of the
 // wiretap id sent and dropped.
 func (s *Server) wiretapCopies(id string) (sent, dropped uint64) {
-	s.amu.Lock()
-	defer s.amu.Unlock()
-	for _, ac := range s.agents {
-		ac.mu.Lock()
-		if c := ac.taps[id]; c != nil {
-			sent += c.GetSent()
-			dropped += c.GetDropped()
-		}
-		ac.mu.Unlock()
-	}
-	return sent, dropped
+	return s.agents.wiretapCopies(id)
 }

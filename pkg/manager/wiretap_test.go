@@ -34,7 +34,7 @@ func TestInterceptKind(t *testing.T) {
 func TestWiretapCopies(t *testing.T) {
 	s := serverWithEchoIntercepts(t)
 	a1, a2 := &agentConn{}, &agentConn{}
-	s.agents["echo-1"], s.agents["echo-2"] = a1, a2
+	s.agents.byPod["echo-1"], s.agents.byPod["echo-2"] = a1, a2
 	a1.noteWiretaps([]*teleproto.WiretapCounters{{Intercept: "tap", Sent: 5, Dropped: 1}, {Intercept: "other", Sent: 100}})
 	a1.noteWiretaps([]*teleproto.WiretapCounters{{Intercept: "tap", Sent: 7, Dropped: 2}})
 	a2.noteWiretaps([]*teleproto.WiretapCounters{{Intercept: "tap", Sent: 3}})

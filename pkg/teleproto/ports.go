@@ -22,7 +22,8 @@ const (
 // holds.
 func ManagerServerName(ns string) string { return AgentServiceName + "." + ns + ".svc" }
 
-// AgentListenPort is where an agent listens for the app port port: fixed per
-// port so that a Service can target it on every pod (the Service mechanism),
-// and carried to the agents in AgentRoute.agent_port.
+// AgentListenPort is where an agent listens for the app port port unless
+// its pod takes that port otherwise: the manager chooses each pod's ports
+// from there on (two app ports 20000 apart share this one, and an app may
+// declare it) and carries them to the agents in AgentRoute.agent_port.
 func AgentListenPort(port uint32) uint32 { return 40000 + port%20000 }

@@ -6,9 +6,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,15 +25,20 @@ type auditEvent struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ObjectRef struct {
-		Resource  string `json:"resource"`
-		Namespace string `json:"namespace"`
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
 	} `json:"objectRef"`
+	ResponseStatus struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
 	Received time.Time `json:"requestReceivedTimestamp"`
 }
 
-// lists returns the list requests user made from since on, from the API
-// server's audit log (hack/kind/cluster-up.sh logs ServiceAccounts' lists).
-func lists(t *testing.T, user string, since time.Time) []auditEvent {
+// requests returns the requests user made from since on, of every verb,
+// from the API server's audit log (hack/kind/cluster-up.sh logs
+// ServiceAccounts' requests).
+func requests(t *testing.T, user string, since time.Time) []auditEvent {
 	t.Helper()
 	f, err := os.Open(filepath.Join(kindDir, ".cluster", "logs", "audit.log"))
 	if err != nil {
@@ -42,7 +50,7 @@ func lists(t *testing.T, user string, since time.Time) []auditEvent {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var e auditEvent
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.User.Username != user || e.Verb != "list" || e.Received.Before(since) {
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.User.Username != user || e.Received.Before(since) {
 			continue
 		}
 		out = append(out, e)
@@ -50,19 +58,25 @@ func lists(t *testing.T, user string, since time.Time) []auditEvent {
 	return out
 }
 
-func byResource(es []auditEvent) map[string]int {
+// byRequest counts events by "verb resource[/subresource]".
+func byRequest(es []auditEvent) map[string]int {
 	m := map[string]int{}
 	for _, e := range es {
-		m[e.ObjectRef.Resource]++
+		r := e.ObjectRef.Resource
+		if e.ObjectRef.Subresource != "" {
+			r += "/" + e.ObjectRef.Subresource
+		}
+		m[e.Verb+" "+r]++
 	}
 	return m
 }
 
 // TestManagerNoPolling: the manager learns of pods from its informer, not by
-// listing them on a timer: over 60 s of an active intercept, with requests
-// flowing and a pod replaced, its ServiceAccount makes no list request; the
-// ones it made at start are the informer's first list and the discovery of
-// the cluster's CIDRs.
+// listing or getting them on a timer or per request: over 60 s of an active
+// intercept, with requests flowing and a pod replaced, its ServiceAccount
+// makes no request of any verb but the informers' watches and the writes
+// the replaced pod calls for; the ones it made at start are the informers'
+// first lists, the discovery of the cluster's CIDRs and its setup.
 func TestManagerNoPolling(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "polling", nil)
@@ -100,14 +114,50 @@ func TestManagerNoPolling(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^deployment/echo .* 2/2 +intercept +-$`).MatchString(out) {
 		t.Errorf("list, want the intercept on both pods (the new one too):\n%s", out)
 	}
-	initial := lists(t, user, start)
-	during := lists(t, user, window)
-	t.Logf("the manager's list requests: %d at start %v; %d in the %s with an active intercept %v",
-		len(initial)-len(during), byResource(initial), len(during), time.Since(window).Round(time.Second), byResource(during))
+	initial := requests(t, user, start)
+	during := requests(t, user, window)
+	t.Logf("the manager's requests: %d at start %v; %d in the %s with an active intercept %v",
+		len(initial)-len(during), byRequest(initial), len(during), time.Since(window).Round(time.Second), byRequest(during))
 	if len(initial) == 0 {
-		t.Errorf("no list request of %s in the audit log: is auditing on?", user)
+		t.Errorf("no request of %s in the audit log: is auditing on?", user)
 	}
-	if len(during) != 0 {
-		t.Errorf("the manager listed while the intercept was active: %v", byResource(during))
+	everyVerb := false
+	for _, e := range initial {
+		everyVerb = everyVerb || e.Verb != "list"
+	}
+	if !everyVerb {
+		// A cluster started before cluster-up.sh logged every verb: restart
+		// its API server (hack/kind/apiserver.sh) with the new policy.
+		t.Logf("the audit log holds only the manager's lists: its policy predates logging every verb, so only lists are counted")
+	}
+	// The pod replaced is the one event that calls for writes: RBAC asked
+	// about it for the intercept's owner, and its agent added. Watches are
+	// the informers' (a watch that times out is renewed); nothing is read
+	// that the informers' caches hold.
+	allowed := map[string]int{
+		"create localsubjectaccessreviews": 1,
+		"patch pods/ephemeralcontainers":   1,
+	}
+	// A patch refused as a conflict (the new pod changed under it) is
+	// retried from the informer's next event: it counts apart.
+	var conflicts []auditEvent
+	during = slices.DeleteFunc(during, func(e auditEvent) bool {
+		if e.ResponseStatus.Code == http.StatusConflict {
+			conflicts = append(conflicts, e)
+			return true
+		}
+		return false
+	})
+	if len(conflicts) > 0 {
+		t.Logf("conflicts, retried: %v", byRequest(conflicts))
+	}
+	for req, n := range byRequest(during) {
+		verb, _, _ := strings.Cut(req, " ")
+		if verb == "watch" {
+			continue
+		}
+		if n > allowed[req] {
+			t.Errorf("the manager made %d %s request(s) while the intercept was active; the replaced pod needs %d", n, req, allowed[req])
+		}
 	}
 }

@@ -50,7 +50,23 @@ type Intercept struct {
 	Match    match.Matcher
 	Mech     teleproto.Mechanism // mechNone until its first pods' agents are attached
 	Services []string            // retargeted by the Service mechanism
-	Removing bool                // agents are dropping it; connections still reach the laptop
+	// Want is the mechanism the laptop asked for (mechNone: the manager
+	// chooses from the first agent's hello, see Pending).
+	Want teleproto.Mechanism
+	// Creating holds while CreateIntercept waits for it to apply: every
+	// agent of its pods is checked (AgentRefusal) as it registers, and
+	// Failed says why it cannot be applied.
+	Creating bool
+	Failed   error
+	// ServicePorts are the Service ports the Service mechanism retargets
+	// (InterceptTarget.service_ports); Retargeted holds once they are.
+	ServicePorts []*teleproto.ServicePortRef
+	Retargeted   bool
+	// AgentPort is where every pod's agent listens for the port, with the
+	// Service mechanism (its Services target it; see ServiceAgentPort); 0
+	// until chosen, and with nftables, where each pod has its own.
+	AgentPort uint32
+	Removing  bool // agents are dropping it; connections still reach the laptop
 	// ResetIdle asks the agents to reset idle connections that bypass
 	// their redirect (nftables only).
 	ResetIdle bool
@@ -100,13 +116,16 @@ func SetState(pb *teleproto.Intercept, applied bool) {
 type Table struct {
 	ics  map[string]*Intercept
 	rand func() string
+	// ports are the agents' listen ports, by pod name and app port, as
+	// chosen (agentPort).
+	ports map[string]map[uint32]uint32
 }
 
 // NewTable returns an empty table whose ids take their random part from
 // random, which returns at least 8 characters (crypto/rand.Text; tests pass
 // their own).
 func NewTable(random func() string) *Table {
-	return &Table{ics: map[string]*Intercept{}, rand: random}
+	return &Table{ics: map[string]*Intercept{}, rand: random, ports: map[string]map[uint32]uint32{}}
 }
 
 // Conflict says why ic may not join the table, nil if it may (see
@@ -283,6 +302,20 @@ func (t *Table) Unchecked(pod *corev1.Pod) []*Intercept {
 	return out
 }
 
+// Pending returns the intercepts being created, not failed, that select
+// pod and whose owner RBAC lets attach an agent to it: pod needs an agent
+// for them, and its agent's hello decides their mechanism (the first) and
+// whether it can apply them (AgentRefusal).
+func (t *Table) Pending(pod *corev1.Pod) []*Intercept {
+	var out []*Intercept
+	for _, ic := range t.sorted() {
+		if ic.Creating && ic.Failed == nil && !ic.Removing && ic.Pods.Has(pod) && ic.AllowedOn(pod.Name) {
+			out = append(out, ic)
+		}
+	}
+	return out
+}
+
 // Decide records RBAC's answer for ic's owner on pod.
 func Decide(ic *Intercept, pod string, allowed bool) {
 	if ic.Authz == nil {
@@ -291,9 +324,10 @@ func Decide(ic *Intercept, pod string, allowed bool) {
 	ic.Authz[pod] = allowed
 }
 
-// ForgetPod drops the answers about a pod that is gone (a pod of the same
-// name later is asked about anew).
+// ForgetPod drops the answers about a pod that is gone, and its agent's
+// listen ports (a pod of the same name later is asked about anew).
 func (t *Table) ForgetPod(name string) {
+	delete(t.ports, name)
 	for _, ic := range t.ics {
 		delete(ic.Authz, name)
 	}
