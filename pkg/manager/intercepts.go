@@ -335,6 +335,11 @@ func (s *Server) Dials(req *teleproto.SessionRequest, stream teleproto.Manager_D
 	}
 	detach := ss.link.attach()
 	defer detach()
+	// Headers now, not with the first dial: a client that waits for them
+	// (st.Header()) knows the manager counts its stream.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-stream.Context().Done():
