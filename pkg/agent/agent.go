@@ -501,8 +501,8 @@ func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, er
 
 // closeError is the error of a dial the manager or the laptop refused, by
 // its typed reason: LAPTOP_GONE wraps router.ErrLaptopGone (the app serves);
-// anything else, LOCAL_PORT_CLOSED and an older peer's UNSPECIFIED, stays a
-// failed dial (a 502 that says why, as before).
+// anything else (LOCAL_PORT_CLOSED, UNSPECIFIED) stays a failed dial (a 502
+// that says why).
 func closeError(intercept string, c *teleproto.Close) error {
 	if c.GetReason() == teleproto.CloseReason_CLOSE_REASON_LAPTOP_GONE {
 		return fmt.Errorf("intercept %s: %w: %s", intercept, router.ErrLaptopGone, c.GetError())

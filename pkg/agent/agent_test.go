@@ -170,8 +170,8 @@ func TestNewPodResetsEarlyConnections(t *testing.T) {
 }
 
 // TestCloseError: only the manager's typed LAPTOP_GONE makes the router
-// serve with the app; the laptop's LOCAL_PORT_CLOSED, and the reasonless
-// Close of an older peer, stay a 502, whatever their text says.
+// serve with the app; the laptop's LOCAL_PORT_CLOSED, and a Close without
+// a reason, stay a 502, whatever their text says.
 func TestCloseError(t *testing.T) {
 	for _, tc := range []struct {
 		reason teleproto.CloseReason

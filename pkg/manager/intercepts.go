@@ -170,8 +170,7 @@ func (s *Server) awaitApplied(ctx context.Context, ic *state.Intercept) ([]strin
 		var names []string
 		missing := ""
 		for _, p := range pods {
-			// Applied: the agent applied the routes the table gives it
-			// (an older agent left out of a wiretap is an uncovered pod).
+			// Applied: the agent applied the routes the table gives it.
 			ac := s.agent(p.Name)
 			switch {
 			case ac == nil && missing == "":
