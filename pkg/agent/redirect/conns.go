@@ -46,7 +46,13 @@ func (r *Redirector) Bypassing(port uint16, resetIdle time.Duration) (Conns, err
 				continue
 			}
 			out.Bypassing++
-			if resetIdle <= 0 || !s.idleFor(resetIdle) {
+			if resetIdle <= 0 {
+				continue
+			}
+			if !s.idleFor(resetIdle) {
+				r.log.Info("kept a connection that bypasses the redirect: not idle", "port", port,
+					"client", netip.AddrPortFrom(s.remote.Unmap(), s.remotePort).String(),
+					"tcp_info", s.info, "last_data_sent_ms", s.lastSentMs, "last_data_recv_ms", s.lastRecvMs, "unread", s.rqueue)
 				continue
 			}
 			if err := destroy(c, s); err != nil {
