@@ -1,9 +1,7 @@
 package plugin
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/internal/tgz"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -118,19 +118,14 @@ func (o *GatherLogsOptions) Complete() error {
 // archive is the files gathered so far, each redacted as it is added.
 type archive struct {
 	dir   string // the top folder every file is under
-	files []archiveFile
+	files []tgz.File
 	// notes are what could not be gathered, also told on standard error.
 	notes []string
 }
 
-type archiveFile struct {
-	name string
-	data []byte
-}
-
 // add adds a file, redacted.
 func (a *archive) add(name string, data []byte) {
-	a.files = append(a.files, archiveFile{name, redact.Bytes(data)})
+	a.files = append(a.files, tgz.File{Name: name, Data: redact.Bytes(data)})
 }
 
 // fail records that name could not be gathered, as a file beside where it
@@ -415,7 +410,7 @@ func (o *GatherLogsOptions) readme(a *archive) string {
 	b.WriteString("Credentials (bearer tokens, JWTs, private keys, Authorization headers, fields named\n" +
 		"like token, password or secret) are replaced by " + redact.Marker + " in every file.\n\nFiles:\n")
 	for _, f := range a.files {
-		fmt.Fprintf(&b, "  %s (%d bytes)\n", f.name, len(f.data))
+		fmt.Fprintf(&b, "  %s (%d bytes)\n", f.Name, len(f.Data))
 	}
 	if len(a.notes) > 0 {
 		b.WriteString("\nNot gathered (see the .refused.txt and .error.txt files):\n")
@@ -430,7 +425,7 @@ func (o *GatherLogsOptions) readme(a *archive) string {
 // or not at all.
 func (o *GatherLogsOptions) write(a *archive) error {
 	if o.Output == "-" {
-		return writeTarGz(o.Streams.Out, a, o.now)
+		return tgz.Write(o.Streams.Out, a.dir, a.files, o.now)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(o.Output), ".kubectl-tele-logs-*")
 	if err != nil {
@@ -441,7 +436,7 @@ func (o *GatherLogsOptions) write(a *archive) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", o.Output, err)
 	}
-	if err := writeTarGz(tmp, a, o.now); err != nil {
+	if err := tgz.Write(tmp, a.dir, a.files, o.now); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", o.Output, err)
 	}
@@ -452,23 +447,4 @@ func (o *GatherLogsOptions) write(a *archive) error {
 		return fmt.Errorf("write %s: %w", o.Output, err)
 	}
 	return nil
-}
-
-// writeTarGz writes a's files under a.dir as a gzipped tar.
-func writeTarGz(w io.Writer, a *archive, mtime time.Time) error {
-	zw := gzip.NewWriter(w)
-	tw := tar.NewWriter(zw)
-	for _, f := range a.files {
-		hdr := &tar.Header{Name: a.dir + "/" + f.name, Mode: 0o600, Size: int64(len(f.data)), ModTime: mtime, Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
 }

@@ -1,9 +1,7 @@
 package plugin
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"io"
 	"os"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/internal/tgz"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,33 +26,6 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 )
-
-// readArchive returns the files of a .tar.gz by name.
-func readArchive(t *testing.T, p string) map[string]string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		files[hdr.Name] = string(b)
-	}
-}
 
 // TestGatherLogs: without a session, the archive holds the laptop's logs
 // (redacted), status, versions, the resolver's settings and the
@@ -91,7 +64,10 @@ func TestGatherLogs(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("archive: %v, mode %v; want 0600", err, fi.Mode())
 	}
-	files := readArchive(t, out)
+	files, err := tgz.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
 	for n := range files {
 		names = append(names, n)
@@ -144,7 +120,10 @@ func TestGatherLogsRefused(t *testing.T) {
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	files := readArchive(t, out)
+	files, err := tgz.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"x/cluster/agents.refused.txt", "x/cluster/manager.refused.txt"} {
 		if !strings.Contains(files[name], "you need list on pods in namespace shop") {
 			t.Errorf("%s: %q", name, files[name])

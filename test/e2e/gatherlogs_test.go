@@ -3,10 +3,7 @@
 package e2e
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/base64"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubectl-tele/kubectl-tele/internal/tgz"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -55,7 +54,10 @@ func TestGatherLogs(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("archive mode %v, want 0600", fi.Mode().Perm())
 	}
-	files := untar(t, archive)
+	files, err := tgz.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
 	for n := range files {
 		names = append(names, n)
@@ -134,34 +136,4 @@ func TestGatherLogs(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d files for %d secrets", len(names), len(secrets))
-}
-
-// untar reads a .tar.gz into memory, by file name.
-func untar(t *testing.T, p string) map[string]string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[hdr.Name] = string(b)
-	}
 }
