@@ -94,12 +94,15 @@ func (c *cluster) namespace(t *testing.T, prefix string, labels map[string]strin
 	})
 	// Registered after the deletion, so it runs before it.
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || keepLogs {
 			c.dumpPodLogs(t, ns.Name)
 		}
 	})
 	return ns.Name
 }
+
+// keepLogs (E2E_KEEP_LOGS=1) saves the logs of a test that passed too.
+var keepLogs = os.Getenv("E2E_KEEP_LOGS") != ""
 
 // dumpPodLogs logs the last lines of every container, ephemeral ones (the
 // agents) included, of every pod in ns: a failure's diagnosis starts there.

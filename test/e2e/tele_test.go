@@ -206,7 +206,7 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 // dumpLogs prints a user's daemon and helper logs when a test failed.
 func dumpLogs(t *testing.T, u *teleUser) {
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && !keepLogs {
 			return
 		}
 		for _, f := range []string{"daemon.log", "helper.log"} {
