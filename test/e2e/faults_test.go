@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,7 +118,14 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("agent killed: the port fails open, and a new agent takes over", func(t *testing.T) {
-		out, err := exec.Command("pgrep", "-f", "kubectl-tele agent --manager").Output()
+		// This namespace's agents only: other checkouts' tests (E2E_SLOT)
+		// may have agents on the node too. The agent names its manager by
+		// the Service's DNS name, or its ClusterIP.
+		svc, err := c.client.CoreV1().Services(ns).Get(ctx, managerJob, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("pgrep", "-f", `kubectl-tele agent --manager=(`+managerJob+`\.`+ns+`\.|`+regexp.QuoteMeta(svc.Spec.ClusterIP)+`:)`).Output()
 		pids := strings.Fields(string(out))
 		if err != nil || len(pids) == 0 {
 			t.Fatalf("no agent process on the node: %v", err)
@@ -162,7 +170,7 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("local server stopped: a fast 502", func(t *testing.T) {
-		if out, err := exec.Command("pkill", "-f", "--", "-name LAPTOP$").CombinedOutput(); err != nil {
+		if out, err := exec.Command("pkill", "-u", u.name, "-f", "--", "-name LAPTOP$").CombinedOutput(); err != nil {
 			t.Fatalf("stop the local server: %v %s", err, out)
 		}
 		start := time.Now()
