@@ -98,8 +98,10 @@ type Agent struct {
 	started   time.Time
 	group     *errgroup.Group
 	gctx      context.Context
-	// serveCtx ends the routers, once the redirect is gone (see Run).
+	// serveCtx ends the routers, once the redirect rules are gone (see Run).
 	serveCtx context.Context
+	// stopping: the agent is on its way out; no redirect rule is set again.
+	stopping bool
 }
 
 // port is one app port the agent serves: its listener and router.
@@ -126,11 +128,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer turn.Close()
-	// On the way out the redirect goes before the agent ports close: a
-	// connection the redirect still sent to a closed agent port would be
-	// refused while the app serves on (seen in rollouts: "connection
-	// refused" from a terminating pod). So the routers serve until the
-	// table is gone (serveCtx), not until the agent's context ends.
+	// On the way out, in this order: the redirect rules go, so that new
+	// connections reach the app (one sent to a closed agent port would be
+	// refused while the app serves on: seen in rollouts); the routers close
+	// the connections they hold (serveCtx); the table goes last, after
+	// g.Wait. The connections the redirect sent to the agent are
+	// translated by the table's NAT chain for as long as they live: with
+	// the table gone first, the agent's answers and FIN went out from its
+	// own port, and clients hung until their timeout (seen in rollouts: a
+	// request 10 s without an answer; TestRedirectedConnectionsNeedTheTable
+	// in pkg/agent/redirect shows the kernel's side).
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	a := &Agent{cfg: cfg, log: cfg.Logger, creds: creds, ports: map[uint32]*port{}, held: map[uint32]bool{}, resetting: map[uint16]bool{}, started: time.Now(), serveCtx: serveCtx}
@@ -150,11 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return a.watchLoop(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
-		if red != nil {
-			if err := red.Close(); err != nil {
-				a.log.Error("remove the redirect", "err", err)
-			}
-		}
+		a.stopRedirecting()
 		stopServing()
 		return nil
 	})
@@ -312,6 +315,9 @@ func (a *Agent) watch(ctx context.Context) error {
 func (a *Agent) apply(routes []*teleproto.AgentRoute) ([]*teleproto.PortConnections, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.stopping {
+		return nil, errStopping
+	}
 	byPort := map[uint32][]router.Route{}
 	var rules []redirect.Rule
 	redirected := map[uint32]bool{}
@@ -421,12 +427,30 @@ func (a *Agent) resetEarly(ctx context.Context, port uint16) {
 	a.log.Warn("new pod: connections that reached the app before the redirect are still busy", "port", port, "reset", total)
 }
 
+// errStopping: routes that arrive while the agent stops are not applied.
+var errStopping = errors.New("agent stopping")
+
+// stopRedirecting sends every new connection to the app from now on, for
+// good, and keeps the table until Run ends (see there).
+func (a *Agent) stopRedirecting() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopping = true
+	if a.red == nil {
+		return
+	}
+	if err := a.red.Set(nil); err != nil {
+		a.log.Error("remove the redirect rules", "err", err)
+	}
+}
+
 // failOpen drops every route and redirect: the app gets all new connections.
 func (a *Agent) failOpen() {
 	a.mu.Lock()
 	clear(a.held)
 	a.mu.Unlock()
-	if _, err := a.apply(nil); err != nil {
+	// Stopping has removed every redirect rule already.
+	if _, err := a.apply(nil); err != nil && !errors.Is(err, errStopping) {
 		a.log.Error("fail open", "err", err)
 	}
 }

@@ -193,10 +193,16 @@ func TestRolloutIntercept(t *testing.T) {
 			t.Errorf("%s: %d of %d matching requests reached the laptop from 5 s after it completed; want all", ev.what, servers["LAPTOP"], total)
 		}
 	}
-	// Non-matching requests fail no more than without an intercept, give or
-	// take two (the apps are graceful, so the baseline is about none).
-	if got, base := results["intercepted, other"].Failed, results["plain, other"].Failed; got > base+2 {
-		t.Errorf("non-matching requests: %d failed on the intercepted Deployment, %d on the one without an intercept", got, base)
+	// Requests fail no more than without an intercept, give or take two
+	// (the apps are graceful, so the baseline is about none): matching
+	// ones too, whoever answers them while the pods change (seen before
+	// the agent kept its table until its connections closed: 4 to 15
+	// matching requests a run waited 10 s for an answer from a
+	// terminating pod's agent).
+	for _, kind := range []string{"other", "matching"} {
+		if got, base := results["intercepted, "+kind].Failed, results["plain, "+kind].Failed; got > base+2 {
+			t.Errorf("%s requests: %d failed on the intercepted Deployment, %d on the one without an intercept", kind, got, base)
+		}
 	}
 	if r := results["intercepted, other"]; r.Servers["LAPTOP"] != 0 {
 		t.Errorf("%d non-matching requests reached the laptop", r.Servers["LAPTOP"])

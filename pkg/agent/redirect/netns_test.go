@@ -560,3 +560,49 @@ func TestOpenWithoutNetAdmin(t *testing.T) {
 		t.Errorf("table %s created without NET_ADMIN", DefaultTableName)
 	}
 }
+
+// TestRedirectedConnectionsNeedTheTable: a connection the redirect sent to
+// the agent keeps its translation only while the table's NAT chain exists.
+// Set(nil) keeps the chain, so the agent's answers (and its FIN when it
+// closes) still reach the client from the port the client dialled; after
+// Close the kernel no longer translates them, and a client still holding
+// such a connection hears nothing (it hangs until its own timeout). So an
+// agent that stops takes new connections off first (Set(nil)), closes the
+// ones it holds, and only then deletes the table (see agent.Run).
+func TestRedirectedConnectionsNeedTheTable(t *testing.T) {
+	n := newTestNet(t)
+	serve(t, n, appPort, "app")
+	serve(t, n, agentPort, "agent")
+	r, err := Open(t.Context(), Options{NetNSPath: n.podPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Set([]Rule{{Port: appPort, ToPort: agentPort}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(n.out, netip.AddrPortFrom(podV4, appPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := ask(c); err != nil || got != "agent" {
+		t.Fatalf("redirected connection answered by %q (err %v), want the agent", got, err)
+	}
+	if err := r.Set(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ask(c); err != nil || got != "agent" {
+		t.Errorf("after Set(nil): answered by %q (err %v), want the agent still", got, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ask(c); err == nil {
+		// Not an error of ours: a kernel that keeps translating without a
+		// NAT chain makes the order in agent.Run merely careful.
+		t.Logf("after Close: still answered by %q (this kernel keeps the translation)", got)
+	} else {
+		t.Logf("after Close: %v (the agent's answer is no longer translated)", err)
+	}
+}
