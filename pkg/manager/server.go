@@ -58,7 +58,7 @@ type Server struct {
 	// intercepts; Close waits for them.
 	cleanups sync.WaitGroup
 	// flows counts tunnel goroutines that can only finish after their gRPC
-	// handler has returned (see tunnelTCP); Close waits for them.
+	// handler has returned (tunnel.ServerStream); Close waits for them.
 	flows sync.WaitGroup
 
 	sessions *sessionRegistry
