@@ -15,13 +15,6 @@ package manager
 // makes a new one. Agents given the earlier CA refuse the new manager and
 // exit (as they would for the earlier token), and the next intercept of
 // their pods adds fresh ones (see staleAgent).
-//
-// Upgrade: an agent added by a manager before TLS speaks cleartext gRPC,
-// which this port does not answer: it never registers and never exits. Its
-// spec has no CA (caEnv), so staleAgent tells the manager to add a new
-// agent at once; that one waits for the old one to exit, which it does
-// not, so the intercept fails after takeoverTimeout saying to delete the
-// pod (its replacement has no agent). No such agent was ever released.
 
 import (
 	"context"

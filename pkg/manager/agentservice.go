@@ -68,6 +68,14 @@ func (s *Server) agentAddress(p *corev1.Pod) string {
 // agents hold, the ClusterIP they were given), where an apply would
 // replace another manager's, and apply would need patch on secrets and
 // services, which the manager's Role does not grant.
+//
+// These are the manager's only cluster writes outside its controller: a
+// one-time setup in Run, before the controller and the gRPC servers start,
+// of what must exist for any agent to connect (the controller's attaches
+// put the token's Secret and the CA in each agent's spec). They create what
+// is absent and never change an existing object, so they cannot race the
+// controller. (The reviews in authn.go, and discovery's dry-run, Create
+// nothing that is kept: they are questions to the API server.)
 func (s *Server) setupAgents(ctx context.Context, podLabels map[string]string) error {
 	secrets := s.cfg.Client.CoreV1().Secrets(s.cfg.Namespace)
 	sec, err := secrets.Get(ctx, objects.AgentSecret, metav1.GetOptions{})

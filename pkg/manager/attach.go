@@ -361,8 +361,8 @@ func runningAgents(p *corev1.Pod) []string {
 // staleAgent says why the agent container c can never serve the manager
 // whose Service has the ClusterIP address ip, whose token's Secret has
 // the UID tokenID and whose CA's certificate is caPEM; "" if it may. An
-// address given by name finds whichever manager runs, and an agent of an
-// older manager records no token.
+// address given by name finds whichever manager runs; the token's ID and
+// the CA are in every agent's spec (agentSpec).
 func staleAgent(c *corev1.EphemeralContainer, ip, tokenID, caPEM string) string {
 	if addr := flagValue(c.Args, "--manager"); addr != "" && addr != ip {
 		if host, _, err := net.SplitHostPort(addr); err == nil {
@@ -371,20 +371,19 @@ func staleAgent(c *corev1.EphemeralContainer, ip, tokenID, caPEM string) string 
 			}
 		}
 	}
-	for _, e := range c.Env {
-		if e.Name == tokenIDEnv && e.Value != "" && tokenID != "" && e.Value != tokenID {
-			return "it holds the token of an earlier install (kubectl tele uninstall deleted it), which this manager refuses"
-		}
-	}
-	if caPEM == "" {
-		return ""
-	}
-	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == caEnv })
 	switch {
-	case i < 0:
-		return "it was added by a manager older than TLS on the agents' link, and cannot reach this one"
-	case c.Env[i].Value != caPEM:
+	case envValue(c, tokenIDEnv) != tokenID:
+		return "it holds the token of an earlier install (kubectl tele uninstall deleted it), which this manager refuses"
+	case envValue(c, caEnv) != caPEM:
 		return "it trusts the CA of an earlier install (kubectl tele uninstall deleted it), and refuses this manager"
+	}
+	return ""
+}
+
+// envValue is the value c's spec gives the environment variable name.
+func envValue(c *corev1.EphemeralContainer, name string) string {
+	if i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }); i >= 0 {
+		return c.Env[i].Value
 	}
 	return ""
 }

@@ -39,7 +39,11 @@ const newPodAge = time.Minute
 // goroutine of its own), takes the agent's hello for the intercepts being
 // created (settle: their mechanism, and whether it can apply them), points
 // their Services at the agents (retarget, in a goroutine) and sends the
-// agent its routes. The decisions (which intercepts select a pod, the
+// agent its routes. A second queue, of Services, puts back those no
+// intercept retargets any more (runRestores): removals queue them and
+// wait, and it runs beyond the pod worker on shutdown, until Close has
+// removed every intercept. Besides it, the manager writes to the cluster
+// only in its one-time setup (setupAgents). The decisions (which intercepts select a pod, the
 // routes its agent gets, its listen ports) are the intercept table's
 // (package state), which the Server holds; the RPCs only change the table,
 // queue the pods and wait, on Server.changes, for what the controller did.
@@ -49,6 +53,10 @@ type controller struct {
 	synced  cache.InformerSynced
 	pods    corelisters.PodNamespaceLister
 	queue   workqueue.TypedRateLimitingInterface[string]
+	// services is the queue of Services to restore (by name): removals
+	// add to it, and its worker (runRestores) puts back those that no
+	// intercept retargets any more.
+	services workqueue.TypedRateLimitingInterface[string]
 
 	// attaching holds the pods an attach goroutine works on, retargeting
 	// the intercepts a retarget goroutine works on (closed when it is
@@ -57,6 +65,9 @@ type controller struct {
 	attaching   map[string]bool
 	retargeting map[string]chan struct{}
 	attaches    sync.WaitGroup
+	// restored holds, by Service, the waiters of restoreServices: closed
+	// once a sync of the Service that began after they came has ended.
+	restored map[string][]chan struct{}
 }
 
 func newController(s *Server) *controller {
@@ -76,6 +87,9 @@ func newController(s *Server) *controller {
 		pods:    inf.Lister().Pods(s.cfg.Namespace),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
+		services: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+		restored:    map[string][]chan struct{}{},
 		attaching:   map[string]bool{},
 		retargeting: map[string]chan struct{}{},
 	}
@@ -315,6 +329,89 @@ func (c *controller) retargeted(id string) {
 	if done != nil {
 		<-done
 	}
+}
+
+// restoreTries bounds the attempts to restore a Service: after that the
+// log says so, and kubectl tele uninstall restores it from its annotations.
+const restoreTries = 5
+
+// restoreServices queues the Services an intercept retargeted and waits,
+// until ctx ends, for the controller to have put back those that no
+// intercept retargets any more: leave returns once the app has its
+// traffic again, and a shutdown once nothing is left retargeted.
+func (c *controller) restoreServices(ctx context.Context, names []string) {
+	var waits []chan struct{}
+	c.mu.Lock()
+	for _, name := range names {
+		done := make(chan struct{})
+		c.restored[name] = append(c.restored[name], done)
+		waits = append(waits, done)
+	}
+	c.mu.Unlock()
+	// Added after the waiters: a sync under way when they came is followed
+	// by another (the queue keeps a name added while it is processed).
+	for _, name := range names {
+		c.services.Add(name)
+	}
+	for i, done := range waits {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			c.s.log.Warn("service not restored yet", "svc", names[i], "err", ctx.Err())
+			return
+		}
+	}
+}
+
+// runRestores restores the queued Services until stopRestores; its API
+// calls run under ctx. It is apart from run, which stops first on
+// shutdown: the intercepts are removed after, and their Services restored
+// here, before the manager exits.
+func (c *controller) runRestores(ctx context.Context) {
+	for {
+		name, quit := c.services.Get()
+		if quit {
+			return
+		}
+		c.mu.Lock()
+		waiting := c.restored[name]
+		delete(c.restored, name)
+		c.mu.Unlock()
+		err := c.syncService(ctx, name)
+		if err != nil && ctx.Err() == nil && c.services.NumRequeues(name) < restoreTries-1 {
+			// Its waiters wait for the next try.
+			c.mu.Lock()
+			c.restored[name] = append(waiting, c.restored[name]...)
+			c.mu.Unlock()
+			c.services.AddRateLimited(name)
+			c.services.Done(name)
+			continue
+		}
+		if err != nil {
+			c.s.log.Warn("restore service: giving up; kubectl tele uninstall restores it", "svc", name, "err", err)
+		}
+		c.services.Forget(name)
+		c.services.Done(name)
+		for _, done := range waiting {
+			close(done)
+		}
+	}
+}
+
+// stopRestores ends runRestores once the Services queued are done (the
+// queue hands out what it holds before it says quit).
+func (c *controller) stopRestores() { c.services.ShutDown() }
+
+// syncService puts Service name back as it was before the Service
+// mechanism retargeted it, unless an intercept still retargets it.
+func (c *controller) syncService(ctx context.Context, name string) error {
+	c.s.imu.Lock()
+	inUse := c.s.table.RetargetsService(name)
+	c.s.imu.Unlock()
+	if inUse {
+		return nil
+	}
+	return c.s.restoreService(ctx, name)
 }
 
 // enqueue queues pods.

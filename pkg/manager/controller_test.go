@@ -15,7 +15,8 @@ import (
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
-// startController runs s's controller until the test ends.
+// startController runs s's controller, its restores too, until the test
+// ends.
 func startController(t *testing.T, s *Server) {
 	t.Helper()
 	s.ctl = newController(s)
@@ -27,6 +28,26 @@ func startController(t *testing.T, s *Server) {
 		if err := <-done; err != nil {
 			t.Errorf("controller: %v", err)
 		}
+	})
+	startRestores(t, s)
+}
+
+// startRestores runs the restore worker of s's controller (made if s has
+// none, without its pod worker) until the test ends, as Run does: on the
+// Server's restore context, beyond Close.
+func startRestores(t *testing.T, s *Server) {
+	t.Helper()
+	if s.ctl == nil {
+		s.ctl = newController(s)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.ctl.runRestores(s.restore)
+	}()
+	t.Cleanup(func() {
+		s.ctl.stopRestores()
+		<-done
 	})
 }
 

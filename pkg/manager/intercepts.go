@@ -219,7 +219,8 @@ func (s *Server) RemoveIntercept(ctx context.Context, req *teleproto.RemoveInter
 
 // removeIntercept ends an intercept in two steps: the agents stop routing
 // to it (while connections they already route still reach the laptop), then
-// it is forgotten and what its mechanism changed is restored.
+// it is forgotten and the controller restores what its mechanism changed
+// (the Services it retargeted), which it waits for.
 func (s *Server) removeIntercept(id, reason string) {
 	s.imu.Lock()
 	ic, ok := s.table.MarkRemoving(id)
@@ -241,11 +242,13 @@ func (s *Server) removeIntercept(id, reason string) {
 	s.imu.Lock()
 	s.table.Delete(ic)
 	s.imu.Unlock()
-	if ic.Mech == mechService {
-		// Not under drain: a shutdown still restores the Services.
+	if ic.Mech == mechService && s.ctl != nil {
+		// The controller restores them; not under drain: a shutdown
+		// still waits for it (Close keeps the controller's restores
+		// running until it has removed every intercept).
 		rctx, cancel := context.WithTimeout(s.restore, 20*time.Second)
 		defer cancel()
-		s.restoreServices(rctx, ic)
+		s.ctl.restoreServices(rctx, ic.Services)
 	}
 	s.log.Info("intercept removed", "intercept", id, "reason", reason)
 	s.kick()

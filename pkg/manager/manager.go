@@ -246,6 +246,13 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	rctx, stopReconcile := context.WithCancel(gctx)
 	g.Go(func() error { return s.ctl.run(rctx) })
+	// The controller's restores outlive g: Close removes the intercepts
+	// after it, and waits for their Services to be restored.
+	restores := make(chan struct{})
+	go func() {
+		defer close(restores)
+		s.ctl.runRestores(s.restore)
+	}()
 	g.Go(func() error {
 		// Returns nil on idle, an error when gctx ends.
 		err := s.Run(gctx)
@@ -261,8 +268,11 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	err = g.Wait()
 	// Before returning: on SIGTERM the process exits once Run returns, and
-	// Close restores the Services the intercepts retargeted.
+	// Close has the controller restore the Services the intercepts
+	// retargeted.
 	s.Close()
+	s.ctl.stopRestores()
+	<-restores
 	if err == nil {
 		cfg.Logger.InfoContext(ctx, "manager idle, exiting", "idle_timeout", cfg.IdleTimeout)
 		return nil

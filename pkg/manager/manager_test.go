@@ -39,7 +39,7 @@ import (
 
 const testNS = "team"
 
-func writeResolvConf(t *testing.T, nameserver string) string {
+func writeResolvConf(t testing.TB, nameserver string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "resolv.conf")
 	text := fmt.Sprintf("search %s.svc.cluster.local svc.cluster.local cluster.local\nnameserver %s\noptions ndots:5\n", testNS, nameserver)
@@ -49,7 +49,7 @@ func writeResolvConf(t *testing.T, nameserver string) string {
 	return path
 }
 
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	return Config{
 		Namespace:  testNS,
 		PodName:    "manager-0",
@@ -64,13 +64,20 @@ func testConfig(t *testing.T) Config {
 
 // startServer serves s over bufconn, running s.Run too, and returns a client.
 // Everything it starts is stopped and waited for at cleanup.
-func startServer(t *testing.T, cfg Config) (*Server, teleproto.ManagerClient) {
+func startServer(t testing.TB, cfg Config) (*Server, teleproto.ManagerClient) {
 	t.Helper()
 	return startServerAt(t, cfg, nil)
 }
 
 // startServerAt is startServer with the server's clock, when now is not nil.
-func startServerAt(t *testing.T, cfg Config, now func() time.Time) (*Server, teleproto.ManagerClient) {
+func startServerAt(t testing.TB, cfg Config, now func() time.Time) (*Server, teleproto.ManagerClient) {
+	t.Helper()
+	return startServerWith(t, cfg, now, nil, nil)
+}
+
+// startServerWith is startServerAt with more options for the server and
+// the client's connection.
+func startServerWith(t testing.TB, cfg Config, now func() time.Time, sopts []grpc.ServerOption, copts []grpc.DialOption) (*Server, teleproto.ManagerClient) {
 	t.Helper()
 	s, err := NewServer(cfg)
 	if err != nil {
@@ -80,15 +87,15 @@ func startServerAt(t *testing.T, cfg Config, now func() time.Time) (*Server, tel
 		s.now = now
 	}
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(grpc.UnaryInterceptor(s.skewHeaders))
+	gs := grpc.NewServer(append(sopts, grpc.UnaryInterceptor(s.skewHeaders))...)
 	teleproto.RegisterManagerServer(gs, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	var g errgroup.Group
 	g.Go(func() error { return gs.Serve(lis) })
 	g.Go(func() error { _ = s.Run(ctx); return nil })
-	cc, err := grpc.NewClient("passthrough:///bufnet",
+	cc, err := grpc.NewClient("passthrough:///bufnet", append(copts,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +111,7 @@ func startServerAt(t *testing.T, cfg Config, now func() time.Time) (*Server, tel
 	return s, teleproto.NewManagerClient(cc)
 }
 
-func arrive(t *testing.T, c teleproto.ManagerClient) *teleproto.ArriveResponse {
+func arrive(t testing.TB, c teleproto.ManagerClient) *teleproto.ArriveResponse {
 	t.Helper()
 	resp, err := c.Arrive(context.Background(), proven(t, c, "me"))
 	if err != nil {
@@ -133,7 +140,7 @@ func (c clientChallenger) Challenge(ctx context.Context, r *teleproto.ChallengeR
 // proven is an ArriveRequest of this protocol from user's laptop, with the
 // test token of user (see testTokenUser) for a fresh challenge of c (a
 // *Server or a teleproto.ManagerClient).
-func proven(t *testing.T, c any, user string) *teleproto.ArriveRequest {
+func proven(t testing.TB, c any, user string) *teleproto.ArriveRequest {
 	t.Helper()
 	var ch challenger
 	switch c := c.(type) {
@@ -278,7 +285,7 @@ func TestSessions(t *testing.T) {
 }
 
 // tcpServer serves each connection with handle on 127.0.0.1.
-func tcpServer(t *testing.T, handle func(*net.TCPConn)) netip.AddrPort {
+func tcpServer(t testing.TB, handle func(*net.TCPConn)) netip.AddrPort {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -302,7 +309,7 @@ func tcpServer(t *testing.T, handle func(*net.TCPConn)) netip.AddrPort {
 	return netip.MustParseAddrPort(lis.Addr().String())
 }
 
-func openTunnel(t *testing.T, ctx context.Context, c teleproto.ManagerClient, session string, proto teleproto.Protocol, dest netip.AddrPort) teleproto.Manager_TunnelClient {
+func openTunnel(t testing.TB, ctx context.Context, c teleproto.ManagerClient, session string, proto teleproto.Protocol, dest netip.AddrPort) teleproto.Manager_TunnelClient {
 	t.Helper()
 	st, err := c.Tunnel(ctx)
 	if err != nil {
@@ -315,7 +322,7 @@ func openTunnel(t *testing.T, ctx context.Context, c teleproto.ManagerClient, se
 	return st
 }
 
-func sendData(t *testing.T, st teleproto.Manager_TunnelClient, b []byte) {
+func sendData(t testing.TB, st teleproto.Manager_TunnelClient, b []byte) {
 	t.Helper()
 	if err := st.Send(&teleproto.TunnelRequest{Msg: &teleproto.TunnelRequest_Data{Data: b}}); err != nil {
 		t.Fatalf("send data: %v", err)

@@ -48,16 +48,17 @@ type Server struct {
 	// no longer reach us would use up the pod's grace period.
 	drain     context.Context
 	stopDrain context.CancelFunc
-	// restore is the parent of the API calls that undo what an intercept
-	// changed (a Service retargeted by the Service mechanism). It outlives
-	// life: Close cancels it only once the cleanup has had shutdownTimeout.
+	// restore is the context of the controller's restores (a Service
+	// retargeted by the Service mechanism, put back) and of the removals'
+	// waits for them. It outlives life: Close cancels it only once the
+	// cleanup has had shutdownTimeout.
 	restore     context.Context
 	stopRestore context.CancelFunc
 	// cleanups counts the goroutines that remove an ended session's
 	// intercepts; Close waits for them.
 	cleanups sync.WaitGroup
 	// flows counts tunnel goroutines that can only finish after their gRPC
-	// handler has returned (see tunnelTCP); Close waits for them.
+	// handler has returned (tunnel.ServerStream); Close waits for them.
 	flows sync.WaitGroup
 
 	sessions *sessionRegistry
@@ -233,9 +234,11 @@ func (s *Server) reap(ctx context.Context) error {
 const shutdownTimeout = 3 * time.Second
 
 // Close ends every session and, before their contexts end, removes every
-// intercept, restoring the Services they retargeted; it gives that
-// shutdownTimeout, then cancels the flows and waits for their goroutines.
-// Call it after the gRPC servers have stopped. Close may be called again.
+// intercept, waiting for the controller to restore the Services they
+// retargeted (its restores still run: Run stops them after Close); it
+// gives that shutdownTimeout, then cancels the flows and waits for their
+// goroutines. Call it after the gRPC servers have stopped. Close may be
+// called again.
 func (s *Server) Close() {
 	s.stopDrain()
 	for _, ss := range s.sessions.close(s.now()) {

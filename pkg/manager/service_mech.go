@@ -153,24 +153,19 @@ func hasPort(ports []discoveryv1.EndpointPort, port int32) bool {
 	return false
 }
 
-// restoreServices undoes retargetServices once no intercept of the same
-// workload and port uses the Service mechanism any more.
-func (s *Server) restoreServices(ctx context.Context, ic *state.Intercept) {
-	s.imu.Lock()
-	inUse := s.table.RetargetsServices(ic.PB.WorkloadName, ic.PB.Port)
-	s.imu.Unlock()
-	if inUse {
-		return
+// restoreService undoes retargetServices for Service name: the
+// controller's, once no intercept retargets it (syncService).
+func (s *Server) restoreService(ctx context.Context, name string) error {
+	svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
-	for _, name := range ic.Services {
-		svc, err := s.cfg.Client.CoreV1().Services(s.cfg.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			err = objects.RestoreService(ctx, s.cfg.Client, svc)
-		}
-		if err != nil {
-			s.log.Warn("restore service", "svc", name, "err", err)
-			continue
-		}
-		s.log.Info("service restored", "svc", name, "intercept", ic.PB.Name)
+	if err == nil {
+		err = objects.RestoreService(ctx, s.cfg.Client, svc)
 	}
+	if err != nil {
+		return fmt.Errorf("restore Service %s/%s: %w", s.cfg.Namespace, name, err)
+	}
+	s.log.Info("service restored", "svc", name)
+	return nil
 }

@@ -46,6 +46,7 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 	cfg := testConfig(t)
 	cfg.Client = client
 	s, c := startServer(t, cfg)
+	startRestores(t, s)
 	id := arrive(t, c).GetSessionId()
 	ss, err := s.lookup(context.Background(), id)
 	if err != nil {
@@ -60,9 +61,15 @@ func retargetedEcho(t *testing.T) (*Server, teleproto.ManagerClient, string, *fa
 }
 
 // wantRestored fails unless Service echo targets 8080 again, without the
-// annotation that recorded it.
-func wantRestored(t *testing.T, client *fake.Clientset) {
+// annotation that recorded it, and s has no intercept left.
+func wantRestored(t *testing.T, s *Server, client *fake.Clientset) {
 	t.Helper()
+	s.imu.Lock()
+	n := s.table.Len()
+	s.imu.Unlock()
+	if n != 0 {
+		t.Errorf("%d intercepts left", n)
+	}
 	svc, err := client.CoreV1().Services(testNS).Get(context.Background(), "echo", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -85,13 +92,17 @@ func TestCloseRestoresServices(t *testing.T) {
 	if d := time.Since(start); d > shutdownTimeout {
 		t.Errorf("Close took %v, want under %v", d, shutdownTimeout)
 	}
-	wantRestored(t, client)
-	s.imu.Lock()
-	n := s.table.Len()
-	s.imu.Unlock()
-	if n != 0 {
-		t.Errorf("%d intercepts left after Close", n)
+	wantRestored(t, s, client)
+}
+
+// TestLeaveRestoresServices: leave returns once the controller has put
+// the Service back.
+func TestLeaveRestoresServices(t *testing.T) {
+	s, c, id, client := retargetedEcho(t)
+	if _, err := c.RemoveIntercept(context.Background(), &teleproto.RemoveInterceptRequest{SessionId: id, Name: "echo"}); err != nil {
+		t.Fatalf("RemoveIntercept: %v", err)
 	}
+	wantRestored(t, s, client)
 }
 
 // TestDepartThenCloseRestoresServices: a session's end removes its
@@ -103,7 +114,7 @@ func TestDepartThenCloseRestoresServices(t *testing.T) {
 		t.Fatalf("Depart: %v", err)
 	}
 	s.Close()
-	wantRestored(t, client)
+	wantRestored(t, s, client)
 }
 
 // TestCloseRestoresOrphanedIntercept: an intercept whose session ended
@@ -117,7 +128,7 @@ func TestCloseRestoresOrphanedIntercept(t *testing.T) {
 	s.sessions.mu.Unlock()
 	ss.cancel(errSessionEnded)
 	s.Close()
-	wantRestored(t, client)
+	wantRestored(t, s, client)
 }
 
 // TestAwaitEndpointSlices: a retargeted Service is ready once each of its
@@ -251,7 +262,11 @@ func TestServiceMechanism(t *testing.T) {
 			if err := s.retargetServices(ctx, ic); err != nil {
 				t.Fatal(err)
 			}
-			s.restoreServices(ctx, ic)
+			for _, name := range ic.Services {
+				if err := s.restoreService(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
 			check("restored on leave")
 			for _, name := range tc.retargeted {
 				if a := get(name).Annotations; len(a) != 0 {

@@ -11,9 +11,13 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
@@ -68,9 +72,14 @@ const (
 // ReadBuffer).
 const smallBufferSize = 8 << 10
 
+// MaxDatagram is the largest UDP datagram: a smaller buffer would truncate
+// one.
+const MaxDatagram = 64 << 10
+
 var (
 	bufPool      = sync.Pool{New: func() any { return new([BufferSize]byte) }}
 	smallBufPool = sync.Pool{New: func() any { return new([smallBufferSize]byte) }}
+	dgramPool    = sync.Pool{New: func() any { return new([MaxDatagram]byte) }}
 )
 
 type closeWriter interface{ CloseWrite() error }
@@ -84,6 +93,7 @@ type closeWriter interface{ CloseWrite() error }
 type ReadBuffer struct {
 	small *[smallBufferSize]byte
 	big   *[BufferSize]byte
+	dgram *[MaxDatagram]byte // for datagrams: one size, which holds any
 }
 
 // NewReadBuffer returns a small ReadBuffer; Free gives its memory back.
@@ -91,8 +101,17 @@ func NewReadBuffer() *ReadBuffer {
 	return &ReadBuffer{small: smallBufPool.Get().(*[smallBufferSize]byte)}
 }
 
+// newDatagramBuffer returns a ReadBuffer that holds any datagram, and
+// keeps its size.
+func newDatagramBuffer() *ReadBuffer {
+	return &ReadBuffer{dgram: dgramPool.Get().(*[MaxDatagram]byte)}
+}
+
 // Bytes is the buffer for the next read.
 func (r *ReadBuffer) Bytes() []byte {
+	if r.dgram != nil {
+		return r.dgram[:]
+	}
 	if r.big != nil {
 		return r.big[:]
 	}
@@ -102,6 +121,7 @@ func (r *ReadBuffer) Bytes() []byte {
 // Adapt sizes the buffer after a read of n bytes into Bytes().
 func (r *ReadBuffer) Adapt(n int) {
 	switch {
+	case r.dgram != nil:
 	case r.big == nil && n == smallBufferSize:
 		r.big = bufPool.Get().(*[BufferSize]byte)
 	case r.big != nil && n < smallBufferSize:
@@ -120,6 +140,10 @@ func (r *ReadBuffer) Free() {
 		smallBufPool.Put(r.small)
 		r.small = nil
 	}
+	if r.dgram != nil {
+		dgramPool.Put(r.dgram)
+		r.dgram = nil
+	}
 }
 
 // Data wraps b as a data frame.
@@ -127,81 +151,182 @@ func Data(b []byte) *teleproto.Frame {
 	return &teleproto.Frame{Msg: &teleproto.Frame_Data{Data: b}}
 }
 
+// A PipeOption changes how Pipe copies: for a server's end of a stream
+// (ServerStream), for datagrams (Datagrams).
+type PipeOption func(*pipeOptions)
+
+type pipeOptions struct {
+	owner     *sync.WaitGroup
+	datagrams bool
+	idle      time.Duration
+	dropped   func(error)
+}
+
+// ServerStream is for st, a server's end of a stream, whose Recv returns
+// only once its handler has returned: the copy from st runs under owner
+// (which the server waits for once its handlers have returned), Pipe
+// returns without waiting for it, and conn's EOF ends the flow, once what
+// conn sent is forwarded (the handler's return is the stream's end;
+// halfClose is not called).
+func ServerStream(owner *sync.WaitGroup) PipeOption {
+	return func(o *pipeOptions) { o.owner = owner }
+}
+
+// Datagrams is for a conn of datagrams (UDP): each Read is one datagram,
+// read whole, sent as one message, and each message is written as one
+// datagram. A datagram lost on the way (a failed write, or the
+// destination's refusal of one) is told to dropped and the flow goes on,
+// as it would for a socket; the stream's end ends the flow cleanly, and so
+// does idle without a datagram either way.
+func Datagrams(idle time.Duration, dropped func(error)) PipeOption {
+	return func(o *pipeOptions) { o.datagrams, o.idle, o.dropped = true, idle, dropped }
+}
+
+// errStreamEnded ends a flow of datagrams cleanly: its stream ended.
+var errStreamEnded = errors.New("stream ended")
+
 // Pipe copies conn to st and st to conn until both directions are done, with
-// TCP's half-close: conn's EOF becomes halfClose() (a client's CloseSend; nil
-// for a server stream, which ends when its handler returns), and the stream's
-// EOF becomes conn.CloseWrite. A Close message or any error ends both ways.
-// Messages are sent from a reused buffer: gRPC has encoded a message when
-// Send returns (there is no stats handler that could keep it).
-func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error) error {
+// TCP's half-close: conn's EOF becomes halfClose() (a client's CloseSend),
+// and the stream's EOF, or a Close without error (a server stream's
+// half-close), becomes conn.CloseWrite. A Close with an error, any other
+// error, or a message other than data or Close ends both ways. Messages
+// are sent from a reused buffer: gRPC has encoded a message when Send
+// returns (there is no stats handler that could keep it). It is the one
+// pump of every hop: the laptop's flows, and, with ServerStream, the
+// manager's (with Datagrams, for UDP).
+func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error, opts ...PipeOption) error {
+	var o pipeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// A blocked Read on conn wakes when the flow is cancelled.
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	// Datagrams: when the last one passed, either way (unix nanoseconds).
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	// ended takes the stream's end of data: conn's write side is shut, or
+	// a flow of datagrams ends.
+	ended := func() bool {
+		if o.datagrams {
+			cancel(errStreamEnded)
+			return true
+		}
+		if cw, ok := conn.(closeWriter); ok {
+			cw.CloseWrite()
+			return true
+		}
+		return false
+	}
 	down := make(chan struct{})
-	go func() { // stream -> conn
+	recv := func() { // stream -> conn
 		defer close(down)
 		for {
 			m, err := Recv(st)
 			if err != nil {
-				if errors.Is(err, io.EOF) {
-					if cw, ok := conn.(closeWriter); ok {
-						cw.CloseWrite()
-						return
-					}
+				if !errors.Is(err, io.EOF) || !ended() {
+					cancel(err)
 				}
-				cancel(err)
 				return
 			}
-			if cl := m.GetClose(); cl != nil {
-				if cl.GetError() == "" { // a server stream's half-close
-					if cw, ok := conn.(closeWriter); ok {
-						cw.CloseWrite()
-						return
-					}
+			var data []byte
+			switch x := m.GetMsg().(type) {
+			case *teleproto.Frame_Data:
+				data = x.Data
+			case *teleproto.Frame_Close:
+				if x.Close.GetError() != "" || !ended() {
+					cancel(errors.New(x.Close.GetError()))
 				}
-				cancel(errors.New(cl.GetError()))
+				return
+			default:
+				cancel(status.Errorf(codes.InvalidArgument, "tunnel: only data or close may follow the open message, not %T", x))
 				return
 			}
-			_, err = conn.Write(m.GetData())
+			_, err = conn.Write(data)
 			Release(m)
+			if o.datagrams {
+				last.Store(time.Now().UnixNano())
+				if err != nil {
+					o.dropped(err)
+				}
+				continue
+			}
 			if err != nil {
 				cancel(err)
 				return
 			}
 		}
-	}()
-	rb := NewReadBuffer()
+	}
+	if o.owner != nil {
+		o.owner.Go(recv)
+	} else {
+		go recv()
+	}
+	var rb *ReadBuffer
+	if o.datagrams {
+		rb = newDatagramBuffer()
+	} else {
+		rb = NewReadBuffer()
+	}
 	defer rb.Free()
 	for { // conn -> stream
+		if o.datagrams {
+			deadline := time.Unix(0, last.Load()).Add(o.idle)
+			if !time.Now().Before(deadline) {
+				break // idle: the flow ends cleanly
+			}
+			conn.SetReadDeadline(deadline)
+			if ctx.Err() != nil { // its wake-up may have come before
+				break
+			}
+		}
 		buf := rb.Bytes()
 		n, err := conn.Read(buf)
 		if n > 0 {
+			if o.datagrams {
+				last.Store(time.Now().UnixNano())
+			}
 			if serr := st.SendMsg(Data(buf[:n])); serr != nil {
 				cancel(serr)
 				break
 			}
 		}
 		rb.Adapt(n)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if halfClose != nil {
-					halfClose()
-				}
-				select { // the other way may go on
-				case <-down:
-				case <-ctx.Done():
-				}
-			} else {
-				cancel(err)
-			}
-			break
+		if err == nil {
+			continue
 		}
+		if o.datagrams && ctx.Err() == nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue // the loop's head says whether the flow is idle
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				o.dropped(err)
+				continue
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if o.owner != nil {
+				break // the handler's return ends the stream
+			}
+			if halfClose != nil {
+				halfClose()
+			}
+			select { // the other way may go on
+			case <-down:
+			case <-ctx.Done():
+			}
+		} else {
+			cancel(err)
+		}
+		break
 	}
 	cancel(nil)
-	<-down
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if o.owner == nil {
+		<-down
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errStreamEnded) {
 		return err
 	}
 	return nil

@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
@@ -117,6 +120,122 @@ func TestPipeCloseWithError(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Pipe did not end on a Close")
+	}
+	tcpB.Close()
+}
+
+// TestPipeServerStream: on a server's end, the stream's EOF shuts conn's
+// write side, conn's EOF ends Pipe at once, and the copy from the stream,
+// blocked in Recv until the handler returns, is left to its owner.
+func TestPipeServerStream(t *testing.T) {
+	tcpA, tcpB := tcpPair(t)
+	local, remote := streamPair()
+	var owner sync.WaitGroup
+	done := make(chan error, 1)
+	go func() { done <- Pipe(context.Background(), tcpA, local, nil, ServerStream(&owner)) }()
+	remote.Send(Data([]byte("request")))
+	buf := make([]byte, len("request"))
+	if _, err := io.ReadFull(tcpB, buf); err != nil || string(buf) != "request" {
+		t.Fatalf("conn read %q, %v", buf, err)
+	}
+	tcpB.Write([]byte("answer"))
+	tcpB.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		t.Fatalf("Pipe: %v", err)
+	}
+	if m, err := remote.Recv(); err != nil || string(m.GetData()) != "answer" {
+		t.Fatalf("stream got %v, %v", m, err)
+	}
+	ownerDone := make(chan struct{})
+	go func() { owner.Wait(); close(ownerDone) }()
+	select {
+	case <-ownerDone:
+		t.Fatal("the copy from the stream ended before the stream did")
+	default: // it is blocked in Recv: nothing was sent or closed since
+	}
+	remote.CloseSend()
+	<-ownerDone
+	if _, err := tcpB.Read(buf); !errors.Is(err, io.EOF) {
+		t.Errorf("conn after the stream's EOF: %v, want EOF", err)
+	}
+}
+
+// udpPair returns a UDP socket connected to another.
+func udpPair(t *testing.T) (*net.UDPConn, *net.UDPConn) {
+	t.Helper()
+	b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := net.DialUDP("udp", nil, b.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestPipeDatagrams: each datagram is one message and back, whole however
+// large; a refused one is dropped and the flow goes on; the stream's end,
+// or idle, ends it cleanly.
+func TestPipeDatagrams(t *testing.T) {
+	t.Run("whole, then the stream ends", func(t *testing.T) {
+		a, b := udpPair(t)
+		local, remote := streamPair()
+		var owner sync.WaitGroup
+		defer owner.Wait()
+		done := make(chan error, 1)
+		go func() {
+			done <- Pipe(context.Background(), a, local, nil, ServerStream(&owner), Datagrams(time.Minute, func(err error) { t.Errorf("dropped: %v", err) }))
+		}()
+		big := bytes.Repeat([]byte("u"), 40000)
+		remote.Send(Data(big))
+		buf := make([]byte, MaxDatagram)
+		n, from, err := b.ReadFrom(buf)
+		if err != nil || n != len(big) {
+			t.Fatalf("datagram of %d bytes, %v; want %d", n, err, len(big))
+		}
+		b.WriteTo(big[:20000], from)
+		if m, err := remote.Recv(); err != nil || len(m.GetData()) != 20000 {
+			t.Fatalf("message %d bytes, %v; want 20000", len(m.GetData()), err)
+		}
+		remote.CloseSend()
+		if err := <-done; err != nil {
+			t.Fatalf("Pipe: %v", err)
+		}
+	})
+	t.Run("refused, then idle", func(t *testing.T) {
+		a, b := udpPair(t)
+		b.Close() // nothing listens: the kernel refuses what a sends
+		local, remote := streamPair()
+		var owner sync.WaitGroup
+		dropped := make(chan error, 8)
+		done := make(chan error, 1)
+		go func() {
+			done <- Pipe(context.Background(), a, local, nil, ServerStream(&owner), Datagrams(100*time.Millisecond, func(err error) { dropped <- err }))
+		}()
+		remote.Send(Data([]byte("x")))
+		if err := <-dropped; !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("dropped %v, want ECONNREFUSED", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Pipe after idle: %v", err)
+		}
+		remote.CloseSend()
+		owner.Wait()
+	})
+}
+
+// TestPipeRefusesOtherMessages: after the open message only data and Close
+// may come; anything else ends the flow with an error that says so.
+func TestPipeRefusesOtherMessages(t *testing.T) {
+	tcpA, tcpB := tcpPair(t)
+	local, remote := streamPair()
+	done := make(chan error, 1)
+	go func() { done <- Pipe(context.Background(), tcpA, local, local.CloseSend) }()
+	remote.Send(teleproto.Ack())
+	if err := <-done; status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Pipe: %v, want InvalidArgument", err)
 	}
 	tcpB.Close()
 }

@@ -33,8 +33,7 @@
 // OOM kill) the kernel closes the socket and the redirect vanishes: requests
 // reach the app again and no rule is left pointing at a dead port. Only the
 // owning socket may change an owned table, so a second agent cannot stomp on a
-// live one; a table of ours without the flag (left by an older agent) is
-// deleted by Open.
+// live one: Open fails while a table of ours exists.
 //
 // While the process lives, keeping the listener behind ToPort open is the
 // caller's job: call Set without the rule (or Close) before closing it.

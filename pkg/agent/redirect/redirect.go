@@ -41,9 +41,8 @@ type Redirector struct {
 }
 
 // Open creates the redirect table, with no rules yet, in the network namespace
-// and returns the Redirector that owns it. It first deletes a table of the same
-// name left by an older agent, and fails with ErrOwnedByAnother when a live
-// agent owns it. Without CAP_NET_ADMIN it fails with an error matching
+// and returns the Redirector that owns it. It fails with ErrOwnedByAnother
+// when a live agent owns it. Without CAP_NET_ADMIN it fails with an error matching
 // os.ErrPermission.
 func Open(ctx context.Context, opts Options) (*Redirector, error) {
 	if opts.TableName == "" {
@@ -115,7 +114,7 @@ func Open(ctx context.Context, opts Options) (*Redirector, error) {
 	return r, nil
 }
 
-// create removes a stale table and builds ours over the lasting socket.
+// create builds our table over the lasting socket.
 func (r *Redirector) create(ctx context.Context, sock *netlink.Conn) error {
 	if sock == nil {
 		return errors.New("nftables did not dial a lasting netlink socket")
@@ -127,24 +126,16 @@ func (r *Redirector) create(ctx context.Context, sock *netlink.Conn) error {
 		defer sock.SetDeadline(time.Time{})
 	}
 
+	// Listed first: the kernel refuses a table another socket owns with
+	// EPERM, which would pass for a missing NET_ADMIN. Every table of ours
+	// is owned (created so below, or not at all): the kernel deletes one
+	// when its socket closes, so its owner is alive.
 	tables, err := r.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("list nftables tables: %w", permissionHint(err))
 	}
-	for _, t := range tables {
-		if t.Name != r.table.Name {
-			continue
-		}
-		if owned(t) {
-			// The kernel deletes owned tables when their socket closes, so
-			// the owner is alive.
-			return fmt.Errorf("table inet %s: %w", r.table.Name, ErrOwnedByAnother)
-		}
-		r.log.Info("deleting stale redirect table left by an earlier agent")
-		r.conn.DelTable(t)
-		if err := r.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("delete stale table inet %s: %w", r.table.Name, permissionHint(err))
-		}
+	if slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == r.table.Name }) {
+		return fmt.Errorf("table inet %s: %w", r.table.Name, ErrOwnedByAnother)
 	}
 
 	if err := ctx.Err(); err != nil {
@@ -272,15 +263,6 @@ func ruleExprs(r Rule) []expr.Any {
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(r.ToPort)},
 		&expr.Redir{RegisterProtoMin: 1},
 	}
-}
-
-// owned reports whether a listed table has NFT_TABLE_F_OWNER. google/nftables
-// v0.3.0 decodes NFTA_TABLE_FLAGS in host byte order although the kernel sends
-// it big-endian, so on little-endian hosts the flag shows up byte-swapped;
-// accepting both spellings keeps this right if the library is fixed. No other
-// flag value collides: the kernel defines only bits 0-2.
-func owned(t *nftables.Table) bool {
-	return t.Flags&(tableFlagOwner|tableFlagOwner<<24) != 0
 }
 
 // newOwnedTableMsg is NFT_MSG_NEWTABLE with NFT_TABLE_F_OWNER, created

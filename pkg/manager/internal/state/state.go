@@ -333,12 +333,18 @@ func (t *Table) ForgetPod(name string) {
 	}
 }
 
-// RetargetsServices reports whether an intercept of workload's port (being
-// removed or not) uses the Service mechanism: until none does, the
-// Services retargeted for that port stay so.
-func (t *Table) RetargetsServices(workload string, port uint32) bool {
+// RetargetsService reports whether an intercept (being removed or not)
+// that uses the Service mechanism has retargeted Service name, or is to
+// (its ServicePorts name it): until none does, the Service stays
+// retargeted. Every port of the Service is restored at once, so one
+// intercept's leaving must not undo another's, whatever its workload or
+// port.
+func (t *Table) RetargetsService(name string) bool {
 	for _, ic := range t.ics {
-		if ic.Mech == mechService && ic.PB.WorkloadName == workload && ic.PB.Port == port {
+		if ic.Mech != mechService {
+			continue
+		}
+		if slices.Contains(ic.Services, name) || slices.ContainsFunc(ic.ServicePorts, func(r *teleproto.ServicePortRef) bool { return r.GetService() == name }) {
 			return true
 		}
 	}

@@ -396,33 +396,42 @@ func TestEnds(t *testing.T) {
 	}
 }
 
-// TestRetargetsServices: a Service retargeted for a workload's port is
-// restored when the last intercept of that port with the Service mechanism
-// leaves, not before, whoever's it was.
-func TestRetargetsServices(t *testing.T) {
-	svc := func(ic *Intercept) *Intercept { ic.Mech = mechService; return ic }
-	aliceEcho := svc(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"))
-	bobEcho := svc(testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"))
+// TestRetargetsService: a retargeted Service is restored when the last
+// intercept with the Service mechanism that retargeted it, or is to, leaves,
+// not before, whoever's it was and whatever port it retargeted.
+func TestRetargetsService(t *testing.T) {
+	svc := func(ic *Intercept, services ...string) *Intercept {
+		ic.Mech, ic.Services = mechService, services
+		return ic
+	}
+	aliceEcho := svc(testIntercept(t, alice, "echo", "echo", 8080, "x-dev=alice"), "echo")
+	bobEcho := svc(testIntercept(t, bob, "echo", "echo", 8080, "x-dev=bob"), "echo")
 	nft := testIntercept(t, carol, "echo", "echo", 8080, "x-dev=carol")
-	nft.Mech = mechNftables
-	other := svc(testIntercept(t, carol, "web", "web", 8080))
-	otherPort := svc(testIntercept(t, carol, "echo-9", "echo", 9090))
-	tb := tableOf(aliceEcho, removing(bobEcho), nft, other, otherPort)
+	nft.Mech, nft.Services = mechNftables, []string{"echo"}
+	other := svc(testIntercept(t, carol, "web", "web", 8080), "web")
+	// Its mechanism is decided, its Services not yet retargeted.
+	metrics := svc(testIntercept(t, carol, "echo-9", "echo", 9090))
+	metrics.ServicePorts = []*teleproto.ServicePortRef{{Service: "echo", Name: "metrics", Port: 9090, TargetPort: "9090"}}
+	tb := tableOf(aliceEcho, removing(bobEcho), nft, other, metrics)
 	for _, step := range []struct {
 		name   string
 		leaves *Intercept
 		want   bool
 	}{
 		{"none", nil, true},
-		{"alice's", aliceEcho, true}, // bob's, being removed, still uses them
-		{"bob's", bobEcho, false},    // carol's nftables one needs no Service
+		{"alice's", aliceEcho, true},          // bob's, being removed, still uses it
+		{"bob's", bobEcho, true},              // carol's 9090 is to retarget another port
+		{"carol's port 9090", metrics, false}, // the nftables one needs no Service
 	} {
 		if step.leaves != nil && !tb.Delete(step.leaves) {
 			t.Fatalf("%s not deleted", step.name)
 		}
-		if got := tb.RetargetsServices("echo", 8080); got != step.want {
-			t.Errorf("after %s left: echo:8080 retargeted %v, want %v", step.name, got, step.want)
+		if got := tb.RetargetsService("echo"); got != step.want {
+			t.Errorf("after %s left: echo retargeted %v, want %v", step.name, got, step.want)
 		}
+	}
+	if !tb.RetargetsService("web") || tb.RetargetsService("nope") {
+		t.Errorf("web retargeted %v, nope %v; want true, false", tb.RetargetsService("web"), tb.RetargetsService("nope"))
 	}
 }
 
