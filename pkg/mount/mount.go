@@ -268,7 +268,9 @@ func (r *podRun) run(ctx context.Context, first chan<- error) error {
 func (r *podRun) watch(resource, name string, obj runtime.Object, stop context.CancelFunc) *objectWatch {
 	cfg := r.m.cfg
 	lw := listWatch(cfg.Client, cfg.Namespace, resource, name)
-	w := &objectWatch{inf: cache.NewSharedIndexInformerWithOptions(lw, obj, cache.SharedIndexInformerOptions{}), cancel: stop}
+	// The semantics wrapper: a fake clientset (tests) lists, where a real
+	// one streams the list in a watch (WatchListClient).
+	w := &objectWatch{inf: cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, cfg.Client), obj, cache.SharedIndexInformerOptions{}), cancel: stop}
 	kick := func() {
 		select {
 		case r.kick <- struct{}{}:

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -128,6 +129,8 @@ func sameFiles(old, files []File) bool {
 	if old == nil || len(old) != len(files) {
 		return false
 	}
+	files = slices.Clone(files)
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	for i := range files {
 		if old[i].Path != files[i].Path || old[i].Mode != ownerMode(files[i].Mode) || !bytes.Equal(old[i].Data, files[i].Data) {
 			return false
