@@ -149,7 +149,9 @@ func Env(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, cont
 // FindContainer is the container of pod that intercept's --container names
 // ("": the kubectl.kubernetes.io/default-container annotation's, or the
 // only one), a sidecar among the init containers included.
-func FindContainer(pod *corev1.Pod, name string) (*corev1.Container, error) { return findContainer(pod, name) }
+func FindContainer(pod *corev1.Pod, name string) (*corev1.Container, error) {
+	return findContainer(pod, name)
+}
 
 func findContainer(pod *corev1.Pod, name string) (*corev1.Container, error) {
 	if name == "" {
