@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -92,13 +91,9 @@ func TestInterceptMount(t *testing.T) {
 	pod := c.podsOf(t, ns, "mnt")[0]
 
 	// A user with exactly the Role of deploy/user-role.yaml.
-	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	role := c.userRole(t, ns, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "dev", Namespace: ns})
+	role := c.userRole(t, ns, c.serviceAccount(t, ns, "dev"))
 	l := newLaptop(t, 17)
-	u := newTeleUser(t, 17, tokenKubeconfig(t, c.saToken(t, ns, "dev")))
-	dumpLogs(t, u)
+	u := c.saUser(t, ns, "dev", 17)
 	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
 	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
 		t.Fatalf("connect: %v\n%s", err, out)
@@ -107,25 +102,9 @@ func TestInterceptMount(t *testing.T) {
 	os.RemoveAll(dir)
 
 	t.Run("CMD serves the pod's files from DIR, kept current", func(t *testing.T) {
-		out, err := os.CreateTemp(t.TempDir(), "cmd-out")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("ip", "netns", "exec", l.name, "runuser", "-u", u.name, "--", "env", "HOME="+u.home, "XDG_CACHE_HOME="+filepath.Join(u.home, ".cache"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-			teleBin, "--kubeconfig", u.kubeconfig, "intercept", "deploy/mnt", "--port", "7095:8080", "--http-match", "x-dev=mnt", "--mount", dir,
-			"--", "/usr/bin/python3", "-c", mountServer)
-		cmd.Stdout, cmd.Stderr = out, out
 		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			b, _ := os.ReadFile(out.Name())
-			t.Logf("intercept --mount -- CMD output:\n%s", b)
-		})
+		cmd, exited, out := l.startTele(t, u, "intercept", "deploy/mnt", "--port", "7095:8080", "--http-match", "x-dev=mnt", "--mount", dir,
+			"--", "/usr/bin/python3", "-c", mountServer)
 		tokenFile := filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount/token")
 		var body string
 		eventually(t, 2*time.Minute, "CMD serving the mounted files", func() error {
@@ -155,7 +134,7 @@ func TestInterceptMount(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("an in-cluster request with the header got %q, want the laptop's %q", got, want)
 		}
-		b, _ := os.ReadFile(out.Name())
+		b, _ := os.ReadFile(out)
 		if !strings.Contains(string(b), "volume cache (emptyDir) at /var/cache: not mounted: its files live only on the node") {
 			t.Errorf("intercept did not name the emptyDir as not mounted:\n%s", b)
 		}
@@ -251,24 +230,13 @@ func TestInterceptMount(t *testing.T) {
 	}
 
 	t.Run("a user who may not read Secrets gets the Secret volume named", func(t *testing.T) {
-		narrow := role.DeepCopy()
-		narrow.Name, narrow.ResourceVersion = "no-secret-reads", ""
-		narrow.Rules = nil
-		for _, r := range role.Rules {
+		c.narrowRole(t, ns, role, "no-secret-reads", func(r rbacv1.PolicyRule) []string {
 			if len(r.Resources) == 1 && r.Resources[0] == "secrets" {
-				r.Verbs = []string{"create"}
+				return []string{"create"}
 			}
-			narrow.Rules = append(narrow.Rules, r)
-		}
-		if _, err := c.client.RbacV1().Roles(ns).Create(ctx, narrow, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev2"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		c.bind(t, ns, narrow.Name, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "dev2", Namespace: ns})
-		u2 := newTeleUser(t, 18, tokenKubeconfig(t, c.saToken(t, ns, "dev2")))
-		dumpLogs(t, u2)
+			return r.Verbs
+		}, c.serviceAccount(t, ns, "dev2"))
+		u2 := c.saUser(t, ns, "dev2", 18)
 		t.Cleanup(func() { l.tele(context.Background(), u2, "quit") })
 		if out, err := l.tele(ctx, u2, "connect", "-n", ns); err != nil {
 			t.Fatalf("connect: %v\n%s", err, out)
@@ -296,15 +264,4 @@ func TestInterceptMount(t *testing.T) {
 			t.Errorf("DIR is still there after quit: %v", err)
 		}
 	})
-}
-
-// saToken is a token of ServiceAccount sa of ns, for an hour.
-func (c *cluster) saToken(t *testing.T, ns, sa string) string {
-	t.Helper()
-	tr, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctxFor(t, time.Minute), sa, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
 }
