@@ -109,31 +109,36 @@ func (m *Mount) Close() error {
 }
 
 // run mounts the chosen pod's volumes until that pod is gone, then the
-// next pod's, until ctx ends. The first outcome goes to first.
+// next pod's, until ctx ends. The first outcome goes to first: an error
+// there ends run, as Start fails.
 func (m *Mount) run(ctx context.Context, first chan<- error) {
+	started := false
+	ready := func() {
+		if !started {
+			started = true
+			first <- nil
+		}
+	}
 	for ctx.Err() == nil {
 		pod, err := m.cfg.PickPod(ctx)
-		if err != nil {
-			if first != nil {
-				first <- err
-				return
-			}
-			m.cfg.Log.Warn("mount: no pod to mount the volumes of; trying again", "intercept", m.cfg.Intercept, "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Second):
-			}
-			continue
+		if err == nil {
+			r := &podRun{m: m, pod: pod, kick: make(chan struct{}, 1), tokens: map[TokenSpec]*tokenState{}}
+			err = r.run(ctx, ready)
 		}
-		r := &podRun{m: m, pod: pod, kick: make(chan struct{}, 1), tokens: map[TokenSpec]*tokenState{}}
-		err = r.run(ctx, first)
-		if first != nil && err != nil {
+		switch {
+		case !started:
 			first <- err
 			return
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errPodGone):
+			m.cfg.Log.Info("mount: the pod is gone; mounting the next one's volumes", "intercept", m.cfg.Intercept, "pod", pod.Name)
+			continue
 		}
-		first = nil
-		if err != nil && ctx.Err() == nil {
-			m.cfg.Log.Warn("mount: stopped for this pod", "intercept", m.cfg.Intercept, "pod", pod.Name, "err", err)
+		m.cfg.Log.Warn("mount: the volumes are not kept current; trying again in 5 s", "intercept", m.cfg.Intercept, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
 		}
 	}
 }
@@ -183,7 +188,9 @@ type tokenState struct {
 	refresh time.Time
 }
 
-func (r *podRun) run(ctx context.Context, first chan<- error) error {
+// run keeps r's pod's volumes current until the pod is gone (errPodGone)
+// or ctx ends; ready is called once they are first written.
+func (r *podRun) run(ctx context.Context, ready func()) error {
 	cfg := r.m.cfg
 	var err error
 	if r.c, err = target.FindContainer(r.pod, cfg.Container); err != nil {
@@ -232,9 +239,7 @@ func (r *podRun) run(ctx context.Context, first chan<- error) error {
 	if err := r.write(); err != nil {
 		return err
 	}
-	if first != nil {
-		first <- nil
-	}
+	ready()
 	for {
 		next := r.nextRefresh()
 		var timer <-chan time.Time

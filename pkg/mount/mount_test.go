@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -62,7 +63,7 @@ func fakeCluster(t *testing.T) (*fake.Clientset, *int) {
 			return false, nil, nil
 		}
 		req := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
-		if ref := req.Spec.BoundObjectRef; ref == nil || ref.Kind != "Pod" || ref.Name != "web-1" || ref.UID != "uid-1" {
+		if ref := req.Spec.BoundObjectRef; ref == nil || ref.Kind != "Pod" || ref.UID != types.UID("uid-"+strings.TrimPrefix(ref.Name, "web-")) {
 			t.Errorf("token request bound to %+v, want the pod", ref)
 		}
 		tokens++
@@ -88,9 +89,21 @@ func TestMount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client, tokens := fakeCluster(t)
 		dir := filepath.Join(t.TempDir(), "mnt")
-		m, err := Start(t.Context(), Config{Client: client, Namespace: "ns", Dir: dir, Intercept: "web",
-			PickPod: func(context.Context) (*corev1.Pod, error) { return mountedPod(), nil }})
+		pick := func(ctx context.Context) (*corev1.Pod, error) {
+			for _, name := range []string{"web-1", "web-2"} {
+				if p, err := client.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{}); err == nil {
+					return p, nil
+				}
+			}
+			return nil, fmt.Errorf("no pod")
+		}
+		m, err := Start(t.Context(), Config{Client: client, Namespace: "ns", Dir: dir, Intercept: "web", PickPod: pick})
 		if err != nil {
+			t.Fatal(err)
+		}
+		next := mountedPod()
+		next.Name, next.UID = "web-2", "uid-2"
+		if _, err := client.CoreV1().Pods("ns").Create(t.Context(), next, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for p, want := range map[string]string{
@@ -133,6 +146,19 @@ func TestMount(t *testing.T) {
 		synctest.Wait()
 		if got := readFile(t, filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount/token")); got != "T2" || *tokens != 2 {
 			t.Errorf("at 49 minutes: token %q after %d requests, want T2, renewed at 48", got, *tokens)
+		}
+
+		// The pod goes (a rollout): the next one's volumes, and a token
+		// bound to it.
+		if err := client.CoreV1().Pods("ns").Delete(t.Context(), "web-1", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if st := m.Status(); st.Pod != "web-2" {
+			t.Errorf("after the pod was deleted: pod %q, want web-2", st.Pod)
+		}
+		if got := readFile(t, filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount/token")); got != "T3" {
+			t.Errorf("the next pod's token: %q, want T3", got)
 		}
 
 		if err := m.Close(); err != nil {
