@@ -35,7 +35,9 @@ func (d *Daemon) startMount(ctx context.Context, req *teleproto.CreateInterceptR
 	d.mu.Lock()
 	for other, m := range d.mounts {
 		od := m.Status().Dir
-		if other != name && (od == dir || strings.HasPrefix(dir, od+string(filepath.Separator)) || strings.HasPrefix(od, dir+string(filepath.Separator))) {
+		// The same intercept's too: a second intercept of its name fails,
+		// and its mount's cleanup would empty the first one's folder.
+		if od == dir || strings.HasPrefix(dir, od+string(filepath.Separator)) || strings.HasPrefix(od, dir+string(filepath.Separator)) {
 			d.mu.Unlock()
 			return nil, status.Errorf(codes.FailedPrecondition, "--mount %s: intercept %s mounts %s: give another folder", dir, other, od)
 		}

@@ -55,6 +55,14 @@ func TestControlMount(t *testing.T) {
 		len(ms[0].GetVolumes()) != 2 || ms[0].GetVolumes()[0].GetNotProvided() != "" || !strings.Contains(ms[0].GetVolumes()[1].GetNotProvided(), "only on the node") {
 		t.Errorf("status mounts: %v", ms)
 	}
+	second := req()
+	second.Name = "echo-2"
+	if _, err := ctl.Intercept(ctx, second, &teleproto.MountRequest{Dir: filepath.Join(dir, "etc")}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "intercept echo mounts") {
+		t.Errorf("a second mount inside the first: %v, want FailedPrecondition naming the first", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "etc/app/config.yaml")); err != nil || string(b) != "v: 1" {
+		t.Errorf("the first mount after the second was refused: %q %v", b, err)
+	}
 	if err := ctl.Leave(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +79,7 @@ func TestControlMount(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not empty") {
 		t.Errorf("intercept --mount of a full folder: %v, want FailedPrecondition saying it is not empty", err)
 	}
-	if len(m.removed) != 2 || d.intercepts["echo"] != nil {
+	if len(m.removed) != 3 || d.intercepts["echo"] != nil || d.intercepts["echo-2"] != nil {
 		t.Errorf("after the failed mount: removed %v, kept %v; want the intercept removed", m.removed, d.intercepts)
 	}
 	if _, err := os.Stat(filepath.Join(full, "mine")); err != nil {
