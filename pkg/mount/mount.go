@@ -438,7 +438,11 @@ func (r *podRun) write() error {
 		default:
 			changed, werr := r.writeVolume(i, v, files)
 			if werr != nil {
-				return fmt.Errorf("write volume %s at %s: %w", v.Name, filepath.Join(cfg.Dir, v.Path), werr)
+				// One volume's (a subPath symlink where the system
+				// refuses symlinks, a full disk): named, the others go on.
+				cfg.Log.Warn("mount: write a volume", "intercept", cfg.Intercept, "volume", v.Name, "err", werr)
+				st.Why = fmt.Sprintf("could not be written under %s: %v", cfg.Dir, werr)
+				break
 			}
 			r.written[i] = true
 			if changed {
