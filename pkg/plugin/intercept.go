@@ -53,6 +53,8 @@ type InterceptOptions struct {
 	// requests to the local server over TLS (see intercepttls.go).
 	TLSSecret string
 	LocalTLS  bool
+	// Mount is the folder the container's volumes appear under (--mount).
+	Mount string
 
 	workloadArg string
 	// command is the command line after --, run in the intercept, which
@@ -60,6 +62,7 @@ type InterceptOptions struct {
 	// intercept is made.
 	command     []string
 	commandPath string
+	mountDir    string // Mount, absolute
 	namespace   string
 	client      kubernetes.Interface
 	port        target.PortSpec
@@ -115,9 +118,20 @@ namespace's, so teammates intercepting one workload with their own
 --http-match each get one named after it, and each ends theirs with
 kubectl tele leave NAME.
 
+--mount DIR puts the container's volumes under DIR at the container's own
+paths (DIR/etc/app/config.yaml), read with your credentials and kept current
+while the intercept lasts: configMap, secret, downwardAPI and projected
+volumes, the ServiceAccount token included (requested for the pod, and
+renewed as the kubelet renews it). Volumes whose files live on the node or
+in storage (emptyDir, persistentVolumeClaim, hostPath) are named, with why,
+and not mounted. Files keep the pod's mode for you alone (0644 becomes
+0600); DIR must be new or empty, and its contents are removed when the
+intercept ends.
+
 With -- CMD [ARGS...], intercept makes the intercept, then runs CMD on this
 machine with the container's environment (as --env-file resolves it) over
-your own, and TELE_INTERCEPT set to the intercept's name; CMD has the
+your own, TELE_INTERCEPT set to the intercept's name, and, with --mount,
+TELE_ROOT set to DIR; CMD has the
 terminal (standard input, output and error). The intercept ends when CMD
 exits, and kubectl tele exits with CMD's status. Ctrl-C goes to CMD, which
 decides when to exit (SIGTERM sent to kubectl tele is passed on to it too);
@@ -129,7 +143,8 @@ not run.`,
   kubectl tele intercept deploy/web --port 8443:https --tls-secret web-tls --http-match x-dev=alice
   kubectl tele intercept sts/db-api --port 3000:http --env-file api.env
   kubectl tele intercept deploy/my-service --port 8080 --env-file my-service.sh --env-syntax sh && . ./my-service.sh
-  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice -- go run ./cmd/my-service`,
+  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice -- go run ./cmd/my-service
+  kubectl tele intercept deploy/my-service --port 8080 --http-match x-dev=alice --mount /tmp/my-service -- sh -c 'CONFIG=$TELE_ROOT/etc/app/config.yaml exec ./my-service'`,
 		Args:              interceptArgs,
 		ValidArgsFunction: completeWorkloads(flags),
 		RunE:              o.runE,
@@ -153,6 +168,7 @@ not run.`,
 	f.BoolVar(&o.ResetIdle, "reset-idle-connections", false, "reset the connections to the port that were open before the intercept and idle for 1s, so their clients (pooled HTTP, gRPC) reconnect through it (nftables mechanism)")
 	f.StringVar(&o.TLSSecret, "tls-secret", "", "a kubernetes.io/tls Secret with the certificate the app's clients expect: the agents terminate TLS with it, so filters apply to a port where the app serves TLS")
 	f.BoolVar(&o.LocalTLS, "local-tls", false, "with --tls-secret: send the matching requests to the local server over TLS (its certificate is not verified) instead of cleartext")
+	o.addMountFlag(f)
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
 }
@@ -222,6 +238,9 @@ func (o *InterceptOptions) Validate() error {
 	if o.EnvFile == "" && o.envSyntax != target.EnvSyntaxDotenv {
 		return usagef("--env-syntax %s is the syntax of --env-file: add --env-file FILE", o.envSyntax)
 	}
+	if err := o.validateMount(); err != nil {
+		return err
+	}
 	if len(o.command) > 0 {
 		// Before the intercept: a typo must not leave one behind.
 		if o.commandPath, err = exec.LookPath(o.command[0]); err != nil {
@@ -239,7 +258,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err != nil || len(o.command) == 0 {
 		return err
 	}
-	return o.runCommand(ctx, ic.GetName(), commandEnv(os.Environ(), env, ic.GetName()))
+	return o.runCommand(ctx, ic.GetName(), commandEnv(os.Environ(), env, ic.GetName(), o.mountDir))
 }
 
 // create creates the intercept, bounded by --timeout, and returns it with
@@ -306,10 +325,11 @@ func (o *InterceptOptions) create(ctx context.Context) (*teleproto.Intercept, []
 		Port: uint32(t.Port), LocalPort: uint32(o.port.Local), HttpMatch: o.terms,
 		Mech: o.mech, ResetIdleConnections: o.ResetIdle, Kind: o.kind,
 		Tls: cert, LocalTls: o.LocalTLS, Target: wire,
-	})
+	}, o.mountRequest())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s/%s: %w", o.verb(), strings.ToLower(w.Kind), w.Name, err)
 	}
+	o.reportMount(ctx, ic.GetName())
 	if o.kind == teleproto.InterceptKind_INTERCEPT_KIND_WIRETAP {
 		o.reportWiretap(ctx, ic, w.Kind, w.Name)
 		return ic, env, nil

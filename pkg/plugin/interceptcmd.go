@@ -50,15 +50,24 @@ func splitAtDash(args []string, atDash int) (own, command []string) {
 	return args[:atDash], args[atDash:]
 }
 
+// RootEnv is, in the environment of intercept's -- CMD with --mount, the
+// folder the container's volumes are under: the command reads
+// $TELE_ROOT/etc/app/config.yaml where the app reads /etc/app/config.yaml.
+const RootEnv = "TELE_ROOT"
+
 // commandEnv is the environment of -- CMD: this machine's, with the
-// container's variables over it (as --env-file resolves them), and
-// TELE_INTERCEPT naming the intercept.
-func commandEnv(local []string, pod []target.EnvVar, intercept string) []string {
-	override := make(map[string]bool, len(pod)+1)
+// container's variables over it (as --env-file resolves them),
+// TELE_INTERCEPT naming the intercept, and TELE_ROOT the --mount folder
+// (set only with --mount: otherwise a TELE_ROOT of the user's own passes).
+func commandEnv(local []string, pod []target.EnvVar, intercept, root string) []string {
+	override := make(map[string]bool, len(pod)+2)
 	for _, e := range pod {
 		override[e.Name] = true
 	}
 	override[InterceptEnv] = true
+	if root != "" {
+		override[RootEnv] = true
+	}
 	env := make([]string, 0, len(local)+len(pod)+1)
 	for _, kv := range local {
 		name, _, _ := strings.Cut(kv, "=")
@@ -69,7 +78,11 @@ func commandEnv(local []string, pod []target.EnvVar, intercept string) []string 
 	for _, e := range pod {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	return append(env, InterceptEnv+"="+intercept)
+	env = append(env, InterceptEnv+"="+intercept)
+	if root != "" {
+		env = append(env, RootEnv+"="+root)
+	}
+	return env
 }
 
 // commandExit is the exit status of intercept's -- CMD, which becomes

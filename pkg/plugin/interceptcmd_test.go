@@ -80,10 +80,24 @@ func TestInterceptCommandNotFound(t *testing.T) {
 func TestCommandEnv(t *testing.T) {
 	local := []string{"PATH=/usr/bin", "HOME=/home/me", "GREETING=local", "TELE_INTERCEPT=stale", "EMPTY="}
 	pod := []target.EnvVar{{Name: "GREETING", Value: "from the pod"}, {Name: "DB_URL", Value: "postgres://db:5432"}, {Name: "MULTI", Value: "a\nb"}}
-	got := commandEnv(local, pod, "web")
-	want := []string{"PATH=/usr/bin", "HOME=/home/me", "EMPTY=", "GREETING=from the pod", "DB_URL=postgres://db:5432", "MULTI=a\nb", "TELE_INTERCEPT=web"}
-	if !slices.Equal(got, want) {
-		t.Errorf("commandEnv:\n got %q\nwant %q", got, want)
+	for _, tc := range []struct {
+		name, root string
+		local      []string
+		want       []string
+	}{
+		{"no mount", "", local,
+			[]string{"PATH=/usr/bin", "HOME=/home/me", "EMPTY=", "GREETING=from the pod", "DB_URL=postgres://db:5432", "MULTI=a\nb", "TELE_INTERCEPT=web"}},
+		{"no mount: the user's TELE_ROOT passes", "", append(slices.Clone(local), "TELE_ROOT=/mine"),
+			[]string{"PATH=/usr/bin", "HOME=/home/me", "EMPTY=", "TELE_ROOT=/mine", "GREETING=from the pod", "DB_URL=postgres://db:5432", "MULTI=a\nb", "TELE_INTERCEPT=web"}},
+		{"mount", "/tmp/web", append(slices.Clone(local), "TELE_ROOT=/mine"),
+			[]string{"PATH=/usr/bin", "HOME=/home/me", "EMPTY=", "GREETING=from the pod", "DB_URL=postgres://db:5432", "MULTI=a\nb", "TELE_INTERCEPT=web", "TELE_ROOT=/tmp/web"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := commandEnv(tc.local, pod, "web", tc.root)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("commandEnv:\n got %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/mount"
 	"github.com/kubectl-tele/kubectl-tele/pkg/session"
 )
 
@@ -52,6 +53,13 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 		err = runHelper(ctx, "down", nil, paths, o.Streams.ErrOut)
 	} else {
 		repaired, err = repairCrashed(ctx, paths, o.Streams.ErrOut)
+		// The --mount folders of a daemon that died: emptied here, as
+		// the next connect's daemon would.
+		cleared, merr := mount.CleanStale(paths.MountRecords())
+		for _, dir := range cleared {
+			repaired = append(repaired, "the --mount folder "+dir)
+		}
+		err = errors.Join(err, merr)
 	}
 	if err != nil {
 		return err

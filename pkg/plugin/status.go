@@ -122,6 +122,9 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
+	for _, m := range st.GetMounts() {
+		row("Mount", mountRow(m))
+	}
 	row("Daemon PID", fmt.Sprint(st.GetPid()))
 	row("Since", st.GetSince())
 	row("Daemon log", st.GetLogFile())
@@ -167,4 +170,18 @@ func disconnectedMessage(repaired []string) string {
 		return "Not connected."
 	}
 	return "Not connected. A session ended without quit (its daemon died) and left its settings; repaired: " + strings.Join(repaired, "; ") + "."
+}
+
+// mountRow is one of status's Mount rows: an intercept's --mount folder,
+// its volumes, and why each one that is not under it is not.
+func mountRow(m *teleproto.MountStatus) string {
+	var parts []string
+	for _, v := range m.GetVolumes() {
+		p := fmt.Sprintf("%s (%s %s)", v.GetPath(), v.GetKind(), v.GetName())
+		if v.GetNotProvided() != "" {
+			p += " NOT MOUNTED: " + v.GetNotProvided()
+		}
+		parts = append(parts, p)
+	}
+	return fmt.Sprintf("%s: %s, volumes of pod %s: %s", m.GetIntercept(), m.GetDir(), m.GetPod(), strings.Join(parts, "; "))
 }

@@ -40,8 +40,11 @@ them too. A port intercepted whole (an intercept without filters) carries
 raw connections to its laptop, and wiretaps see none of them. End a wiretap
 with kubectl tele leave NAME.
 
+--mount DIR puts the container's volumes under DIR, as with intercept.
+
 With -- CMD [ARGS...], as with intercept: CMD runs with the container's
-environment and TELE_INTERCEPT set to the wiretap's name, the wiretap ends
+environment, TELE_INTERCEPT set to the wiretap's name and, with --mount,
+TELE_ROOT set to DIR; the wiretap ends
 when CMD exits, and kubectl tele exits with CMD's status.`,
 		Example: `  kubectl tele wiretap deploy/my-service --port 8080
   kubectl tele wiretap deploy/my-service --port 9090:8080 --http-path-prefix /api/orders/ --http-method POST
@@ -56,6 +59,7 @@ when CMD exits, and kubectl tele exits with CMD's status.`,
 	f.StringVar(&o.Port, "port", "", "LOCAL[:REMOTE]: the local port, and the container port (number, name, or Service port name) to copy requests of")
 	f.StringVar(&o.Container, "container", "", "the container whose port to wiretap (default: the one declaring the port, or the only one)")
 	o.addMatchFlags(f)
+	o.addMountFlag(f)
 	f.StringVar(&o.Mechanism, "mechanism", "", "how traffic reaches the agent: nftables or service (default: nftables where Pod Security allows NET_ADMIN)")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd

@@ -180,9 +180,12 @@ func (c *Control) watchOnce(ctx context.Context, f func(*teleproto.DaemonStatus)
 }
 
 // Intercept asks the daemon's manager for an intercept.
-func (c *Control) Intercept(ctx context.Context, req *teleproto.CreateInterceptRequest) (*teleproto.Intercept, error) {
+//
+// With mnt, the daemon also puts the container's volumes under mnt's
+// folder (intercept --mount), and kubectl tele status shows them.
+func (c *Control) Intercept(ctx context.Context, req *teleproto.CreateInterceptRequest, mnt *teleproto.MountRequest) (*teleproto.Intercept, error) {
 	var tr metadata.MD
-	ic, err := c.rpc.Intercept(ctx, &teleproto.InterceptRequest{Version: v, Intercept: req}, grpc.Trailer(&tr))
+	ic, err := c.rpc.Intercept(ctx, &teleproto.InterceptRequest{Version: v, Intercept: req, Mount: mnt}, grpc.Trailer(&tr))
 	return ic, c.explain(ctx, err, tr)
 }
 

@@ -253,13 +253,13 @@ func TestControlWatchWaits(t *testing.T) {
 func TestControlIntercepts(t *testing.T) {
 	d, ctl, _ := testDaemon(t, nil)
 	ctx := ctxT(t)
-	if _, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo", Port: 8080}); status.Code(err) != codes.Unavailable ||
+	if _, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo", Port: 8080}, nil); status.Code(err) != codes.Unavailable ||
 		!strings.Contains(err.Error(), "reconnecting") {
 		t.Errorf("intercept between managers: %v, want Unavailable", err)
 	}
 	m := &fakeManager{}
 	d.setManager(m, "session-1")
-	ic, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo", Port: 8080, LocalPort: 3000})
+	ic, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo", Port: 8080, LocalPort: 3000}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestControlPassesManagerErrors(t *testing.T) {
 			msg := "intercept echo: the manager says " + code.String()
 			d.setManager(&fakeManager{err: status.Error(code, msg)}, "s")
 			ctx := ctxT(t)
-			_, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo"})
+			_, err := ctl.Intercept(ctx, &teleproto.CreateInterceptRequest{Name: "echo"}, nil)
 			if s := status.Convert(err); s.Code() != code || s.Message() != msg {
 				t.Errorf("intercept: %v, want %s %q", err, code, msg)
 			}

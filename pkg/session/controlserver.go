@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/kubectl-tele/kubectl-tele/pkg/mount"
 	"github.com/kubectl-tele/kubectl-tele/pkg/teleproto"
 )
 
@@ -73,6 +74,7 @@ func (s *controlServer) Status(ctx context.Context, r *teleproto.StatusRequest) 
 		s.d.refreshNames(ctx)
 	}
 	st, _ := s.d.snapshot()
+	st.Mounts = s.d.mountStatuses()
 	return st, nil
 }
 
@@ -105,14 +107,50 @@ func (s *controlServer) Intercept(ctx context.Context, r *teleproto.InterceptReq
 		return nil, status.Error(codes.InvalidArgument, "no intercept in the request")
 	}
 	req.SessionId = id
+	// The volumes are read while the manager attaches the agents: --mount
+	// adds the longer of the two to intercept, not their sum.
+	type mounted struct {
+		m   *mount.Mount
+		err error
+	}
+	var mc chan mounted
+	if dir := r.GetMount().GetDir(); dir != "" {
+		mc = make(chan mounted, 1)
+		go func() {
+			m, err := s.d.startMount(ctx, req, dir)
+			mc <- mounted{m, err}
+		}()
+	}
 	ic, err := c.CreateIntercept(ctx, req)
+	var mnt mounted
+	if mc != nil {
+		mnt = <-mc
+	}
 	if err != nil {
+		if mnt.m != nil {
+			s.d.closeMount(mnt.m)
+		}
 		return nil, err
+	}
+	if mnt.err != nil {
+		// The intercept is not kept without the mount it was asked with.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, lerr := c.RemoveIntercept(lctx, &teleproto.RemoveInterceptRequest{SessionId: id, Name: ic.GetName()}); lerr != nil {
+			s.d.log.Warn("remove the intercept whose --mount failed", "intercept", ic.GetName(), "err", lerr)
+		}
+		if _, ok := status.FromError(mnt.err); ok {
+			return nil, mnt.err
+		}
+		return nil, status.Error(codes.FailedPrecondition, mnt.err.Error())
 	}
 	req.Name = ic.GetName()
 	s.d.mu.Lock()
 	s.d.intercepts[ic.GetName()] = req
 	s.d.mu.Unlock()
+	if mnt.m != nil {
+		s.d.keepMount(ic.GetName(), mnt.m)
+	}
 	return ic, nil
 }
 
@@ -127,6 +165,7 @@ func (s *controlServer) Leave(ctx context.Context, r *teleproto.LeaveRequest) (*
 	s.d.mu.Lock()
 	delete(s.d.intercepts, r.GetName())
 	s.d.mu.Unlock()
+	s.d.endMount(r.GetName())
 	return &teleproto.LeaveResponse{}, nil
 }
 

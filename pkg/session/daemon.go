@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-tele/kubectl-tele/pkg/managerclient"
+	"github.com/kubectl-tele/kubectl-tele/pkg/mount"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/dns"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/helper"
 	"github.com/kubectl-tele/kubectl-tele/pkg/net/namecheck"
@@ -95,6 +96,8 @@ type Daemon struct {
 	intercepts map[string]*teleproto.CreateInterceptRequest
 	// names is the self-check of name forms, once connected.
 	names nameChecker
+	// mounts are the intercepts' --mount folders, by intercept name.
+	mounts map[string]*mount.Mount
 }
 
 // Run is the daemon: it returns when the session ends (quit, or ctx).
@@ -104,13 +107,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// A daemon that died left its --mount folders full: empty them.
+	d.cleanStaleMounts()
+	// After the control server: no intercept starts a mount after this.
+	defer d.endMounts()
 	return d.serve(ctx, ctl, d.run)
 }
 
 // newDaemon is a daemon in phase starting.
 func newDaemon(cfg Config) *Daemon {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, quit: make(chan struct{}), changed: make(chan struct{}),
-		heartbeat: remainInterval, intercepts: map[string]*teleproto.CreateInterceptRequest{}}
+		heartbeat: remainInterval, intercepts: map[string]*teleproto.CreateInterceptRequest{}, mounts: map[string]*mount.Mount{}}
 	d.redial = d.redialManager
 	d.status = &teleproto.DaemonStatus{
 		Version: teleproto.CurrentControlVersion, Phase: teleproto.ConnectPhase_CONNECT_PHASE_STARTING,

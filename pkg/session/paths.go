@@ -71,3 +71,8 @@ func (p Paths) DaemonLog() string { return filepath.Join(p.LogDir, "daemon.log")
 
 // HelperLog is the privileged helper's log file.
 func (p Paths) HelperLog() string { return filepath.Join(p.LogDir, "helper.log") }
+
+// MountRecords holds a record of each --mount folder the daemon keeps, so
+// that a folder a crashed daemon left is emptied by the next connect or
+// quit (mount.CleanStale).
+func (p Paths) MountRecords() string { return filepath.Join(p.RuntimeDir, "mounts") }

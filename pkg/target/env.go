@@ -146,6 +146,13 @@ func Env(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, cont
 	return out, nil
 }
 
+// FindContainer is the container of pod that intercept's --container names
+// ("": the kubectl.kubernetes.io/default-container annotation's, or the
+// only one), a sidecar among the init containers included.
+func FindContainer(pod *corev1.Pod, name string) (*corev1.Container, error) {
+	return findContainer(pod, name)
+}
+
 func findContainer(pod *corev1.Pod, name string) (*corev1.Container, error) {
 	if name == "" {
 		name = pod.Annotations[DefaultContainerAnnotation]
@@ -330,9 +337,23 @@ func fieldRefValue(pod *corev1.Pod, path string) (string, error) {
 // quantity divided by the divisor (default 1), rounded up. Limits the
 // container does not set are the node's allocatable.
 func (r *envResolver) resourceFieldValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) (string, bool, error) {
+	return ResourceFieldValue(r.pod, c, ref, r.getNode)
+}
+
+// FieldRefValue is a pod field as the kubelet gives it to a container's
+// environment or a downwardAPI volume (fieldRef.fieldPath): metadata.labels
+// and metadata.annotations whole are KEY="VALUE" lines, sorted.
+func FieldRefValue(pod *corev1.Pod, path string) (string, error) { return fieldRefValue(pod, path) }
+
+// ResourceFieldValue is a container resource (resourceFieldRef) as the
+// kubelet's containerResourceRuntimeValue computes it: the quantity divided
+// by the divisor (default 1), rounded up. A limit the container does not
+// set is the node's allocatable, from node (nil: left out, ok false).
+// c is the container the reference belongs to, unless it names another.
+func ResourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector, node func() *corev1.Node) (string, bool, error) {
 	if ref.ContainerName != "" {
 		var err error
-		if c, err = findContainer(r.pod, ref.ContainerName); err != nil {
+		if c, err = findContainer(pod, ref.ContainerName); err != nil {
 			return "", false, fmt.Errorf("resourceFieldRef: %w", err)
 		}
 	}
@@ -346,7 +367,7 @@ func (r *envResolver) resourceFieldValue(c *corev1.Container, ref *corev1.Resour
 	}
 	q, set := list[corev1.ResourceName(name)]
 	if kind == "limits" && (!set || q.IsZero()) && name != "" && !strings.HasPrefix(name, corev1.ResourceHugePagesPrefix) {
-		node := r.getNode()
+		node := node()
 		if node == nil {
 			return "", false, nil
 		}

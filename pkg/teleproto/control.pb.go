@@ -200,7 +200,10 @@ type InterceptRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version ControlVersion         `protobuf:"varint,1,opt,name=version,proto3,enum=tele.v1.ControlVersion" json:"version,omitempty"`
 	// The daemon fills in session_id.
-	Intercept     *CreateInterceptRequest `protobuf:"bytes,2,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Intercept *CreateInterceptRequest `protobuf:"bytes,2,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	// With --mount: the daemon puts the intercepted container's volumes
+	// under a folder and keeps them current until the intercept ends.
+	Mount         *MountRequest `protobuf:"bytes,3,opt,name=mount,proto3" json:"mount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -249,6 +252,202 @@ func (x *InterceptRequest) GetIntercept() *CreateInterceptRequest {
 	return nil
 }
 
+func (x *InterceptRequest) GetMount() *MountRequest {
+	if x != nil {
+		return x.Mount
+	}
+	return nil
+}
+
+// MountRequest is intercept --mount DIR.
+type MountRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The folder, absolute: new, empty, or one an earlier --mount made.
+	Dir           string `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MountRequest) Reset() {
+	*x = MountRequest{}
+	mi := &file_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MountRequest) ProtoMessage() {}
+
+func (x *MountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MountRequest.ProtoReflect.Descriptor instead.
+func (*MountRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MountRequest) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+// MountStatus is an intercept's --mount folder as the daemon keeps it.
+type MountStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The intercept (or wiretap) it belongs to.
+	Intercept string `protobuf:"bytes,1,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Dir       string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// The pod whose volumes they are.
+	Pod           string           `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Volumes       []*MountedVolume `protobuf:"bytes,4,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MountStatus) Reset() {
+	*x = MountStatus{}
+	mi := &file_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MountStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MountStatus) ProtoMessage() {}
+
+func (x *MountStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MountStatus.ProtoReflect.Descriptor instead.
+func (*MountStatus) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *MountStatus) GetIntercept() string {
+	if x != nil {
+		return x.Intercept
+	}
+	return ""
+}
+
+func (x *MountStatus) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *MountStatus) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *MountStatus) GetVolumes() []*MountedVolume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// MountedVolume is one volume mount of the intercepted container.
+type MountedVolume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod's volume name, its kind (configMap, secret, projected,
+	// downwardAPI, emptyDir...) and the container's mount path.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// Empty when its files are under the folder; else why they are not.
+	NotProvided   string `protobuf:"bytes,4,opt,name=not_provided,json=notProvided,proto3" json:"not_provided,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MountedVolume) Reset() {
+	*x = MountedVolume{}
+	mi := &file_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MountedVolume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MountedVolume) ProtoMessage() {}
+
+func (x *MountedVolume) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MountedVolume.ProtoReflect.Descriptor instead.
+func (*MountedVolume) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MountedVolume) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MountedVolume) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *MountedVolume) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MountedVolume) GetNotProvided() string {
+	if x != nil {
+		return x.NotProvided
+	}
+	return ""
+}
+
 type LeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       ControlVersion         `protobuf:"varint,1,opt,name=version,proto3,enum=tele.v1.ControlVersion" json:"version,omitempty"`
@@ -259,7 +458,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +470,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +483,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{2}
+	return file_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LeaveRequest) GetVersion() ControlVersion {
@@ -309,7 +508,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +520,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +533,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{3}
+	return file_control_proto_rawDescGZIP(), []int{6}
 }
 
 type ListRequest struct {
@@ -346,7 +545,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +557,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +570,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{4}
+	return file_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRequest) GetVersion() ControlVersion {
@@ -390,7 +589,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +601,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +614,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{5}
+	return file_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QuitRequest) GetVersion() ControlVersion {
@@ -433,7 +632,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +644,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +657,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{6}
+	return file_control_proto_rawDescGZIP(), []int{9}
 }
 
 type DaemonStatus struct {
@@ -492,15 +691,17 @@ type DaemonStatus struct {
 	// Who the manager takes the session for, as the API server knows them
 	// (alice, system:serviceaccount:ns:dev), and how it was proven
 	// ("client certificate", "bearer token").
-	Identity      string `protobuf:"bytes,22,opt,name=identity,proto3" json:"identity,omitempty"`
-	ProvenBy      string `protobuf:"bytes,23,opt,name=proven_by,json=provenBy,proto3" json:"proven_by,omitempty"`
+	Identity string `protobuf:"bytes,22,opt,name=identity,proto3" json:"identity,omitempty"`
+	ProvenBy string `protobuf:"bytes,23,opt,name=proven_by,json=provenBy,proto3" json:"proven_by,omitempty"`
+	// The --mount folders of the session's intercepts.
+	Mounts        []*MountStatus `protobuf:"bytes,24,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DaemonStatus) Reset() {
 	*x = DaemonStatus{}
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +713,7 @@ func (x *DaemonStatus) String() string {
 func (*DaemonStatus) ProtoMessage() {}
 
 func (x *DaemonStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +726,7 @@ func (x *DaemonStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DaemonStatus.ProtoReflect.Descriptor instead.
 func (*DaemonStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{7}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DaemonStatus) GetVersion() ControlVersion {
@@ -689,6 +890,13 @@ func (x *DaemonStatus) GetProvenBy() string {
 	return ""
 }
 
+func (x *DaemonStatus) GetMounts() []*MountStatus {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
 // SessionDNS describes the session's resolver settings.
 type SessionDNS struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -717,7 +925,7 @@ type SessionDNS struct {
 
 func (x *SessionDNS) Reset() {
 	*x = SessionDNS{}
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +937,7 @@ func (x *SessionDNS) String() string {
 func (*SessionDNS) ProtoMessage() {}
 
 func (x *SessionDNS) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +950,7 @@ func (x *SessionDNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDNS.ProtoReflect.Descriptor instead.
 func (*SessionDNS) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{8}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionDNS) GetMode() string {
@@ -826,7 +1034,7 @@ type NameCheck struct {
 
 func (x *NameCheck) Reset() {
 	*x = NameCheck{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1046,7 @@ func (x *NameCheck) String() string {
 func (*NameCheck) ProtoMessage() {}
 
 func (x *NameCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1059,7 @@ func (x *NameCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameCheck.ProtoReflect.Descriptor instead.
 func (*NameCheck) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NameCheck) GetForm() string {
@@ -897,10 +1105,23 @@ const file_control_proto_rawDesc = "" +
 	"\rStatusRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12\x1f\n" +
 	"\vcheck_names\x18\x02 \x01(\bR\n" +
-	"checkNames\"\x84\x01\n" +
+	"checkNames\"\xb1\x01\n" +
 	"\x10InterceptRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12=\n" +
-	"\tintercept\x18\x02 \x01(\v2\x1f.tele.v1.CreateInterceptRequestR\tintercept\"U\n" +
+	"\tintercept\x18\x02 \x01(\v2\x1f.tele.v1.CreateInterceptRequestR\tintercept\x12+\n" +
+	"\x05mount\x18\x03 \x01(\v2\x15.tele.v1.MountRequestR\x05mount\" \n" +
+	"\fMountRequest\x12\x10\n" +
+	"\x03dir\x18\x01 \x01(\tR\x03dir\"\x81\x01\n" +
+	"\vMountStatus\x12\x1c\n" +
+	"\tintercept\x18\x01 \x01(\tR\tintercept\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x120\n" +
+	"\avolumes\x18\x04 \x03(\v2\x16.tele.v1.MountedVolumeR\avolumes\"n\n" +
+	"\rMountedVolume\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12!\n" +
+	"\fnot_provided\x18\x04 \x01(\tR\vnotProvided\"U\n" +
 	"\fLeaveRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x0f\n" +
@@ -909,7 +1130,7 @@ const file_control_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\"@\n" +
 	"\vQuitRequest\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\"\x0e\n" +
-	"\fQuitResponse\"\x8b\x06\n" +
+	"\fQuitResponse\"\xb9\x06\n" +
 	"\fDaemonStatus\x121\n" +
 	"\aversion\x18\x01 \x01(\x0e2\x17.tele.v1.ControlVersionR\aversion\x12+\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x15.tele.v1.ConnectPhaseR\x05phase\x12\x10\n" +
@@ -935,7 +1156,8 @@ const file_control_proto_rawDesc = "" +
 	"\x05error\x18\x14 \x01(\tR\x05error\x12=\n" +
 	"\x0ehelper_request\x18\x15 \x01(\v2\x16.tele.v1.HelperRequestR\rhelperRequest\x12\x1a\n" +
 	"\bidentity\x18\x16 \x01(\tR\bidentity\x12\x1b\n" +
-	"\tproven_by\x18\x17 \x01(\tR\bprovenBy\"\xcd\x02\n" +
+	"\tproven_by\x18\x17 \x01(\tR\bprovenBy\x12,\n" +
+	"\x06mounts\x18\x18 \x03(\v2\x14.tele.v1.MountStatusR\x06mounts\"\xcd\x02\n" +
 	"\n" +
 	"SessionDNS\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1e\n" +
@@ -988,54 +1210,60 @@ func file_control_proto_rawDescGZIP() []byte {
 }
 
 var file_control_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_control_proto_goTypes = []any{
 	(ControlVersion)(0),            // 0: tele.v1.ControlVersion
 	(ConnectPhase)(0),              // 1: tele.v1.ConnectPhase
 	(*StatusRequest)(nil),          // 2: tele.v1.StatusRequest
 	(*InterceptRequest)(nil),       // 3: tele.v1.InterceptRequest
-	(*LeaveRequest)(nil),           // 4: tele.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 5: tele.v1.LeaveResponse
-	(*ListRequest)(nil),            // 6: tele.v1.ListRequest
-	(*QuitRequest)(nil),            // 7: tele.v1.QuitRequest
-	(*QuitResponse)(nil),           // 8: tele.v1.QuitResponse
-	(*DaemonStatus)(nil),           // 9: tele.v1.DaemonStatus
-	(*SessionDNS)(nil),             // 10: tele.v1.SessionDNS
-	(*NameCheck)(nil),              // 11: tele.v1.NameCheck
-	(*CreateInterceptRequest)(nil), // 12: tele.v1.CreateInterceptRequest
-	(*HelperRequest)(nil),          // 13: tele.v1.HelperRequest
-	(*Intercept)(nil),              // 14: tele.v1.Intercept
-	(*ListInterceptsResponse)(nil), // 15: tele.v1.ListInterceptsResponse
+	(*MountRequest)(nil),           // 4: tele.v1.MountRequest
+	(*MountStatus)(nil),            // 5: tele.v1.MountStatus
+	(*MountedVolume)(nil),          // 6: tele.v1.MountedVolume
+	(*LeaveRequest)(nil),           // 7: tele.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 8: tele.v1.LeaveResponse
+	(*ListRequest)(nil),            // 9: tele.v1.ListRequest
+	(*QuitRequest)(nil),            // 10: tele.v1.QuitRequest
+	(*QuitResponse)(nil),           // 11: tele.v1.QuitResponse
+	(*DaemonStatus)(nil),           // 12: tele.v1.DaemonStatus
+	(*SessionDNS)(nil),             // 13: tele.v1.SessionDNS
+	(*NameCheck)(nil),              // 14: tele.v1.NameCheck
+	(*CreateInterceptRequest)(nil), // 15: tele.v1.CreateInterceptRequest
+	(*HelperRequest)(nil),          // 16: tele.v1.HelperRequest
+	(*Intercept)(nil),              // 17: tele.v1.Intercept
+	(*ListInterceptsResponse)(nil), // 18: tele.v1.ListInterceptsResponse
 }
 var file_control_proto_depIdxs = []int32{
 	0,  // 0: tele.v1.StatusRequest.version:type_name -> tele.v1.ControlVersion
 	0,  // 1: tele.v1.InterceptRequest.version:type_name -> tele.v1.ControlVersion
-	12, // 2: tele.v1.InterceptRequest.intercept:type_name -> tele.v1.CreateInterceptRequest
-	0,  // 3: tele.v1.LeaveRequest.version:type_name -> tele.v1.ControlVersion
-	0,  // 4: tele.v1.ListRequest.version:type_name -> tele.v1.ControlVersion
-	0,  // 5: tele.v1.QuitRequest.version:type_name -> tele.v1.ControlVersion
-	0,  // 6: tele.v1.DaemonStatus.version:type_name -> tele.v1.ControlVersion
-	1,  // 7: tele.v1.DaemonStatus.phase:type_name -> tele.v1.ConnectPhase
-	10, // 8: tele.v1.DaemonStatus.dns:type_name -> tele.v1.SessionDNS
-	13, // 9: tele.v1.DaemonStatus.helper_request:type_name -> tele.v1.HelperRequest
-	11, // 10: tele.v1.SessionDNS.checks:type_name -> tele.v1.NameCheck
-	2,  // 11: tele.v1.Daemon.Status:input_type -> tele.v1.StatusRequest
-	2,  // 12: tele.v1.Daemon.Watch:input_type -> tele.v1.StatusRequest
-	3,  // 13: tele.v1.Daemon.Intercept:input_type -> tele.v1.InterceptRequest
-	4,  // 14: tele.v1.Daemon.Leave:input_type -> tele.v1.LeaveRequest
-	6,  // 15: tele.v1.Daemon.List:input_type -> tele.v1.ListRequest
-	7,  // 16: tele.v1.Daemon.Quit:input_type -> tele.v1.QuitRequest
-	9,  // 17: tele.v1.Daemon.Status:output_type -> tele.v1.DaemonStatus
-	9,  // 18: tele.v1.Daemon.Watch:output_type -> tele.v1.DaemonStatus
-	14, // 19: tele.v1.Daemon.Intercept:output_type -> tele.v1.Intercept
-	5,  // 20: tele.v1.Daemon.Leave:output_type -> tele.v1.LeaveResponse
-	15, // 21: tele.v1.Daemon.List:output_type -> tele.v1.ListInterceptsResponse
-	8,  // 22: tele.v1.Daemon.Quit:output_type -> tele.v1.QuitResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 2: tele.v1.InterceptRequest.intercept:type_name -> tele.v1.CreateInterceptRequest
+	4,  // 3: tele.v1.InterceptRequest.mount:type_name -> tele.v1.MountRequest
+	6,  // 4: tele.v1.MountStatus.volumes:type_name -> tele.v1.MountedVolume
+	0,  // 5: tele.v1.LeaveRequest.version:type_name -> tele.v1.ControlVersion
+	0,  // 6: tele.v1.ListRequest.version:type_name -> tele.v1.ControlVersion
+	0,  // 7: tele.v1.QuitRequest.version:type_name -> tele.v1.ControlVersion
+	0,  // 8: tele.v1.DaemonStatus.version:type_name -> tele.v1.ControlVersion
+	1,  // 9: tele.v1.DaemonStatus.phase:type_name -> tele.v1.ConnectPhase
+	13, // 10: tele.v1.DaemonStatus.dns:type_name -> tele.v1.SessionDNS
+	16, // 11: tele.v1.DaemonStatus.helper_request:type_name -> tele.v1.HelperRequest
+	5,  // 12: tele.v1.DaemonStatus.mounts:type_name -> tele.v1.MountStatus
+	14, // 13: tele.v1.SessionDNS.checks:type_name -> tele.v1.NameCheck
+	2,  // 14: tele.v1.Daemon.Status:input_type -> tele.v1.StatusRequest
+	2,  // 15: tele.v1.Daemon.Watch:input_type -> tele.v1.StatusRequest
+	3,  // 16: tele.v1.Daemon.Intercept:input_type -> tele.v1.InterceptRequest
+	7,  // 17: tele.v1.Daemon.Leave:input_type -> tele.v1.LeaveRequest
+	9,  // 18: tele.v1.Daemon.List:input_type -> tele.v1.ListRequest
+	10, // 19: tele.v1.Daemon.Quit:input_type -> tele.v1.QuitRequest
+	12, // 20: tele.v1.Daemon.Status:output_type -> tele.v1.DaemonStatus
+	12, // 21: tele.v1.Daemon.Watch:output_type -> tele.v1.DaemonStatus
+	17, // 22: tele.v1.Daemon.Intercept:output_type -> tele.v1.Intercept
+	8,  // 23: tele.v1.Daemon.Leave:output_type -> tele.v1.LeaveResponse
+	18, // 24: tele.v1.Daemon.List:output_type -> tele.v1.ListInterceptsResponse
+	11, // 25: tele.v1.Daemon.Quit:output_type -> tele.v1.QuitResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1051,7 +1279,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

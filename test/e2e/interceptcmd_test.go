@@ -37,25 +37,9 @@ func TestInterceptCommand(t *testing.T) {
 		// CMD: a shell that serves on 7091 under a name made of its
 		// environment, and on SIGINT says so, stops its server, exits 0.
 		script := `trap 'echo CMD-GOT-INT; kill $pid; exit 0' INT; "$0" serve -http 127.0.0.1:7091 -udp "" -name "$TELE_INTERCEPT-$ECHO_TOKEN" & pid=$!; wait $pid`
-		out, err := os.CreateTemp(t.TempDir(), "cmd-out")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("ip", "netns", "exec", l.name, "runuser", "-u", u.name, "--", "env", "HOME="+u.home, "XDG_CACHE_HOME="+filepath.Join(u.home, ".cache"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-			teleBin, "--kubeconfig", u.kubeconfig, "intercept", "deploy/echo", "--name", "cmd", "--port", "7091:8080", "--http-match", "x-dev=cmd",
-			"--", "sh", "-c", script, echoBin)
-		cmd.Stdout, cmd.Stderr = out, out
 		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			b, _ := os.ReadFile(out.Name())
-			t.Logf("intercept -- CMD output:\n%s", b)
-		})
+		cmd, exited, out := l.startTele(t, u, "intercept", "deploy/echo", "--name", "cmd", "--port", "7091:8080", "--http-match", "x-dev=cmd",
+			"--", "sh", "-c", script, echoBin)
 		eventually(t, 2*time.Minute, "CMD serving on the laptop", func() error {
 			select {
 			case err := <-exited:
@@ -88,7 +72,7 @@ func TestInterceptCommand(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatal("kubectl tele did not end a minute after SIGINT")
 		}
-		b, _ := os.ReadFile(out.Name())
+		b, _ := os.ReadFile(out)
 		if !strings.Contains(string(b), "CMD-GOT-INT") || !strings.Contains(string(b), "Intercept cmd ended with the command.") {
 			t.Errorf("output does not show CMD getting SIGINT, then the intercept ending:\n%s", b)
 		}
@@ -125,6 +109,31 @@ func TestInterceptCommand(t *testing.T) {
 		}
 		noIntercept(t, ctx, l, u, "7093")
 	})
+}
+
+// startTele starts kubectl-tele as u inside laptop l with args (an
+// intercept with -- CMD, say) and returns it, a channel that gets its end,
+// and the file its output goes to, which the test's log gets at the end.
+func (l *laptop) startTele(t *testing.T, u *teleUser, args ...string) (*exec.Cmd, <-chan error, string) {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "tele-out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.name, "runuser", "-u", u.name, "--", "env", "HOME=" + u.home, "XDG_CACHE_HOME=" + filepath.Join(u.home, ".cache"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+		teleBin, "--kubeconfig", u.kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		b, _ := os.ReadFile(out.Name())
+		t.Logf("kubectl tele %s: output:\n%s", strings.Join(args, " "), b)
+	})
+	return cmd, exited, out.Name()
 }
 
 // noIntercept fails if list --intercepts shows what (an intercept's

@@ -25,18 +25,9 @@ func TestNamespacedUser(t *testing.T) {
 	c.deployEcho(t, ns, "echo", 1)
 	ctx := ctxFor(t, 10*time.Minute)
 
-	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	role := c.userRole(t, ns, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "dev", Namespace: ns})
-	tr, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "dev", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	role := c.userRole(t, ns, c.serviceAccount(t, ns, "dev"))
 	l := newLaptop(t, 9)
-	u := newTeleUser(t, 9, tokenKubeconfig(t, tr.Status.Token))
-	dumpLogs(t, u)
+	u := c.saUser(t, ns, "dev", 9)
 	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
 
 	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
@@ -66,35 +57,13 @@ func TestNamespacedUser(t *testing.T) {
 	t.Run("a user who may not read workloads gets a clear refusal", func(t *testing.T) {
 		// The same Role less the workloads: connect still works (the manager
 		// runs already), intercept says what is missing and changes nothing.
-		narrow := role.DeepCopy()
-		narrow.Name, narrow.ResourceVersion = "no-workloads", ""
-		narrow.Rules = nil
-		for _, r := range role.Rules {
+		c.narrowRole(t, ns, role, "no-workloads", func(r rbacv1.PolicyRule) []string {
 			if len(r.APIGroups) == 1 && r.APIGroups[0] == "apps" {
-				continue
+				return nil
 			}
-			narrow.Rules = append(narrow.Rules, r)
-		}
-		if _, err := c.client.RbacV1().Roles(ns).Create(ctx, narrow, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dev2"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "dev2"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: narrow.Name},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "dev2", Namespace: ns}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		tr2, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "dev2", &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u2 := newTeleUser(t, 13, tokenKubeconfig(t, tr2.Status.Token))
-		dumpLogs(t, u2)
+			return r.Verbs
+		}, c.serviceAccount(t, ns, "dev2"))
+		u2 := c.saUser(t, ns, "dev2", 13)
 		t.Cleanup(func() { l.tele(context.Background(), u2, "quit") })
 		if out, err := l.tele(ctx, u2, "connect", "-n", ns); err != nil {
 			t.Fatalf("connect: %v\n%s", err, out)
@@ -119,4 +88,46 @@ func TestNamespacedUser(t *testing.T) {
 			t.Errorf("an intercept exists after the refusal:\n%s", out)
 		}
 	})
+}
+
+// serviceAccount creates ServiceAccount name in ns and returns it as a
+// Role's subject.
+func (c *cluster) serviceAccount(t *testing.T, ns, name string) rbacv1.Subject {
+	t.Helper()
+	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctxFor(t, time.Minute), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}
+}
+
+// saUser is laptop user n with a kubeconfig holding a token of
+// ServiceAccount sa of ns (valid an hour), its logs kept if the test fails.
+func (c *cluster) saUser(t *testing.T, ns, sa string, n int) *teleUser {
+	t.Helper()
+	tr, err := c.client.CoreV1().ServiceAccounts(ns).CreateToken(ctxFor(t, time.Minute), sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newTeleUser(t, n, tokenKubeconfig(t, tr.Status.Token))
+	dumpLogs(t, u)
+	return u
+}
+
+// narrowRole creates Role name in ns: role's rules, each with the verbs
+// verbs returns for it (none: the rule is left out), bound to subjects.
+func (c *cluster) narrowRole(t *testing.T, ns string, role *rbacv1.Role, name string, verbs func(rbacv1.PolicyRule) []string, subjects ...rbacv1.Subject) {
+	t.Helper()
+	narrow := role.DeepCopy()
+	narrow.Name, narrow.ResourceVersion = name, ""
+	narrow.Rules = nil
+	for _, r := range role.Rules {
+		if r.Verbs = verbs(r); len(r.Verbs) > 0 {
+			narrow.Rules = append(narrow.Rules, r)
+		}
+	}
+	if _, err := c.client.RbacV1().Roles(ns).Create(ctxFor(t, time.Minute), narrow, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.bind(t, ns, name, subjects...)
 }
