@@ -245,22 +245,25 @@ func anchors(t *testing.T, file string) []string {
 	return ids
 }
 
-// TestPermissionsShowsTheRole keeps the Role shown in docs/permissions.md the
-// one deploy/user-role.yaml holds, from its apiVersion on.
+// TestPermissionsShowsTheRole keeps the Roles shown in docs/permissions.md
+// the ones deploy/user-role.yaml and deploy/user-role-mount.yaml hold, from
+// their apiVersion on.
 func TestPermissionsShowsTheRole(t *testing.T) {
 	page, err := os.ReadFile(repoRoot + "docs/permissions.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	role, err := os.ReadFile(repoRoot + "deploy/user-role.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, want, ok := strings.Cut(string(role), "\napiVersion:")
-	if !ok {
-		t.Fatal("deploy/user-role.yaml has no apiVersion")
-	}
-	if !strings.Contains(string(page), "\napiVersion:"+want+"```\n") {
-		t.Error("docs/permissions.md does not show deploy/user-role.yaml as it is: copy the file from its apiVersion on into the page's yaml block")
+	for _, f := range []string{"deploy/user-role.yaml", "deploy/user-role-mount.yaml"} {
+		role, err := os.ReadFile(repoRoot + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, want, ok := strings.Cut(string(role), "\napiVersion:")
+		if !ok {
+			t.Fatalf("%s has no apiVersion", f)
+		}
+		if !strings.Contains(string(page), "\napiVersion:"+want+"```\n") {
+			t.Errorf("docs/permissions.md does not show %s as it is: copy the file from its apiVersion on into the page's yaml block", f)
+		}
 	}
 }

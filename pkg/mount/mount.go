@@ -293,7 +293,7 @@ func (r *podRun) watch(resource, name string, obj runtime.Object, stop context.C
 			return
 		}
 		w.mu.Lock()
-		w.err = fmt.Errorf("needs list and watch on %s in namespace %s, to read %q with your credentials", resource, cfg.Namespace, name)
+		w.err = fmt.Errorf("needs list and watch on %s in namespace %s, to read %q with your credentials (deploy/user-role-mount.yaml grants it)", resource, cfg.Namespace, name)
 		w.mu.Unlock()
 		w.cancel()
 		kick()
@@ -347,7 +347,7 @@ func (r *podRun) requestToken(ctx context.Context, spec TokenSpec) {
 	tr, err := cfg.Client.CoreV1().ServiceAccounts(cfg.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsForbidden(err):
-		t.err, t.refresh = fmt.Errorf("needs create on serviceaccounts/token in namespace %s, for the token of ServiceAccount %q", cfg.Namespace, sa), time.Time{}
+		t.err, t.refresh = fmt.Errorf("needs create on serviceaccounts/token in namespace %s, for the token of ServiceAccount %q (deploy/user-role-mount.yaml grants it)", cfg.Namespace, sa), time.Time{}
 	case err != nil:
 		cfg.Log.Warn("mount: request a ServiceAccount token", "serviceAccount", sa, "err", err)
 		if t.token == "" {

@@ -107,14 +107,21 @@ func certKubeconfig(t *testing.T, name string, certPEM, keyPEM []byte) []byte {
 // it to subjects and returns it.
 func (c *cluster) userRole(t *testing.T, ns string, subjects ...rbacv1.Subject) *rbacv1.Role {
 	t.Helper()
+	return c.roleFile(t, ns, "user-role.yaml", subjects...)
+}
+
+// roleFile creates the Role of deploy/FILE in ns, binds it to subjects and
+// returns it.
+func (c *cluster) roleFile(t *testing.T, ns, file string, subjects ...rbacv1.Subject) *rbacv1.Role {
+	t.Helper()
 	ctx := ctxFor(t, time.Minute)
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "user-role.yaml"))
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var role rbacv1.Role
 	if err := yaml.Unmarshal(b, &role); err != nil {
-		t.Fatalf("deploy/user-role.yaml: %v", err)
+		t.Fatalf("deploy/%s: %v", file, err)
 	}
 	if _, err := c.client.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -90,8 +90,11 @@ func TestInterceptMount(t *testing.T) {
 	})
 	pod := c.podsOf(t, ns, "mnt")[0]
 
-	// A user with exactly the Role of deploy/user-role.yaml.
-	role := c.userRole(t, ns, c.serviceAccount(t, ns, "dev"))
+	// A user with exactly the Roles of deploy/user-role.yaml and
+	// deploy/user-role-mount.yaml.
+	dev := c.serviceAccount(t, ns, "dev")
+	role := c.userRole(t, ns, dev)
+	mountRole := c.roleFile(t, ns, "user-role-mount.yaml", dev)
 	l := newLaptop(t, 17)
 	u := c.saUser(t, ns, "dev", 17)
 	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
@@ -230,12 +233,19 @@ func TestInterceptMount(t *testing.T) {
 	}
 
 	t.Run("a user who may not read Secrets gets the Secret volume named", func(t *testing.T) {
+		dev2 := c.serviceAccount(t, ns, "dev2")
 		c.narrowRole(t, ns, role, "no-secret-reads", func(r rbacv1.PolicyRule) []string {
 			if len(r.Resources) == 1 && r.Resources[0] == "secrets" {
 				return []string{"create"}
 			}
 			return r.Verbs
-		}, c.serviceAccount(t, ns, "dev2"))
+		}, dev2)
+		c.narrowRole(t, ns, mountRole, "mount-no-secrets", func(r rbacv1.PolicyRule) []string {
+			if len(r.Resources) == 1 && r.Resources[0] == "secrets" {
+				return nil
+			}
+			return r.Verbs
+		}, dev2)
 		u2 := c.saUser(t, ns, "dev2", 18)
 		t.Cleanup(func() { l.tele(context.Background(), u2, "quit") })
 		if out, err := l.tele(ctx, u2, "connect", "-n", ns); err != nil {
