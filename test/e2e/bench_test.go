@@ -330,6 +330,46 @@ func TestBench(t *testing.T) {
 		rep.add("intercepted request, pod to laptop and back, 8 concurrent, p50", "ms", toLaptop.P50, nil, "", nil, "")
 	})
 
+	// --mount against the same intercept without it, both warm (the agent
+	// attached above), back to back: time to the first matching request
+	// served by the laptop, and the intercepted request's latency. The
+	// echo pod has the default projected volume (token, CA, namespace).
+	section("intercept --mount", func(t *testing.T) {
+		l.localServer(t, u, 7070, "LAPTOP")
+		url := podURL + "/"
+		dir := filepath.Join(u.home, "bench-mnt")
+		warm := func(args ...string) (time.Duration, benchResult) {
+			t.Helper()
+			start := time.Now()
+			seen := probe(ctx, url, "x-bench", func(who string) bool { return who == "LAPTOP" }, time.Minute)
+			if out, err := l.tele(ctx, u, append([]string{"intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-bench=1"}, args...)...); err != nil {
+				t.Fatalf("intercept %v: %v\n%s", args, err, out)
+			}
+			p := <-seen
+			if p.err != nil {
+				t.Fatalf("intercept %v never served a request on the laptop: %v", args, p.err)
+			}
+			took := p.at.Sub(start)
+			out, err := hostRun(ctx, tools.echo, "bench", "-url", url, "-H", "x-bench=1", "-c", "8", "-n", "50")
+			lat := parseBench(t, "through the agent to the laptop", out, err)
+			if out, err := l.tele(ctx, u, "leave", "echo"); err != nil {
+				t.Fatalf("leave: %v\n%s", err, out)
+			}
+			return took, lat
+		}
+		plain, plainLat := warm()
+		mounted, mountedLat := warm("--mount", dir)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s after leave: %v, want it gone", dir, err)
+		}
+		rep.raw("intercept_mount", map[string]any{"warm_s": plain.Seconds(), "warm_mount_s": mounted.Seconds(),
+			"to_laptop": plainLat, "to_laptop_mount": mountedLat})
+		rep.add("intercept --mount, warm: start to first matching request served by the laptop", "s", mounted.Seconds(),
+			[]benchBaseline{{"without --mount", plain.Seconds()}}, "<= 1 s more", func(v float64, _ []float64) bool { return v-plain.Seconds() <= 1 }, "")
+		rep.add("intercepted request with --mount, 8 concurrent, p50", "ms", mountedLat.P50,
+			[]benchBaseline{{"without --mount", plainLat.P50}}, "", nil, "")
+	})
+
 }
 
 // benchToolsT are the programs the benchmarks run in laptops: the echo app
