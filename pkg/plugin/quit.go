@@ -53,13 +53,6 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 		err = runHelper(ctx, "down", nil, paths, o.Streams.ErrOut)
 	} else {
 		repaired, err = repairCrashed(ctx, paths, o.Streams.ErrOut)
-		// The --mount folders of a daemon that died: emptied here, as
-		// the next connect's daemon would.
-		cleared, merr := mount.CleanStale(paths.MountRecords())
-		for _, dir := range cleared {
-			repaired = append(repaired, "the --mount folder "+dir)
-		}
-		err = errors.Join(err, merr)
 	}
 	if err != nil {
 		return err
@@ -70,18 +63,25 @@ func (o *QuitOptions) Run(ctx context.Context) error {
 
 // repairCrashed undoes what a session whose daemon died left on this machine
 // (see leftovers: the resolver's saved settings, resolver files, the TUN
-// device), through the privileged helper's "down", and says what it
+// device), through the privileged helper's "down", empties the --mount
+// folders it kept (as the next connect's daemon would), and says what it
 // repaired. Call it only when no daemon answers: a running session's
 // settings are not leftovers. quit and status both repair this way.
 func repairCrashed(ctx context.Context, paths session.Paths, errOut io.Writer) ([]string, error) {
-	found := leftovers()
-	if len(found) == 0 {
-		return nil, nil
+	var repaired []string
+	var err error
+	if found := leftovers(); len(found) > 0 {
+		if err = runHelper(ctx, "down", nil, paths, errOut); err != nil {
+			err = fmt.Errorf("repair what a session that ended without quit left (%s): %w", strings.Join(found, "; "), err)
+		} else {
+			repaired = found
+		}
 	}
-	if err := runHelper(ctx, "down", nil, paths, errOut); err != nil {
-		return nil, fmt.Errorf("repair what a session that ended without quit left (%s): %w", strings.Join(found, "; "), err)
+	cleared, merr := mount.CleanStale(paths.MountRecords())
+	for _, dir := range cleared {
+		repaired = append(repaired, "the --mount folder "+dir)
 	}
-	return found, nil
+	return repaired, errors.Join(err, merr)
 }
 
 // quitMessage says what quit did: ended the running session, or, with none

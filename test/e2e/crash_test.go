@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +19,8 @@ import (
 // steady in-cluster load. Matching requests reach the app again within 3 s,
 // no other request fails, the laptop resolves its usual names again within
 // 3 s with no command run, and status then says what the dead session left
-// and repairs it, so resolv.conf ends as it began.
+// and repairs it, so resolv.conf ends as it began and the intercept's
+// --mount folder is emptied.
 func TestLaptopCrash(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "crash", nil)
@@ -59,8 +62,15 @@ func TestLaptopCrash(t *testing.T) {
 		t.Errorf("the laptop's own nameserver is not in the resolv.conf of the session:\n%s", got)
 	}
 	l.localServer(t, u, 7070, "LAPTOP-C")
-	if out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-dev=crash"); err != nil {
+	// With the pod's volumes (its ServiceAccount token among them) under
+	// mnt: the dead daemon cannot clear them; status must.
+	mnt := filepath.Join(u.home, "crash-mnt")
+	if out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7070:8080", "--http-match", "x-dev=crash", "--mount", mnt); err != nil {
 		t.Fatalf("intercept: %v\n%s", err, out)
+	}
+	const token = "var/run/secrets/kubernetes.io/serviceaccount/token"
+	if _, err := os.Stat(filepath.Join(mnt, token)); err != nil {
+		t.Errorf("--mount: %v", err)
 	}
 
 	// Steady, bounded load: one matching and one other request every
@@ -168,6 +178,12 @@ func TestLaptopCrash(t *testing.T) {
 	}
 	if l.hasDevice(ctx, "tele0") {
 		t.Error("tele0 left after status")
+	}
+	if !strings.Contains(out, "the --mount folder "+mnt) {
+		t.Errorf("status does not say it emptied the --mount folder %s:\n%s", mnt, out)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, token)); !os.IsNotExist(err) {
+		t.Errorf("the pod's token under %s after status: %v, want it gone", mnt, err)
 	}
 	if out, err := l.tele(ctx, u, "status"); err != nil || strings.Contains(out, "repaired") {
 		t.Errorf("status again: %v\n%s", err, out)

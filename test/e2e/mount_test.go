@@ -203,26 +203,17 @@ func TestInterceptMount(t *testing.T) {
 		noIntercept(t, ctx, l, u, "x-dev=mnt")
 	})
 
-	t.Run("intercept time with and without --mount", func(t *testing.T) {
-		timed := func(name string, extra ...string) time.Duration {
-			args := append([]string{"intercept", "deploy/mnt", "--name", name, "--port", "7096:8080", "--http-match", "x-dev=" + name}, extra...)
-			start := time.Now()
-			out, err := l.tele(ctx, u, args...)
-			took := time.Since(start)
-			if err != nil {
-				t.Fatalf("intercept %s: %v\n%s", name, err, out)
-			}
-			if out, err := l.tele(ctx, u, "leave", name); err != nil {
-				t.Fatalf("leave %s: %v\n%s", name, err, out)
-			}
-			return took
+	// How long --mount takes is make bench's to measure (its "intercept
+	// --mount" rows); here, that leave empties DIR.
+	t.Run("leave removes DIR", func(t *testing.T) {
+		if out, err := l.tele(ctx, u, "intercept", "deploy/mnt", "--name", "mounted", "--port", "7096:8080", "--http-match", "x-dev=mounted", "--mount", dir); err != nil {
+			t.Fatalf("intercept --mount: %v\n%s", err, out)
 		}
-		timed("warm") // the agent is attached already; this warms the rest
-		plain := timed("plain")
-		mounted := timed("mounted", "--mount", dir)
-		t.Logf("intercept: %s without --mount, %s with", plain.Round(time.Millisecond), mounted.Round(time.Millisecond))
-		if mounted > plain+time.Second {
-			t.Errorf("--mount added %s to intercept, want at most 1s", (mounted - plain).Round(time.Millisecond))
+		if _, err := os.Stat(filepath.Join(dir, "etc/app/config.yaml")); err != nil {
+			t.Errorf("--mount: %v", err)
+		}
+		if out, err := l.tele(ctx, u, "leave", "mounted"); err != nil {
+			t.Fatalf("leave: %v\n%s", err, out)
 		}
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("DIR is still there after leave: %v", err)
