@@ -318,6 +318,15 @@ func Pipe(ctx context.Context, conn net.Conn, st Stream, halfClose func() error,
 			case <-ctx.Done():
 			}
 		} else {
+			if o.owner == nil && ctx.Err() == nil {
+				// conn broke (its peer reset it): so does the flow's
+				// far end. A client cannot end its stream but by
+				// telling the server, which then returns; until then
+				// the copy from the stream waits in Recv, and without
+				// this the far end's connection stayed open for as
+				// long as its own peer kept it.
+				FailWith(st, err, teleproto.CloseReason_CLOSE_REASON_UNSPECIFIED)
+			}
 			cancel(err)
 		}
 		break

@@ -124,6 +124,31 @@ func TestPipeCloseWithError(t *testing.T) {
 	tcpB.Close()
 }
 
+// TestPipeConnResetReachesThePeer: on a client's end, conn's reset is sent
+// on as a Close with the error, so the server ends the flow (and resets its
+// own conn) rather than leave it open; Pipe returns once it has.
+func TestPipeConnResetReachesThePeer(t *testing.T) {
+	tcpA, tcpB := tcpPair(t)
+	local, remote := streamPair()
+	done := make(chan error, 1)
+	go func() { done <- Pipe(context.Background(), tcpA, local, local.CloseSend) }()
+	tcpB.(*net.TCPConn).SetLinger(0)
+	tcpB.Close() // a reset
+	m, err := remote.Recv()
+	if err != nil || m.GetClose().GetError() == "" {
+		t.Fatalf("the stream got %v, %v; want a Close with the conn's error", m, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Pipe returned (%v) before the server ended the stream", err)
+	default:
+	}
+	remote.CloseSend() // the server's handler returns
+	if err := <-done; err == nil {
+		t.Error("Pipe returned nil after its conn was reset")
+	}
+}
+
 // TestPipeServerStream: on a server's end, the stream's EOF shuts conn's
 // write side, conn's EOF ends Pipe at once, and the copy from the stream,
 // blocked in Recv until the handler returns, is left to its owner.
