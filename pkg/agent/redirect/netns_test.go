@@ -557,13 +557,15 @@ func TestOpenWithoutNetAdmin(t *testing.T) {
 }
 
 // TestRedirectedConnectionsNeedTheTable: a connection the redirect sent to
-// the agent keeps its translation only while the table's NAT chain exists.
-// Set(nil) keeps the chain, so the agent's answers (and its FIN when it
-// closes) still reach the client from the port the client dialled; after
-// Close the kernel no longer translates them, and a client still holding
-// such a connection hears nothing (it hangs until its own timeout). So an
-// agent that stops takes new connections off first (Set(nil)), closes the
-// ones it holds, and only then deletes the table (see agent.Run).
+// the agent keeps its translation only while the table's NAT chain, and
+// conntrack in the namespace, exist. Set(nil) keeps both (the chain, and
+// keepConntrack's rule), so the agent's answers (and its FIN when it
+// closes) still reach the client from the port the client dialled, also
+// once the kernel has freed the removed rules; after Close the kernel no
+// longer translates them, and a client still holding such a connection
+// hears nothing (it hangs until its own timeout). So an agent that stops
+// takes new connections off first (Set(nil)), closes the ones it holds,
+// and only then deletes the table (see agent.Run).
 func TestRedirectedConnectionsNeedTheTable(t *testing.T) {
 	n := newTestNet(t)
 	serve(t, n, appPort, "app")
@@ -589,6 +591,13 @@ func TestRedirectedConnectionsNeedTheTable(t *testing.T) {
 	}
 	if got, err := ask(c); err != nil || got != "agent" {
 		t.Errorf("after Set(nil): answered by %q (err %v), want the agent still", got, err)
+	}
+	// sleepcheck:allow the kernel frees the rules Set removed in deferred
+	// work, which gives no event; with the last of them went conntrack,
+	// until keepConntrack (seen: the connection reset 2.5 s after Set(nil)).
+	time.Sleep(2500 * time.Millisecond)
+	if got, err := ask(c); err != nil || got != "agent" {
+		t.Errorf("2.5 s after Set(nil): answered by %q (err %v), want the agent still", got, err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

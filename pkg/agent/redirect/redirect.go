@@ -153,6 +153,7 @@ func (r *Redirector) create(ctx context.Context, sock *netlink.Conn) error {
 	}
 
 	r.conn.AddChain(r.chain)
+	r.conn.AddRule(&nftables.Rule{Table: r.table, Chain: r.chain, Exprs: keepConntrack()})
 	if err := r.conn.Flush(); err != nil {
 		return fmt.Errorf("create chain %s in table inet %s: %w", chainName, r.table.Name, permissionHint(err))
 	}
@@ -173,6 +174,7 @@ func (r *Redirector) Set(rules []Rule) error {
 		return fmt.Errorf("set redirect rules in table inet %s: redirector closed", r.table.Name)
 	}
 	r.conn.FlushChain(r.chain)
+	r.conn.AddRule(&nftables.Rule{Table: r.table, Chain: r.chain, Exprs: keepConntrack()})
 	for _, rule := range rules {
 		r.conn.AddRule(&nftables.Rule{Table: r.table, Chain: r.chain, Exprs: ruleExprs(rule)})
 	}
@@ -263,6 +265,21 @@ func ruleExprs(r Rule) []expr.Any {
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(r.ToPort)},
 		&expr.Redir{RegisterProtoMin: 1},
 	}
+}
+
+// keepConntrack is the chain's first rule, which matches nothing and stays
+// while the table does: it reads the connection's state (ct state), and so
+// holds conntrack in the pod's network namespace, as each redirect rule
+// does. Without it, once Set took the last redirect rule away, the kernel
+// stopped tracking connections there (conntrack runs in a namespace only
+// while a rule needs it), and the connections the redirect had sent to the
+// agent lost their translation: the agent's answers went out from its own
+// port and their clients waited for their timeouts
+// (TestRedirectedConnectionsNeedTheTable). In a NAT chain, which sees a
+// connection's first packet only, reading a register and comparing nothing
+// changes nothing.
+func keepConntrack() []expr.Any {
+	return []expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeySTATE}}
 }
 
 // newOwnedTableMsg is NFT_MSG_NEWTABLE with NFT_TABLE_F_OWNER, created
