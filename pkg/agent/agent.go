@@ -427,6 +427,13 @@ func (a *Agent) resetEarly(ctx context.Context, port uint16) {
 	a.log.Warn("new pod: connections that reached the app before the redirect are still busy", "port", port, "reset", total)
 }
 
+// drainTimeout is how long the routers let the HTTP requests in flight
+// finish once the agent is told to stop (the pod terminates, or a newer
+// agent takes over), after the redirect has stopped taking new
+// connections: well within the 30 s a pod gets by default, and a newer
+// agent waits at most this long for its turn.
+const drainTimeout = 5 * time.Second
+
 // errStopping: routes that arrive while the agent stops are not applied.
 var errStopping = errors.New("agent stopping")
 
@@ -466,8 +473,9 @@ func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
 		return nil, fmt.Errorf("listen on agent port %d for app port %d: %w", agentPort, appPort, err)
 	}
 	r := router.New(router.Config{
-		AppAddr: fmt.Sprintf("127.0.0.1:%d", appPort),
-		Logger:  a.log.With("port", appPort),
+		AppAddr:      fmt.Sprintf("127.0.0.1:%d", appPort),
+		Logger:       a.log.With("port", appPort),
+		DrainTimeout: drainTimeout,
 	})
 	p := &port{agentPort: agentPort, router: r}
 	a.ports[appPort] = p
@@ -484,7 +492,11 @@ func (a *Agent) ensurePort(appPort, agentPort uint32) (*port, error) {
 // and the router serves the traffic with the app.
 func (a *Agent) dialer(intercept string) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
-		sctx, cancel := context.WithCancel(a.authed(a.gctx))
+		// Not under a.gctx, which ends at SIGTERM: a request in flight
+		// then finishes in the routers' drain. The stream ends with the
+		// conn (its Close cancels it), at the latest with the manager
+		// connection at the end of Run.
+		sctx, cancel := context.WithCancel(a.authed(context.WithoutCancel(a.gctx)))
 		st, err := a.client.Connect(sctx)
 		if err == nil {
 			err = st.Send(teleproto.InterceptedOpen(intercept))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -47,6 +48,72 @@ func (r loadResult) since(t time.Time) (servers map[string]int, failed int) {
 	return servers, failed
 }
 
+// graceful makes a pod shut down as Kubernetes asks of a server behind a
+// Service: it serves on for a few seconds after it is told to go (a preStop
+// sleep), while kube-proxy takes its endpoint out.
+func graceful(s *corev1.PodSpec) {
+	s.TerminationGracePeriodSeconds = ptr.To[int64](10)
+	s.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 3}}}
+}
+
+// TestInterceptPodTerminating: a request in flight to the laptop when its
+// pod is deleted (a rollout, a node drain, kubectl delete pod) gets the
+// laptop's answer: the pod's agent takes no new connection from then on,
+// and lets the requests it carries finish (for up to 5 s) before it closes.
+// The request is a POST, which a client does not send again on a new
+// connection when the first one breaks.
+func TestInterceptPodTerminating(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t, "terminating", nil)
+	c.deployEcho(t, ns, "echo", 1, graceful)
+	ctx := ctxFor(t, 5*time.Minute)
+	l, u := newLaptop(t, 15), newTeleUser(t, 15, nil)
+	dumpLogs(t, u)
+	t.Cleanup(func() { l.tele(context.Background(), u, "quit") })
+	if out, err := l.tele(ctx, u, "connect", "-n", ns); err != nil {
+		t.Fatalf("connect: %v\n%s", err, out)
+	}
+	l.localServer(t, u, 7071, "LAPTOP")
+	if out, err := l.tele(ctx, u, "intercept", "deploy/echo", "--port", "7071:8080", "--http-match", "x-dev=alice"); err != nil {
+		t.Fatalf("intercept: %v\n%s", err, out)
+	}
+	pod := c.podsOf(t, ns, "echo")[0]
+	client := c.startPod(t, ns, "get", "-X", "POST", "-H", "x-dev=alice", "http://echo:8080/slow?ms=4000")
+	eventually(t, time.Minute, "the client running", func() error {
+		p, err := c.client.CoreV1().Pods(ns).Get(ctx, client, metav1.GetOptions{})
+		if err != nil || p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("client pod: %v %v", p.Status.Phase, err)
+		}
+		return nil
+	})
+	// Sleep: the request takes 4 s on the laptop; 1.5 s after the client
+	// started, it is in flight (nothing tells when it reached the laptop).
+	time.Sleep(1500 * time.Millisecond)
+	// The deleted pod's agent log goes with the pod: followed from now on,
+	// saved if the test fails.
+	agentLog, err := c.client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "tele-agent", Follow: true}).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDone := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(agentLog); logDone <- b }()
+	t.Cleanup(func() {
+		agentLog.Close()
+		if b := <-logDone; t.Failed() || keepLogs {
+			saveLog(t, ns+"_"+pod.Name+"_tele-agent-followed", b)
+		}
+	})
+	deleted := time.Now()
+	if err := c.client.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := strings.TrimSpace(c.podLog(t, ns, client, true))
+	t.Logf("the POST in flight when its pod was deleted: %q, %s after the deletion", out, time.Since(deleted).Round(100*time.Millisecond))
+	if who := strings.Fields(out + " ")[0]; who != "LAPTOP" {
+		t.Errorf("the POST in flight when its pod was deleted got %q; want the laptop's answer", out)
+	}
+}
+
 // TestRolloutIntercept: a rollout restart and a scale-up of an intercepted
 // Deployment, under steady load from keep-alive clients, side by side with
 // the same on a Deployment nobody intercepts. Once each completes, every
@@ -56,17 +123,11 @@ func (r loadResult) since(t time.Time) (servers map[string]int, failed int) {
 func TestRolloutIntercept(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "rollout", nil)
-	// Both apps shut down as Kubernetes asks of a server behind a Service:
-	// they serve on for a few seconds after the pod is told to go (a
-	// preStop sleep), while kube-proxy takes their endpoints out. An app
-	// that closes its listener at once has connections to it refused until
-	// then, on both Deployments alike, and on 2 cores how many varies from
-	// run to run more than an agent could add (seen: 2 against 7). With
-	// graceful apps what fails is what the agent does.
-	graceful := func(s *corev1.PodSpec) {
-		s.TerminationGracePeriodSeconds = ptr.To[int64](10)
-		s.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 3}}}
-	}
+	// Both apps shut down gracefully: an app that closes its listener at
+	// once has connections to it refused until kube-proxy takes its
+	// endpoint out, on both Deployments alike, and on 2 cores how many
+	// varies from run to run more than an agent could add (seen: 2 against
+	// 7). With graceful apps what fails is what the agent does.
 	c.deployEcho(t, ns, "echo", 2, graceful)
 	c.deployEcho(t, ns, "plain", 2, graceful)
 	ctx := ctxFor(t, 10*time.Minute)

@@ -310,7 +310,8 @@ func (r *Router) newHTTPServer(ctx context.Context, l net.Listener, track *track
 		// OPTIONS * is the app's to answer (and may match a route), not
 		// net/http's, which would answer it here without a word to either.
 		DisableGeneralOptionsHandler: true,
-		// Requests end when Serve's ctx does.
+		// Requests end when Serve closes every connection (after the
+		// drain, if any).
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: markTLS,
 		// Clients that misbehave are not the agent's problem to report loudly.

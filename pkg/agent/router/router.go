@@ -134,6 +134,12 @@ type Config struct {
 	MaxIdleConnsPerDest int
 	// UpstreamIdleTimeout closes idle upstream connections. Default 90s.
 	UpstreamIdleTimeout time.Duration
+	// DrainTimeout is how long Serve, once its ctx ends, lets the HTTP
+	// requests in flight finish (idle connections close at once, HTTP/2
+	// ones with a GOAWAY, and nothing new is accepted) before it closes
+	// every connection. Zero: at once. Other connections (passed through,
+	// upgraded) go on for as long, then close.
+	DrainTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -346,32 +352,43 @@ func (r *Router) Stats() Stats {
 }
 
 // Serve accepts connections on l and routes them until ctx is done or
-// accepting fails for good. It then closes l and every connection it
+// accepting fails for good. It then closes l, lets the requests in flight
+// finish for up to Config.DrainTimeout, closes every connection it
 // accepted, waits for all its goroutines to end, and returns nil if ctx
 // ended it.
 func (r *Router) Serve(ctx context.Context, l net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// conns ends every connection: when ctx does, or after the drain.
+	conns, closeConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeConns()
+	accepting, stopAccepting := context.WithCancel(ctx)
+	defer stopAccepting()
 
 	var track tracker
 	hl := newHandoffListener(l.Addr())
-	srv := r.newHTTPServer(ctx, hl, &track)
+	srv := r.newHTTPServer(conns, hl, &track)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		// Serve returns when hl closes, which srv.Close below does.
+		// Serve returns when hl closes, which srv.Shutdown or srv.Close
+		// below does.
 		if err := srv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("http server stopped", "err", err)
 		}
 	})
 	wg.Go(func() {
-		<-ctx.Done()
+		<-accepting.Done()
 		l.Close()
 	})
 
-	err := r.acceptLoop(ctx, l, hl, &track)
-
-	cancel() // closes l, and every connection through context.AfterFunc
+	err := r.acceptLoop(accepting, conns, l, hl, &track)
+	stopAccepting()
+	if err == nil && r.cfg.DrainTimeout > 0 {
+		// ctx ended it: the requests in flight may finish.
+		dctx, cancel := context.WithTimeout(conns, r.cfg.DrainTimeout)
+		srv.Shutdown(dctx)
+		cancel()
+	}
+	closeConns() // every connection left, through context.AfterFunc
 	srv.Close()
 	wg.Wait()
 	track.closeAndWait()
@@ -381,7 +398,9 @@ func (r *Router) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-func (r *Router) acceptLoop(ctx context.Context, l net.Listener, hl *handoffListener, track *tracker) error {
+// acceptLoop accepts on l until ctx ends; each connection lives until
+// conns does.
+func (r *Router) acceptLoop(ctx, conns context.Context, l net.Listener, hl *handoffListener, track *tracker) error {
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
@@ -408,7 +427,7 @@ func (r *Router) acceptLoop(ctx context.Context, l net.Listener, hl *handoffList
 		}
 		go func() {
 			defer track.done()
-			r.handleConn(ctx, c, hl, track)
+			r.handleConn(conns, c, hl, track)
 		}()
 	}
 }

@@ -712,3 +712,78 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestServeDrains: with a DrainTimeout, the HTTP requests in flight when
+// Serve's ctx ends (to the laptop over HTTP/1.1, to the app over h2c)
+// finish, and Serve returns once they have; with a short one, a request
+// that has not finished in time fails, and Serve returns at its end. (A
+// port that never had header routes passes connections through whole: it
+// knows no request to wait for, and they close at once.)
+func TestServeDrains(t *testing.T) {
+	type answer struct {
+		who string
+		err error
+	}
+	inFlight := func(r *testRouter, c *http.Client, hdr ...string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			req, err := http.NewRequest(http.MethodGet, r.url("/slow"), nil)
+			if err != nil {
+				ch <- answer{"", err}
+				return
+			}
+			for i := 0; i < len(hdr); i += 2 {
+				req.Header.Add(hdr[i], hdr[i+1])
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				ch <- answer{"", err}
+				return
+			}
+			defer resp.Body.Close()
+			_, err = io.ReadAll(resp.Body)
+			ch <- answer{resp.Header.Get("X-Served-By"), err}
+		}()
+		return ch
+	}
+
+	t.Run("requests in flight finish", func(t *testing.T) {
+		app, alice := newBackend(t, "app"), newBackend(t, "alice")
+		r := startRouter(t, Config{AppAddr: app.addr(), DrainTimeout: 5 * time.Second}, alice.route("alice", "x-dev=alice"))
+		toLaptop := inFlight(r, h1Client(t), "X-Dev", "alice")
+		toApp := inFlight(r, h2cClient(t))
+		<-alice.started
+		<-app.started
+		stopped := make(chan struct{})
+		go func() { r.stop(t); close(stopped) }()
+		select {
+		case <-stopped:
+			t.Fatal("Serve returned with requests in flight")
+		case <-time.After(300 * time.Millisecond): // well into the drain
+		}
+		close(alice.release)
+		close(app.release)
+		if a := <-toLaptop; a.err != nil || a.who != "alice" {
+			t.Errorf("the request to the laptop in flight: served by %q, %v; want alice", a.who, a.err)
+		}
+		if a := <-toApp; a.err != nil || a.who != "app" {
+			t.Errorf("the request to the app in flight: served by %q, %v; want app", a.who, a.err)
+		}
+		<-stopped
+	})
+
+	t.Run("a request that outlasts the drain fails", func(t *testing.T) {
+		app, alice := newBackend(t, "app"), newBackend(t, "alice")
+		r := startRouter(t, Config{AppAddr: app.addr(), DrainTimeout: 200 * time.Millisecond}, alice.route("alice", "x-dev=alice"))
+		slow := inFlight(r, h1Client(t))
+		<-app.started
+		start := time.Now()
+		r.stop(t)
+		if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+			t.Errorf("Serve returned %v after cancel, want after the 200ms drain", d)
+		}
+		if a := <-slow; a.err == nil {
+			t.Errorf("the request outlasting the drain was served by %q", a.who)
+		}
+	})
+}

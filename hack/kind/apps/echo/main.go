@@ -111,7 +111,7 @@ func serve(ctx context.Context, args []string) error {
 			n -= k
 		}
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	reply := func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Served-By", *name)
@@ -119,6 +119,18 @@ func serve(ctx context.Context, args []string) error {
 		if *logRequests {
 			fmt.Fprintf(os.Stdout, "%s %s\n", r.Method, r.URL.Path) // one write: lines do not interleave
 		}
+	}
+	mux.HandleFunc("/", reply)
+	// /slow?ms=N answers as / does, N ms (at most 30 s) after the request:
+	// a request in flight for as long as a test needs.
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(time.Duration(min(max(ms, 0), 30000)) * time.Millisecond):
+		}
+		reply(w, r)
 	})
 	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv.Protocols = new(http.Protocols)
@@ -213,6 +225,7 @@ func get(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	h2c := fs.Bool("h2c", false, "use cleartext HTTP/2")
 	interval := fs.Duration("interval", 0, "wait this long between requests (at most 1m), the connection idle")
+	method := fs.String("X", http.MethodGet, "the requests' method (POST: a client does not send it again on a new connection when the first breaks)")
 	var hs headers
 	fs.Var(&hs, "H", "header NAME=VALUE for every request; NAME=VALUE@i for request i only")
 	caFile := fs.String("ca", "", "verify https URLs against the CA certificates in this PEM file only (by the URL's host); each line then ends with the client's protocol")
@@ -236,7 +249,7 @@ func get(ctx context.Context, args []string) error {
 			case <-time.After(*interval):
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		req, err := http.NewRequestWithContext(ctx, *method, u, nil)
 		if err != nil {
 			return err
 		}
