@@ -16,6 +16,10 @@ import (
 // starts with "..", which no volume file and no mount path part can.
 const ownDir = "..kubectl-tele"
 
+// volumesDir, in ownDir, holds the volumes mounted by subPath, whole (see
+// podRun.writeVolume).
+const volumesDir = "volumes"
+
 // markerFile, in ownDir, says DIR is a --mount folder, and whether
 // kubectl-tele created it (then it removes it too).
 const markerFile = "mount"
@@ -86,6 +90,22 @@ func Clear(dir string) error {
 	} else if err != nil {
 		return err
 	}
+	// The marker goes last: a failure here leaves dir still ours.
+	if err := clearVolumes(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(dir, ownDir)); err != nil {
+		return err
+	}
+	if strings.Contains(string(marker), "created=true\n") {
+		return os.Remove(dir)
+	}
+	return nil
+}
+
+// clearVolumes removes every volume written under dir (its own folder's
+// copies of subPath volumes too), and keeps the marker.
+func clearVolumes(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -97,15 +117,9 @@ func Clear(dir string) error {
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}
-	// The marker goes last: a failure above leaves dir still ours.
+	errs = append(errs, os.RemoveAll(filepath.Join(dir, ownDir, volumesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("empty --mount folder %s: %w", dir, err)
-	}
-	if err := os.RemoveAll(filepath.Join(dir, ownDir)); err != nil {
-		return err
-	}
-	if strings.Contains(string(marker), "created=true\n") {
-		return os.Remove(dir)
 	}
 	return nil
 }

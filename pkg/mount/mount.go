@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,9 @@ type Mount struct {
 	cfg    Config
 	cancel context.CancelFunc
 	done   chan struct{}
+	// planned is the mounts (paths and volumes, in order) written last;
+	// run's goroutine alone uses it.
+	planned string
 
 	mu     sync.Mutex
 	status Status
@@ -143,6 +147,15 @@ func (m *Mount) run(ctx context.Context, first chan<- error) {
 	}
 }
 
+// planKey says which volume is mounted where, in order.
+func planKey(vols []Volume) string {
+	var b strings.Builder
+	for _, v := range vols {
+		fmt.Fprintf(&b, "%q %q %q %q\n", v.Name, v.Kind, v.Path, v.SubPath)
+	}
+	return b.String()
+}
+
 // errPodGone ends a podRun whose pod was deleted.
 var errPodGone = errors.New("the pod is gone")
 
@@ -197,6 +210,20 @@ func (r *podRun) run(ctx context.Context, ready func()) error {
 		return err
 	}
 	r.vols, r.skip = Plan(r.pod, r.c)
+	if planned := planKey(r.vols); planned != r.m.planned {
+		if r.m.planned != "" {
+			// The next pod mounts other volumes (its spec changed):
+			// what the last one's wrote goes first, so that nothing
+			// stays under DIR that this pod does not have (a Secret
+			// volume taken out of the spec), and a subPath volume's
+			// own folder, kept by the volume's index, is not read as
+			// another's.
+			if err := clearVolumes(cfg.Dir); err != nil {
+				return err
+			}
+		}
+		r.m.planned = planned
+	}
 	r.written = map[int]bool{}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -469,7 +496,7 @@ func (r *podRun) writeVolume(i int, v Volume, files []File) (bool, error) {
 	if v.SubPath == "" {
 		return writeVolume(at, files)
 	}
-	vol := filepath.Join(dir, ownDir, "volumes", strconv.Itoa(i))
+	vol := filepath.Join(dir, ownDir, volumesDir, strconv.Itoa(i))
 	changed, err := writeVolume(vol, files)
 	if err != nil {
 		return changed, err

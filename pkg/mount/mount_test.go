@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -101,8 +102,10 @@ func TestMount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The next pod's spec no longer mounts the Secret.
 		next := mountedPod()
 		next.Name, next.UID = "web-2", "uid-2"
+		next.Spec.Containers[0].VolumeMounts = slices.DeleteFunc(next.Spec.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "secret" })
 		if _, err := client.CoreV1().Pods("ns").Create(t.Context(), next, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -159,6 +162,14 @@ func TestMount(t *testing.T) {
 		}
 		if got := readFile(t, filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount/token")); got != "T3" {
 			t.Errorf("the next pod's token: %q, want T3", got)
+		}
+		for p, want := range map[string]string{"etc/app/config.yaml": "v: 2", "etc/one.yaml": "v: 2"} {
+			if got := readFile(t, filepath.Join(dir, p)); got != want {
+				t.Errorf("the next pod's %s: %q, want %q", p, got, want)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "etc/secret")); !os.IsNotExist(err) {
+			t.Errorf("the Secret the next pod does not mount: %v, want it gone", err)
 		}
 
 		if err := m.Close(); err != nil {
